@@ -1,0 +1,93 @@
+import { Value } from '@sinclair/typebox/value';
+import { ConfigSchema, type RawConfig } from './schema.ts';
+import { TallyError } from '../errors/tally-error.ts';
+
+export type DatabaseConfig =
+  | { kind: 'embedded'; dataDir: string }
+  | { kind: 'external'; connectionString: string };
+
+export interface Config {
+  raw: RawConfig;
+  host: string;
+  /** Port of the all-in-one and ingest HTTP server. */
+  serverPort: number;
+  database: DatabaseConfig;
+  kafka: { brokers: string[]; topic: string; groupId: string; extraTopics: string[] } | undefined;
+  redisUrl: string | undefined;
+}
+
+const KNOWN = new Set(Object.keys(ConfigSchema.properties));
+
+/** Parses and validates `env`; throws TALLY_CONFIG_INVALID naming every bad variable. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const input: Record<string, unknown> = {};
+  const problems: string[] = [];
+  for (const [name, value] of Object.entries(env)) {
+    if (value === undefined) continue;
+    if (KNOWN.has(name)) {
+      // An empty variable means "not set", as in most shells' `VAR= cmd`.
+      if (value !== '') input[name] = value;
+    } else if (name.startsWith('TALLY_') && !IGNORED_TALLY_VARS.has(name)) {
+      problems.push(`${name}: unknown Tally variable (known: ${[...KNOWN].filter((k) => k.startsWith('TALLY_')).join(', ')})`);
+    }
+  }
+  const converted = Value.Convert(ConfigSchema, Value.Default(ConfigSchema, input));
+  for (const error of Value.Errors(ConfigSchema, converted)) {
+    const name = error.path.replace(/^\//, '');
+    problems.push(`${name}: ${error.message} (got ${JSON.stringify((input as Record<string, unknown>)[name])})`);
+  }
+  if (problems.length > 0) {
+    throw new TallyError('TALLY_CONFIG_INVALID', `Invalid configuration:\n  ${problems.join('\n  ')}`);
+  }
+  const raw = converted as RawConfig;
+  return {
+    raw,
+    host: raw.TALLY_HOST,
+    serverPort: raw.SERVER_PORT ?? 8080,
+    database: databaseConfig(raw),
+    kafka: kafkaConfig(raw),
+    redisUrl: redisUrl(raw),
+  };
+}
+
+/** Variables that share the prefix but are not configuration (test and CI switches). */
+const IGNORED_TALLY_VARS = new Set(['TALLY_REQUIRE_ALL_SUITES', 'TALLY_TEST_DATABASE_URL']);
+
+function databaseConfig(raw: RawConfig): DatabaseConfig {
+  if (raw.DATABASE_URL) return { kind: 'external', connectionString: raw.DATABASE_URL };
+  const anyDbVar = [raw.DB_HOST, raw.DB_PORT, raw.DB_USER, raw.DB_PASSWORD, raw.DB_NAME].some((v) => v !== undefined);
+  if (!anyDbVar) return { kind: 'embedded', dataDir: raw.TALLY_DATA_DIR };
+  // Seed 000's defaults for whichever DB_* variable is missing.
+  const url = new URL('postgresql://localhost');
+  url.hostname = raw.DB_HOST ?? 'localhost';
+  url.port = String(raw.DB_PORT ?? 5432);
+  url.username = encodeURIComponent(raw.DB_USER ?? 'postgres');
+  url.password = encodeURIComponent(raw.DB_PASSWORD ?? 'postgres');
+  url.pathname = `/${encodeURIComponent(raw.DB_NAME ?? 'analytics')}`;
+  return { kind: 'external', connectionString: url.toString() };
+}
+
+function kafkaConfig(raw: RawConfig): Config['kafka'] {
+  const list = raw.KAFKA_BROKERS ?? raw.KAFKA_BROKER;
+  if (!list) return undefined;
+  return {
+    brokers: splitList(list),
+    topic: raw.KAFKA_TOPIC,
+    groupId: raw.KAFKA_GROUP_ID,
+    extraTopics: splitList(raw.TALLY_EXTRA_TOPICS),
+  };
+}
+
+function redisUrl(raw: RawConfig): string | undefined {
+  if (raw.REDIS_URL) return raw.REDIS_URL;
+  if (raw.REDIS_ADDR) return raw.REDIS_ADDR.includes('://') ? raw.REDIS_ADDR : `redis://${raw.REDIS_ADDR}`;
+  if (raw.REDIS_HOST) return `redis://${raw.REDIS_HOST}:${raw.REDIS_PORT ?? 6379}`;
+  return undefined;
+}
+
+export function splitList(value: string): string[] {
+  return value
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+}

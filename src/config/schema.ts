@@ -1,0 +1,72 @@
+import { Type, type Static } from '@sinclair/typebox';
+
+/**
+ * Every environment variable Tally reads, declared once. Values arrive as strings and are
+ * converted to the declared type before validation; anything not listed here is ignored, but
+ * a `TALLY_*` variable that is not listed is rejected as a likely typo.
+ * Names without the `TALLY_` prefix are the seeds' own (see ../shared/seeds).
+ */
+const Port = Type.Integer({ minimum: 0, maximum: 65535 });
+const PositiveInt = Type.Integer({ minimum: 1 });
+
+export const ConfigSchema = Type.Object({
+  // HTTP / roles
+  SERVER_PORT: Type.Optional(Port),
+  TALLY_HOST: Type.String({ default: '127.0.0.1', minLength: 1, description: 'Address the HTTP servers bind to' }),
+  TALLY_QUERY_PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 8081 }),
+  TALLY_GRPC_PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 50051 }),
+  METRICS_PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 9090 }),
+  TALLY_SERVICE_NAME: Type.Optional(Type.String({ minLength: 1, description: 'Name reported by /health' })),
+  TALLY_LOG_LEVEL: Type.Union(
+    ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)),
+    { default: 'info' },
+  ),
+
+  // PostgreSQL
+  DATABASE_URL: Type.Optional(Type.String({ pattern: '^postgres(ql)?://' })),
+  DB_HOST: Type.Optional(Type.String({ minLength: 1 })),
+  DB_PORT: Type.Optional(Port),
+  DB_USER: Type.Optional(Type.String({ minLength: 1 })),
+  DB_PASSWORD: Type.Optional(Type.String()),
+  DB_NAME: Type.Optional(Type.String({ minLength: 1 })),
+  TALLY_DATA_DIR: Type.String({ default: '.tally', minLength: 1 }),
+  TALLY_DB_POOL_SIZE: Type.Integer({ minimum: 2, maximum: 200, default: 10 }),
+
+  // Storage policy
+  TALLY_STORE_RAW: Type.Boolean({ default: true }),
+  TALLY_RAW_RETENTION_DAYS: Type.Integer({ minimum: 1, maximum: 3650, default: 30 }),
+
+  // Ingest limits and event validation
+  TALLY_MAX_BODY_BYTES: Type.Integer({ minimum: 1024, default: 1048576 }),
+  TALLY_MAX_DECOMPRESSED_BYTES: Type.Integer({ minimum: 1024, default: 10485760 }),
+  TALLY_MAX_EVENTS_PER_REQUEST: Type.Integer({ minimum: 1, maximum: 100000, default: 10000 }),
+  TALLY_MAX_FUTURE_SKEW_SEC: Type.Integer({ minimum: 0, default: 300 }),
+  TALLY_BATCH_LINGER_MS: Type.Number({ minimum: 0, maximum: 1000, default: 2 }),
+
+  // Kafka (seed names first)
+  KAFKA_BROKERS: Type.Optional(Type.String({ minLength: 1 })),
+  KAFKA_BROKER: Type.Optional(Type.String({ minLength: 1, description: 'Seed 003 spelling of KAFKA_BROKERS' })),
+  KAFKA_TOPIC: Type.String({ default: 'incoming.user_activity', minLength: 1 }),
+  KAFKA_GROUP_ID: Type.String({ default: 'user-activity-consumer-group', minLength: 1 }),
+  TALLY_EXTRA_TOPICS: Type.String({ default: '' }),
+  TALLY_KAFKA_PARTITIONS: Type.Integer({ minimum: 1, maximum: 10000, default: 6 }),
+  NUM_WORKERS: Type.Integer({ minimum: 1, maximum: 64, default: 1 }),
+  BATCH_SIZE: Type.Integer({ minimum: 1, maximum: 100000, default: 5000 }),
+  FLUSH_INTERVAL_SEC: Type.Number({ exclusiveMinimum: 0, maximum: 3600, default: 0.5 }),
+
+  // Redis
+  REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://' })),
+  REDIS_ADDR: Type.Optional(Type.String({ minLength: 1 })),
+  REDIS_HOST: Type.Optional(Type.String({ minLength: 1 })),
+  REDIS_PORT: Type.Optional(Port),
+  TALLY_CACHE_TTL_SEC: Type.Integer({ minimum: 1, default: 300 }),
+  TALLY_CACHE_MAX_ENTRIES: Type.Integer({ minimum: 1, default: 10000 }),
+
+  // Browser tracker / abuse limits
+  TALLY_CORS_ORIGINS: Type.String({ default: '*' }),
+  TALLY_HONOR_DNT: Type.Boolean({ default: false }),
+  TALLY_RATE_LIMIT: Type.Integer({ minimum: 1, default: 1000, description: 'Requests per second per API key' }),
+  TALLY_REQUEST_TIMEOUT_MS: Type.Integer({ minimum: 100, default: 30000 }),
+});
+
+export type RawConfig = Static<typeof ConfigSchema>;
