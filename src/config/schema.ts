@@ -7,7 +7,6 @@ import { Type, type Static } from '@sinclair/typebox';
  * Names without the `TALLY_` prefix are the seeds' own (see ../shared/seeds).
  */
 const Port = Type.Integer({ minimum: 0, maximum: 65535 });
-const PositiveInt = Type.Integer({ minimum: 1 });
 
 export const ConfigSchema = Type.Object({
   // HTTP / roles

@@ -1,0 +1,40 @@
+import type { Logger } from 'pino';
+
+const SHUTDOWN_DEADLINE_MS = 28_000;
+
+/**
+ * Wires SIGTERM, SIGINT and fatal errors to one guarded `stop()`. A clean stop exits 0; a
+ * stop that overruns the deadline (Kubernetes kills at 30 s) or a fatal error exits 1.
+ */
+export function handleShutdown(stop: () => Promise<void>, logger: Logger): void {
+  let stopping: Promise<void> | undefined;
+  const shutdown = (reason: string, exitCode: number) => {
+    if (stopping) return;
+    logger.info({ reason }, 'shutting down');
+    const deadline = setTimeout(() => {
+      logger.error('shutdown took too long; exiting');
+      process.exit(1);
+    }, SHUTDOWN_DEADLINE_MS);
+    deadline.unref();
+    stopping = stop().then(
+      () => {
+        logger.info('stopped');
+        process.exit(exitCode);
+      },
+      (err: unknown) => {
+        logger.error({ err }, 'error while stopping');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM', 0));
+  process.on('SIGINT', () => shutdown('SIGINT', 0));
+  process.on('uncaughtException', (err) => {
+    logger.fatal({ err }, 'uncaught exception');
+    shutdown('uncaughtException', 1);
+  });
+  process.on('unhandledRejection', (err) => {
+    logger.fatal({ err }, 'unhandled rejection');
+    shutdown('unhandledRejection', 1);
+  });
+}

@@ -1,0 +1,11 @@
+/** Field limits from DESIGN.md ("Event"). Lengths are counted in UTF-16 code units. */
+export const LIMITS = {
+  eventId: 128,
+  type: 128,
+  userId: 256,
+  url: 2048,
+  shortField: 256,
+  propertiesBytes: 32 * 1024,
+} as const;
+
+export const PAGE_VIEW_TYPE = 'page_view';

@@ -1,0 +1,35 @@
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync } from 'fastify';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import type { Logger } from 'pino';
+import { installErrorHandler } from './error-handler.ts';
+
+export interface AppDeps {
+  logger: Logger;
+  title: string;
+  requestTimeoutMs: number;
+  /** Route plugins, registered in order (ingest, query, ops, dashboard, ...). */
+  plugins: readonly FastifyPluginAsync[];
+}
+
+/** Builds the Fastify app without listening, so tests can inject() or listen on port 0. */
+export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: deps.logger as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: true }),
+    requestTimeout: deps.requestTimeoutMs,
+    connectionTimeout: deps.requestTimeoutMs,
+    return503OnClosing: true,
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: true, useDefaults: true, allErrors: true } },
+  });
+  installErrorHandler(app);
+  await app.register(swagger, {
+    openapi: {
+      info: { title: deps.title, version: '1', description: 'Real-time user-activity analytics' },
+      tags: [{ name: 'ingest' }, { name: 'query' }, { name: 'operations' }],
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+  for (const plugin of deps.plugins) await app.register(plugin);
+  return app;
+}

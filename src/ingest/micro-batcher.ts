@@ -1,0 +1,108 @@
+import type { TallyEvent } from '../event/types.ts';
+import { TallyError } from '../errors/tally-error.ts';
+
+export interface MicroBatcherOptions {
+  /** Commits one batch of events; resolves with a fresh/duplicate flag per event. */
+  commit: (events: TallyEvent[]) => Promise<boolean[]>;
+  maxBatchEvents: number;
+  lingerMs: number;
+  /** Requests beyond this many queued events are refused with 503 instead of queueing. */
+  maxQueuedEvents: number;
+}
+
+interface Pending {
+  events: TallyEvent[];
+  resolve: (fresh: boolean[]) => void;
+  reject: (err: unknown) => void;
+}
+
+/**
+ * Group commit for HTTP ingest: concurrent requests are coalesced into one transaction.
+ * While a batch commits, new requests queue up and form the next batch, so batches grow with
+ * load and a quiet server still answers within `lingerMs`. A request's promise settles only
+ * after its events are committed (or the commit failed).
+ */
+export class MicroBatcher {
+  readonly #opts: MicroBatcherOptions;
+  #queue: Pending[] = [];
+  #queuedEvents = 0;
+  #timer: NodeJS.Timeout | undefined;
+  #inFlight: Promise<void> | undefined;
+  #stopping = false;
+
+  constructor(options: MicroBatcherOptions) {
+    this.#opts = options;
+  }
+
+  get queuedEvents(): number {
+    return this.#queuedEvents;
+  }
+
+  submit(events: TallyEvent[]): Promise<boolean[]> {
+    if (this.#stopping) {
+      return Promise.reject(new TallyError('TALLY_SHUTTING_DOWN', 'Tally is shutting down; retry against another instance'));
+    }
+    if (this.#queuedEvents + events.length > this.#opts.maxQueuedEvents && this.#queuedEvents > 0) {
+      return Promise.reject(new TallyError('TALLY_UNAVAILABLE', 'ingest queue is full; retry shortly'));
+    }
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ events, resolve, reject });
+      this.#queuedEvents += events.length;
+      this.#schedule();
+    });
+  }
+
+  /** Refuses new work and waits until everything queued has been committed or failed. */
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    while (this.#inFlight !== undefined || this.#queue.length > 0) {
+      if (this.#inFlight === undefined) this.#flush();
+      await this.#inFlight;
+    }
+  }
+
+  #schedule(): void {
+    if (this.#inFlight !== undefined) return; // the running flush picks the queue up when done
+    if (this.#queuedEvents >= this.#opts.maxBatchEvents || this.#opts.lingerMs === 0) {
+      this.#flush();
+    } else {
+      this.#timer ??= setTimeout(() => this.#flush(), this.#opts.lingerMs);
+    }
+  }
+
+  #flush(): void {
+    if (this.#timer !== undefined) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+    }
+    if (this.#queue.length === 0) return;
+    const batch: Pending[] = [];
+    let size = 0;
+    // Whole requests only; a request larger than a batch goes alone.
+    while (this.#queue.length > 0 && (batch.length === 0 || size + this.#queue[0]!.events.length <= this.#opts.maxBatchEvents)) {
+      const next = this.#queue.shift()!;
+      batch.push(next);
+      size += next.events.length;
+    }
+    this.#queuedEvents -= size;
+    this.#inFlight = this.#commit(batch).finally(() => {
+      this.#inFlight = undefined;
+      // Requests that queued during the commit have waited long enough: commit them now.
+      if (this.#queue.length > 0) this.#flush();
+    });
+  }
+
+  async #commit(batch: Pending[]): Promise<void> {
+    const events = batch.length === 1 ? batch[0]!.events : batch.flatMap((p) => p.events);
+    try {
+      const fresh = await this.#opts.commit(events);
+      let offset = 0;
+      for (const p of batch) {
+        p.resolve(fresh.slice(offset, offset + p.events.length));
+        offset += p.events.length;
+      }
+    } catch (err) {
+      for (const p of batch) p.reject(err);
+    }
+  }
+}

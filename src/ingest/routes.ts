@@ -1,0 +1,96 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { TallyError } from '../errors/tally-error.ts';
+import type { Metrics } from '../observability/metrics.ts';
+import { decompress, parseEvents } from './decode-body.ts';
+import type { IngestOutcome, IngestService } from './ingest-service.ts';
+import { ingestResponseSchemas } from './schemas.ts';
+
+export interface IngestRoutesDeps {
+  ingest: IngestService;
+  metrics: Metrics;
+  maxBodyBytes: number;
+  maxDecompressedBytes: number;
+  maxEvents: number;
+  /** Which project a request writes to (auth decides; `default` without keys). */
+  projectOf: (request: FastifyRequest) => string;
+  /** True while shutting down: new ingest requests get 503. */
+  isStopping: () => boolean;
+}
+
+const JSON_TYPES = ['application/json', 'application/x-ndjson', 'application/ndjson', 'text/plain'];
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * Ingest endpoints: `POST /v1/events` (Tally's own), `POST /activity` (seed 000),
+ * `POST /ingest` (seed 003) and `POST /v1/collect` (browser beacons, text/plain).
+ */
+export function ingestRoutes(deps: IngestRoutesDeps) {
+  return async function plugin(app: FastifyInstance): Promise<void> {
+    app.removeAllContentTypeParsers();
+    app.addContentTypeParser(JSON_TYPES, { parseAs: 'buffer', bodyLimit: deps.maxBodyBytes }, (_req, body, done) =>
+      done(null, body),
+    );
+
+    const handle = (route: string, successStatus: number, allowText: boolean) =>
+      async function handler(request: FastifyRequest, reply: FastifyReply) {
+        const started = performance.now();
+        try {
+          if (deps.isStopping()) throw new TallyError('TALLY_SHUTTING_DOWN', 'Tally is shutting down; retry shortly');
+          const contentType = (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+          if (contentType === 'text/plain' && !allowText) {
+            throw new TallyError('TALLY_UNSUPPORTED_MEDIA_TYPE', `${route} takes application/json or application/x-ndjson`);
+          }
+          const raw = await decompress(
+            request.body as Buffer,
+            request.headers['content-encoding'],
+            deps.maxDecompressedBytes,
+          );
+          let text: string;
+          try {
+            text = utf8.decode(raw);
+          } catch {
+            throw new TallyError('TALLY_INVALID_JSON', 'request body is not valid UTF-8');
+          }
+          const ndjson = contentType === 'application/x-ndjson' || contentType === 'application/ndjson';
+          const { items } = parseEvents(text, ndjson, deps.maxEvents);
+          const outcome = await deps.ingest.ingest(deps.projectOf(request), items);
+          if (outcome.accepted === 0) {
+            throw new TallyError('TALLY_VALIDATION_FAILED', describeRejection(outcome), { details: outcome.rejected });
+          }
+          deps.metrics.ingestRequests.inc({ route, status: String(successStatus) });
+          return reply.code(successStatus).send(responseBody(outcome));
+        } catch (err) {
+          deps.metrics.ingestRequests.inc({ route, status: String((err as { statusCode?: number }).statusCode ?? 500) });
+          throw err;
+        } finally {
+          deps.metrics.ingestLatency.observe({ route }, (performance.now() - started) / 1000);
+        }
+      };
+
+    const schema = (summary: string, status: number) => ({
+      summary,
+      tags: ['ingest'],
+      consumes: JSON_TYPES,
+      response: ingestResponseSchemas(status),
+    });
+    app.post('/v1/events', { schema: schema('Ingest one event, a JSON array, or NDJSON', 202) }, handle('/v1/events', 202, false));
+    app.post('/activity', { schema: schema('Seed 000 activity event', 200) }, handle('/activity', 200, false));
+    app.post('/ingest', { schema: schema('Seed 003 click event', 200) }, handle('/ingest', 200, false));
+    app.post('/v1/collect', { schema: schema('Browser beacon (text/plain JSON)', 202) }, handle('/v1/collect', 202, true));
+  };
+}
+
+function responseBody(o: IngestOutcome) {
+  return {
+    accepted: o.accepted,
+    ...(o.duplicates !== undefined ? { duplicates: o.duplicates } : {}),
+    event_ids: o.eventIds,
+    ...(o.rejected.length > 0 ? { rejected: o.rejected } : {}),
+  };
+}
+
+function describeRejection(o: IngestOutcome): string {
+  const first = o.rejected[0];
+  const more = o.rejected.length > 1 ? ` (and ${o.rejected.length - 1} more problems)` : '';
+  return first ? `event ${first.index}: ${first.message}${more}` : 'no valid events';
+}

@@ -1,0 +1,26 @@
+import { Type } from '@sinclair/typebox';
+import { ErrorSchema } from '../http/schemas.ts';
+
+const FieldErrorSchema = Type.Object({
+  index: Type.Integer({ description: 'Position of the item in the request' }),
+  field: Type.String(),
+  code: Type.String(),
+  message: Type.String(),
+});
+
+export const IngestResponseSchema = Type.Object({
+  accepted: Type.Integer({ description: 'Valid events in the request, all durable now (duplicates included)' }),
+  duplicates: Type.Optional(Type.Integer({ description: 'Of those, how many were already stored (not counted again)' })),
+  event_ids: Type.Array(Type.String(), { description: 'Ids of the accepted events, in request order' }),
+  rejected: Type.Optional(Type.Array(FieldErrorSchema, { description: 'Problems with the items that were not stored' })),
+});
+
+export function ingestResponseSchemas(status: number) {
+  return {
+    [status]: IngestResponseSchema,
+    400: ErrorSchema,
+    413: ErrorSchema,
+    415: ErrorSchema,
+    503: ErrorSchema,
+  };
+}

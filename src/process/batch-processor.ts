@@ -1,0 +1,88 @@
+import pRetry, { AbortError } from 'p-retry';
+import type { Logger } from 'pino';
+import type { TallyEvent } from '../event/types.ts';
+import { isRetriable } from '../errors/tally-error.ts';
+import type { BatchInput, BatchResult, BatchWriter } from '../store/batch-writer.ts';
+import { LabelLimiter, type Metrics } from '../observability/metrics.ts';
+
+export interface RetryPolicy {
+  /** Give up after this long (ms); Infinity keeps retrying until stopped. */
+  maxRetryTimeMs: number;
+  minDelayMs: number;
+  maxDelayMs: number;
+}
+
+export interface BatchProcessorDeps {
+  writer: Pick<BatchWriter, 'write'>;
+  metrics: Metrics;
+  logger: Logger;
+  /** Called after every commit with the events stored for the first time. */
+  onCommit?: (events: readonly TallyEvent[]) => void;
+}
+
+/**
+ * Runs one batch through the storage transaction, retrying retriable failures (PostgreSQL
+ * down, deadlock) with capped exponential backoff and jitter, and records the outcome in the
+ * metrics. Non-retriable failures and a fence are returned to the caller at once.
+ */
+export class BatchProcessor {
+  readonly #deps: BatchProcessorDeps;
+  readonly #types = new LabelLimiter();
+  readonly #services = new LabelLimiter();
+
+  constructor(deps: BatchProcessorDeps) {
+    this.#deps = deps;
+  }
+
+  async process(input: BatchInput, policy: RetryPolicy, signal?: AbortSignal): Promise<BatchResult> {
+    const { metrics, logger } = this.#deps;
+    const started = performance.now();
+    const result = await pRetry(
+      async () => {
+        try {
+          return await this.#deps.writer.write(input);
+        } catch (err) {
+          metrics.processingErrors.inc({ kind: (err as { code?: string }).code ?? 'unknown' });
+          if (!isRetriable(err)) throw new AbortError(err as Error);
+          throw err;
+        }
+      },
+      {
+        retries: Number.POSITIVE_INFINITY,
+        factor: 2,
+        minTimeout: policy.minDelayMs,
+        maxTimeout: policy.maxDelayMs,
+        randomize: true,
+        maxRetryTime: policy.maxRetryTimeMs,
+        signal,
+        onFailedAttempt: ({ error, attemptNumber }) => {
+          metrics.dbRetries.inc();
+          logger.warn({ err: error, attempt: attemptNumber }, 'batch failed, retrying');
+        },
+      },
+    );
+    this.#record(result, performance.now() - started);
+    this.#deps.onCommit?.(result.insertedEvents);
+    return result;
+  }
+
+  #record(result: BatchResult, elapsedMs: number): void {
+    const { metrics } = this.#deps;
+    const now = Date.now();
+    metrics.processingDuration.observe(elapsedMs / 1000);
+    metrics.batchSize.observe(result.fresh.length);
+    metrics.eventsStored.inc(result.inserted);
+    metrics.lastCommit.set(now / 1000);
+    const counts = new Map<string, { type: string; service: string; n: number }>();
+    for (const e of result.insertedEvents) {
+      const k = `${e.type}\u0000${e.service ?? ''}`;
+      const c = counts.get(k);
+      if (c) c.n += 1;
+      else counts.set(k, { type: e.type, service: e.service ?? '', n: 1 });
+      metrics.e2eLatency.observe((now - e.receivedAt) / 1000);
+    }
+    for (const c of counts.values()) {
+      metrics.eventsProcessed.inc({ event_type: this.#types.value(c.type), service: this.#services.value(c.service) }, c.n);
+    }
+  }
+}

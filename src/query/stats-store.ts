@@ -1,0 +1,78 @@
+import type pg from 'pg';
+import type { Piece } from './range-pieces.ts';
+
+export const PAGE_VIEW = 'page_view';
+
+/** Which rows a rollup read counts. */
+export interface RollupFilter {
+  type?: string | undefined;
+  pageUrl?: string | undefined;
+}
+
+// The pieces travel as four parallel arrays and join against the rollup's primary key.
+const PIECES = `unnest($2::int2[], $3::float8[], $4::float8[], $5::int4[]) AS p(level, f, t, i)`;
+const PIECE_JOIN = `r.level = p.level AND r.bucket >= to_timestamp(p.f / 1000.0) AND r.bucket < to_timestamp(p.t / 1000.0)`;
+
+function pieceParams(project: string, pieces: readonly Piece[]): unknown[] {
+  return [project, pieces.map((p) => p.level), pieces.map((p) => p.from), pieces.map((p) => p.to), pieces.map((p) => p.index)];
+}
+
+/**
+ * Reads of the rollup tables. Every read takes the range as pieces (from range-pieces.ts), so
+ * it touches the coarsest level that fits, and sums per output bucket index.
+ */
+export class StatsStore {
+  readonly #pool: pg.Pool;
+
+  constructor(pool: pg.Pool) {
+    this.#pool = pool;
+  }
+
+  /** Event counts per output index, optionally of one type. */
+  async eventCounts(project: string, pieces: readonly Piece[], filter: RollupFilter): Promise<Map<number, number>> {
+    const params = pieceParams(project, pieces);
+    let sql = `SELECT p.i AS i, sum(r.count)::int8 AS n FROM ${PIECES} JOIN tally.rollup_events r ON ${PIECE_JOIN} WHERE r.project = $1`;
+    if (filter.type !== undefined) sql += ` AND r.type = $${params.push(filter.type)}`;
+    return this.#byIndex(sql + ' GROUP BY p.i', params);
+  }
+
+  /** Counts of events that carry a page_url, per output index, by type and/or page. */
+  async pageCounts(project: string, pieces: readonly Piece[], filter: RollupFilter): Promise<Map<number, number>> {
+    const params = pieceParams(project, pieces);
+    let sql = `SELECT p.i AS i, sum(r.count)::int8 AS n FROM ${PIECES} JOIN tally.rollup_pages r ON ${PIECE_JOIN} WHERE r.project = $1`;
+    if (filter.type !== undefined) sql += ` AND r.type = $${params.push(filter.type)}`;
+    if (filter.pageUrl !== undefined) sql += ` AND r.page_url = $${params.push(filter.pageUrl)}`;
+    return this.#byIndex(sql + ' GROUP BY p.i', params);
+  }
+
+  /** Exact distinct users per output index. */
+  async uniqueUsers(project: string, pieces: readonly Piece[]): Promise<Map<number, number>> {
+    const sql = `SELECT p.i AS i, count(DISTINCT r.user_id)::int8 AS n FROM ${PIECES}
+                   JOIN tally.rollup_users r ON ${PIECE_JOIN} WHERE r.project = $1 GROUP BY p.i`;
+    return this.#byIndex(sql, pieceParams(project, pieces));
+  }
+
+  async topPages(project: string, pieces: readonly Piece[], limit: number): Promise<{ page_url: string; views: number }[]> {
+    const params = [...pieceParams(project, pieces), PAGE_VIEW, limit];
+    const { rows } = await this.#pool.query<{ page_url: string; views: number }>(
+      `SELECT r.page_url, sum(r.count)::int8 AS views FROM ${PIECES} JOIN tally.rollup_pages r ON ${PIECE_JOIN}
+        WHERE r.project = $1 AND r.type = $6 GROUP BY r.page_url ORDER BY views DESC, r.page_url LIMIT $7`,
+      params,
+    );
+    return rows;
+  }
+
+  async eventTypes(project: string, pieces: readonly Piece[], limit: number): Promise<{ type: string; count: number }[]> {
+    const { rows } = await this.#pool.query<{ type: string; count: number }>(
+      `SELECT r.type, sum(r.count)::int8 AS count FROM ${PIECES} JOIN tally.rollup_events r ON ${PIECE_JOIN}
+        WHERE r.project = $1 GROUP BY r.type ORDER BY count DESC, r.type LIMIT $6`,
+      [...pieceParams(project, pieces), limit],
+    );
+    return rows;
+  }
+
+  async #byIndex(sql: string, params: unknown[]): Promise<Map<number, number>> {
+    const { rows } = await this.#pool.query<{ i: number; n: number }>(sql, params);
+    return new Map(rows.map((r) => [r.i, r.n]));
+  }
+}

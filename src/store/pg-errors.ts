@@ -1,0 +1,27 @@
+import { TallyError } from '../errors/tally-error.ts';
+
+const RETRIABLE_SQLSTATE_CLASSES = ['08', '53', '57', '58'];
+const RETRIABLE_SQLSTATES = new Set(['40001', '40P01', '55P03', '55006']);
+const RETRIABLE_NODE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENOTFOUND']);
+
+/**
+ * Wraps a PostgreSQL or connection error as a TallyError that says whether retrying may help:
+ * lost connections, server shutdown, deadlocks and serialization failures may; constraint or
+ * data errors will not.
+ */
+export function classifyPgError(err: unknown): TallyError {
+  if (err instanceof TallyError) return err;
+  const e = err as { code?: string; message?: string };
+  const code = typeof e.code === 'string' ? e.code : '';
+  const message = e.message ?? String(err);
+  const retriable =
+    RETRIABLE_NODE_CODES.has(code) ||
+    RETRIABLE_SQLSTATES.has(code) ||
+    (code.length === 5 && RETRIABLE_SQLSTATE_CLASSES.includes(code.slice(0, 2))) ||
+    /Connection terminated|connection timeout|Client has encountered a connection error|timeout exceeded when trying to connect|Connection ended/i.test(
+      message,
+    );
+  return new TallyError(retriable ? 'TALLY_DB_UNAVAILABLE' : 'TALLY_DB_ERROR', `PostgreSQL: ${message}`, {
+    cause: err,
+  });
+}

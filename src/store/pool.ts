@@ -1,0 +1,29 @@
+import pg from 'pg';
+
+// Bigint counts come back as strings by default; Tally's counts fit in a JS number.
+const types = {
+  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+    oid === pg.types.builtins.INT8 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+};
+
+export interface PoolOptions {
+  connectionString: string;
+  max: number;
+  applicationName: string;
+}
+
+/** Creates a pg pool whose idle-client errors are reported instead of crashing the process. */
+export function createPool(options: PoolOptions, onError: (err: Error) => void): pg.Pool {
+  const pool = new pg.Pool({
+    connectionString: options.connectionString,
+    max: options.max,
+    application_name: options.applicationName,
+    connectionTimeoutMillis: 5000,
+    idleTimeoutMillis: 30000,
+    // Statements that hang (a lock, a stuck server) fail instead of holding a batch forever.
+    statement_timeout: 60000,
+    types,
+  });
+  pool.on('error', onError);
+  return pool;
+}
