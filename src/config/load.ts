@@ -3,8 +3,7 @@ import { ConfigSchema, type RawConfig } from './schema.ts';
 import { TallyError } from '../errors/tally-error.ts';
 
 export type DatabaseConfig =
-  | { kind: 'embedded'; dataDir: string }
-  | { kind: 'external'; connectionString: string };
+  { kind: 'embedded'; dataDir: string } | { kind: 'external'; connectionString: string };
 
 export interface Config {
   raw: RawConfig;
@@ -28,13 +27,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       // An empty variable means "not set", as in most shells' `VAR= cmd`.
       if (value !== '') input[name] = value;
     } else if (name.startsWith('TALLY_') && !IGNORED_TALLY_VARS.has(name)) {
-      problems.push(`${name}: unknown Tally variable (known: ${[...KNOWN].filter((k) => k.startsWith('TALLY_')).join(', ')})`);
+      problems.push(
+        `${name}: unknown Tally variable (known: ${[...KNOWN].filter((k) => k.startsWith('TALLY_')).join(', ')})`,
+      );
     }
   }
   const converted = Value.Convert(ConfigSchema, Value.Default(ConfigSchema, input));
   for (const error of Value.Errors(ConfigSchema, converted)) {
     const name = error.path.replace(/^\//, '');
-    problems.push(`${name}: ${error.message} (got ${JSON.stringify((input as Record<string, unknown>)[name])})`);
+    problems.push(`${name}: ${error.message} (got ${JSON.stringify(input[name])})`);
   }
   if (problems.length > 0) {
     throw new TallyError('TALLY_CONFIG_INVALID', `Invalid configuration:\n  ${problems.join('\n  ')}`);
@@ -55,7 +56,9 @@ const IGNORED_TALLY_VARS = new Set(['TALLY_REQUIRE_ALL_SUITES', 'TALLY_TEST_DATA
 
 function databaseConfig(raw: RawConfig): DatabaseConfig {
   if (raw.DATABASE_URL) return { kind: 'external', connectionString: raw.DATABASE_URL };
-  const anyDbVar = [raw.DB_HOST, raw.DB_PORT, raw.DB_USER, raw.DB_PASSWORD, raw.DB_NAME].some((v) => v !== undefined);
+  const anyDbVar = [raw.DB_HOST, raw.DB_PORT, raw.DB_USER, raw.DB_PASSWORD, raw.DB_NAME].some(
+    (v) => v !== undefined,
+  );
   if (!anyDbVar) return { kind: 'embedded', dataDir: raw.TALLY_DATA_DIR };
   // Seed 000's defaults for whichever DB_* variable is missing.
   const url = new URL('postgresql://localhost');

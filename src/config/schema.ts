@@ -11,7 +11,11 @@ const Port = Type.Integer({ minimum: 0, maximum: 65535 });
 export const ConfigSchema = Type.Object({
   // HTTP / roles
   SERVER_PORT: Type.Optional(Port),
-  TALLY_HOST: Type.String({ default: '127.0.0.1', minLength: 1, description: 'Address the HTTP servers bind to' }),
+  TALLY_HOST: Type.String({
+    default: '127.0.0.1',
+    minLength: 1,
+    description: 'Address the HTTP servers bind to',
+  }),
   TALLY_QUERY_PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 8081 }),
   TALLY_GRPC_PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 50051 }),
   METRICS_PORT: Type.Integer({ minimum: 0, maximum: 65535, default: 9090 }),
@@ -44,7 +48,9 @@ export const ConfigSchema = Type.Object({
 
   // Kafka (seed names first)
   KAFKA_BROKERS: Type.Optional(Type.String({ minLength: 1 })),
-  KAFKA_BROKER: Type.Optional(Type.String({ minLength: 1, description: 'Seed 003 spelling of KAFKA_BROKERS' })),
+  KAFKA_BROKER: Type.Optional(
+    Type.String({ minLength: 1, description: 'Seed 003 spelling of KAFKA_BROKERS' }),
+  ),
   KAFKA_TOPIC: Type.String({ default: 'incoming.user_activity', minLength: 1 }),
   KAFKA_GROUP_ID: Type.String({ default: 'user-activity-consumer-group', minLength: 1 }),
   TALLY_EXTRA_TOPICS: Type.String({ default: '' }),
@@ -64,7 +70,11 @@ export const ConfigSchema = Type.Object({
   // Browser tracker / abuse limits
   TALLY_CORS_ORIGINS: Type.String({ default: '*' }),
   TALLY_HONOR_DNT: Type.Boolean({ default: false }),
-  TALLY_RATE_LIMIT: Type.Integer({ minimum: 1, default: 1000, description: 'Requests per second per API key' }),
+  TALLY_RATE_LIMIT: Type.Integer({
+    minimum: 1,
+    default: 1000,
+    description: 'Requests per second per API key',
+  }),
   TALLY_REQUEST_TIMEOUT_MS: Type.Integer({ minimum: 100, default: 30000 }),
 });
 

@@ -27,14 +27,21 @@ export function normalizeEvent(input: unknown, ctx: NormalizeContext): Normalize
   const issues: ValidationIssue[] = [];
 
   const eventId = optionalString(src, 'event_id', LIMITS.eventId, issues);
-  const type = requiredString(src, firstPresent(src, ['type', 'event_type', 'activity_type']), LIMITS.type, issues);
+  const type = requiredString(
+    src,
+    firstPresent(src, ['type', 'event_type', 'activity_type']),
+    LIMITS.type,
+    issues,
+  );
   const userId = requiredString(src, 'user_id', LIMITS.userId, issues);
-  const pageUrl = src.page_url !== undefined || metadata === undefined
-    ? optionalString(src, 'page_url', LIMITS.url, issues)
-    : optionalString(metadata, 'page_url', LIMITS.url, issues, 'metadata.page_url');
-  const referrer = src.referrer !== undefined || metadata === undefined
-    ? optionalString(src, 'referrer', LIMITS.url, issues)
-    : optionalString(metadata, 'referrer', LIMITS.url, issues, 'metadata.referrer');
+  const pageUrl =
+    src.page_url !== undefined || metadata === undefined
+      ? optionalString(src, 'page_url', LIMITS.url, issues)
+      : optionalString(metadata, 'page_url', LIMITS.url, issues, 'metadata.page_url');
+  const referrer =
+    src.referrer !== undefined || metadata === undefined
+      ? optionalString(src, 'referrer', LIMITS.url, issues)
+      : optionalString(metadata, 'referrer', LIMITS.url, issues, 'metadata.referrer');
   const sessionId = optionalString(src, 'session_id', LIMITS.shortField, issues);
   const service = optionalString(src, 'service', LIMITS.shortField, issues);
   const properties = readProperties(src, metadata, issues);
@@ -59,14 +66,22 @@ export function normalizeEvent(input: unknown, ctx: NormalizeContext): Normalize
   };
 }
 
-function readEventTime(src: Record<string, unknown>, ctx: NormalizeContext, issues: ValidationIssue[]): number | undefined {
+function readEventTime(
+  src: Record<string, unknown>,
+  ctx: NormalizeContext,
+  issues: ValidationIssue[],
+): number | undefined {
   const field = firstPresent(src, ['timestamp', 'time_stamp']);
   const raw = src[field];
   let ts = ctx.receivedAt;
   if (raw !== undefined && raw !== null) {
     const parsed = parseTimestamp(raw);
     if (parsed === undefined) {
-      issues.push({ field, code: 'TALLY_INVALID_TIMESTAMP', message: `${field} must be an ISO-8601 date-time or epoch milliseconds` });
+      issues.push({
+        field,
+        code: 'TALLY_INVALID_TIMESTAMP',
+        message: `${field} must be an ISO-8601 date-time or epoch milliseconds`,
+      });
       return undefined;
     }
     ts = parsed;
@@ -74,7 +89,11 @@ function readEventTime(src: Record<string, unknown>, ctx: NormalizeContext, issu
   if (src.sent_at !== undefined && src.sent_at !== null) {
     const sentAt = parseTimestamp(src.sent_at);
     if (sentAt === undefined) {
-      issues.push({ field: 'sent_at', code: 'TALLY_INVALID_TIMESTAMP', message: 'sent_at must be an ISO-8601 date-time or epoch milliseconds' });
+      issues.push({
+        field: 'sent_at',
+        code: 'TALLY_INVALID_TIMESTAMP',
+        message: 'sent_at must be an ISO-8601 date-time or epoch milliseconds',
+      });
       return undefined;
     }
     // The client's clock is off by (sent_at - received_at); move the event time by the same amount.
@@ -89,7 +108,11 @@ function readEventTime(src: Record<string, unknown>, ctx: NormalizeContext, issu
     return undefined;
   }
   if (ts < 0) {
-    issues.push({ field, code: 'TALLY_INVALID_TIMESTAMP', message: `${field} is before 1970 after clock-skew correction` });
+    issues.push({
+      field,
+      code: 'TALLY_INVALID_TIMESTAMP',
+      message: `${field} is before 1970 after clock-skew correction`,
+    });
     return undefined;
   }
   return ts;
@@ -108,7 +131,9 @@ function readProperties(
   }
   if (value === undefined && metadata !== undefined) {
     // Seed 000 keeps page_url and referrer in metadata; anything else in it becomes a property.
-    const rest = Object.fromEntries(Object.entries(metadata).filter(([k]) => k !== 'page_url' && k !== 'referrer'));
+    const rest = Object.fromEntries(
+      Object.entries(metadata).filter(([k]) => k !== 'page_url' && k !== 'referrer'),
+    );
     if (Object.keys(rest).length === 0) return null;
     field = 'metadata';
     value = rest;
@@ -125,7 +150,11 @@ function readProperties(
   }
   const json = JSON.stringify(value);
   if (Buffer.byteLength(json) > LIMITS.propertiesBytes) {
-    issues.push({ field, code: 'TALLY_FIELD_TOO_LONG', message: `${field} must be at most ${LIMITS.propertiesBytes} bytes serialized` });
+    issues.push({
+      field,
+      code: 'TALLY_FIELD_TOO_LONG',
+      message: `${field} must be at most ${LIMITS.propertiesBytes} bytes serialized`,
+    });
     return null;
   }
   return json;
@@ -178,7 +207,11 @@ function optionalString(
   }
   if (value.length === 0) return null;
   if (value.length > max) {
-    issues.push({ field, code: 'TALLY_FIELD_TOO_LONG', message: `${field} must be at most ${max} characters` });
+    issues.push({
+      field,
+      code: 'TALLY_FIELD_TOO_LONG',
+      message: `${field} must be at most ${max} characters`,
+    });
     return null;
   }
   const problem = unstorableText(value);
@@ -190,7 +223,7 @@ function optionalString(
 }
 
 function firstPresent(src: Record<string, unknown>, names: string[]): string {
-  return names.find((n) => src[n] !== undefined && src[n] !== null) ?? names[0]!;
+  return names.find((n) => src[n] !== undefined && src[n] !== null) ?? names[0];
 }
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {

@@ -23,7 +23,8 @@ export function parseTimestamp(value: unknown): number | undefined {
   const hour = Number(h);
   const minute = Number(mi);
   const second = s === undefined ? 0 : Number(s);
-  if (month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 60) return undefined;
+  if (month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 60)
+    return undefined;
   const ms = frac === undefined ? 0 : Math.trunc(Number(`0.${frac}`) * 1000);
   let t = Date.UTC(Number(y), month - 1, day, hour, minute, Math.min(second, 59), ms);
   // Date.UTC rolls 2024-02-31 over into March: reject instead of guessing.

@@ -1,4 +1,9 @@
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyPluginAsync } from 'fastify';
+import Fastify, {
+  LogController,
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyPluginAsync,
+} from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { Logger } from 'pino';
@@ -14,13 +19,17 @@ export interface AppDeps {
 
 /** Builds the Fastify app without listening, so tests can inject() or listen on port 0. */
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  // pino's Logger is a FastifyBaseLogger; naming the wider type keeps the app's type the default one.
+  const loggerInstance: FastifyBaseLogger = deps.logger;
   const app = Fastify({
-    loggerInstance: deps.logger as FastifyBaseLogger,
+    loggerInstance,
     logController: new LogController({ disableRequestLogging: true }),
     requestTimeout: deps.requestTimeoutMs,
     connectionTimeout: deps.requestTimeoutMs,
     return503OnClosing: true,
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: true, useDefaults: true, allErrors: true } },
+    ajv: {
+      customOptions: { removeAdditional: false, coerceTypes: true, useDefaults: true, allErrors: true },
+    },
   });
   installErrorHandler(app);
   await app.register(swagger, {

@@ -54,31 +54,57 @@ export function installErrorHandler(app: FastifyInstance): void {
     }
     if (error.validation) {
       const details = error.validation.map((v) => {
-        const params = (v.params ?? {}) as Record<string, unknown>;
+        const params = v.params ?? {};
         if (typeof params.additionalProperty === 'string') {
           const field = params.additionalProperty;
-          return { index: 0, field, code: 'TALLY_INVALID_QUERY', message: `${field} is not a known parameter` };
+          return {
+            index: 0,
+            field,
+            code: 'TALLY_INVALID_QUERY',
+            message: `${field} is not a known parameter`,
+          };
         }
         const field =
-          (v.instancePath || '').replace(/^\//, '').replaceAll('/', '.') || String(params.missingProperty ?? '(request)');
-        const allowed = Array.isArray(params.allowedValues) ? `: one of ${params.allowedValues.join(', ')}` : '';
-        return { index: 0, field, code: 'TALLY_INVALID_QUERY', message: `${field} ${v.message ?? 'is invalid'}${allowed}` };
+          (v.instancePath || '').replace(/^\//, '').replaceAll('/', '.') ||
+          (typeof params.missingProperty === 'string' ? params.missingProperty : '(request)');
+        const allowed = Array.isArray(params.allowedValues)
+          ? `: one of ${params.allowedValues.join(', ')}`
+          : '';
+        return {
+          index: 0,
+          field,
+          code: 'TALLY_INVALID_QUERY',
+          message: `${field} ${v.message ?? 'is invalid'}${allowed}`,
+        };
       });
       const where = error.validationContext ?? 'request';
       return sendError(
         reply,
-        new TallyError('TALLY_INVALID_QUERY', `invalid ${where}: ${details.map((d) => d.message).join('; ')}`, { details }),
+        new TallyError(
+          'TALLY_INVALID_QUERY',
+          `invalid ${where}: ${details.map((d) => d.message).join('; ')}`,
+          { details },
+        ),
       );
     }
     const mapped = error.code ? FASTIFY_CODES[error.code] : undefined;
     if (mapped) return sendError(reply, new TallyError(mapped, error.message));
     if (error.statusCode !== undefined && error.statusCode < 500) {
-      return sendError(reply, new TallyError(error.statusCode === 429 ? 'TALLY_RATE_LIMITED' : 'TALLY_VALIDATION_FAILED', error.message));
+      return sendError(
+        reply,
+        new TallyError(
+          error.statusCode === 429 ? 'TALLY_RATE_LIMITED' : 'TALLY_VALIDATION_FAILED',
+          error.message,
+        ),
+      );
     }
     request.log.error({ err: error }, 'unhandled error');
     return sendError(reply, new TallyError('TALLY_INTERNAL', 'internal error'));
   });
   app.setNotFoundHandler((request, reply) =>
-    sendError(reply, new TallyError('TALLY_NOT_FOUND', `no route for ${request.method} ${request.url.split('?')[0]}`)),
+    sendError(
+      reply,
+      new TallyError('TALLY_NOT_FOUND', `no route for ${request.method} ${request.url.split('?')[0]}`),
+    ),
   );
 }

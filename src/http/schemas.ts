@@ -8,7 +8,12 @@ export const ErrorSchema = Type.Object(
     message: Type.String(),
     errors: Type.Optional(
       Type.Array(
-        Type.Object({ index: Type.Integer(), field: Type.String(), code: Type.String(), message: Type.String() }),
+        Type.Object({
+          index: Type.Integer(),
+          field: Type.String(),
+          code: Type.String(),
+          message: Type.String(),
+        }),
       ),
     ),
   },

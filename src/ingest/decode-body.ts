@@ -21,11 +21,18 @@ export interface DecodedBody {
 }
 
 /** Undoes Content-Encoding (gzip, deflate, identity) under a decompressed-size cap. */
-export async function decompress(body: Buffer, encoding: string | undefined, maxBytes: number): Promise<Buffer> {
+export async function decompress(
+  body: Buffer,
+  encoding: string | undefined,
+  maxBytes: number,
+): Promise<Buffer> {
   const enc = (encoding ?? 'identity').trim().toLowerCase();
   if (enc === 'identity' || enc === '') return body;
   if (enc !== 'gzip' && enc !== 'x-gzip' && enc !== 'deflate') {
-    throw new TallyError('TALLY_UNSUPPORTED_ENCODING', `Content-Encoding ${enc} is not supported (use gzip, deflate or identity)`);
+    throw new TallyError(
+      'TALLY_UNSUPPORTED_ENCODING',
+      `Content-Encoding ${enc} is not supported (use gzip, deflate or identity)`,
+    );
   }
   try {
     const fn = enc === 'deflate' ? inflateAsync : gunzipAsync;
@@ -58,9 +65,16 @@ export function parseEvents(text: string, ndjson: boolean, maxEvents: number): D
 
 function parseItem(line: string): BodyItem {
   try {
-    return { ok: true, value: sjson.parse(line, undefined, { protoAction: 'error', constructorAction: 'error' }) };
+    return {
+      ok: true,
+      value: sjson.parse(line, undefined, { protoAction: 'error', constructorAction: 'error' }),
+    };
   } catch (err) {
-    return { ok: false, code: 'TALLY_INVALID_JSON', message: `line is not valid JSON: ${(err as Error).message}` };
+    return {
+      ok: false,
+      code: 'TALLY_INVALID_JSON',
+      message: `line is not valid JSON: ${(err as Error).message}`,
+    };
   }
 }
 
@@ -75,5 +89,6 @@ function parseJson(text: string): unknown {
 
 function checkCount(count: number, max: number): void {
   if (count === 0) throw new TallyError('TALLY_VALIDATION_FAILED', 'request body contains no events');
-  if (count > max) throw new TallyError('TALLY_TOO_MANY_EVENTS', `at most ${max} events per request (got ${count})`);
+  if (count > max)
+    throw new TallyError('TALLY_TOO_MANY_EVENTS', `at most ${max} events per request (got ${count})`);
 }

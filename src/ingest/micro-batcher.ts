@@ -40,7 +40,9 @@ export class MicroBatcher {
 
   submit(events: TallyEvent[]): Promise<boolean[]> {
     if (this.#stopping) {
-      return Promise.reject(new TallyError('TALLY_SHUTTING_DOWN', 'Tally is shutting down; retry against another instance'));
+      return Promise.reject(
+        new TallyError('TALLY_SHUTTING_DOWN', 'Tally is shutting down; retry against another instance'),
+      );
     }
     if (this.#queuedEvents + events.length > this.#opts.maxQueuedEvents && this.#queuedEvents > 0) {
       return Promise.reject(new TallyError('TALLY_UNAVAILABLE', 'ingest queue is full; retry shortly'));
@@ -79,7 +81,10 @@ export class MicroBatcher {
     const batch: Pending[] = [];
     let size = 0;
     // Whole requests only; a request larger than a batch goes alone.
-    while (this.#queue.length > 0 && (batch.length === 0 || size + this.#queue[0]!.events.length <= this.#opts.maxBatchEvents)) {
+    while (
+      this.#queue.length > 0 &&
+      (batch.length === 0 || size + this.#queue[0].events.length <= this.#opts.maxBatchEvents)
+    ) {
       const next = this.#queue.shift()!;
       batch.push(next);
       size += next.events.length;
@@ -93,7 +98,7 @@ export class MicroBatcher {
   }
 
   async #commit(batch: Pending[]): Promise<void> {
-    const events = batch.length === 1 ? batch[0]!.events : batch.flatMap((p) => p.events);
+    const events = batch.length === 1 ? batch[0].events : batch.flatMap((p) => p.events);
     try {
       const fresh = await this.#opts.commit(events);
       let offset = 0;

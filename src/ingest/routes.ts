@@ -27,18 +27,24 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
 export function ingestRoutes(deps: IngestRoutesDeps) {
   return async function plugin(app: FastifyInstance): Promise<void> {
     app.removeAllContentTypeParsers();
-    app.addContentTypeParser(JSON_TYPES, { parseAs: 'buffer', bodyLimit: deps.maxBodyBytes }, (_req, body, done) =>
-      done(null, body),
+    app.addContentTypeParser(
+      JSON_TYPES,
+      { parseAs: 'buffer', bodyLimit: deps.maxBodyBytes },
+      (_req, body, done) => done(null, body),
     );
 
     const handle = (route: string, successStatus: number, allowText: boolean) =>
       async function handler(request: FastifyRequest, reply: FastifyReply) {
         const started = performance.now();
         try {
-          if (deps.isStopping()) throw new TallyError('TALLY_SHUTTING_DOWN', 'Tally is shutting down; retry shortly');
-          const contentType = (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+          if (deps.isStopping())
+            throw new TallyError('TALLY_SHUTTING_DOWN', 'Tally is shutting down; retry shortly');
+          const contentType = (request.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
           if (contentType === 'text/plain' && !allowText) {
-            throw new TallyError('TALLY_UNSUPPORTED_MEDIA_TYPE', `${route} takes application/json or application/x-ndjson`);
+            throw new TallyError(
+              'TALLY_UNSUPPORTED_MEDIA_TYPE',
+              `${route} takes application/json or application/x-ndjson`,
+            );
           }
           const raw = await decompress(
             request.body as Buffer,
@@ -55,12 +61,17 @@ export function ingestRoutes(deps: IngestRoutesDeps) {
           const { items } = parseEvents(text, ndjson, deps.maxEvents);
           const outcome = await deps.ingest.ingest(deps.projectOf(request), items);
           if (outcome.accepted === 0) {
-            throw new TallyError('TALLY_VALIDATION_FAILED', describeRejection(outcome), { details: outcome.rejected });
+            throw new TallyError('TALLY_VALIDATION_FAILED', describeRejection(outcome), {
+              details: outcome.rejected,
+            });
           }
           deps.metrics.ingestRequests.inc({ route, status: String(successStatus) });
           return reply.code(successStatus).send(responseBody(outcome));
         } catch (err) {
-          deps.metrics.ingestRequests.inc({ route, status: String((err as { statusCode?: number }).statusCode ?? 500) });
+          deps.metrics.ingestRequests.inc({
+            route,
+            status: String((err as { statusCode?: number }).statusCode ?? 500),
+          });
           throw err;
         } finally {
           deps.metrics.ingestLatency.observe({ route }, (performance.now() - started) / 1000);
@@ -73,10 +84,22 @@ export function ingestRoutes(deps: IngestRoutesDeps) {
       consumes: JSON_TYPES,
       response: ingestResponseSchemas(status),
     });
-    app.post('/v1/events', { schema: schema('Ingest one event, a JSON array, or NDJSON', 202) }, handle('/v1/events', 202, false));
-    app.post('/activity', { schema: schema('Seed 000 activity event', 200) }, handle('/activity', 200, false));
+    app.post(
+      '/v1/events',
+      { schema: schema('Ingest one event, a JSON array, or NDJSON', 202) },
+      handle('/v1/events', 202, false),
+    );
+    app.post(
+      '/activity',
+      { schema: schema('Seed 000 activity event', 200) },
+      handle('/activity', 200, false),
+    );
     app.post('/ingest', { schema: schema('Seed 003 click event', 200) }, handle('/ingest', 200, false));
-    app.post('/v1/collect', { schema: schema('Browser beacon (text/plain JSON)', 202) }, handle('/v1/collect', 202, true));
+    app.post(
+      '/v1/collect',
+      { schema: schema('Browser beacon (text/plain JSON)', 202) },
+      handle('/v1/collect', 202, true),
+    );
   };
 }
 

@@ -9,10 +9,16 @@ const FieldErrorSchema = Type.Object({
 });
 
 export const IngestResponseSchema = Type.Object({
-  accepted: Type.Integer({ description: 'Valid events in the request, all durable now (duplicates included)' }),
-  duplicates: Type.Optional(Type.Integer({ description: 'Of those, how many were already stored (not counted again)' })),
+  accepted: Type.Integer({
+    description: 'Valid events in the request, all durable now (duplicates included)',
+  }),
+  duplicates: Type.Optional(
+    Type.Integer({ description: 'Of those, how many were already stored (not counted again)' }),
+  ),
   event_ids: Type.Array(Type.String(), { description: 'Ids of the accepted events, in request order' }),
-  rejected: Type.Optional(Type.Array(FieldErrorSchema, { description: 'Problems with the items that were not stored' })),
+  rejected: Type.Optional(
+    Type.Array(FieldErrorSchema, { description: 'Problems with the items that were not stored' }),
+  ),
 });
 
 export function ingestResponseSchemas(status: number) {

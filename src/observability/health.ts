@@ -22,11 +22,15 @@ export async function readiness(checks: readonly HealthCheck[], timeoutMs = 2000
         ]);
         return [c.name, status] as const;
       } catch {
-        return [c.name, 'down' as HealthStatus] as const;
+        return [c.name, 'down'] as const;
       }
     }),
   );
   const statuses = results.map(([, s]) => s);
-  const status = statuses.includes('down') ? 'unavailable' : statuses.includes('degraded') ? 'degraded' : 'ready';
+  const status = statuses.includes('down')
+    ? 'unavailable'
+    : statuses.includes('degraded')
+      ? 'degraded'
+      : 'ready';
   return { status, checks: Object.fromEntries(results) };
 }

@@ -8,6 +8,8 @@ export function createLogger(level: string, name = 'tally'): Logger {
   return pino({
     name,
     level,
-    ...(pretty ? { transport: { target: 'pino-pretty', options: { colorize: true, ignore: 'pid,hostname' } } } : {}),
+    ...(pretty
+      ? { transport: { target: 'pino-pretty', options: { colorize: true, ignore: 'pid,hostname' } } }
+      : {}),
   });
 }

@@ -17,14 +17,22 @@ export function opsRoutes(deps: OpsRoutesDeps) {
       status: 'healthy',
       service: deps.serviceName,
     }));
-    app.get('/ready', { schema: { tags, summary: 'Readiness: 503 while a required dependency is down' } }, async (_req, reply) => {
-      if (deps.isStopping()) return reply.code(503).send({ status: 'stopping', checks: {} });
-      const report = await readiness(deps.checks);
-      return reply.code(report.status === 'unavailable' ? 503 : 200).send(report);
-    });
-    app.get('/metrics', { schema: { tags, summary: 'Prometheus metrics', hide: false } }, async (_req, reply) => {
-      const body = await deps.registry.metrics();
-      return reply.type(deps.registry.contentType).send(body);
-    });
+    app.get(
+      '/ready',
+      { schema: { tags, summary: 'Readiness: 503 while a required dependency is down' } },
+      async (_req, reply) => {
+        if (deps.isStopping()) return reply.code(503).send({ status: 'stopping', checks: {} });
+        const report = await readiness(deps.checks);
+        return reply.code(report.status === 'unavailable' ? 503 : 200).send(report);
+      },
+    );
+    app.get(
+      '/metrics',
+      { schema: { tags, summary: 'Prometheus metrics', hide: false } },
+      async (_req, reply) => {
+        const body = await deps.registry.metrics();
+        return reply.type(deps.registry.contentType).send(body);
+      },
+    );
   };
 }

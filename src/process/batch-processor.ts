@@ -82,7 +82,10 @@ export class BatchProcessor {
       metrics.e2eLatency.observe((now - e.receivedAt) / 1000);
     }
     for (const c of counts.values()) {
-      metrics.eventsProcessed.inc({ event_type: this.#types.value(c.type), service: this.#services.value(c.service) }, c.n);
+      metrics.eventsProcessed.inc(
+        { event_type: this.#types.value(c.type), service: this.#services.value(c.service) },
+        c.n,
+      );
     }
   }
 }

@@ -28,12 +28,26 @@ export function queryRoutes(deps: QueryRoutesDeps) {
     const tags = ['query'];
     app.get<{ Querystring: Static<typeof RangeQuery> }>(
       '/v1/stats/summary',
-      { schema: { tags, summary: 'Events, page views and exact unique users in a range', querystring: RangeQuery, response: { 200: SummaryResponse, ...errorResponses } } },
+      {
+        schema: {
+          tags,
+          summary: 'Events, page views and exact unique users in a range',
+          querystring: RangeQuery,
+          response: { 200: SummaryResponse, ...errorResponses },
+        },
+      },
       (request) => deps.stats.summary(deps.projectOf(request), resolveRange(request.query)),
     );
     app.get<{ Querystring: Static<typeof TimeseriesQuery> }>(
       '/v1/stats/timeseries',
-      { schema: { tags, summary: 'A metric per minute, hour or day, zero-filled, in any IANA zone', querystring: TimeseriesQuery, response: { 200: TimeseriesResponse, ...errorResponses } } },
+      {
+        schema: {
+          tags,
+          summary: 'A metric per minute, hour or day, zero-filled, in any IANA zone',
+          querystring: TimeseriesQuery,
+          response: { 200: TimeseriesResponse, ...errorResponses },
+        },
+      },
       (request) => {
         const q = request.query;
         return deps.stats.timeseries(deps.projectOf(request), resolveRange(q), {
@@ -47,20 +61,48 @@ export function queryRoutes(deps: QueryRoutesDeps) {
     );
     app.get<{ Querystring: Static<typeof LimitQuery> }>(
       '/v1/stats/top-pages',
-      { schema: { tags, summary: 'Most viewed pages', querystring: LimitQuery, response: { 200: TopPagesResponse, ...errorResponses } } },
-      (request) => deps.stats.topPages(deps.projectOf(request), resolveRange(request.query), request.query.limit),
+      {
+        schema: {
+          tags,
+          summary: 'Most viewed pages',
+          querystring: LimitQuery,
+          response: { 200: TopPagesResponse, ...errorResponses },
+        },
+      },
+      (request) =>
+        deps.stats.topPages(deps.projectOf(request), resolveRange(request.query), request.query.limit),
     );
     app.get<{ Querystring: Static<typeof LimitQuery> }>(
       '/v1/stats/event-types',
-      { schema: { tags, summary: 'Event counts by type', querystring: LimitQuery, response: { 200: EventTypesResponse, ...errorResponses } } },
-      (request) => deps.stats.eventTypes(deps.projectOf(request), resolveRange(request.query), request.query.limit),
+      {
+        schema: {
+          tags,
+          summary: 'Event counts by type',
+          querystring: LimitQuery,
+          response: { 200: EventTypesResponse, ...errorResponses },
+        },
+      },
+      (request) =>
+        deps.stats.eventTypes(deps.projectOf(request), resolveRange(request.query), request.query.limit),
     );
     app.get<{ Params: Static<typeof UserParams>; Querystring: Static<typeof UserEventsQuery> }>(
       '/v1/users/:user_id/events',
-      { schema: { tags, summary: "A user's raw events, newest first", params: UserParams, querystring: UserEventsQuery, response: { 200: UserEventsResponse, ...errorResponses } } },
+      {
+        schema: {
+          tags,
+          summary: "A user's raw events, newest first",
+          params: UserParams,
+          querystring: UserEventsQuery,
+          response: { 200: UserEventsResponse, ...errorResponses },
+        },
+      },
       async (request) => ({
         user_id: request.params.user_id,
-        events: await deps.events.userEvents(deps.projectOf(request), request.params.user_id, request.query.limit),
+        events: await deps.events.userEvents(
+          deps.projectOf(request),
+          request.params.user_id,
+          request.query.limit,
+        ),
       }),
     );
   };

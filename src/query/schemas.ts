@@ -10,8 +10,14 @@ const Time = Type.String({ description: 'ISO-8601 date-time or epoch millisecond
 
 export const RangeQuery = Type.Object(
   {
-    from: Type.Optional({ ...Time, description: 'Range start, inclusive (floored to the minute). Default: to − 24 h' }),
-    to: Type.Optional({ ...Time, description: 'Range end, exclusive (rounded up to the minute). Default: now' }),
+    from: Type.Optional({
+      ...Time,
+      description: 'Range start, inclusive (floored to the minute). Default: to − 24 h',
+    }),
+    to: Type.Optional({
+      ...Time,
+      description: 'Range end, exclusive (rounded up to the minute). Default: now',
+    }),
   },
   { additionalProperties: false },
 );
@@ -57,7 +63,9 @@ export const TimeseriesResponse = Type.Object({
   interval: Type.String(),
   tz: Type.String(),
   ...RangeEcho,
-  points: Type.Array(Type.Object({ t: Type.String({ description: 'Bucket start with zone offset' }), value: Type.Integer() })),
+  points: Type.Array(
+    Type.Object({ t: Type.String({ description: 'Bucket start with zone offset' }), value: Type.Integer() }),
+  ),
 });
 
 export const TopPagesResponse = Type.Object({

@@ -27,7 +27,8 @@ export interface RangeInput {
  */
 export function resolveRange(input: RangeInput, now = Date.now()): Range {
   const to = input.to === undefined ? Math.ceil(now / MINUTE) * MINUTE : ceilMinute(readTime(input.to, 'to'));
-  const from = input.from === undefined ? to - DAY : Math.floor(readTime(input.from, 'from') / MINUTE) * MINUTE;
+  const from =
+    input.from === undefined ? to - DAY : Math.floor(readTime(input.from, 'from') / MINUTE) * MINUTE;
   if (from >= to) throw invalid('from', 'from must be earlier than to');
   if (to - from > MAX_RANGE_MS) throw invalid('from', 'range must be at most 3660 days');
   return { from, to };
@@ -43,7 +44,11 @@ function readTime(value: string, field: string): number {
   return t;
 }
 
-function invalid(field: string, message: string, code: 'TALLY_INVALID_QUERY' | 'TALLY_UNSUPPORTED_FILTER' = 'TALLY_INVALID_QUERY') {
+function invalid(
+  field: string,
+  message: string,
+  code: 'TALLY_INVALID_QUERY' | 'TALLY_UNSUPPORTED_FILTER' = 'TALLY_INVALID_QUERY',
+) {
   return new TallyError(code, message, { details: [{ index: 0, field, code, message }] });
 }
 
@@ -78,11 +83,21 @@ export class StatsService {
   async timeseries(
     project: string,
     range: Range,
-    q: { metric: Metric; interval: Interval; tz: string; eventType?: string | undefined; pageUrl?: string | undefined },
+    q: {
+      metric: Metric;
+      interval: Interval;
+      tz: string;
+      eventType?: string | undefined;
+      pageUrl?: string | undefined;
+    },
   ) {
-    if (!isValidZone(q.tz)) throw invalid('tz', `tz must be an IANA time zone name such as Europe/Paris (got ${q.tz})`);
+    if (!isValidZone(q.tz))
+      throw invalid('tz', `tz must be an IANA time zone name such as Europe/Paris (got ${q.tz})`);
     if (estimateBuckets(range.from, range.to, q.interval) > MAX_POINTS) {
-      throw invalid('interval', `range holds more than ${MAX_POINTS} ${q.interval} buckets: use a coarser interval`);
+      throw invalid(
+        'interval',
+        `range holds more than ${MAX_POINTS} ${q.interval} buckets: use a coarser interval`,
+      );
     }
     const buckets = zonedBuckets(range.from, range.to, q.interval, q.tz);
     const pieces: Piece[] = buckets.flatMap((b, i) => piecesFor(b.from, b.to, i));
@@ -109,7 +124,11 @@ export class StatsService {
           : this.#store.pageCounts(project, pieces, { type: q.eventType, pageUrl: q.pageUrl });
       case 'page_views':
         if (q.eventType !== undefined && q.eventType !== PAGE_VIEW) {
-          throw invalid('event_type', 'event_type cannot be combined with metric=page_views', 'TALLY_UNSUPPORTED_FILTER');
+          throw invalid(
+            'event_type',
+            'event_type cannot be combined with metric=page_views',
+            'TALLY_UNSUPPORTED_FILTER',
+          );
         }
         return q.pageUrl === undefined
           ? this.#store.eventCounts(project, pieces, { type: PAGE_VIEW })
@@ -117,17 +136,29 @@ export class StatsService {
       case 'unique_users':
         if (q.eventType !== undefined || q.pageUrl !== undefined) {
           const field = q.eventType !== undefined ? 'event_type' : 'page_url';
-          throw invalid(field, `${field} filter is not supported for metric=unique_users`, 'TALLY_UNSUPPORTED_FILTER');
+          throw invalid(
+            field,
+            `${field} filter is not supported for metric=unique_users`,
+            'TALLY_UNSUPPORTED_FILTER',
+          );
         }
         return this.#store.uniqueUsers(project, pieces);
     }
   }
 
   async topPages(project: string, range: Range, limit: number) {
-    return { from: iso(range.from), to: iso(range.to), pages: await this.#store.topPages(project, piecesFor(range.from, range.to, 0), limit) };
+    return {
+      from: iso(range.from),
+      to: iso(range.to),
+      pages: await this.#store.topPages(project, piecesFor(range.from, range.to, 0), limit),
+    };
   }
 
   async eventTypes(project: string, range: Range, limit: number) {
-    return { from: iso(range.from), to: iso(range.to), types: await this.#store.eventTypes(project, piecesFor(range.from, range.to, 0), limit) };
+    return {
+      from: iso(range.from),
+      to: iso(range.to),
+      types: await this.#store.eventTypes(project, piecesFor(range.from, range.to, 0), limit),
+    };
   }
 }

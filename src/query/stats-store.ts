@@ -14,7 +14,13 @@ const PIECES = `unnest($2::int2[], $3::float8[], $4::float8[], $5::int4[]) AS p(
 const PIECE_JOIN = `r.level = p.level AND r.bucket >= to_timestamp(p.f / 1000.0) AND r.bucket < to_timestamp(p.t / 1000.0)`;
 
 function pieceParams(project: string, pieces: readonly Piece[]): unknown[] {
-  return [project, pieces.map((p) => p.level), pieces.map((p) => p.from), pieces.map((p) => p.to), pieces.map((p) => p.index)];
+  return [
+    project,
+    pieces.map((p) => p.level),
+    pieces.map((p) => p.from),
+    pieces.map((p) => p.to),
+    pieces.map((p) => p.index),
+  ];
 }
 
 /**
@@ -29,7 +35,11 @@ export class StatsStore {
   }
 
   /** Event counts per output index, optionally of one type. */
-  async eventCounts(project: string, pieces: readonly Piece[], filter: RollupFilter): Promise<Map<number, number>> {
+  async eventCounts(
+    project: string,
+    pieces: readonly Piece[],
+    filter: RollupFilter,
+  ): Promise<Map<number, number>> {
     const params = pieceParams(project, pieces);
     let sql = `SELECT p.i AS i, sum(r.count)::int8 AS n FROM ${PIECES} JOIN tally.rollup_events r ON ${PIECE_JOIN} WHERE r.project = $1`;
     if (filter.type !== undefined) sql += ` AND r.type = $${params.push(filter.type)}`;
@@ -37,7 +47,11 @@ export class StatsStore {
   }
 
   /** Counts of events that carry a page_url, per output index, by type and/or page. */
-  async pageCounts(project: string, pieces: readonly Piece[], filter: RollupFilter): Promise<Map<number, number>> {
+  async pageCounts(
+    project: string,
+    pieces: readonly Piece[],
+    filter: RollupFilter,
+  ): Promise<Map<number, number>> {
     const params = pieceParams(project, pieces);
     let sql = `SELECT p.i AS i, sum(r.count)::int8 AS n FROM ${PIECES} JOIN tally.rollup_pages r ON ${PIECE_JOIN} WHERE r.project = $1`;
     if (filter.type !== undefined) sql += ` AND r.type = $${params.push(filter.type)}`;
@@ -52,7 +66,11 @@ export class StatsStore {
     return this.#byIndex(sql, pieceParams(project, pieces));
   }
 
-  async topPages(project: string, pieces: readonly Piece[], limit: number): Promise<{ page_url: string; views: number }[]> {
+  async topPages(
+    project: string,
+    pieces: readonly Piece[],
+    limit: number,
+  ): Promise<{ page_url: string; views: number }[]> {
     const params = [...pieceParams(project, pieces), PAGE_VIEW, limit];
     const { rows } = await this.#pool.query<{ page_url: string; views: number }>(
       `SELECT r.page_url, sum(r.count)::int8 AS views FROM ${PIECES} JOIN tally.rollup_pages r ON ${PIECE_JOIN}
@@ -62,7 +80,11 @@ export class StatsStore {
     return rows;
   }
 
-  async eventTypes(project: string, pieces: readonly Piece[], limit: number): Promise<{ type: string; count: number }[]> {
+  async eventTypes(
+    project: string,
+    pieces: readonly Piece[],
+    limit: number,
+  ): Promise<{ type: string; count: number }[]> {
     const { rows } = await this.#pool.query<{ type: string; count: number }>(
       `SELECT r.type, sum(r.count)::int8 AS count FROM ${PIECES} JOIN tally.rollup_events r ON ${PIECE_JOIN}
         WHERE r.project = $1 GROUP BY r.type ORDER BY count DESC, r.type LIMIT $6`,

@@ -74,14 +74,24 @@ export class BatchWriter {
     try {
       await client.query('BEGIN');
       for (const p of input.positions ?? []) await advancePosition(client, p);
-      if (input.deadLetters && input.deadLetters.length > 0) await insertDeadLetters(client, input.deadLetters);
+      if (input.deadLetters && input.deadLetters.length > 0)
+        await insertDeadLetters(client, input.deadLetters);
       const freshKeys = await insertEventIds(client, unique);
       const inserted = unique.filter((e) => freshKeys.has(key(e)));
-      if (this.#deps.storeRaw) await insertRaw(client, inserted.filter((e) => e.ts >= cutoff));
+      if (this.#deps.storeRaw)
+        await insertRaw(
+          client,
+          inserted.filter((e) => e.ts >= cutoff),
+        );
       await upsertRollups(client, inserted);
       await client.query('COMMIT');
       const fresh = input.events.map((e, i) => firstIndex.get(key(e)) === i && freshKeys.has(key(e)));
-      return { fresh, inserted: inserted.length, duplicates: input.events.length - inserted.length, insertedEvents: inserted };
+      return {
+        fresh,
+        inserted: inserted.length,
+        duplicates: input.events.length - inserted.length,
+        insertedEvents: inserted,
+      };
     } catch (err) {
       await client.query('ROLLBACK').catch(() => {
         broken = true;
@@ -97,7 +107,10 @@ function key(e: TallyEvent): string {
   return `${e.project}\u0000${e.eventId}`;
 }
 
-function dedupeWithinBatch(events: readonly TallyEvent[]): { firstIndex: Map<string, number>; unique: TallyEvent[] } {
+function dedupeWithinBatch(events: readonly TallyEvent[]): {
+  firstIndex: Map<string, number>;
+  unique: TallyEvent[];
+} {
   const firstIndex = new Map<string, number>();
   const unique: TallyEvent[] = [];
   events.forEach((e, i) => {

@@ -26,7 +26,10 @@ export async function openDatabase(
   let connectionString: string;
   let description: string;
   if (config.kind === 'embedded') {
-    embedded = await startEmbeddedPostgres({ dataDir: config.dataDir, log: (line) => options.logger.info(line) });
+    embedded = await startEmbeddedPostgres({
+      dataDir: config.dataDir,
+      log: (line) => options.logger.info(line),
+    });
     connectionString = embedded.connectionString;
     description = `embedded PostgreSQL on 127.0.0.1:${embedded.port} (data in ${config.dataDir}/pg)`;
   } else {
@@ -34,8 +37,9 @@ export async function openDatabase(
     const url = new URL(config.connectionString);
     description = `PostgreSQL at ${url.hostname}:${url.port || 5432}${url.pathname}`;
   }
-  const pool = createPool({ connectionString, max: options.poolSize, applicationName: options.applicationName }, (err) =>
-    options.logger.warn({ err }, 'idle PostgreSQL connection failed'),
+  const pool = createPool(
+    { connectionString, max: options.poolSize, applicationName: options.applicationName },
+    (err) => options.logger.warn({ err }, 'idle PostgreSQL connection failed'),
   );
   try {
     const { applied } = await migrate(pool);

@@ -31,7 +31,9 @@ const PASSWORD = 'tally';
  * (initdb, and the `postgres` OS user when running as root); the server is run with pg_ctl,
  * which puts it in its own session, and Tally stops it last.
  */
-export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): Promise<EmbeddedPostgresHandle> {
+export async function startEmbeddedPostgres(
+  options: EmbeddedPostgresOptions,
+): Promise<EmbeddedPostgresHandle> {
   const log = options.log ?? (() => {});
   const clusterDir = resolve(options.dataDir, 'pg');
   const runAs = await ensureCluster(clusterDir, log);
@@ -39,7 +41,9 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
 
   // A previous run that was killed may have left its server running: stop it, then start clean.
   if (existsSync(join(clusterDir, 'postmaster.pid'))) {
-    await run(pgCtl, ['stop', '-D', clusterDir, '-m', 'fast', '-w', '-t', '30'], runAs).catch(() => undefined);
+    await run(pgCtl, ['stop', '-D', clusterDir, '-m', 'fast', '-w', '-t', '30'], runAs).catch(
+      () => undefined,
+    );
   }
   const port = options.port ?? (await findFreePort());
   const logFile = join(clusterDir, 'server.log');
@@ -59,9 +63,11 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
     port,
     connectionString: `postgresql://${USER}:${PASSWORD}@127.0.0.1:${port}/postgres`,
     stop() {
-      stopped ??= run(pgCtl, ['stop', '-D', clusterDir, '-m', 'fast', '-w', '-t', '30'], runAs).catch((err: unknown) => {
-        log(`embedded PostgreSQL did not stop cleanly: ${String(err)}`);
-      });
+      stopped ??= run(pgCtl, ['stop', '-D', clusterDir, '-m', 'fast', '-w', '-t', '30'], runAs).catch(
+        (err: unknown) => {
+          log(`embedded PostgreSQL did not stop cleanly: ${String(err)}`);
+        },
+      );
       return stopped;
     },
   };
@@ -103,7 +109,11 @@ async function binaries(): Promise<{ pg_ctl: string }> {
 
 function run(command: string, args: string[], runAs: RunAs): Promise<void> {
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(command, args, { ...runAs, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } });
+    const child = spawn(command, args, {
+      ...runAs,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, LC_ALL: 'C' },
+    });
     let output = '';
     child.stdout.on('data', (c: Buffer) => (output += c.toString()));
     child.stderr.on('data', (c: Buffer) => (output += c.toString()));
@@ -114,4 +124,3 @@ function run(command: string, args: string[], runAs: RunAs): Promise<void> {
     });
   });
 }
-

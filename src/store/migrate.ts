@@ -23,7 +23,9 @@ export async function migrate(pool: pg.Pool): Promise<MigrationResult> {
     await client.query(`CREATE TABLE IF NOT EXISTS tally.schema_migrations (
       name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`);
     const done = new Set(
-      (await client.query<{ name: string }>('SELECT name FROM tally.schema_migrations')).rows.map((r) => r.name),
+      (await client.query<{ name: string }>('SELECT name FROM tally.schema_migrations')).rows.map(
+        (r) => r.name,
+      ),
     );
     const files = (await readdir(MIGRATIONS_DIR)).filter((f) => f.endsWith('.sql')).sort();
     const applied: string[] = [];

@@ -2,7 +2,14 @@ import { TallyError } from '../errors/tally-error.ts';
 
 const RETRIABLE_SQLSTATE_CLASSES = ['08', '53', '57', '58'];
 const RETRIABLE_SQLSTATES = new Set(['40001', '40P01', '55P03', '55006']);
-const RETRIABLE_NODE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENOTFOUND']);
+const RETRIABLE_NODE_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'ENOTFOUND',
+]);
 
 /**
  * Wraps a PostgreSQL or connection error as a TallyError that says whether retrying may help:

@@ -1,10 +1,12 @@
 import pg from 'pg';
 
 // Bigint counts come back as strings by default; Tally's counts fit in a JS number.
-const types = {
-  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
-    oid === pg.types.builtins.INT8 ? (v: string) => Number(v) : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
-};
+const INT8_OID = 20;
+const parseInt8 = (v: string): number => Number(v);
+function getTypeParser(oid: number, format?: 'text' | 'binary'): unknown {
+  return oid === INT8_OID ? parseInt8 : pg.types.getTypeParser(oid, format);
+}
+const types: pg.CustomTypesConfig = { getTypeParser };
 
 export interface PoolOptions {
   connectionString: string;

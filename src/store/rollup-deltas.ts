@@ -8,7 +8,14 @@ export const LEVELS = [
 
 export interface RollupDeltas {
   events: { project: string[]; level: number[]; bucket: number[]; type: string[]; count: number[] };
-  pages: { project: string[]; level: number[]; bucket: number[]; type: string[]; pageUrl: string[]; count: number[] };
+  pages: {
+    project: string[];
+    level: number[];
+    bucket: number[];
+    type: string[];
+    pageUrl: string[];
+    count: number[];
+  };
   users: { project: string[]; level: number[]; bucket: number[]; userId: string[] };
 }
 
@@ -66,7 +73,14 @@ export function rollupDeltas(events: readonly TallyEvent[]): RollupDeltas {
   return deltas;
 }
 
-function bump(map: Map<string, Row>, project: string, level: number, bucket: number, name: string, pageUrl: string): void {
+function bump(
+  map: Map<string, Row>,
+  project: string,
+  level: number,
+  bucket: number,
+  name: string,
+  pageUrl: string,
+): void {
   // JSON keeps the key unambiguous whatever characters the strings hold.
   const key = JSON.stringify([project, level, bucket, name, pageUrl]);
   const row = map.get(key);
