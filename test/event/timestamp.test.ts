@@ -30,6 +30,6 @@ test('rejects what is not a real time', () => {
     {},
     null,
   ]) {
-    assert.equal(parseTimestamp(bad), undefined, `should reject ${String(bad)}`);
+    assert.equal(parseTimestamp(bad), undefined, `should reject ${JSON.stringify(bad)}`);
   }
 });

@@ -102,7 +102,7 @@ export async function pool<T>(tasks: (() => Promise<T>)[], concurrency: number):
     Array.from({ length: concurrency }, async () => {
       while (next < tasks.length) {
         const i = next++;
-        results[i] = await tasks[i]!();
+        results[i] = await tasks[i]();
       }
     }),
   );

@@ -32,7 +32,7 @@ function generate(random: () => number, now: number) {
   const sends: Send[] = [];
   const start = Math.floor(now / HOUR) * HOUR - 4 * HOUR;
   for (let i = 0; i < UNIQUE_EVENTS; i++) {
-    const type = TYPES[Math.floor(random() * TYPES.length)]!;
+    const type = TYPES[Math.floor(random() * TYPES.length)];
     let ts = start + Math.floor(random() * (now - 2 * MINUTE - start));
     const late = random() < 0.05;
     if (late) ts -= HOUR; // arrives among events an hour newer
@@ -57,7 +57,7 @@ function generate(random: () => number, now: number) {
   // Shuffle (Fisher-Yates) so order, lateness and duplicates are all mixed.
   for (let i = sends.length - 1; i > 0; i--) {
     const j = Math.floor(random() * (i + 1));
-    [sends[i], sends[j]] = [sends[j]!, sends[i]!];
+    [sends[i], sends[j]] = [sends[j], sends[i]];
   }
   return { oracle, sends, resent: sends.length - UNIQUE_EVENTS };
 }
