@@ -70,22 +70,25 @@ test(
     second.child.kill('SIGTERM');
     assert.equal((await second.exited).code, 0);
 
-    // Inspect the stored data directly.
+    // Inspect the stored data directly. TRICKY: end the client before stopping the cluster.
     const db = await startEmbeddedPostgres({ dataDir });
-    t.after(() => db.stop());
     const client = new pg.Client(db.connectionString);
     await client.connect();
-    t.after(() => client.end());
-    const { rows } = await client.query<{ event_id: string; n: string }>(
-      'SELECT event_id, count(*) AS n FROM tally.events GROUP BY event_id',
-    );
-    const stored = new Map(rows.map((r) => [r.event_id, Number(r.n)]));
-    for (const id of acked) assert.equal(stored.get(id), 1, `acknowledged ${id} stored exactly once`);
-    const rollup = await client.query<{ n: string }>(
-      'SELECT sum(count) AS n FROM tally.rollup_events WHERE level = 0',
-    );
-    assert.equal(Number(rollup.rows[0].n), stored.size, 'rollups count every stored event once');
-    assert.equal(summary.events, stored.size);
+    try {
+      const { rows } = await client.query<{ event_id: string; n: string }>(
+        'SELECT event_id, count(*) AS n FROM tally.events GROUP BY event_id',
+      );
+      const stored = new Map(rows.map((r) => [r.event_id, Number(r.n)]));
+      for (const id of acked) assert.equal(stored.get(id), 1, `acknowledged ${id} stored exactly once`);
+      const rollup = await client.query<{ n: string }>(
+        'SELECT sum(count) AS n FROM tally.rollup_events WHERE level = 0',
+      );
+      assert.equal(Number(rollup.rows[0].n), stored.size, 'rollups count every stored event once');
+      assert.equal(summary.events, stored.size);
+    } finally {
+      await client.end();
+      await db.stop();
+    }
     assert.ok(attempted > acked.size, 'some requests were in flight or refused during shutdown');
   },
 );
