@@ -1,0 +1,69 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { decodeEventMessage, encodeEvent, PROJECT_HEADER } from '../../src/kafka/codec.ts';
+import { normalizeEvent } from '../../src/event/normalize.ts';
+
+const ctx = {
+  project: undefined,
+  messageTimestamp: Date.parse('2026-01-01T00:00:10Z'),
+  maxFutureSkewMs: 300_000,
+  maxBytes: 1 << 20,
+};
+
+test('an encoded event decodes to the same event', () => {
+  const receivedAt = Date.parse('2026-01-01T00:00:05.123Z');
+  const normalized = normalizeEvent(
+    {
+      event_id: 'e1',
+      type: 'click',
+      user_id: 'u1',
+      timestamp: '2026-01-01T00:00:01.500Z',
+      sent_at: '2026-01-01T00:00:02Z',
+      page_url: '/a',
+      properties: { n: 1, nested: { s: 'x' } },
+    },
+    { project: 'shop', receivedAt, maxFutureSkewMs: 300_000 },
+  );
+  assert.ok(normalized.ok);
+  const encoded = encodeEvent(normalized.event);
+  assert.equal(encoded.headers.get(PROJECT_HEADER), 'shop');
+  const decoded = decodeEventMessage(Buffer.from(encoded.value), { ...ctx, project: 'shop' });
+  assert.deepEqual(decoded, { ok: true, event: normalized.event });
+});
+
+test('seed 004 messages written straight into Kafka take the record timestamp as receive time', () => {
+  const value = Buffer.from(
+    JSON.stringify({
+      event_type: 'user.login',
+      user_id: 'u9',
+      service: 'auth',
+      timestamp: '2026-01-01T00:00:00Z',
+      data: { ip: '1' },
+    }),
+  );
+  const decoded = decodeEventMessage(value, ctx);
+  assert.ok(decoded.ok);
+  assert.equal(decoded.event.project, 'default');
+  assert.equal(decoded.event.receivedAt, ctx.messageTimestamp);
+  assert.equal(decoded.event.service, 'auth');
+  assert.equal(decoded.event.properties, '{"ip":"1"}');
+});
+
+test('poison messages come back with a reason', () => {
+  const cases: [Buffer | undefined, string][] = [
+    [undefined, 'empty'],
+    [Buffer.from('not json'), 'invalid_json'],
+    [Buffer.from([0x7b, 0xff, 0xfe, 0x7d]), 'invalid_utf8'],
+    [Buffer.from('{"type":"click"}'), 'invalid_event'],
+    [Buffer.from('{"__proto__":{"x":1},"type":"a","user_id":"u"}'), 'invalid_json'],
+    [Buffer.alloc(2 << 20, 0x20), 'too_large'],
+  ];
+  for (const [value, reason] of cases) {
+    const decoded = decodeEventMessage(value, ctx);
+    assert.equal(decoded.ok, false);
+    if (!decoded.ok) {
+      assert.equal(decoded.reason, reason);
+      assert.ok(decoded.detail.length > 0);
+    }
+  }
+});
