@@ -37,7 +37,13 @@ export const ConfigSchema = Type.Object({
 
   // Storage policy
   TALLY_STORE_RAW: Type.Boolean({ default: true }),
-  TALLY_RAW_RETENTION_DAYS: Type.Integer({ minimum: 1, maximum: 3650, default: 30 }),
+  TALLY_RAW_RETENTION_DAYS: Type.Optional(
+    Type.Integer({
+      minimum: 1,
+      maximum: 36500,
+      description: 'Days of raw events kept (by event time); unset keeps them forever',
+    }),
+  ),
 
   // Ingest limits and event validation
   TALLY_MAX_BODY_BYTES: Type.Integer({ minimum: 1024, default: 1048576 }),

@@ -14,16 +14,18 @@ function partitionName(dayStartMs: number): string {
 export class RawPartitions {
   readonly #pool: pg.Pool;
   readonly #known = new Set<number>();
-  readonly #retentionDays: number;
+  readonly #retentionDays: number | undefined;
   #loaded = false;
 
-  constructor(pool: pg.Pool, retentionDays: number) {
+  /** `retentionDays` undefined keeps raw events (and their dedup keys) forever. */
+  constructor(pool: pg.Pool, retentionDays: number | undefined) {
     this.#pool = pool;
     this.#retentionDays = retentionDays;
   }
 
   /** Epoch ms before which raw rows are not stored (their partition would already be dropped). */
   cutoff(now = Date.now()): number {
+    if (this.#retentionDays === undefined) return Number.NEGATIVE_INFINITY;
     return Math.floor(now / DAY_MS) * DAY_MS - this.#retentionDays * DAY_MS;
   }
 
@@ -56,6 +58,7 @@ export class RawPartitions {
 
   /** Drops partitions wholly older than the retention window and forgets old dedup keys. */
   async applyRetention(now = Date.now()): Promise<{ dropped: string[]; forgottenIds: number }> {
+    if (this.#retentionDays === undefined) return { dropped: [], forgottenIds: 0 };
     await this.#load();
     const cutoff = this.cutoff(now);
     const dropped: string[] = [];
