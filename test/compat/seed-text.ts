@@ -27,18 +27,18 @@ export function curlCalls(text: string): CurlCall[] {
 /** The SQL statements of the text: ```sql blocks split on `;`, and `psql -c "..."` arguments. */
 export function sqlStatements(text: string): string[] {
   const fromBlocks = [...text.matchAll(/```sql\n([\s\S]*?)```/g)].flatMap((m) =>
-    m[1]!
+    m[1]
       .split(';')
       .map((s) => s.replace(/--[^\n]*/g, '').trim())
       .filter((s) => s.length > 0),
   );
-  const fromPsql = [...text.matchAll(/psql [^\n]*-c "([^"]+)"/g)].map((m) => m[1]!.replace(/;\s*$/, ''));
+  const fromPsql = [...text.matchAll(/psql [^\n]*-c "([^"]+)"/g)].map((m) => m[1].replace(/;\s*$/, ''));
   return [...fromPsql, ...fromBlocks];
 }
 
 /** The JSON code blocks of the text, parsed. */
 export function jsonBlocks(text: string): unknown[] {
-  return [...text.matchAll(/```json\n([\s\S]*?)```/g)].map((m) => JSON.parse(m[1]!) as unknown);
+  return [...text.matchAll(/```json\n([\s\S]*?)```/g)].map((m) => JSON.parse(m[1]) as unknown);
 }
 
 function codeBlocks(text: string): string[] {
@@ -64,11 +64,11 @@ function parseCurl(command: string[]): CurlCall {
   let body: string | undefined;
   const headers: Record<string, string> = {};
   for (let i = 0; i < words.length; i++) {
-    const word = words[i]!;
+    const word = words[i];
     if (word === '-X') method = words[++i];
     else if (word === '-H') {
-      const [name, ...rest] = words[++i]!.split(':');
-      headers[name!.trim().toLowerCase()] = rest.join(':').trim();
+      const [name, ...rest] = words[++i].split(':');
+      headers[name.trim().toLowerCase()] = rest.join(':').trim();
     } else if (word === '-d' || word === '--data') body = words[++i];
     else if (!word.startsWith('-')) url = word;
   }
@@ -91,7 +91,7 @@ function shellCommands(script: string): string[][] {
     inWord = false;
   };
   for (let i = 0; i < script.length; i++) {
-    const c = script[i]!;
+    const c = script[i];
     if (c === "'") {
       const end = script.indexOf("'", i + 1);
       if (end < 0) throw new Error(`unbalanced ' in: ${script}`);
