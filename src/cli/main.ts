@@ -1,9 +1,11 @@
+import cluster from 'node:cluster';
 import { Command, InvalidArgumentError } from 'commander';
 import { loadConfig, type Config } from '../config/load.ts';
 import { TallyError } from '../errors/tally-error.ts';
 import { createLogger } from '../observability/logger.ts';
 import { startEmbeddedTally } from './embedded-tally.ts';
 import { handleShutdown } from './lifecycle.ts';
+import { startProcessPrimary, startProcessWorker } from './process-role.ts';
 import { formatSummary, sendActivity } from './send.ts';
 
 function configOrExit(): Config {
@@ -31,6 +33,28 @@ program
     logger.info(
       `Tally is up: API ${tally.url} (docs ${tally.url}/docs, metrics ${tally.url}/metrics); ${tally.database.description}`,
     );
+  });
+
+program
+  .command('process')
+  .description(
+    'Consume Kafka into PostgreSQL: NUM_WORKERS consumer group members; /health, /ready, /metrics on METRICS_PORT',
+  )
+  .action(async () => {
+    const config = configOrExit();
+    const logger = createLogger(config.raw.TALLY_LOG_LEVEL);
+    if (cluster.isPrimary) {
+      const primary = await startProcessPrimary(config, logger);
+      handleShutdown(() => primary.stop(), logger);
+      logger.info(
+        `Tally processor is up: ${config.raw.NUM_WORKERS} worker(s); metrics ${primary.url}/metrics`,
+      );
+    } else {
+      const worker = await startProcessWorker(config, logger);
+      handleShutdown(() => worker.stop(), logger);
+      // Orphaned by a primary that died: stop like on SIGTERM.
+      process.on('disconnect', () => process.kill(process.pid, 'SIGTERM'));
+    }
   });
 
 function positiveInt(name: string) {

@@ -64,6 +64,17 @@ export const ConfigSchema = Type.Object({
   NUM_WORKERS: Type.Integer({ minimum: 1, maximum: 64, default: 1 }),
   BATCH_SIZE: Type.Integer({ minimum: 1, maximum: 100000, default: 5000 }),
   FLUSH_INTERVAL_SEC: Type.Number({ exclusiveMinimum: 0, maximum: 3600, default: 0.5 }),
+  TALLY_KAFKA_SESSION_TIMEOUT_MS: Type.Integer({
+    minimum: 1000,
+    maximum: 300000,
+    default: 10000,
+    description: 'Consumer group session timeout: a processor silent this long loses its partitions',
+  }),
+  TALLY_MAX_MESSAGE_BYTES: Type.Integer({
+    minimum: 1024,
+    default: 1048576,
+    description: 'Consumed Kafka values larger than this go to the dead-letter topic (too_large)',
+  }),
 
   // Redis
   REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://' })),
