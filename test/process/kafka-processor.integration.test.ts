@@ -1,0 +1,173 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { test } from 'node:test';
+import { Admin, Consumer, MessagesStreamModes } from '@platformatic/kafka';
+import { DLQ_HEADERS } from '../../src/process/dead-letter-publisher.ts';
+import {
+  generateEvents,
+  metricValue,
+  produce,
+  spawnProcessor,
+  startBroker,
+  startTestPostgres,
+  storedCountProbe,
+  testProducer,
+  waitFor,
+} from '../helpers/kafka-process.ts';
+import { assertExactlyOnce } from '../helpers/stored-state.ts';
+
+const PARTITIONS = 6;
+
+async function createTopic(bootstrap: string, topic: string, maxMessageBytes?: number): Promise<void> {
+  const admin = new Admin({ clientId: 'test-admin', bootstrapBrokers: [bootstrap] });
+  try {
+    await admin.createTopics({
+      topics: [topic],
+      partitions: PARTITIONS,
+      replicas: 1,
+      configs: maxMessageBytes ? [{ name: 'max.message.bytes', value: String(maxMessageBytes) }] : [],
+    });
+  } finally {
+    await admin.close();
+  }
+}
+
+async function readTopic(bootstrap: string, topic: string, count: number) {
+  const consumer = new Consumer({
+    clientId: 'test-reader',
+    groupId: `reader-${randomUUID()}`,
+    bootstrapBrokers: [bootstrap],
+    maxWaitTime: 200,
+  });
+  const records: { value: Buffer; headers: Map<string, string> }[] = [];
+  try {
+    const stream = await consumer.consume({
+      topics: [topic],
+      mode: MessagesStreamModes.EARLIEST,
+      autocommit: false,
+    });
+    const deadline = Date.now() + 60_000;
+    for await (const m of stream) {
+      records.push({
+        value: m.value,
+        headers: new Map([...m.headers].map(([k, v]) => [k.toString(), v.toString()])),
+      });
+      if (records.length >= count || Date.now() > deadline) break;
+    }
+    await stream.close();
+  } finally {
+    await consumer.close(true);
+  }
+  return records;
+}
+
+test('tally process: exactly-once from Kafka into PostgreSQL', { timeout: 15 * 60_000 }, async (t) => {
+  const broker = await startBroker(t);
+  if (!broker) return;
+  const bootstrap = broker.bootstrap;
+
+  await t.test('1: 100k events (5 % re-sent) through two processors are counted exactly once', async (t) => {
+    const db = await startTestPostgres(t);
+    const topic = `t1-${randomUUID()}`;
+    const env = { bootstrap, topic, groupId: `g-${randomUUID()}`, databaseUrl: db.connectionString };
+    await createTopic(bootstrap, topic);
+    const { oracle, messages } = generateEvents(100_000, 1, 0.05);
+    const producer = testProducer(t, bootstrap);
+    const [p1, p2] = await Promise.all([spawnProcessor(t, env), spawnProcessor(t, env)]);
+    await produce(producer, topic, messages, { chunk: 2000 });
+    await waitFor('all events stored', storedCountProbe(db.pool, oracle.length), 180_000);
+    await assertExactlyOnce(db.pool, oracle);
+    // Both members took part: each owns some partitions and reports lag for them.
+    for (const p of [p1, p2]) {
+      await waitFor('lag reported and back to 0', async () => {
+        const lag = await metricValue(p.url, 'tally_consumer_lag', { topic });
+        return lag === 0;
+      });
+    }
+  });
+
+  await t.test(
+    '4: poison messages go to the DLQ with a reason; good events exact; lag back to 0',
+    async (t) => {
+      const db = await startTestPostgres(t);
+      const topic = `t4-${randomUUID()}`;
+      await createTopic(bootstrap, topic, 4 * 1024 * 1024);
+      const env = { bootstrap, topic, groupId: `g-${randomUUID()}`, databaseUrl: db.connectionString };
+      const processor = await spawnProcessor(t, env);
+      const { oracle, messages } = generateEvents(5000, 4, 0);
+      const poison = [
+        { reason: 'invalid_json', value: Buffer.from('not json at all') },
+        { reason: 'invalid_json', value: Buffer.from('{"event_id": "x", ') },
+        { reason: 'invalid_event', value: Buffer.from('{"foo": 1}') },
+        { reason: 'invalid_event', value: Buffer.from('[1, 2, 3]') },
+        {
+          reason: 'too_large',
+          value: Buffer.from(JSON.stringify({ type: 'x', user_id: 'u', pad: 'a'.repeat(2 << 20) })),
+        },
+        { reason: 'invalid_utf8', value: Buffer.from([0x7b, 0x22, 0xff, 0xfe, 0x22, 0x7d]) },
+      ];
+      // Spread the poison among the good events, on several partitions (keys differ).
+      const mixed = [...messages];
+      poison.forEach((p, i) => {
+        mixed.splice(Math.floor(((i + 1) * mixed.length) / (poison.length + 1)), 0, {
+          topic,
+          key: Buffer.from(`poison-${i}`),
+          value: p.value,
+          headers: new Map(),
+        });
+      });
+      const producer = testProducer(t, bootstrap);
+      await produce(producer, topic, mixed, { chunk: 500 });
+
+      await waitFor('good events stored', storedCountProbe(db.pool, oracle.length), 120_000);
+      await waitFor('dead letters recorded', async () => {
+        const { rows } = await db.pool.query<{ n: string }>('SELECT count(*) AS n FROM tally.dead_letters');
+        return Number(rows[0].n) === poison.length;
+      });
+      await assertExactlyOnce(db.pool, oracle);
+
+      const { rows } = await db.pool.query<{ reason: string; payload: Buffer; topic: string }>(
+        'SELECT reason, payload, topic FROM tally.dead_letters ORDER BY id',
+      );
+      assert.deepEqual(rows.map((r) => r.reason).sort(), poison.map((p) => p.reason).sort());
+      for (const r of rows) assert.equal(r.topic, topic);
+      assert.deepEqual(
+        rows.map((r) => r.payload.toString('hex')).sort(),
+        poison.map((p) => p.value.toString('hex')).sort(),
+      );
+
+      const dlq = await readTopic(bootstrap, `${topic}.dlq`, poison.length);
+      assert.equal(dlq.length, poison.length);
+      assert.deepEqual(
+        dlq.map((r) => r.headers.get(DLQ_HEADERS.reason)).sort(),
+        poison.map((p) => p.reason).sort(),
+      );
+      for (const r of dlq) {
+        assert.equal(r.headers.get(DLQ_HEADERS.topic), topic);
+        assert.match(r.headers.get(DLQ_HEADERS.partition) ?? '', /^\d+$/);
+        assert.match(r.headers.get(DLQ_HEADERS.offset) ?? '', /^\d+$/);
+        assert.ok((r.headers.get(DLQ_HEADERS.detail) ?? '').length > 0);
+      }
+      assert.deepEqual(
+        dlq.map((r) => r.value.toString('hex')).sort(),
+        poison.map((p) => p.value.toString('hex')).sort(),
+      );
+
+      for (const reason of ['invalid_json', 'invalid_event', 'too_large', 'invalid_utf8']) {
+        const expected = poison.filter((p) => p.reason === reason).length;
+        assert.equal(
+          await metricValue(processor.url, 'tally_dead_letters_total', { reason }),
+          expected,
+          reason,
+        );
+      }
+      await waitFor('lag back to 0 on every partition', async () => {
+        const text = await (await fetch(`${processor.url}/metrics`)).text();
+        const lines = text
+          .split('\n')
+          .filter((l) => l.startsWith('tally_consumer_lag{') && l.includes(topic));
+        return lines.length === PARTITIONS && lines.every((l) => l.endsWith(' 0'));
+      });
+    },
+  );
+});
