@@ -27,5 +27,9 @@ export function createPool(options: PoolOptions, onError: (err: Error) => void):
     types,
   });
   pool.on('error', onError);
+  // TRICKY: a checked-out client whose server goes away between two queries (PostgreSQL stopped
+  // mid-transaction) emits 'error' outside any query; without a listener that is an uncaught
+  // exception. The query in flight, or the next one, still fails and is retried by its caller.
+  pool.on('connect', (client) => client.on('error', onError));
   return pool;
 }

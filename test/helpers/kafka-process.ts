@@ -1,3 +1,4 @@
+import { writeFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -166,6 +167,9 @@ export async function spawnProcessor(t: TestContext, env: ProcessorEnv): Promise
     port,
   );
   t.after(async () => {
+    // TEST_CHILD_LOGS=<dir> keeps every processor's output for a post-mortem.
+    if (process.env.TEST_CHILD_LOGS)
+      writeFileSync(join(process.env.TEST_CHILD_LOGS, `process-${child.child.pid}.log`), child.output());
     if (child.child.exitCode === null && child.child.signalCode === null) {
       child.child.kill('SIGCONT');
       child.child.kill('SIGTERM');
