@@ -181,6 +181,12 @@ export class KafkaProcessor {
       this.#deps.logger.warn({ err }, 'consumer stream failed; restarting it');
       this.#scheduleRebuild('stream error');
     });
+    // A stream that ends on its own (not replaced, not stopping) would leave its partitions unread.
+    stream.on('close', () => {
+      if (generation !== this.#generation || this.#stopping || this.#stream !== stream) return;
+      this.#deps.logger.warn('consumer stream closed; restarting it');
+      this.#scheduleRebuild('stream closed');
+    });
   }
 
   #onMessage(message: Message<Buffer, Buffer, Buffer, Buffer>, generation: number): void {
