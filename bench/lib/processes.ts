@@ -1,0 +1,72 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { readFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+const MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
+
+export interface Service {
+  name: string;
+  url: string;
+  child: ChildProcess;
+  /** Peak resident set size so far, in MB, of the process and its children (Linux: VmHWM). */
+  peakRssMb(): Promise<number>;
+  stop(): Promise<void>;
+}
+
+/** Runs a node script (Tally's CLI by default) as its own process and waits for `readyPath`. */
+export async function startService(opts: {
+  name: string;
+  args: string[];
+  env: Record<string, string>;
+  port: number;
+  script?: string;
+  readyPath?: string;
+}): Promise<Service> {
+  const child = spawn(process.execPath, [opts.script ?? MAIN, ...opts.args], {
+    env: { ...process.env, TALLY_LOG_LEVEL: 'warn', ...opts.env },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (c: Buffer) => (stderr = (stderr + c.toString()).slice(-4000)));
+  const url = `http://127.0.0.1:${opts.port}`;
+  const deadline = Date.now() + 90_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`${opts.name} exited early:\n${stderr}`);
+    const ok = await fetch(`${url}${opts.readyPath ?? '/health'}`).then(
+      (r) => r.ok,
+      () => false,
+    );
+    if (ok) break;
+    if (Date.now() > deadline) throw new Error(`${opts.name} did not come up:\n${stderr}`);
+    await sleep(100);
+  }
+  return {
+    name: opts.name,
+    url,
+    child,
+    peakRssMb: () => peakRssMb(child.pid!),
+    async stop() {
+      if (child.exitCode !== null) return;
+      child.kill('SIGTERM');
+      await once(child, 'exit');
+    },
+  };
+}
+
+async function peakRssMb(pid: number): Promise<number> {
+  const pids = [pid, ...(await childrenOf(pid))];
+  let peak = 0;
+  for (const p of pids) {
+    const status = await readFile(`/proc/${p}/status`, 'utf8').catch(() => '');
+    const kb = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
+    peak = Math.max(peak, kb / 1024);
+  }
+  return peak;
+}
+
+async function childrenOf(pid: number): Promise<number[]> {
+  const text = await readFile(`/proc/${pid}/task/${pid}/children`, 'utf8').catch(() => '');
+  return text.split(/\s+/).filter(Boolean).map(Number);
+}

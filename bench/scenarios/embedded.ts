@@ -1,0 +1,133 @@
+import autocannon from 'autocannon';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { benchBatch, benchEvent } from '../lib/events.ts';
+import type { Service } from '../lib/processes.ts';
+import type { Row } from '../lib/report.ts';
+import { percentile, round } from '../lib/stats.ts';
+import { postEvents, summaryEvents, waitForCount } from '../lib/tally-http.ts';
+import type { BenchContext } from '../run.ts';
+
+const BATCH = 100;
+const MINUTE = 60_000;
+
+/**
+ * Sends `total` events in batches of 100 from `connections` connections and waits until the
+ * summary counts them all; returns events/s from the first request to "all visible".
+ */
+export async function endToEndRate(
+  ingestUrl: string,
+  queryUrl: string,
+  ctx: BenchContext,
+  total: number,
+  windowStart: number,
+): Promise<number> {
+  const span = 24 * 60 * MINUTE;
+  const before = await summaryEvents(queryUrl, windowStart, windowStart + span);
+  const started = performance.now();
+  const result = await autocannon({
+    url: `${ingestUrl}/v1/events`,
+    connections: Math.min(ctx.connections, 16),
+    amount: Math.ceil(total / BATCH),
+    requests: [
+      {
+        method: 'POST',
+        setupRequest: (req) => ({
+          ...req,
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify(benchBatch(BATCH, windowStart, span)),
+        }),
+      },
+    ],
+  });
+  if (result.non2xx > 0 || result.errors > 0) {
+    throw new Error(`${result.non2xx} non-2xx answers and ${result.errors} errors under batched load`);
+  }
+  const sent = result['2xx'] * BATCH;
+  const visibleAt = await waitForCount(queryUrl, windowStart, windowStart + span, before + sent, 600_000, 50);
+  return sent / ((visibleAt - started) / 1000);
+}
+
+/**
+ * Freshness: while background load runs at `eventsPerSec`, probes send one event each into a
+ * minute of their own and poll the summary until it shows it. Returns ms from 202 to visible.
+ */
+export async function freshness(
+  ingestUrl: string,
+  queryUrl: string,
+  ctx: BenchContext,
+  eventsPerSec: number,
+  windowStart: number,
+): Promise<number[]> {
+  const load = autocannon({
+    url: `${ingestUrl}/v1/events`,
+    connections: 8,
+    duration: ctx.measureSec + 30,
+    overallRate: Math.max(1, Math.round(eventsPerSec / BATCH)),
+    requests: [
+      {
+        method: 'POST',
+        setupRequest: (req) => ({
+          ...req,
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify(benchBatch(BATCH, windowStart + 10 * 24 * 60 * MINUTE, 24 * 60 * MINUTE)),
+        }),
+      },
+    ],
+  });
+  await sleep(1000);
+  const latencies: number[] = [];
+  try {
+    for (let i = 0; i < ctx.probes; i++) {
+      const minute = windowStart + i * MINUTE;
+      await postEvents(ingestUrl, benchEvent(minute + 1000));
+      const accepted = performance.now();
+      const visible = await waitForCount(queryUrl, minute, minute + MINUTE, 1, 30_000, 2);
+      latencies.push(visible - accepted);
+      await sleep(50);
+    }
+  } finally {
+    load.stop();
+    await load;
+  }
+  return latencies;
+}
+
+/** Scenarios 4 and 5 on the all-in-one embedded Tally. */
+export async function embeddedScenarios(
+  ctx: BenchContext,
+  tally: Service,
+): Promise<{ rows: Row[]; rate: number }> {
+  const rate = await endToEndRate(
+    tally.url,
+    tally.url,
+    ctx,
+    ctx.e2eEvents,
+    Date.parse('2020-01-01T00:00:00Z'),
+  );
+  const latencies = await freshness(tally.url, tally.url, ctx, rate / 2, Date.parse('2021-01-01T00:00:00Z'));
+  return {
+    rate,
+    rows: [
+      {
+        scenario: '4. embedded mode end to end',
+        metric: `events/s, ${ctx.e2eEvents} events in batches of ${BATCH}`,
+        tally: Math.round(rate),
+        unit: 'events/s',
+      },
+      {
+        scenario: '5. freshness, embedded, at half max load',
+        metric: `202 → visible in summary, p50 (${latencies.length} probes)`,
+        tally: round(percentile(latencies, 50)),
+        unit: 'ms',
+        target: 'p99 ≤ 1000 ms',
+      },
+      {
+        scenario: '5. freshness, embedded, at half max load',
+        metric: `202 → visible in summary, p99 (${latencies.length} probes)`,
+        tally: round(percentile(latencies, 99)),
+        unit: 'ms',
+        target: '≤ 1000 ms',
+      },
+    ],
+  };
+}

@@ -1,0 +1,66 @@
+import autocannon from 'autocannon';
+import { fileURLToPath } from 'node:url';
+import { findFreePort } from '../../src/util/free-port.ts';
+import { benchEvent } from '../lib/events.ts';
+import { startService, type Service } from '../lib/processes.ts';
+import type { Row } from '../lib/report.ts';
+import type { BenchContext } from '../run.ts';
+
+const BASELINE = fileURLToPath(new URL('../baseline-server.ts', import.meta.url));
+const WINDOW = Date.parse('2020-06-01T00:00:00Z');
+
+/** req/s of single-event POST /v1/events, after a warm-up, with fresh event_ids. */
+async function singleEventRate(url: string, ctx: BenchContext): Promise<number> {
+  const run = (duration: number) =>
+    autocannon({
+      url: `${url}/v1/events`,
+      connections: ctx.connections,
+      duration,
+      requests: [
+        {
+          method: 'POST',
+          setupRequest: (req) => ({
+            ...req,
+            headers: { 'content-type': 'application/json' },
+            body: JSON.stringify(benchEvent(WINDOW + Math.floor(Math.random() * 3_600_000))),
+          }),
+        },
+      ],
+    });
+  await run(ctx.warmupSec);
+  const result = await run(ctx.measureSec);
+  if (result.non2xx > 0 || result.errors > 0) {
+    throw new Error(`${url}: ${result.non2xx} non-2xx answers and ${result.errors} errors under load`);
+  }
+  return result.requests.average;
+}
+
+/** Scenario 1: single-event HTTP ingest, Tally vs a bare Fastify app answering 202. */
+export async function singleEventIngest(ctx: BenchContext, tally: Service, label: string): Promise<Row[]> {
+  const port = await findFreePort();
+  const bare = await startService({
+    name: 'bare Fastify',
+    script: BASELINE,
+    args: [],
+    env: { PORT: String(port) },
+    port,
+  });
+  let baseline: number;
+  try {
+    baseline = await singleEventRate(bare.url, ctx);
+  } finally {
+    await bare.stop();
+  }
+  const rate = await singleEventRate(tally.url, ctx);
+  return [
+    {
+      scenario: `1. single-event HTTP ingest (${label})`,
+      metric: `requests/s, ${ctx.connections} connections`,
+      tally: Math.round(rate),
+      baseline: Math.round(baseline),
+      baselineName: 'bare Fastify 202',
+      target: '≥ 70 % of baseline',
+      unit: 'req/s',
+    },
+  ];
+}
