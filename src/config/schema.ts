@@ -61,6 +61,12 @@ export const ConfigSchema = Type.Object({
   KAFKA_GROUP_ID: Type.String({ default: 'user-activity-consumer-group', minLength: 1 }),
   TALLY_EXTRA_TOPICS: Type.String({ default: '' }),
   TALLY_KAFKA_PARTITIONS: Type.Integer({ minimum: 1, maximum: 10000, default: 6 }),
+  KAFKA_PORT: Type.Integer({
+    minimum: 1,
+    maximum: 65535,
+    default: 9092,
+    description: 'Client port of the broker `npm run kafka` starts',
+  }),
   NUM_WORKERS: Type.Integer({ minimum: 1, maximum: 64, default: 1 }),
   BATCH_SIZE: Type.Integer({ minimum: 1, maximum: 100000, default: 5000 }),
   FLUSH_INTERVAL_SEC: Type.Number({ exclusiveMinimum: 0, maximum: 3600, default: 0.5 }),
