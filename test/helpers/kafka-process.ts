@@ -10,10 +10,8 @@ import { encodeEvent } from '../../src/kafka/codec.ts';
 import { openDatabase } from '../../src/store/database.ts';
 import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from '../../src/store/embedded-postgres.ts';
 import { findFreePort } from '../../src/util/free-port.ts';
-import { startKafkaBroker, type KafkaBroker } from '../../scripts/kafka/broker.ts';
 import { spawnTally, type ChildTally } from './child-tally.ts';
 import { prng, type OracleEvent } from './oracle.ts';
-import { requireTool } from './require-tool.ts';
 import { storedCount } from './stored-state.ts';
 
 export type KafkaMessage = MessageToProduce<Buffer, Buffer, Buffer, Buffer>;
@@ -234,22 +232,6 @@ export async function workerPids(primaryPid: number): Promise<number[]> {
   } catch {
     return [];
   }
-}
-
-/**
- * A real Kafka broker for this test file (scripts/kafka/broker.ts), stopped after it; undefined
- * (test skipped) when java/mvn are missing outside CI.
- */
-export async function startBroker(t: TestContext): Promise<KafkaBroker | undefined> {
-  if (!requireTool(t, 'java', 'the Kafka broker runs on the JVM', ['-version'])) return undefined;
-  if (!requireTool(t, 'mvn', 'the Kafka jars come from Maven Central')) return undefined;
-  const dataDir = await mkdtemp(join(tmpdir(), 'tally-kafka-'));
-  const broker = await startKafkaBroker({ dataDir });
-  t.after(async () => {
-    await broker.stop();
-    await rm(dataDir, { recursive: true, force: true });
-  });
-  return broker;
 }
 
 /** A `waitFor` probe: true once the project has `n` distinct events stored. */

@@ -8,13 +8,13 @@ import {
   metricValue,
   produce,
   spawnProcessor,
-  startBroker,
   startTestPostgres,
   storedCountProbe,
   testProducer,
   waitFor,
   workerPids,
 } from '../helpers/kafka-process.ts';
+import { startTestKafka } from '../helpers/kafka.ts';
 import { prng } from '../helpers/oracle.ts';
 import { assertExactlyOnce, storedCount } from '../helpers/stored-state.ts';
 
@@ -50,7 +50,7 @@ test(
   'tally process under faults: crashes, freezes, PostgreSQL down, SIGTERM',
   { timeout: 15 * 60_000 },
   async (t) => {
-    const broker = await startBroker(t);
+    const broker = await startTestKafka(t);
     if (!broker) return;
     const bootstrap = broker.bootstrap;
 

@@ -8,12 +8,12 @@ import {
   metricValue,
   produce,
   spawnProcessor,
-  startBroker,
   startTestPostgres,
   storedCountProbe,
   testProducer,
   waitFor,
 } from '../helpers/kafka-process.ts';
+import { startTestKafka } from '../helpers/kafka.ts';
 import { assertExactlyOnce } from '../helpers/stored-state.ts';
 
 const PARTITIONS = 6;
@@ -62,7 +62,7 @@ async function readTopic(bootstrap: string, topic: string, count: number) {
 }
 
 test('tally process: exactly-once from Kafka into PostgreSQL', { timeout: 15 * 60_000 }, async (t) => {
-  const broker = await startBroker(t);
+  const broker = await startTestKafka(t);
   if (!broker) return;
   const bootstrap = broker.bootstrap;
 
