@@ -194,8 +194,15 @@ export class KafkaProcessor {
     // TRICKY: a stream may still deliver a partition that a newer assignment took away.
     if (!this.#expected.has(partitionKey(message.topic, message.partition))) return;
     this.#builder.add(message);
-    if (this.#builder.size >= this.#options.batchSize) this.#flush(false);
-    else this.#timer ??= setTimeout(() => this.#flush(false), this.#options.flushIntervalMs);
+    if (this.#builder.size < this.#options.batchSize) {
+      this.#timer ??= setTimeout(() => this.#flush(false), this.#options.flushIntervalMs);
+    } else if (this.#flushing) {
+      // Backpressure: one batch is being written (or retried) and the next one is full, so the
+      // stream fetches nothing more until the write is done. Memory stays at two batches.
+      this.#stream?.pause();
+    } else {
+      this.#flush(false);
+    }
   }
 
   #flush(final: boolean): void {
@@ -203,17 +210,16 @@ export class KafkaProcessor {
     this.#timer = undefined;
     if (this.#flushing || this.#builder.size === 0) return;
     const generation = this.#generation;
+    // The next batch accumulates while this one is written; it is taken (with the positions this
+    // one committed as its expectations) only once this one is done.
     const batch = this.#builder.take((key) => this.#expected.get(key) ?? null);
-    const stream = this.#stream;
-    // Backpressure: while the batch is written (and retried) the stream fetches nothing more.
-    stream?.pause();
     this.#flushing = this.#commit(batch, generation).finally(() => {
       this.#flushing = undefined;
       if (final || this.#stopping || generation !== this.#generation) return;
       if (this.#builder.size >= this.#options.batchSize) this.#flush(false);
       else if (this.#builder.size > 0)
         this.#timer ??= setTimeout(() => this.#flush(false), this.#options.flushIntervalMs);
-      stream?.resume();
+      this.#stream?.resume();
     });
   }
 
