@@ -19,6 +19,8 @@ export interface Stoppable {
   stop(): Promise<void>;
 }
 
+const IDLE_IN_TRANSACTION_TIMEOUT_MS = 10_000;
+
 /** `/metrics` of the primary: the sum of every worker's registry (prom-client cluster support). */
 class ClusterRegistry extends AggregatorRegistry<'text/plain; version=0.0.4; charset=utf-8'> {
   override metrics(): Promise<string> {
@@ -103,6 +105,9 @@ export async function startProcessWorker(config: Config, logger: Logger): Promis
     poolSize: raw.TALLY_DB_POOL_SIZE,
     applicationName: `tally-process-${process.pid}`,
     logger,
+    // TRICKY: a worker frozen mid-transaction (SIGSTOP, a VM pause) keeps its row locks and would
+    // block the member that took its partitions; PostgreSQL ends such a session after this.
+    idleInTransactionTimeoutMs: IDLE_IN_TRANSACTION_TIMEOUT_MS,
   });
   const partitions = new RawPartitions(database.pool, raw.TALLY_RAW_RETENTION_DAYS);
   const writer = new BatchWriter({ pool: database.pool, partitions, storeRaw: raw.TALLY_STORE_RAW });

@@ -12,6 +12,7 @@ export interface PoolOptions {
   connectionString: string;
   max: number;
   applicationName: string;
+  idleInTransactionTimeoutMs?: number;
 }
 
 /** Creates a pg pool whose idle-client errors are reported instead of crashing the process. */
@@ -24,6 +25,7 @@ export function createPool(options: PoolOptions, onError: (err: Error) => void):
     idleTimeoutMillis: 30000,
     // Statements that hang (a lock, a stuck server) fail instead of holding a batch forever.
     statement_timeout: 60000,
+    idle_in_transaction_session_timeout: options.idleInTransactionTimeoutMs,
     types,
   });
   pool.on('error', onError);
