@@ -3,6 +3,7 @@ import { loadConfig, type Config } from '../config/load.ts';
 import { TallyError } from '../errors/tally-error.ts';
 import { createLogger } from '../observability/logger.ts';
 import { startEmbeddedTally } from './embedded-tally.ts';
+import { startIngestRole } from './ingest-role.ts';
 import { handleShutdown } from './lifecycle.ts';
 import { formatSummary, sendActivity } from './send.ts';
 
@@ -30,6 +31,19 @@ program
     handleShutdown(() => tally.stop(), logger);
     logger.info(
       `Tally is up: API ${tally.url} (docs ${tally.url}/docs, metrics ${tally.url}/metrics); ${tally.database.description}`,
+    );
+  });
+
+program
+  .command('ingest')
+  .description('Serve the ingest API (SERVER_PORT) and publish accepted events to Kafka (KAFKA_BROKERS)')
+  .action(async () => {
+    const config = configOrExit();
+    const logger = createLogger(config.raw.TALLY_LOG_LEVEL);
+    const ingest = await startIngestRole(config, logger);
+    handleShutdown(() => ingest.stop(), logger);
+    logger.info(
+      `Tally ingest is up: ${ingest.url} → Kafka ${config.kafka?.brokers.join(',')} topic ${config.kafka?.topic}`,
     );
   });
 
