@@ -5,6 +5,7 @@ import { createLogger } from '../observability/logger.ts';
 import { startEmbeddedTally } from './embedded-tally.ts';
 import { startIngestRole } from './ingest-role.ts';
 import { handleShutdown } from './lifecycle.ts';
+import { formatReplaySummary, runReplay, type ReplayCommandOptions } from './replay-command.ts';
 import { formatSummary, sendActivity } from './send.ts';
 
 function configOrExit(): Config {
@@ -74,6 +75,26 @@ program
     });
     process.stdout.write(`${formatSummary(summary, opts.url)}\n`);
     process.exitCode = summary.failed + summary.rejected === 0 ? 0 : 1;
+  });
+
+program
+  .command('replay')
+  .description(
+    'Re-publish the dead letters of <topic>.dlq to their source topic (after a fix); says how many moved',
+  )
+  .requiredOption('--topic <topic>', 'the dead-letter topic, e.g. incoming.user_activity.dlq')
+  .option('--since <ISO time>', 'only dead letters written at or after this time')
+  .option('--dry-run', 'count what would move; produce and commit nothing', false)
+  .option('--group <id>', 'consumer group remembering replay progress (default tally-replay.<topic>)')
+  .action(async (opts: ReplayCommandOptions) => {
+    const config = configOrExit();
+    try {
+      const summary = await runReplay(config, opts);
+      process.stdout.write(`${formatReplaySummary(summary, opts)}\n`);
+    } catch (err) {
+      process.stderr.write(`tally replay: ${err instanceof Error ? err.message : String(err)}\n`);
+      process.exitCode = 1;
+    }
   });
 
 await program.parseAsync(process.argv);

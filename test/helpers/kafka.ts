@@ -33,6 +33,7 @@ export async function startTestKafka(t: TestContext): Promise<KafkaBroker | unde
 export interface ReadMessage {
   partition: number;
   offset: bigint;
+  timestamp: bigint;
   key: Buffer | undefined;
   value: Buffer | undefined;
   headers: Map<string, string>;
@@ -62,6 +63,7 @@ export async function readTopic(bootstrap: string, topic: string): Promise<ReadM
         out.push({
           partition: m.partition,
           offset: m.offset,
+          timestamp: m.timestamp,
           key: m.key,
           value: m.value,
           headers: new Map([...m.headers].map(([k, v]) => [k.toString(), v.toString()])),
