@@ -10,7 +10,7 @@ import { pino } from 'pino';
 import { startKafkaBroker } from '../scripts/kafka/broker.ts';
 import { normalizeEvent } from '../src/event/normalize.ts';
 import { encodeEvent } from '../src/kafka/codec.ts';
-import { ensureProcessTopics } from '../src/process/ensure-topics.ts';
+import { ensureTopics } from '../src/kafka/topics.ts';
 import { openDatabase } from '../src/store/database.ts';
 import { startEmbeddedPostgres } from '../src/store/embedded-postgres.ts';
 import { findFreePort } from '../src/util/free-port.ts';
@@ -76,7 +76,7 @@ try {
   );
   await db.stop();
   const brokers = [broker.bootstrap];
-  await ensureProcessTopics({ brokers, topics: [TOPIC], partitions: 6 });
+  await ensureTopics({ brokers, topics: [TOPIC], partitions: 6 });
   const common = { KAFKA_BROKERS: broker.bootstrap, KAFKA_TOPIC: TOPIC, DATABASE_URL: pg.connectionString };
 
   const metricsPort = await findFreePort();

@@ -2,8 +2,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from '../config/load.ts';
 import { buildApp } from '../http/build-app.ts';
-import { ingestRoutes } from '../ingest/routes.ts';
-import { IngestService } from '../ingest/ingest-service.ts';
+import { ingestPlugin } from './ingest-plugin.ts';
 import { MicroBatcher } from '../ingest/micro-batcher.ts';
 import { createMetrics, type Metrics } from '../observability/metrics.ts';
 import { opsRoutes } from '../observability/routes.ts';
@@ -53,22 +52,15 @@ export async function startEmbeddedTally(config: Config, logger: Logger): Promis
   });
   let stopping = false;
   const projectOf = (_request: FastifyRequest) => DEFAULT_PROJECT;
-  const ingest = new IngestService({
-    sink: { submit: (events) => batcher.submit(events) },
-    metrics,
-    maxFutureSkewMs: raw.TALLY_MAX_FUTURE_SKEW_SEC * 1000,
-  });
   const app = await buildApp({
     logger,
     title: 'Tally',
     requestTimeoutMs: raw.TALLY_REQUEST_TIMEOUT_MS,
     plugins: [
-      ingestRoutes({
-        ingest,
+      ingestPlugin({
+        raw,
+        sink: { submit: (events) => batcher.submit(events) },
         metrics,
-        maxBodyBytes: raw.TALLY_MAX_BODY_BYTES,
-        maxDecompressedBytes: raw.TALLY_MAX_DECOMPRESSED_BYTES,
-        maxEvents: raw.TALLY_MAX_EVENTS_PER_REQUEST,
         projectOf,
         isStopping: () => stopping,
       }),

@@ -4,8 +4,10 @@ import { loadConfig, type Config } from '../config/load.ts';
 import { TallyError } from '../errors/tally-error.ts';
 import { createLogger } from '../observability/logger.ts';
 import { startEmbeddedTally } from './embedded-tally.ts';
+import { startIngestRole } from './ingest-role.ts';
 import { handleShutdown } from './lifecycle.ts';
 import { startProcessPrimary, startProcessWorker } from './process-role.ts';
+import { formatReplaySummary, runReplay, type ReplayCommandOptions } from './replay-command.ts';
 import { formatSummary, sendActivity } from './send.ts';
 
 function configOrExit(): Config {
@@ -57,6 +59,19 @@ program
     }
   });
 
+program
+  .command('ingest')
+  .description('Serve the ingest API (SERVER_PORT) and publish accepted events to Kafka (KAFKA_BROKERS)')
+  .action(async () => {
+    const config = configOrExit();
+    const logger = createLogger(config.raw.TALLY_LOG_LEVEL);
+    const ingest = await startIngestRole(config, logger);
+    handleShutdown(() => ingest.stop(), logger);
+    logger.info(
+      `Tally ingest is up: ${ingest.url} → Kafka ${config.kafka?.brokers.join(',')} topic ${config.kafka?.topic}`,
+    );
+  });
+
 function positiveInt(name: string) {
   return (value: string): number => {
     const n = Number(value);
@@ -84,6 +99,26 @@ program
     });
     process.stdout.write(`${formatSummary(summary, opts.url)}\n`);
     process.exitCode = summary.failed + summary.rejected === 0 ? 0 : 1;
+  });
+
+program
+  .command('replay')
+  .description(
+    'Re-publish the dead letters of <topic>.dlq to their source topic (after a fix); says how many moved',
+  )
+  .requiredOption('--topic <topic>', 'the dead-letter topic, e.g. incoming.user_activity.dlq')
+  .option('--since <ISO time>', 'only dead letters written at or after this time')
+  .option('--dry-run', 'count what would move; produce and commit nothing', false)
+  .option('--group <id>', 'consumer group remembering replay progress (default tally-replay.<topic>)')
+  .action(async (opts: ReplayCommandOptions) => {
+    const config = configOrExit();
+    try {
+      const summary = await runReplay(config, opts);
+      process.stdout.write(`${formatReplaySummary(summary, opts)}\n`);
+    } catch (err) {
+      process.stderr.write(`tally replay: ${err instanceof Error ? err.message : String(err)}\n`);
+      process.exitCode = 1;
+    }
   });
 
 await program.parseAsync(process.argv);

@@ -7,7 +7,7 @@ import { buildApp } from '../http/build-app.ts';
 import { createMetrics } from '../observability/metrics.ts';
 import { opsRoutes } from '../observability/routes.ts';
 import { BatchProcessor } from '../process/batch-processor.ts';
-import { ensureProcessTopics } from '../process/ensure-topics.ts';
+import { ensureTopics } from '../kafka/topics.ts';
 import { KafkaProcessor } from '../process/kafka-processor.ts';
 import { WorkerPool, type WorkerMessage } from '../process/worker-pool.ts';
 import { BatchWriter } from '../store/batch-writer.ts';
@@ -57,7 +57,7 @@ export async function startProcessPrimary(
     { poolSize: 2, applicationName: 'tally-process', logger },
   );
   const topics = [kafka.topic, ...kafka.extraTopics];
-  await ensureProcessTopics({ brokers: kafka.brokers, topics, partitions: raw.TALLY_KAFKA_PARTITIONS });
+  await ensureTopics({ brokers: kafka.brokers, topics, partitions: raw.TALLY_KAFKA_PARTITIONS });
   const pool = new WorkerPool({ size: raw.NUM_WORKERS, env: { DATABASE_URL: connectionString }, logger });
   let stopping = false;
   const app = await buildApp({

@@ -67,6 +67,17 @@ export const ConfigSchema = Type.Object({
     default: 9092,
     description: 'Client port of the broker `npm run kafka` starts',
   }),
+  TALLY_KAFKA_ACK_TIMEOUT_MS: Type.Integer({
+    minimum: 500,
+    maximum: 60000,
+    default: 5000,
+    description: 'tally ingest: longest wait for Kafka to acknowledge before answering 503',
+  }),
+  TALLY_INGEST_MAX_INFLIGHT_BYTES: Type.Integer({
+    minimum: 65536,
+    default: 67108864,
+    description: 'tally ingest: encoded bytes waiting on Kafka beyond which requests get 503 at once',
+  }),
   NUM_WORKERS: Type.Integer({ minimum: 1, maximum: 64, default: 1 }),
   BATCH_SIZE: Type.Integer({ minimum: 1, maximum: 100000, default: 5000 }),
   FLUSH_INTERVAL_SEC: Type.Number({ exclusiveMinimum: 0, maximum: 3600, default: 0.5 }),

@@ -1,24 +1,10 @@
 import type { MessageToProduce, Producer } from '@platformatic/kafka';
-import { PROJECT_HEADER } from '../kafka/codec.ts';
+import { DLQ_HEADERS, dlqTopic } from '../kafka/dead-letters.ts';
 import type { PoisonMessage } from './batch-builder.ts';
-
-/** Header names of a dead-letter record (docs/kafka.md, "Dead letters"). */
-export const DLQ_HEADERS = {
-  reason: 'tally-dlq-reason',
-  detail: 'tally-dlq-detail',
-  topic: 'tally-source-topic',
-  partition: 'tally-source-partition',
-  offset: 'tally-source-offset',
-  project: PROJECT_HEADER,
-} as const;
 
 const MAX_DETAIL_CHARS = 1000;
 /** Stay well under the broker's default 1 MB request size when splitting sends. */
 const MAX_SEND_BYTES = 512 * 1024;
-
-export function dlqTopic(topic: string): string {
-  return `${topic}.dlq`;
-}
 
 /** The dead-letter record for one poison message: its raw value, with the reason and source in headers. */
 export function dlqRecord(p: PoisonMessage): MessageToProduce<Buffer, Buffer, Buffer, Buffer> {

@@ -1,7 +1,9 @@
+import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
+import { Consumer, MessagesStreamModes } from '@platformatic/kafka';
 import { startKafkaBroker, type KafkaBroker } from '../../scripts/kafka/broker.ts';
 import { requireTool } from './require-tool.ts';
 
@@ -26,4 +28,54 @@ export async function startTestKafka(t: TestContext): Promise<KafkaBroker | unde
     await rm(dataDir, { recursive: true, force: true });
   });
   return broker;
+}
+
+export interface ReadMessage {
+  partition: number;
+  offset: bigint;
+  timestamp: bigint;
+  key: Buffer | undefined;
+  value: Buffer | undefined;
+  headers: Map<string, string>;
+}
+
+/** Every message of `topic` up to its end offsets at the time of the call, in partition/offset order. */
+export async function readTopic(bootstrap: string, topic: string): Promise<ReadMessage[]> {
+  const consumer = new Consumer({
+    groupId: `tally-test-reader-${randomUUID()}`,
+    clientId: 'tally-test-reader',
+    bootstrapBrokers: [bootstrap],
+    maxWaitTime: 200,
+    retries: 5,
+  });
+  try {
+    const ends = (await consumer.listOffsets({ topics: [topic] })).get(topic) ?? [];
+    const remaining = new Set(ends.flatMap((end, partition) => (end > 0n ? [partition] : [])));
+    const out: ReadMessage[] = [];
+    if (remaining.size === 0) return out;
+    const stream = await consumer.consume({
+      topics: [topic],
+      mode: MessagesStreamModes.EARLIEST,
+      autocommit: false,
+    });
+    try {
+      for await (const m of stream) {
+        out.push({
+          partition: m.partition,
+          offset: m.offset,
+          timestamp: m.timestamp,
+          key: m.key,
+          value: m.value,
+          headers: new Map([...m.headers].map(([k, v]) => [k.toString(), v.toString()])),
+        });
+        if (m.offset + 1n >= ends[m.partition]) remaining.delete(m.partition);
+        if (remaining.size === 0) break;
+      }
+    } finally {
+      await stream.close();
+    }
+    return out.sort((a, b) => a.partition - b.partition || Number(a.offset - b.offset));
+  } finally {
+    await consumer.close(true);
+  }
 }

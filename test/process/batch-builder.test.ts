@@ -7,7 +7,8 @@ import {
   rejectAll,
   type ConsumedMessage,
 } from '../../src/process/batch-builder.ts';
-import { dlqRecord, DLQ_HEADERS } from '../../src/process/dead-letter-publisher.ts';
+import { DLQ_HEADERS } from '../../src/kafka/dead-letters.ts';
+import { dlqRecord } from '../../src/process/dead-letter-publisher.ts';
 
 const NOW = Date.parse('2026-03-01T12:00:00Z');
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { test } from 'node:test';
 import { Admin, Consumer, MessagesStreamModes } from '@platformatic/kafka';
-import { DLQ_HEADERS } from '../../src/process/dead-letter-publisher.ts';
+import { DLQ_HEADERS } from '../../src/kafka/dead-letters.ts';
 import {
   generateEvents,
   metricValue,
