@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/load.ts';
 import { buildApp } from '../http/build-app.ts';
 import { ingestPlugin } from './ingest-plugin.ts';
+import { startKafkaPipeline } from './kafka-pipeline.ts';
 import { MicroBatcher } from '../ingest/micro-batcher.ts';
 import { createMetrics, type Metrics } from '../observability/metrics.ts';
 import { opsRoutes } from '../observability/routes.ts';
@@ -28,8 +29,9 @@ const HOUR_MS = 3_600_000;
 const DEFAULT_PROJECT = 'default';
 
 /**
- * The all-in-one Tally without Kafka: HTTP ingest → micro-batcher → one PostgreSQL
- * transaction per batch; queries read the rollups. Listens on `config.serverPort`.
+ * The all-in-one Tally: HTTP ingest → micro-batcher → one PostgreSQL transaction per batch, or
+ * with KAFKA_BROKERS set, HTTP ingest → Kafka → consumer → the same transaction; queries read
+ * the rollups. Listens on `config.serverPort`.
  */
 export async function startEmbeddedTally(config: Config, logger: Logger): Promise<EmbeddedTally> {
   const raw = config.raw;
@@ -50,6 +52,18 @@ export async function startEmbeddedTally(config: Config, logger: Logger): Promis
     lingerMs: raw.TALLY_BATCH_LINGER_MS,
     maxQueuedEvents: raw.BATCH_SIZE * 20,
   });
+  // With KAFKA_BROKERS: HTTP ingest → Kafka → in-process consumer → the same transaction.
+  const kafka = config.kafka
+    ? await startKafkaPipeline(config, config.kafka, {
+        pool: database.pool,
+        processor,
+        metrics,
+        logger,
+      }).catch(async (err: unknown) => {
+        await database.stop();
+        throw err;
+      })
+    : undefined;
   let stopping = false;
   const projectOf = (_request: FastifyRequest) => DEFAULT_PROJECT;
   const app = await buildApp({
@@ -59,7 +73,7 @@ export async function startEmbeddedTally(config: Config, logger: Logger): Promis
     plugins: [
       ingestPlugin({
         raw,
-        sink: { submit: (events) => batcher.submit(events) },
+        sink: kafka?.sink ?? { submit: (events) => batcher.submit(events) },
         metrics,
         projectOf,
         isStopping: () => stopping,
@@ -72,7 +86,7 @@ export async function startEmbeddedTally(config: Config, logger: Logger): Promis
       opsRoutes({
         serviceName: raw.TALLY_SERVICE_NAME ?? 'tally',
         registry: metrics.registry,
-        checks: [database.health],
+        checks: [database.health, ...(kafka?.checks ?? [])],
         isStopping: () => stopping,
       }),
     ],
@@ -89,6 +103,7 @@ export async function startEmbeddedTally(config: Config, logger: Logger): Promis
   try {
     url = await app.listen({ host: config.host, port: config.serverPort });
   } catch (err) {
+    await kafka?.stop();
     await database.stop();
     throw err;
   }
@@ -106,6 +121,7 @@ export async function startEmbeddedTally(config: Config, logger: Logger): Promis
         clearInterval(retention);
         await app.close();
         await batcher.stop();
+        await kafka?.stop();
         await database.stop();
       })();
       return stopped;
