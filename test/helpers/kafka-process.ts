@@ -238,3 +238,46 @@ export async function workerPids(primaryPid: number): Promise<number[]> {
 export function storedCountProbe(db: pg.Pool, n: number): () => Promise<boolean> {
   return async () => (await storedCount(db)) >= n;
 }
+
+/** `tally ingest` as a child process publishing to `topic`; stopped after the test. */
+export async function spawnIngest(t: TestContext, bootstrap: string, topic: string): Promise<ChildTally> {
+  const port = await findFreePort();
+  const child = await spawnTally(
+    ['ingest'],
+    { KAFKA_BROKERS: bootstrap, KAFKA_TOPIC: topic, TALLY_LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn' },
+    port,
+  );
+  t.after(async () => {
+    if (child.child.exitCode === null && child.child.signalCode === null) {
+      child.child.kill('SIGTERM');
+      await child.exited;
+    }
+  });
+  return child;
+}
+
+/** The HTTP bodies of oracle events (half with ISO timestamps, half with epoch ms). */
+export function httpBodies(events: readonly OracleEvent[]): Record<string, unknown>[] {
+  return events.map((e, i) => ({
+    event_id: e.event_id,
+    type: e.type,
+    user_id: e.user_id,
+    timestamp: i % 2 === 0 ? e.ts : new Date(e.ts).toISOString(),
+    ...(e.page_url === undefined ? {} : { page_url: e.page_url }),
+  }));
+}
+
+/** POSTs one JSON array; the status, or 0 when the connection failed. */
+export async function postBatch(baseUrl: string, batch: readonly unknown[]): Promise<number> {
+  try {
+    const res = await fetch(`${baseUrl}/v1/events`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(batch),
+    });
+    await res.arrayBuffer();
+    return res.status;
+  } catch {
+    return 0;
+  }
+}
