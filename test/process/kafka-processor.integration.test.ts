@@ -211,4 +211,72 @@ test('tally process: exactly-once from Kafka into PostgreSQL', { timeout: 15 * 6
       });
     },
   );
+
+  await t.test(
+    'TALLY_EXTRA_TOPICS: seed 004 and seed 003 shapes on extra topics count exactly',
+    async (t) => {
+      const db = await startTestPostgres(t);
+      const main = `t8-${randomUUID()}`;
+      const userEvents = `user-events-${randomUUID()}`;
+      const clicks = `clicks-${randomUUID()}`;
+      for (const topic of [main, userEvents, clicks]) await createTopic(bootstrap, topic);
+      const env = { bootstrap, topic: main, groupId: `g-${randomUUID()}`, databaseUrl: db.connectionString };
+      await spawnProcessor(t, { ...env, extra: { TALLY_EXTRA_TOPICS: `${userEvents}, ${clicks}` } });
+      const { oracle, messages } = generateEvents(3000, 8, 0.05);
+      const seed004 = oracle.slice(0, 1000);
+      const seed003 = oracle.slice(1000, 2000);
+      const raw = (body: Record<string, unknown>) => ({
+        topic: '',
+        key: Buffer.from(String(body.user_id)),
+        value: Buffer.from(JSON.stringify(body)),
+        headers: new Map<Buffer, Buffer>(),
+      });
+      const producer = testProducer(t, bootstrap);
+      // Seed 004 (Go services → `user-events`): event_type, user_id, service, timestamp, data.
+      await produce(
+        producer,
+        userEvents,
+        seed004.map((e) => {
+          const body: Record<string, unknown> = {
+            event_id: e.event_id,
+            event_type: e.type,
+            user_id: e.user_id,
+            service: 'auth',
+            timestamp: new Date(e.ts).toISOString(),
+            data: { n: 1 },
+          };
+          if (e.page_url !== undefined) body.page_url = e.page_url;
+          return raw(body);
+        }),
+      );
+      // Seed 003 (`clicks`): event_id, event_type, page_url, time_stamp.
+      await produce(
+        producer,
+        clicks,
+        seed003.map((e) => {
+          const body: Record<string, unknown> = {
+            event_id: e.event_id,
+            event_type: e.type,
+            user_id: e.user_id,
+            time_stamp: new Date(e.ts).toISOString(),
+          };
+          if (e.page_url !== undefined) body.page_url = e.page_url;
+          return raw(body);
+        }),
+      );
+      // The rest in Tally's own format on the main topic (with some re-sent).
+      const ownIds = new Set(oracle.slice(2000).map((e) => e.event_id));
+      await produce(
+        producer,
+        main,
+        messages.filter((m) => ownIds.has((JSON.parse(String(m.value)) as { event_id: string }).event_id)),
+      );
+      await waitFor('all events stored', storedCountProbe(db.pool, oracle.length), 120_000);
+      await assertExactlyOnce(db.pool, oracle);
+      const { rows } = await db.pool.query<{ n: string }>(
+        "SELECT count(*) AS n FROM tally.events WHERE service = 'auth' AND properties->>'n' = '1'",
+      );
+      assert.equal(Number(rows[0].n), seed004.length, 'seed 004 service and data kept');
+    },
+  );
 });
