@@ -139,10 +139,14 @@ export function deadLetterRows(poison: readonly PoisonMessage[]): DeadLetter[] {
   }));
 }
 
-/** Turns every event of a batch PostgreSQL refused into a poison message, so the partition moves on. */
-export function rejectAll(batch: PendingBatch, detail: string): PoisonMessage[] {
-  return batch.sources.map((s, i) => ({
-    ...s,
+/** Turns the events at `indices` (ones PostgreSQL refused) into poison messages, so the partition moves on. */
+export function rejectEvents(
+  batch: PendingBatch,
+  indices: readonly number[],
+  detail: string,
+): PoisonMessage[] {
+  return indices.map((i) => ({
+    ...batch.sources[i],
     project: batch.events[i].project,
     reason: 'db_rejected' as const,
     detail,

@@ -84,7 +84,8 @@ export function generateEvents(n: number, seed: number, resendShare = 0.05) {
   return { oracle, messages };
 }
 
-function toMessage(e: OracleEvent): KafkaMessage {
+/** One event in Tally's own Kafka format (what `tally ingest` writes). */
+export function toMessage(e: OracleEvent): KafkaMessage {
   const encoded = encodeEvent({
     project: 'default',
     eventId: e.event_id,

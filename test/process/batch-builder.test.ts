@@ -4,7 +4,7 @@ import { PROJECT_HEADER } from '../../src/kafka/codec.ts';
 import {
   BatchBuilder,
   deadLetterRows,
-  rejectAll,
+  rejectEvents,
   type ConsumedMessage,
 } from '../../src/process/batch-builder.ts';
 import { DLQ_HEADERS } from '../../src/kafka/dead-letters.ts';
@@ -77,7 +77,7 @@ test('a batch PostgreSQL refuses becomes dead letters with the raw payloads', ()
   const b = builder();
   b.add(message(2, 3, good('c'), 'shop'));
   const batch = b.take(() => 3);
-  const rejected = rejectAll(batch, 'value too long');
+  const rejected = rejectEvents(batch, [0], 'value too long');
   assert.deepEqual(
     rejected.map((p) => [p.partition, p.offset, p.reason, p.project, p.payload.toString()]),
     [[2, 3, 'db_rejected', 'shop', good('c')]],

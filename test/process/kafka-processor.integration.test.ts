@@ -11,6 +11,8 @@ import {
   startTestPostgres,
   storedCountProbe,
   testProducer,
+  toMessage,
+  workerPids,
   waitFor,
 } from '../helpers/kafka-process.ts';
 import { startTestKafka } from '../helpers/kafka.ts';
@@ -277,6 +279,58 @@ test('tally process: exactly-once from Kafka into PostgreSQL', { timeout: 15 * 6
         "SELECT count(*) AS n FROM tally.events WHERE service = 'auth' AND properties->>'n' = '1'",
       );
       assert.equal(Number(rows[0].n), seed004.length, 'seed 004 service and data kept');
+    },
+  );
+
+  await t.test(
+    'events PostgreSQL refuses for good are isolated and dead-lettered; the rest exact',
+    async (t) => {
+      const db = await startTestPostgres(t);
+      // Fault injection: the database refuses (non-retriable SQLSTATE 22023) one user's events.
+      await db.pool.query(`
+      CREATE FUNCTION tally.test_reject() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF NEW.event_id LIKE '%-reject' THEN RAISE EXCEPTION 'refused by test' USING ERRCODE = '22023'; END IF;
+        RETURN NEW;
+      END $$;
+      CREATE TRIGGER test_reject BEFORE INSERT ON tally.event_ids FOR EACH ROW EXECUTE FUNCTION tally.test_reject();`);
+      const topic = `t9-${randomUUID()}`;
+      await createTopic(bootstrap, topic);
+      const env = { bootstrap, topic, groupId: `g-${randomUUID()}`, databaseUrl: db.connectionString };
+      const processor = await spawnProcessor(t, env);
+      const { oracle } = generateEvents(3000, 9, 0);
+      const refused = [100, 1500, 2900].map((i) => ({
+        ...oracle[i],
+        event_id: `${oracle[i].event_id}-reject`,
+      }));
+      const good = oracle;
+      const messages = [...good.map(toMessage)];
+      refused.forEach((e, k) => messages.splice(1000 * k + 500, 0, toMessage(e)));
+      const producer = testProducer(t, bootstrap);
+      await produce(producer, topic, messages, { chunk: 1000 });
+      await waitFor('good events stored', storedCountProbe(db.pool, good.length), 120_000);
+      await waitFor('refused events dead-lettered', async () => {
+        const { rows } = await db.pool.query<{ n: string }>(
+          "SELECT count(*) AS n FROM tally.dead_letters WHERE reason = 'db_rejected'",
+        );
+        return Number(rows[0].n) === refused.length;
+      });
+      await assertExactlyOnce(db.pool, good);
+      const { rows } = await db.pool.query<{ payload: Buffer }>('SELECT payload FROM tally.dead_letters');
+      assert.deepEqual(
+        rows.map((r) => (JSON.parse(r.payload.toString()) as { event_id: string }).event_id).sort(),
+        refused.map((e) => e.event_id).sort(),
+      );
+      const dlq = await readTopic(bootstrap, `${topic}.dlq`, refused.length);
+      assert.deepEqual(
+        dlq.map((r) => r.headers.get(DLQ_HEADERS.reason)),
+        refused.map(() => 'db_rejected'),
+      );
+      assert.equal(
+        await metricValue(processor.url, 'tally_dead_letters_total', { reason: 'db_rejected' }),
+        3,
+      );
+      assert.deepEqual(await workerPids(processor.child.pid ?? 0).then((p) => p.length), 1, 'no crash loop');
     },
   );
 });
