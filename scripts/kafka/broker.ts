@@ -42,7 +42,7 @@ export interface KafkaBroker {
   /** `host:port` for clients. */
   bootstrap: string;
   port: number;
-  /** Sends `signal` (default SIGKILL) to the JVM and waits until it is gone (fault tests). */
+  /** Sends a terminating `signal` (default SIGKILL) to the JVM and waits until it is gone (fault tests). */
   kill(signal?: NodeJS.Signals): Promise<void>;
   /** Starts the broker again on the same ports and data, once it has been killed or stopped. */
   restart(): Promise<void>;

@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import pRetry from 'p-retry';
 import type { Logger } from 'pino';
 import type { Config } from '../config/load.ts';
 import { TallyError } from '../errors/tally-error.ts';
@@ -18,6 +19,8 @@ export interface IngestRole {
   stop(): Promise<void>;
 }
 
+const STARTUP_WAIT_MS = 60_000;
+
 /**
  * `tally ingest`: the ingest API publishing to Kafka (no PostgreSQL), with /health, /ready
  * (Kafka reachable) and /metrics, on SERVER_PORT. Creates KAFKA_TOPIC (and its .dlq) if missing.
@@ -28,7 +31,19 @@ export async function startIngestRole(config: Config, logger: Logger): Promise<I
     throw new TallyError('TALLY_CONFIG_INVALID', 'tally ingest needs KAFKA_BROKERS (or KAFKA_BROKER)');
   }
   const { brokers, topic } = config.kafka;
-  await ensureTopics({ brokers, topics: [topic], partitions: raw.TALLY_KAFKA_PARTITIONS });
+  // Kafka may come up after us (compose, Kubernetes): wait for it a while rather than crash-loop.
+  await pRetry(() => ensureTopics({ brokers, topics: [topic], partitions: raw.TALLY_KAFKA_PARTITIONS }), {
+    maxRetryTime: STARTUP_WAIT_MS,
+    retries: Number.POSITIVE_INFINITY,
+    minTimeout: 250,
+    maxTimeout: 5_000,
+    randomize: true,
+    onFailedAttempt: ({ error, attemptNumber }) =>
+      logger.warn(
+        { err: error, attemptNumber },
+        `Kafka (${brokers.join(',')}) is not reachable yet; retrying`,
+      ),
+  });
   const metrics = createMetrics();
   const sink = new KafkaProducerSink({
     brokers,

@@ -64,6 +64,12 @@ program
   .description('Serve the ingest API (SERVER_PORT) and publish accepted events to Kafka (KAFKA_BROKERS)')
   .action(async () => {
     const config = configOrExit();
+    if (config.kafka === undefined) {
+      process.stderr.write(
+        'tally: tally ingest needs KAFKA_BROKERS (or KAFKA_BROKER), e.g. localhost:9092\n',
+      );
+      process.exit(2);
+    }
     const logger = createLogger(config.raw.TALLY_LOG_LEVEL);
     const ingest = await startIngestRole(config, logger);
     handleShutdown(() => ingest.stop(), logger);
