@@ -14,9 +14,9 @@ import { TallyError } from '../errors/tally-error.ts';
 import type { HealthCheck } from '../observability/health.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { partitionKey, readPositions, type TopicPartition } from '../store/positions.ts';
-import { BatchBuilder, deadLetterRows, rejectEvents, type PendingBatch } from './batch-builder.ts';
+import { BatchBuilder, type PendingBatch } from './batch-builder.ts';
 import type { BatchProcessor, RetryPolicy } from './batch-processor.ts';
-import { publishDeadLetters } from './dead-letter-publisher.ts';
+import { writeBatch } from './write-batch.ts';
 import { LagMonitor } from './lag-monitor.ts';
 
 export interface KafkaProcessorOptions {
@@ -227,32 +227,13 @@ export class KafkaProcessor {
     const { processor, metrics, logger } = this.#deps;
     const signal = this.#abort.signal;
     try {
-      if (batch.poison.length > 0) await publishDeadLetters(this.#producer, batch.poison);
-      try {
-        await processor.process(
-          { events: batch.events, deadLetters: deadLetterRows(batch.poison), positions: batch.positions },
-          this.#options.retry,
-          signal,
-        );
-      } catch (err) {
-        if (!isRejection(err)) throw err;
-        // PostgreSQL refuses something in this batch for good: find the events it refuses and
-        // dead-letter those rather than crash-loop on them. The good ones are committed on the way
-        // (without positions: a redelivery finds them already stored and counts nothing twice).
-        logger.error(
-          { err, events: batch.events.length },
-          'PostgreSQL rejected a batch; isolating the bad events',
-        );
-        const bad = await this.#isolateRejected(batch, [...batch.events.keys()], signal);
-        const rejected = rejectEvents(batch, bad, err.message);
-        await publishDeadLetters(this.#producer, rejected);
-        batch.poison.push(...rejected);
-        await processor.process(
-          { events: [], deadLetters: deadLetterRows(batch.poison), positions: batch.positions },
-          this.#options.retry,
-          signal,
-        );
-      }
+      await writeBatch(batch, {
+        processor,
+        producer: this.#producer,
+        logger,
+        retry: this.#options.retry,
+        signal,
+      });
       for (const p of batch.poison) metrics.deadLetters.inc({ reason: p.reason });
       for (const p of batch.positions) this.#expected.set(partitionKey(p.topic, p.partition), p.next);
       this.#rebuildFailures = 0;
@@ -280,27 +261,6 @@ export class KafkaProcessor {
       this.#rebuildFailures += 1;
       this.#scheduleRebuild('batch failed');
     }
-  }
-
-  /** Indices of the events PostgreSQL refuses, found by bisection; the others get committed. */
-  async #isolateRejected(batch: PendingBatch, indices: number[], signal: AbortSignal): Promise<number[]> {
-    if (indices.length === 0) return [];
-    try {
-      await this.#deps.processor.process(
-        { events: indices.map((i) => batch.events[i]) },
-        this.#options.retry,
-        signal,
-      );
-      return [];
-    } catch (err) {
-      if (!isRejection(err)) throw err;
-      if (indices.length === 1) return indices;
-    }
-    const mid = Math.ceil(indices.length / 2);
-    return [
-      ...(await this.#isolateRejected(batch, indices.slice(0, mid), signal)),
-      ...(await this.#isolateRejected(batch, indices.slice(mid), signal)),
-    ];
   }
 
   /** Serialises rebuilds: each one waits for the previous and for the batch in flight. */
@@ -374,10 +334,6 @@ export class KafkaProcessor {
       }
     }
   }
-}
-
-function isRejection(err: unknown): err is TallyError {
-  return err instanceof TallyError && err.code === 'TALLY_DB_ERROR';
 }
 
 function assigned(assignments: readonly GroupAssignment[], topics: readonly string[]): TopicPartition[] {
