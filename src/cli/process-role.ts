@@ -20,6 +20,7 @@ export interface Stoppable {
 }
 
 const IDLE_IN_TRANSACTION_TIMEOUT_MS = 10_000;
+const STATUS_INTERVAL_MS = 2000;
 
 /** `/metrics` of the primary: the sum of every worker's registry (prom-client cluster support). */
 class ClusterRegistry extends AggregatorRegistry<'text/plain; version=0.0.4; charset=utf-8'> {
@@ -134,12 +135,21 @@ export async function startProcessWorker(config: Config, logger: Logger): Promis
     await database.stop();
     throw err;
   }
-  process.send?.({ tally: 'consuming' } satisfies WorkerMessage);
   logger.info({ pid: process.pid }, 'processor worker consuming');
+  // The primary's /ready reflects whether every worker is a live group member.
+  const report = () =>
+    void processor.health.check().then((status) => {
+      if (process.connected)
+        process.send?.({ tally: 'status', consuming: status === 'ok' } satisfies WorkerMessage);
+    });
+  report();
+  const reporting = setInterval(report, STATUS_INTERVAL_MS);
+  reporting.unref();
   let stopped: Promise<void> | undefined;
   return {
     stop() {
       stopped ??= (async () => {
+        clearInterval(reporting);
         await processor.stop();
         await database.stop();
       })();

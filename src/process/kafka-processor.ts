@@ -126,6 +126,14 @@ export class KafkaProcessor {
     this.#consumer.on('consumer:heartbeat:error', ({ error }) =>
       this.#deps.logger.debug({ err: error }, 'heartbeat failed'),
     );
+    // TRICKY: a rejoin that fails (Kafka unreachable) is reported as the consumer's 'error' event
+    // and ends the heartbeats; unhandled, it would crash the process. Rejoin from a rebuild.
+    this.#consumer.on('error', (err: Error) => {
+      if (this.#stopping) return;
+      this.#deps.logger.warn({ err }, 'consumer group membership lost; rejoining');
+      this.#rebuildFailures += 1;
+      this.#scheduleRebuild('membership lost');
+    });
     // The first consume() joins the group; the join event then replaces this stream with one that
     // starts at the stored positions. Nothing is read from it: its generation is already stale.
     const first = await this.#consumer.consume(this.#streamOptions([]));
@@ -179,6 +187,7 @@ export class KafkaProcessor {
     stream.on('error', (err: Error) => {
       if (generation !== this.#generation || this.#stopping) return;
       this.#deps.logger.warn({ err }, 'consumer stream failed; restarting it');
+      this.#rebuildFailures += 1;
       this.#scheduleRebuild('stream error');
     });
     // A stream that ends on its own (not replaced, not stopping) would leave its partitions unread.
@@ -276,7 +285,9 @@ export class KafkaProcessor {
     this.#rebuilds = this.#rebuilds
       .then(() => this.#rebuild(generation, reason))
       .catch((err: unknown) => {
-        this.#deps.logger.error({ err }, 'could not restart consuming');
+        this.#deps.logger.error({ err }, 'could not restart consuming (Kafka unreachable?); retrying');
+        // Backs off (see #rebuild) instead of hammering an unreachable broker.
+        this.#rebuildFailures += 1;
         if (generation === this.#generation) this.#scheduleRebuild('rebuild failed');
       });
   }
@@ -288,6 +299,11 @@ export class KafkaProcessor {
       await new Promise((r) => setTimeout(r, ceiling / 2 + Math.random() * (ceiling / 2)));
     }
     if (generation !== this.#generation || this.#stopping) return;
+    if (!this.#consumer.isActive()) {
+      // The join announces the new assignment, which schedules the rebuild that reads positions.
+      await this.#consumer.joinGroup({});
+      return;
+    }
     const partitions = assigned(this.#consumer.assignments ?? [], this.#options.topics);
     const stored = await this.#readPositions(partitions, generation);
     if (stored === undefined || generation !== this.#generation || this.#stopping) return;

@@ -2,8 +2,12 @@ import cluster, { type Worker } from 'node:cluster';
 import type { Logger } from 'pino';
 import type { HealthCheck } from '../observability/health.ts';
 
-/** Messages a processor worker sends to the primary. */
-export type WorkerMessage = { tally: 'consuming' };
+/** What a processor worker tells the primary, at start and then every few seconds. */
+export interface WorkerMessage {
+  tally: 'status';
+  /** A group member with a live session (false while Kafka is unreachable). */
+  consuming: boolean;
+}
 
 export interface WorkerPoolOptions {
   size: number;
@@ -79,7 +83,7 @@ export class WorkerPool {
     const entry = { worker, startedAt: Date.now(), consuming: false };
     this.#workers.set(worker.id, entry);
     worker.on('message', (message: WorkerMessage) => {
-      if (message.tally === 'consuming') entry.consuming = true;
+      if (message.tally === 'status') entry.consuming = message.consuming;
     });
     worker.on('exit', (code, signal) => {
       this.#workers.delete(worker.id);
