@@ -230,5 +230,37 @@ test(
         await assertExactlyOnce(db.pool, oracle);
       },
     );
+
+    await t.test(
+      'the broker killed and restarted mid-stream: the processor rejoins, no crash; exact',
+      async (t) => {
+        const db = await startTestPostgres(t);
+        const topic = `t6-${randomUUID()}`;
+        await createTopic(bootstrap, topic);
+        const env = { bootstrap, topic, groupId: `g-${randomUUID()}`, databaseUrl: db.connectionString };
+        const processor = await spawnProcessor(t, env);
+        const worker = await onlyWorker(processor);
+        const { oracle, messages } = generateEvents(10_000, 6, 0.05);
+        const producer = testProducer(t, bootstrap);
+        const half = Math.floor(messages.length / 2);
+        await produce(producer, topic, messages.slice(0, half), { chunk: 500 });
+        await waitFor('some events stored', async () => (await storedCount(db.pool)) > 0);
+        await broker.kill();
+        await waitFor(
+          '/ready to notice Kafka is gone',
+          async () => (await fetch(`${processor.url}/ready`)).status === 503,
+        );
+        await broker.restart();
+        await produce(testProducer(t, bootstrap), topic, messages.slice(half), { chunk: 500 });
+        await waitFor('all events stored', storedCountProbe(db.pool, oracle.length), 120_000);
+        await assertExactlyOnce(db.pool, oracle);
+        assert.deepEqual(
+          await workerPids(processor.child.pid ?? 0),
+          [worker],
+          'the same worker, never crashed',
+        );
+        await waitFor('/ready again', async () => (await fetch(`${processor.url}/ready`)).status === 200);
+      },
+    );
   },
 );
