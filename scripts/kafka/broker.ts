@@ -64,11 +64,11 @@ export function kafkaToolsAvailable(): boolean {
  * first uses each download into their own temporary directory and the first rename wins, so
  * the directory is complete whenever it exists.
  */
-export async function ensureKafkaJars(): Promise<string> {
+export async function ensureKafkaJars(root: string = libsRoot): Promise<string> {
   const pom = await readFile(pomPath);
-  const dir = join(libsRoot, createHash('sha256').update(pom).digest('hex').slice(0, 12));
+  const dir = join(root, createHash('sha256').update(pom).digest('hex').slice(0, 12));
   if (existsSync(dir)) return dir;
-  await mkdir(libsRoot, { recursive: true });
+  await mkdir(root, { recursive: true });
   const tmp = `${dir}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
   try {
     const mvn = spawn(

@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import pRetry from 'p-retry';
+import { Gauge } from 'prom-client';
 import type { Logger } from 'pino';
 import type { Config } from '../config/load.ts';
 import { TallyError } from '../errors/tally-error.ts';
@@ -54,6 +55,14 @@ export async function startIngestRole(config: Config, logger: Logger): Promise<I
     lingerMs: raw.TALLY_BATCH_LINGER_MS,
     ackTimeoutMs: raw.TALLY_KAFKA_ACK_TIMEOUT_MS,
     maxInFlightBytes: raw.TALLY_INGEST_MAX_INFLIGHT_BYTES,
+  });
+  new Gauge({
+    name: 'tally_ingest_inflight_bytes',
+    help: 'Encoded event bytes accepted by tally ingest and not yet acknowledged by Kafka',
+    registers: [metrics.registry],
+    collect() {
+      this.set(sink.inFlightBytes);
+    },
   });
   let stopping = false;
   const app = await buildApp({

@@ -11,7 +11,8 @@ import { kafkaClientOptions } from './client-options.ts';
 import { encodeEvent } from './codec.ts';
 
 type Message = MessageToProduce<string, string, string, string>;
-type Encoded = { message: Message; bytes: number };
+/** `handedOver`: the batcher passed it to #commit, which from then on releases its bytes. */
+type Encoded = { message: Message; bytes: number; handedOver: boolean };
 
 export interface KafkaProducerSinkOptions {
   brokers: readonly string[];
@@ -86,7 +87,13 @@ export class KafkaProducerSink implements EventSink {
     // Released in #commit once Kafka has answered (or the send was abandoned), not when the
     // request gave up waiting: an abandoned send still holds its buffers.
     this.#inFlightBytes += bytes;
-    await this.#batcher.submit(items);
+    try {
+      await this.#batcher.submit(items);
+    } catch (err) {
+      // Refused before reaching Kafka (the batcher was stopping): nobody else will release them.
+      if (!items[0].handedOver) this.#inFlightBytes -= bytes;
+      throw err;
+    }
     return undefined;
   }
 
@@ -115,11 +122,16 @@ export class KafkaProducerSink implements EventSink {
     return {
       message: { topic: this.#opts.topic, key, value, headers },
       bytes: key.length + value.length + RECORD_OVERHEAD_BYTES,
+      handedOver: false,
     };
   }
 
   async #commit(items: Encoded[]): Promise<undefined> {
-    const bytes = items.reduce((sum, i) => sum + i.bytes, 0);
+    let bytes = 0;
+    for (const item of items) {
+      bytes += item.bytes;
+      item.handedOver = true;
+    }
     this.#opts.metrics.batchSize.observe(items.length);
     const sending = this.#send(items);
     const release = () => {

@@ -105,7 +105,13 @@ export async function replayDeadLetters(options: ReplayOptions): Promise<ReplayS
     try {
       for await (const message of stream) {
         const end = open.get(message.partition);
-        if (end === undefined || message.offset >= end) continue; // written after we started
+        if (end === undefined) continue; // a partition already read up to its end
+        if (message.offset >= end) {
+          // Written after we started, and the partition has no more to read before it.
+          open.delete(message.partition);
+          if (open.size === 0) break;
+          continue;
+        }
         summary.read++;
         const record = toSourceRecord(message, options, summary);
         if (record !== undefined && chunk.length > 0 && !closeInTime(chunk[0], record)) await flush();

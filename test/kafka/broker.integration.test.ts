@@ -9,6 +9,11 @@ import {
   stringDeserializers,
   stringSerializers,
 } from '@platformatic/kafka';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ensureKafkaJars } from '../../scripts/kafka/broker.ts';
+import { requireTool } from '../helpers/require-tool.ts';
 import { startTestKafka } from '../helpers/kafka.ts';
 
 test('the test broker takes messages and gives them back, also after a kill -9 and restart', async (t) => {
@@ -69,4 +74,16 @@ test('the test broker takes messages and gives them back, also after a kill -9 a
   await broker.restart();
   await send(['d']);
   assert.deepEqual(await readAll(4), ['a', 'b', 'c', 'd']);
+});
+
+test('concurrent first uses of the jars leave one complete directory and no partial ones', async (t) => {
+  if (!requireTool(t, 'mvn', 'fetches the Kafka jars')) return;
+  const root = await mkdtemp(join(tmpdir(), 'tally-kafka-libs-'));
+  t.after(() => rm(root, { recursive: true, force: true }));
+  const dirs = await Promise.all([ensureKafkaJars(root), ensureKafkaJars(root), ensureKafkaJars(root)]);
+  assert.equal(new Set(dirs).size, 1);
+  assert.deepEqual(await readdir(root), [dirs[0].slice(root.length + 1)]);
+  const jars = await readdir(dirs[0]);
+  assert.ok(jars.includes('kafka_2.13-4.1.2.jar'));
+  assert.ok(jars.includes('log4j-slf4j-impl-2.25.3.jar'));
 });

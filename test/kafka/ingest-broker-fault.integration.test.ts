@@ -113,6 +113,8 @@ test('tally ingest: broker killed under load and restarted — every 2xx event i
   assert.equal(readyDuringOutage.status, 503);
   assert.equal(readyDuringOutage.body.checks.kafka, 'down');
   assert.equal((await fetch(`${ingest.url}/ready`)).status, 200);
+  const metricsText = await (await fetch(`${ingest.url}/metrics`)).text();
+  assert.match(metricsText, /^tally_ingest_inflight_bytes 0$/m);
   assert.equal(badRefusals, 0, `non-503 refusals: ${JSON.stringify([...statuses])}`);
   assert.equal(acked.size, EVENTS);
 
