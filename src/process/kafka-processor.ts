@@ -136,9 +136,11 @@ export class KafkaProcessor {
     });
     // The first consume() joins the group; the join event then replaces this stream with one that
     // starts at the stored positions. Nothing is read from it: its generation is already stale.
-    const first = await this.#consumer.consume(this.#streamOptions([]));
+    // It starts at the end of the log so that it fetches (and drops) as little as possible.
+    const first = await this.#consumer.consume(this.#streamOptions([], false));
     this.#attach(first, -1);
-    this.#stream ??= first;
+    if (this.#stream === undefined) this.#stream = first;
+    else await first.close();
     await this.#rebuilds;
     this.#lag.start();
   }
@@ -169,13 +171,13 @@ export class KafkaProcessor {
     return this.#stopped;
   }
 
-  #streamOptions(offsets: { topic: string; partition: number; offset: bigint }[]) {
+  /** `fromStart`: partitions with no stored position start at the beginning of the log. */
+  #streamOptions(offsets: { topic: string; partition: number; offset: bigint }[], fromStart = true) {
     return {
       topics: this.#options.topics,
       mode: MessagesStreamModes.MANUAL,
       offsets,
-      // Partitions with no stored position start at the beginning of the log.
-      fallbackMode: MessagesStreamFallbackModes.EARLIEST,
+      fallbackMode: fromStart ? MessagesStreamFallbackModes.EARLIEST : MessagesStreamFallbackModes.LATEST,
       autocommit: false,
     };
   }
