@@ -40,6 +40,8 @@ export async function startEmbeddedTally(config: Config, logger: Logger): Promis
     poolSize: raw.TALLY_DB_POOL_SIZE,
     applicationName: 'tally-start',
     logger,
+    // As in `tally process`: a member frozen mid-transaction must not block the group (docs/kafka.md).
+    idleInTransactionTimeoutMs: config.kafka ? 10_000 : undefined,
   });
   const partitions = new RawPartitions(database.pool, raw.TALLY_RAW_RETENTION_DAYS);
   const writer = new BatchWriter({ pool: database.pool, partitions, storeRaw: raw.TALLY_STORE_RAW });
