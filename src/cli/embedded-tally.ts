@@ -2,8 +2,8 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from '../config/load.ts';
 import { buildApp } from '../http/build-app.ts';
-import { ingestRoutes } from '../ingest/routes.ts';
-import { IngestService } from '../ingest/ingest-service.ts';
+import { ingestPlugin } from './ingest-plugin.ts';
+import { startKafkaPipeline } from './kafka-pipeline.ts';
 import { MicroBatcher } from '../ingest/micro-batcher.ts';
 import { createMetrics, type Metrics } from '../observability/metrics.ts';
 import { opsRoutes } from '../observability/routes.ts';
@@ -29,8 +29,9 @@ const HOUR_MS = 3_600_000;
 const DEFAULT_PROJECT = 'default';
 
 /**
- * The all-in-one Tally without Kafka: HTTP ingest → micro-batcher → one PostgreSQL
- * transaction per batch; queries read the rollups. Listens on `config.serverPort`.
+ * The all-in-one Tally: HTTP ingest → micro-batcher → one PostgreSQL transaction per batch, or
+ * with KAFKA_BROKERS set, HTTP ingest → Kafka → consumer → the same transaction; queries read
+ * the rollups. Listens on `config.serverPort`.
  */
 export async function startEmbeddedTally(config: Config, logger: Logger): Promise<EmbeddedTally> {
   const raw = config.raw;
@@ -39,6 +40,8 @@ export async function startEmbeddedTally(config: Config, logger: Logger): Promis
     poolSize: raw.TALLY_DB_POOL_SIZE,
     applicationName: 'tally-start',
     logger,
+    // As in `tally process`: a member frozen mid-transaction must not block the group (docs/kafka.md).
+    idleInTransactionTimeoutMs: config.kafka ? 10_000 : undefined,
   });
   const partitions = new RawPartitions(database.pool, raw.TALLY_RAW_RETENTION_DAYS);
   const writer = new BatchWriter({ pool: database.pool, partitions, storeRaw: raw.TALLY_STORE_RAW });
@@ -51,24 +54,29 @@ export async function startEmbeddedTally(config: Config, logger: Logger): Promis
     lingerMs: raw.TALLY_BATCH_LINGER_MS,
     maxQueuedEvents: raw.BATCH_SIZE * 20,
   });
+  // With KAFKA_BROKERS: HTTP ingest → Kafka → in-process consumer → the same transaction.
+  const kafka = config.kafka
+    ? await startKafkaPipeline(config, config.kafka, {
+        pool: database.pool,
+        processor,
+        metrics,
+        logger,
+      }).catch(async (err: unknown) => {
+        await database.stop();
+        throw err;
+      })
+    : undefined;
   let stopping = false;
   const projectOf = (_request: FastifyRequest) => DEFAULT_PROJECT;
-  const ingest = new IngestService({
-    sink: { submit: (events) => batcher.submit(events) },
-    metrics,
-    maxFutureSkewMs: raw.TALLY_MAX_FUTURE_SKEW_SEC * 1000,
-  });
   const app = await buildApp({
     logger,
     title: 'Tally',
     requestTimeoutMs: raw.TALLY_REQUEST_TIMEOUT_MS,
     plugins: [
-      ingestRoutes({
-        ingest,
+      ingestPlugin({
+        raw,
+        sink: kafka?.sink ?? { submit: (events) => batcher.submit(events) },
         metrics,
-        maxBodyBytes: raw.TALLY_MAX_BODY_BYTES,
-        maxDecompressedBytes: raw.TALLY_MAX_DECOMPRESSED_BYTES,
-        maxEvents: raw.TALLY_MAX_EVENTS_PER_REQUEST,
         projectOf,
         isStopping: () => stopping,
       }),
@@ -80,7 +88,7 @@ export async function startEmbeddedTally(config: Config, logger: Logger): Promis
       opsRoutes({
         serviceName: raw.TALLY_SERVICE_NAME ?? 'tally',
         registry: metrics.registry,
-        checks: [database.health],
+        checks: [database.health, ...(kafka?.checks ?? [])],
         isStopping: () => stopping,
       }),
     ],
@@ -97,6 +105,7 @@ export async function startEmbeddedTally(config: Config, logger: Logger): Promis
   try {
     url = await app.listen({ host: config.host, port: config.serverPort });
   } catch (err) {
+    await kafka?.stop();
     await database.stop();
     throw err;
   }
@@ -114,6 +123,7 @@ export async function startEmbeddedTally(config: Config, logger: Logger): Promis
         clearInterval(retention);
         await app.close();
         await batcher.stop();
+        await kafka?.stop();
         await database.stop();
       })();
       return stopped;

@@ -1,9 +1,13 @@
+import cluster from 'node:cluster';
 import { Command, InvalidArgumentError } from 'commander';
 import { loadConfig, type Config } from '../config/load.ts';
 import { TallyError } from '../errors/tally-error.ts';
 import { createLogger } from '../observability/logger.ts';
 import { startEmbeddedTally } from './embedded-tally.ts';
+import { startIngestRole } from './ingest-role.ts';
 import { handleShutdown } from './lifecycle.ts';
+import { startProcessPrimary, startProcessWorker } from './process-role.ts';
+import { formatReplaySummary, runReplay, type ReplayCommandOptions } from './replay-command.ts';
 import { formatSummary, sendActivity } from './send.ts';
 
 function configOrExit(): Config {
@@ -30,6 +34,47 @@ program
     handleShutdown(() => tally.stop(), logger);
     logger.info(
       `Tally is up: API ${tally.url} (docs ${tally.url}/docs, metrics ${tally.url}/metrics); ${tally.database.description}`,
+    );
+  });
+
+program
+  .command('process')
+  .description(
+    'Consume Kafka into PostgreSQL: NUM_WORKERS consumer group members; /health, /ready, /metrics on METRICS_PORT',
+  )
+  .action(async () => {
+    const config = configOrExit();
+    const logger = createLogger(config.raw.TALLY_LOG_LEVEL);
+    if (cluster.isPrimary) {
+      const primary = await startProcessPrimary(config, logger);
+      handleShutdown(() => primary.stop(), logger);
+      logger.info(
+        `Tally processor is up: ${config.raw.NUM_WORKERS} worker(s); metrics ${primary.url}/metrics`,
+      );
+    } else {
+      const worker = await startProcessWorker(config, logger);
+      handleShutdown(() => worker.stop(), logger);
+      // Orphaned by a primary that died: stop like on SIGTERM.
+      process.on('disconnect', () => process.kill(process.pid, 'SIGTERM'));
+    }
+  });
+
+program
+  .command('ingest')
+  .description('Serve the ingest API (SERVER_PORT) and publish accepted events to Kafka (KAFKA_BROKERS)')
+  .action(async () => {
+    const config = configOrExit();
+    if (config.kafka === undefined) {
+      process.stderr.write(
+        'tally: tally ingest needs KAFKA_BROKERS (or KAFKA_BROKER), e.g. localhost:9092\n',
+      );
+      process.exit(2);
+    }
+    const logger = createLogger(config.raw.TALLY_LOG_LEVEL);
+    const ingest = await startIngestRole(config, logger);
+    handleShutdown(() => ingest.stop(), logger);
+    logger.info(
+      `Tally ingest is up: ${ingest.url} → Kafka ${config.kafka?.brokers.join(',')} topic ${config.kafka?.topic}`,
     );
   });
 
@@ -60,6 +105,26 @@ program
     });
     process.stdout.write(`${formatSummary(summary, opts.url)}\n`);
     process.exitCode = summary.failed + summary.rejected === 0 ? 0 : 1;
+  });
+
+program
+  .command('replay')
+  .description(
+    'Re-publish the dead letters of <topic>.dlq to their source topic (after a fix); says how many moved',
+  )
+  .requiredOption('--topic <topic>', 'the dead-letter topic, e.g. incoming.user_activity.dlq')
+  .option('--since <ISO time>', 'only dead letters written at or after this time')
+  .option('--dry-run', 'count what would move; produce and commit nothing', false)
+  .option('--group <id>', 'consumer group remembering replay progress (default tally-replay.<topic>)')
+  .action(async (opts: ReplayCommandOptions) => {
+    const config = configOrExit();
+    try {
+      const summary = await runReplay(config, opts);
+      process.stdout.write(`${formatReplaySummary(summary, opts)}\n`);
+    } catch (err) {
+      process.stderr.write(`tally replay: ${err instanceof Error ? err.message : String(err)}\n`);
+      process.exitCode = 1;
+    }
   });
 
 await program.parseAsync(process.argv);

@@ -61,9 +61,37 @@ export const ConfigSchema = Type.Object({
   KAFKA_GROUP_ID: Type.String({ default: 'user-activity-consumer-group', minLength: 1 }),
   TALLY_EXTRA_TOPICS: Type.String({ default: '' }),
   TALLY_KAFKA_PARTITIONS: Type.Integer({ minimum: 1, maximum: 10000, default: 6 }),
+  KAFKA_PORT: Type.Integer({
+    minimum: 1,
+    maximum: 65535,
+    default: 9092,
+    description: 'Client port of the broker `npm run kafka` starts',
+  }),
+  TALLY_KAFKA_ACK_TIMEOUT_MS: Type.Integer({
+    minimum: 500,
+    maximum: 60000,
+    default: 5000,
+    description: 'tally ingest: longest wait for Kafka to acknowledge before answering 503',
+  }),
+  TALLY_INGEST_MAX_INFLIGHT_BYTES: Type.Integer({
+    minimum: 65536,
+    default: 67108864,
+    description: 'tally ingest: encoded bytes waiting on Kafka beyond which requests get 503 at once',
+  }),
   NUM_WORKERS: Type.Integer({ minimum: 1, maximum: 64, default: 1 }),
   BATCH_SIZE: Type.Integer({ minimum: 1, maximum: 100000, default: 5000 }),
   FLUSH_INTERVAL_SEC: Type.Number({ exclusiveMinimum: 0, maximum: 3600, default: 0.5 }),
+  TALLY_KAFKA_SESSION_TIMEOUT_MS: Type.Integer({
+    minimum: 1000,
+    maximum: 300000,
+    default: 10000,
+    description: 'Consumer group session timeout: a processor silent this long loses its partitions',
+  }),
+  TALLY_MAX_MESSAGE_BYTES: Type.Integer({
+    minimum: 1024,
+    default: 1048576,
+    description: 'Consumed Kafka values larger than this go to the dead-letter topic (too_large)',
+  }),
 
   // Redis
   REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://' })),

@@ -32,6 +32,16 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     },
   });
   installErrorHandler(app);
+  // TRICKY: close() reaps the keep-alive connections idle at that moment; a request still
+  // in flight then (waiting for Kafka or PostgreSQL) leaves its connection open and idle
+  // afterwards, and the client may hold it for the whole keep-alive timeout (72 s), stalling
+  // shutdown. Keep reaping idle connections until the server has closed.
+  app.addHook('preClose', (done) => {
+    const reaper = setInterval(() => app.server.closeIdleConnections(), 50);
+    reaper.unref();
+    app.server.once('close', () => clearInterval(reaper));
+    done();
+  });
   await app.register(swagger, {
     openapi: {
       info: { title: deps.title, version: '1', description: 'Real-time user-activity analytics' },

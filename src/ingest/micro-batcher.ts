@@ -1,18 +1,21 @@
 import type { TallyEvent } from '../event/types.ts';
 import { TallyError } from '../errors/tally-error.ts';
 
-export interface MicroBatcherOptions {
-  /** Commits one batch of events; resolves with a fresh/duplicate flag per event. */
-  commit: (events: TallyEvent[]) => Promise<boolean[]>;
+export interface MicroBatcherOptions<T, R> {
+  /**
+   * Commits one batch; resolves with one result per item (embedded: a fresh/duplicate flag per
+   * event), or undefined when there is nothing to say per item (Kafka).
+   */
+  commit: (items: T[]) => Promise<R[] | undefined>;
   maxBatchEvents: number;
   lingerMs: number;
   /** Requests beyond this many queued events are refused with 503 instead of queueing. */
   maxQueuedEvents: number;
 }
 
-interface Pending {
-  events: TallyEvent[];
-  resolve: (fresh: boolean[]) => void;
+interface Pending<T, R> {
+  events: T[];
+  resolve: (results: R[] | undefined) => void;
   reject: (err: unknown) => void;
 }
 
@@ -20,17 +23,18 @@ interface Pending {
  * Group commit for HTTP ingest: concurrent requests are coalesced into one transaction.
  * While a batch commits, new requests queue up and form the next batch, so batches grow with
  * load and a quiet server still answers within `lingerMs`. A request's promise settles only
- * after its events are committed (or the commit failed).
+ * after its events are committed (or the commit failed). The items are events (embedded) or
+ * encoded Kafka messages (`tally ingest`).
  */
-export class MicroBatcher {
-  readonly #opts: MicroBatcherOptions;
-  #queue: Pending[] = [];
+export class MicroBatcher<T = TallyEvent, R = boolean> {
+  readonly #opts: MicroBatcherOptions<T, R>;
+  #queue: Pending<T, R>[] = [];
   #queuedEvents = 0;
   #timer: NodeJS.Timeout | undefined;
   #inFlight: Promise<void> | undefined;
   #stopping = false;
 
-  constructor(options: MicroBatcherOptions) {
+  constructor(options: MicroBatcherOptions<T, R>) {
     this.#opts = options;
   }
 
@@ -38,7 +42,7 @@ export class MicroBatcher {
     return this.#queuedEvents;
   }
 
-  submit(events: TallyEvent[]): Promise<boolean[]> {
+  submit(events: T[]): Promise<R[] | undefined> {
     if (this.#stopping) {
       return Promise.reject(
         new TallyError('TALLY_SHUTTING_DOWN', 'Tally is shutting down; retry against another instance'),
@@ -78,7 +82,7 @@ export class MicroBatcher {
       this.#timer = undefined;
     }
     if (this.#queue.length === 0) return;
-    const batch: Pending[] = [];
+    const batch: Pending<T, R>[] = [];
     let size = 0;
     // Whole requests only; a request larger than a batch goes alone.
     while (
@@ -97,13 +101,13 @@ export class MicroBatcher {
     });
   }
 
-  async #commit(batch: Pending[]): Promise<void> {
+  async #commit(batch: Pending<T, R>[]): Promise<void> {
     const events = batch.length === 1 ? batch[0].events : batch.flatMap((p) => p.events);
     try {
       const fresh = await this.#opts.commit(events);
       let offset = 0;
       for (const p of batch) {
-        p.resolve(fresh.slice(offset, offset + p.events.length));
+        p.resolve(fresh?.slice(offset, offset + p.events.length));
         offset += p.events.length;
       }
     } catch (err) {

@@ -86,6 +86,8 @@ export function createMetrics(registry: Registry = new Registry(), options: { de
     lastCommit: new Gauge({
       name: 'tally_last_commit_timestamp_seconds',
       help: 'Unix time of the last committed batch',
+      // Summed over `tally process` workers a timestamp means nothing: report the latest.
+      aggregator: 'max',
       registers,
     }),
   };

@@ -20,7 +20,13 @@ export interface Database {
  */
 export async function openDatabase(
   config: DatabaseConfig,
-  options: { poolSize: number; applicationName: string; logger: Logger },
+  options: {
+    poolSize: number;
+    applicationName: string;
+    logger: Logger;
+    /** PostgreSQL ends a session idle inside a transaction this long (a frozen processor's locks). */
+    idleInTransactionTimeoutMs?: number;
+  },
 ): Promise<Database> {
   let embedded: EmbeddedPostgresHandle | undefined;
   let connectionString: string;
@@ -38,7 +44,12 @@ export async function openDatabase(
     description = `PostgreSQL at ${url.hostname}:${url.port || 5432}${url.pathname}`;
   }
   const pool = createPool(
-    { connectionString, max: options.poolSize, applicationName: options.applicationName },
+    {
+      connectionString,
+      max: options.poolSize,
+      applicationName: options.applicationName,
+      idleInTransactionTimeoutMs: options.idleInTransactionTimeoutMs,
+    },
     (err) => options.logger.warn({ err }, 'idle PostgreSQL connection failed'),
   );
   try {

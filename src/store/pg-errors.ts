@@ -1,7 +1,8 @@
 import { TallyError } from '../errors/tally-error.ts';
 
 const RETRIABLE_SQLSTATE_CLASSES = ['08', '53', '57', '58'];
-const RETRIABLE_SQLSTATES = new Set(['40001', '40P01', '55P03', '55006']);
+// 25P03: the server ended a session idle in a transaction (idle_in_transaction_session_timeout).
+const RETRIABLE_SQLSTATES = new Set(['40001', '40P01', '55P03', '55006', '25P03']);
 const RETRIABLE_NODE_CODES = new Set([
   'ECONNREFUSED',
   'ECONNRESET',

@@ -12,6 +12,7 @@ export interface PoolOptions {
   connectionString: string;
   max: number;
   applicationName: string;
+  idleInTransactionTimeoutMs?: number;
 }
 
 /** Creates a pg pool whose idle-client errors are reported instead of crashing the process. */
@@ -24,8 +25,13 @@ export function createPool(options: PoolOptions, onError: (err: Error) => void):
     idleTimeoutMillis: 30000,
     // Statements that hang (a lock, a stuck server) fail instead of holding a batch forever.
     statement_timeout: 60000,
+    idle_in_transaction_session_timeout: options.idleInTransactionTimeoutMs,
     types,
   });
   pool.on('error', onError);
+  // TRICKY: a checked-out client whose server goes away between two queries (PostgreSQL stopped
+  // mid-transaction) emits 'error' outside any query; without a listener that is an uncaught
+  // exception. The query in flight, or the next one, still fails and is retried by its caller.
+  pool.on('connect', (client) => client.on('error', onError));
   return pool;
 }

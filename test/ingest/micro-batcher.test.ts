@@ -68,7 +68,7 @@ test('stop() waits for queued work to commit', async () => {
 
 test('refuses work beyond the queue bound', async () => {
   const batcher = new MicroBatcher({
-    commit: (events) => new Promise((r) => setTimeout(() => r(events.map(() => true)), 20)),
+    commit: (events) => new Promise<boolean[]>((r) => setTimeout(() => r(events.map(() => true)), 20)),
     maxBatchEvents: 1,
     lingerMs: 0,
     maxQueuedEvents: 2,

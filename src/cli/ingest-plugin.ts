@@ -1,0 +1,33 @@
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
+import type { RawConfig } from '../config/schema.ts';
+import { IngestService, type EventSink } from '../ingest/ingest-service.ts';
+import { ingestRoutes } from '../ingest/routes.ts';
+import type { Metrics } from '../observability/metrics.ts';
+
+export interface IngestPluginDeps {
+  raw: RawConfig;
+  sink: EventSink;
+  metrics: Metrics;
+  /** Which project a request writes to (auth decides). */
+  projectOf: (request: FastifyRequest) => string;
+  isStopping: () => boolean;
+}
+
+/** The ingest endpoints over a sink, as `tally start` (micro-batcher) and `tally ingest` (Kafka) serve them. */
+export function ingestPlugin(deps: IngestPluginDeps): FastifyPluginAsync {
+  const { raw, metrics } = deps;
+  const ingest = new IngestService({
+    sink: deps.sink,
+    metrics,
+    maxFutureSkewMs: raw.TALLY_MAX_FUTURE_SKEW_SEC * 1000,
+  });
+  return ingestRoutes({
+    ingest,
+    metrics,
+    maxBodyBytes: raw.TALLY_MAX_BODY_BYTES,
+    maxDecompressedBytes: raw.TALLY_MAX_DECOMPRESSED_BYTES,
+    maxEvents: raw.TALLY_MAX_EVENTS_PER_REQUEST,
+    projectOf: deps.projectOf,
+    isStopping: deps.isStopping,
+  });
+}

@@ -1,0 +1,111 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import pRetry from 'p-retry';
+import { Gauge } from 'prom-client';
+import type { Logger } from 'pino';
+import type { Config } from '../config/load.ts';
+import { TallyError } from '../errors/tally-error.ts';
+import { buildApp } from '../http/build-app.ts';
+import { KafkaProducerSink } from '../kafka/producer-sink.ts';
+import { ensureTopics } from '../kafka/topics.ts';
+import { createMetrics, type Metrics } from '../observability/metrics.ts';
+import { opsRoutes } from '../observability/routes.ts';
+import { ingestPlugin } from './ingest-plugin.ts';
+
+export interface IngestRole {
+  app: FastifyInstance;
+  metrics: Metrics;
+  sink: KafkaProducerSink;
+  /** Base URL of the HTTP API once listening. */
+  url: string;
+  stop(): Promise<void>;
+}
+
+const STARTUP_WAIT_MS = 60_000;
+
+/**
+ * `tally ingest`: the ingest API publishing to Kafka (no PostgreSQL), with /health, /ready
+ * (Kafka reachable) and /metrics, on SERVER_PORT. Creates KAFKA_TOPIC (and its .dlq) if missing.
+ */
+export async function startIngestRole(config: Config, logger: Logger): Promise<IngestRole> {
+  const raw = config.raw;
+  if (config.kafka === undefined) {
+    throw new TallyError('TALLY_CONFIG_INVALID', 'tally ingest needs KAFKA_BROKERS (or KAFKA_BROKER)');
+  }
+  const { brokers, topic } = config.kafka;
+  // Kafka may come up after us (compose, Kubernetes): wait for it a while rather than crash-loop.
+  await pRetry(() => ensureTopics({ brokers, topics: [topic], partitions: raw.TALLY_KAFKA_PARTITIONS }), {
+    maxRetryTime: STARTUP_WAIT_MS,
+    retries: Number.POSITIVE_INFINITY,
+    minTimeout: 250,
+    maxTimeout: 5_000,
+    randomize: true,
+    onFailedAttempt: ({ error, attemptNumber }) =>
+      logger.warn(
+        { err: error, attemptNumber },
+        `Kafka (${brokers.join(',')}) is not reachable yet; retrying`,
+      ),
+  });
+  const metrics = createMetrics();
+  const sink = new KafkaProducerSink({
+    brokers,
+    topic,
+    logger,
+    metrics,
+    maxBatchEvents: raw.BATCH_SIZE,
+    lingerMs: raw.TALLY_BATCH_LINGER_MS,
+    ackTimeoutMs: raw.TALLY_KAFKA_ACK_TIMEOUT_MS,
+    maxInFlightBytes: raw.TALLY_INGEST_MAX_INFLIGHT_BYTES,
+  });
+  new Gauge({
+    name: 'tally_ingest_inflight_bytes',
+    help: 'Encoded event bytes accepted by tally ingest and not yet acknowledged by Kafka',
+    registers: [metrics.registry],
+    collect() {
+      this.set(sink.inFlightBytes);
+    },
+  });
+  let stopping = false;
+  const app = await buildApp({
+    logger,
+    title: 'Tally ingest',
+    requestTimeoutMs: raw.TALLY_REQUEST_TIMEOUT_MS,
+    plugins: [
+      ingestPlugin({
+        raw,
+        sink,
+        metrics,
+        projectOf: (_request: FastifyRequest) => 'default',
+        isStopping: () => stopping,
+      }),
+      opsRoutes({
+        serviceName: raw.TALLY_SERVICE_NAME ?? 'tally-ingest',
+        registry: metrics.registry,
+        checks: [sink.health],
+        isStopping: () => stopping,
+      }),
+    ],
+  });
+  let url: string;
+  try {
+    url = await app.listen({ host: config.host, port: config.serverPort });
+  } catch (err) {
+    await sink.stop();
+    throw err;
+  }
+  let stopped: Promise<void> | undefined;
+  return {
+    app,
+    metrics,
+    sink,
+    url,
+    stop() {
+      stopped ??= (async () => {
+        // Refuse new intake (503), let in-flight requests get Kafka's answer, then close the producer.
+        stopping = true;
+        await app.close();
+        await sink.stop();
+      })();
+      return stopped;
+    },
+  };
+}

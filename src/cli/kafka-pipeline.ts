@@ -1,0 +1,71 @@
+import type pg from 'pg';
+import type { Logger } from 'pino';
+import type { Config } from '../config/load.ts';
+import type { EventSink } from '../ingest/ingest-service.ts';
+import { KafkaProducerSink } from '../kafka/producer-sink.ts';
+import { ensureTopics } from '../kafka/topics.ts';
+import type { HealthCheck } from '../observability/health.ts';
+import type { Metrics } from '../observability/metrics.ts';
+import type { BatchProcessor } from '../process/batch-processor.ts';
+import { KafkaProcessor } from '../process/kafka-processor.ts';
+
+export interface KafkaPipeline {
+  /** Where the ingest routes put accepted events: Kafka (202 once acknowledged). */
+  sink: EventSink;
+  checks: HealthCheck[];
+  /** Stops intake into Kafka first, then the processor (which commits its in-flight batch). */
+  stop(): Promise<void>;
+}
+
+/**
+ * `tally start` with KAFKA_BROKERS: ingest publishes to Kafka and an in-process processor (one
+ * consumer group member) writes to PostgreSQL, exactly as `tally ingest` + `tally process` do.
+ */
+export async function startKafkaPipeline(
+  config: Config,
+  kafka: NonNullable<Config['kafka']>,
+  deps: { pool: pg.Pool; processor: BatchProcessor; metrics: Metrics; logger: Logger },
+): Promise<KafkaPipeline> {
+  const raw = config.raw;
+  const topics = [kafka.topic, ...kafka.extraTopics];
+  await ensureTopics({ brokers: kafka.brokers, topics, partitions: raw.TALLY_KAFKA_PARTITIONS });
+  const sink = new KafkaProducerSink({
+    brokers: kafka.brokers,
+    topic: kafka.topic,
+    logger: deps.logger,
+    metrics: deps.metrics,
+    maxBatchEvents: raw.BATCH_SIZE,
+    lingerMs: raw.TALLY_BATCH_LINGER_MS,
+    ackTimeoutMs: raw.TALLY_KAFKA_ACK_TIMEOUT_MS,
+    maxInFlightBytes: raw.TALLY_INGEST_MAX_INFLIGHT_BYTES,
+  });
+  const consumer = new KafkaProcessor(
+    {
+      brokers: kafka.brokers,
+      groupId: kafka.groupId,
+      topics,
+      clientId: `tally-start-${process.pid}`,
+      batchSize: raw.BATCH_SIZE,
+      flushIntervalMs: raw.FLUSH_INTERVAL_SEC * 1000,
+      sessionTimeoutMs: raw.TALLY_KAFKA_SESSION_TIMEOUT_MS,
+      maxFutureSkewMs: raw.TALLY_MAX_FUTURE_SKEW_SEC * 1000,
+      maxMessageBytes: raw.TALLY_MAX_MESSAGE_BYTES,
+      retry: { maxRetryTimeMs: Number.POSITIVE_INFINITY, minDelayMs: 100, maxDelayMs: 5000 },
+    },
+    deps,
+  );
+  try {
+    await consumer.start();
+  } catch (err) {
+    await Promise.allSettled([consumer.stop(), sink.stop()]);
+    throw err;
+  }
+  return {
+    sink,
+    checks: [sink.health, consumer.health],
+    async stop() {
+      await sink.stop();
+      await consumer.stop();
+    },
+  };
+}

@@ -1,0 +1,108 @@
+import cluster, { type Worker } from 'node:cluster';
+import type { Logger } from 'pino';
+import type { HealthCheck } from '../observability/health.ts';
+
+/** What a processor worker tells the primary, at start and then every few seconds. */
+export interface WorkerMessage {
+  tally: 'status';
+  /** A group member with a live session (false while Kafka is unreachable). */
+  consuming: boolean;
+}
+
+export interface WorkerPoolOptions {
+  size: number;
+  env: Record<string, string>;
+  logger: Logger;
+  /** Per worker, how long stop() waits before killing it (its own deadline is shorter). */
+  stopTimeoutMs?: number;
+}
+
+const RESTART_MIN_DELAY_MS = 200;
+const RESTART_MAX_DELAY_MS = 10_000;
+/** A worker that lived this long before dying restarts at once; quicker deaths back off. */
+const HEALTHY_LIFETIME_MS = 30_000;
+
+/**
+ * The primary side of `tally process`: NUM_WORKERS processor processes (node:cluster), each a
+ * consumer group member; a worker that dies is started again, with backoff when it keeps dying.
+ */
+export class WorkerPool {
+  readonly #options: WorkerPoolOptions;
+  readonly #workers = new Map<number, { worker: Worker; startedAt: number; consuming: boolean }>();
+  #stopping = false;
+  #quickDeaths = 0;
+  #restarts = new Set<NodeJS.Timeout>();
+
+  constructor(options: WorkerPoolOptions) {
+    this.#options = options;
+  }
+
+  start(): void {
+    for (let i = 0; i < this.#options.size; i++) this.#fork();
+  }
+
+  /** Process ids of the running workers. */
+  pids(): number[] {
+    return [...this.#workers.values()].flatMap((w) => (w.worker.process.pid ? [w.worker.process.pid] : []));
+  }
+
+  readonly health: HealthCheck = {
+    name: 'workers',
+    check: () => {
+      const consuming = [...this.#workers.values()].filter((w) => w.consuming).length;
+      return Promise.resolve(consuming === this.#options.size ? 'ok' : consuming > 0 ? 'degraded' : 'down');
+    },
+  };
+
+  /** SIGTERM to every worker: each commits its in-flight batch and leaves the group. */
+  async stop(): Promise<void> {
+    this.#stopping = true;
+    for (const t of this.#restarts) clearTimeout(t);
+    const timeout = this.#options.stopTimeoutMs ?? 25_000;
+    await Promise.all(
+      [...this.#workers.values()].map(
+        ({ worker }) =>
+          new Promise<void>((resolve) => {
+            if (worker.isDead()) {
+              resolve();
+              return;
+            }
+            const kill = setTimeout(() => worker.process.kill('SIGKILL'), timeout);
+            worker.once('exit', () => {
+              clearTimeout(kill);
+              resolve();
+            });
+            worker.process.kill('SIGTERM');
+          }),
+      ),
+    );
+  }
+
+  #fork(): void {
+    const worker = cluster.fork(this.#options.env);
+    const entry = { worker, startedAt: Date.now(), consuming: false };
+    this.#workers.set(worker.id, entry);
+    worker.on('message', (message: WorkerMessage) => {
+      if (message.tally === 'status') entry.consuming = message.consuming;
+    });
+    worker.on('exit', (code, signal) => {
+      this.#workers.delete(worker.id);
+      if (this.#stopping) return;
+      const lived = Date.now() - entry.startedAt;
+      this.#quickDeaths = lived >= HEALTHY_LIFETIME_MS ? 0 : this.#quickDeaths + 1;
+      const delay =
+        this.#quickDeaths === 0
+          ? 0
+          : Math.min(RESTART_MAX_DELAY_MS, RESTART_MIN_DELAY_MS * 2 ** (this.#quickDeaths - 1));
+      this.#options.logger.warn(
+        { pid: worker.process.pid, code, signal, restartInMs: delay },
+        'processor worker died; restarting it',
+      );
+      const t = setTimeout(() => {
+        this.#restarts.delete(t);
+        if (!this.#stopping) this.#fork();
+      }, delay);
+      this.#restarts.add(t);
+    });
+  }
+}

@@ -1,0 +1,81 @@
+import { randomUUID } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { TestContext } from 'node:test';
+import { Consumer, MessagesStreamModes } from '@platformatic/kafka';
+import { startKafkaBroker, type KafkaBroker } from '../../scripts/kafka/broker.ts';
+import { requireTool } from './require-tool.ts';
+
+/**
+ * A real single-node Kafka broker on free ports in a temporary directory, stopped and removed
+ * after the test. Undefined when java or mvn is missing (the test is then skipped, or fails in
+ * CI under TALLY_REQUIRE_ALL_SUITES=1).
+ */
+export async function startTestKafka(t: TestContext): Promise<KafkaBroker | undefined> {
+  if (!requireTool(t, 'java', 'Kafka broker', ['-version'])) return undefined;
+  if (!requireTool(t, 'mvn', 'fetches the Kafka jars')) return undefined;
+  const dataDir = await mkdtemp(join(tmpdir(), 'tally-kafka-'));
+  let broker: KafkaBroker;
+  try {
+    broker = await startKafkaBroker({ dataDir, heapMb: 384 });
+  } catch (err) {
+    await rm(dataDir, { recursive: true, force: true });
+    throw err;
+  }
+  t.after(async () => {
+    await broker.stop();
+    await rm(dataDir, { recursive: true, force: true });
+  });
+  return broker;
+}
+
+export interface ReadMessage {
+  partition: number;
+  offset: bigint;
+  timestamp: bigint;
+  key: Buffer | undefined;
+  value: Buffer | undefined;
+  headers: Map<string, string>;
+}
+
+/** Every message of `topic` up to its end offsets at the time of the call, in partition/offset order. */
+export async function readTopic(bootstrap: string, topic: string): Promise<ReadMessage[]> {
+  const consumer = new Consumer({
+    groupId: `tally-test-reader-${randomUUID()}`,
+    clientId: 'tally-test-reader',
+    bootstrapBrokers: [bootstrap],
+    maxWaitTime: 200,
+    retries: 5,
+  });
+  try {
+    const ends = (await consumer.listOffsets({ topics: [topic] })).get(topic) ?? [];
+    const remaining = new Set(ends.flatMap((end, partition) => (end > 0n ? [partition] : [])));
+    const out: ReadMessage[] = [];
+    if (remaining.size === 0) return out;
+    const stream = await consumer.consume({
+      topics: [topic],
+      mode: MessagesStreamModes.EARLIEST,
+      autocommit: false,
+    });
+    try {
+      for await (const m of stream) {
+        out.push({
+          partition: m.partition,
+          offset: m.offset,
+          timestamp: m.timestamp,
+          key: m.key,
+          value: m.value,
+          headers: new Map([...m.headers].map(([k, v]) => [k.toString(), v.toString()])),
+        });
+        if (m.offset + 1n >= ends[m.partition]) remaining.delete(m.partition);
+        if (remaining.size === 0) break;
+      }
+    } finally {
+      await stream.close();
+    }
+    return out.sort((a, b) => a.partition - b.partition || Number(a.offset - b.offset));
+  } finally {
+    await consumer.close(true);
+  }
+}

@@ -1,0 +1,103 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { pino } from 'pino';
+import { TallyError } from '../../src/errors/tally-error.ts';
+import { BatchBuilder } from '../../src/process/batch-builder.ts';
+import { writeBatch } from '../../src/process/write-batch.ts';
+import type { BatchInput, BatchResult } from '../../src/store/batch-writer.ts';
+
+function batchOf(ids: string[]) {
+  const b = new BatchBuilder({ groupId: 'g', maxFutureSkewMs: 300_000, maxMessageBytes: 1 << 20 });
+  ids.forEach((id, i) =>
+    b.add({
+      topic: 'in',
+      partition: i % 2,
+      offset: BigInt(i),
+      timestamp: BigInt(Date.now()),
+      value: Buffer.from(
+        id === 'poison' ? 'not json' : JSON.stringify({ event_id: id, type: 'click', user_id: 'u' }),
+      ),
+      headers: new Map(),
+    }),
+  );
+  return b.take(() => 0);
+}
+
+/** A BatchProcessor that refuses, for good, any transaction holding an event whose id ends in -bad. */
+function fakes() {
+  const calls: BatchInput[] = [];
+  const sent: string[] = [];
+  const processor = {
+    process(input: BatchInput): Promise<BatchResult> {
+      if (input.events.some((e) => e.eventId.endsWith('-bad')))
+        return Promise.reject(new TallyError('TALLY_DB_ERROR', 'PostgreSQL: refused'));
+      calls.push(input);
+      return Promise.resolve({ fresh: [], inserted: 0, duplicates: 0, insertedEvents: [] });
+    },
+  };
+  const producer = {
+    send(options: { messages: { value?: Buffer }[] }) {
+      for (const m of options.messages) sent.push(String(m.value));
+      return Promise.resolve({ offsets: [] });
+    },
+  };
+  const deps = {
+    processor,
+    producer: producer as never,
+    logger: pino({ level: 'silent' }),
+    retry: { maxRetryTimeMs: 0, minDelayMs: 1, maxDelayMs: 1 },
+    signal: new AbortController().signal,
+  };
+  return { calls, sent, deps };
+}
+
+test('a clean batch is one transaction with its poison and positions; poison goes to the DLQ first', async () => {
+  const { calls, sent, deps } = fakes();
+  const batch = batchOf(['a', 'poison', 'b']);
+  await writeBatch(batch, deps);
+  assert.equal(calls.length, 1);
+  assert.deepEqual(
+    calls[0].events.map((e) => e.eventId),
+    ['a', 'b'],
+  );
+  assert.deepEqual(
+    calls[0].deadLetters?.map((d) => d.reason),
+    ['invalid_json'],
+  );
+  assert.equal(calls[0].positions?.length, 2);
+  assert.deepEqual(sent, ['not json']);
+});
+
+test('events PostgreSQL refuses are isolated: the rest commit, the refused are dead-lettered with the positions', async () => {
+  const { calls, sent, deps } = fakes();
+  const ids = Array.from({ length: 37 }, (_, i) => (i === 5 || i === 30 ? `e${i}-bad` : `e${i}`));
+  const batch = batchOf(ids);
+  await writeBatch(batch, deps);
+  const committed = calls.flatMap((c) => c.events.map((e) => e.eventId)).sort();
+  assert.deepEqual(committed, ids.filter((id) => !id.endsWith('-bad')).sort(), 'every good event, once');
+  const last = calls.at(-1);
+  assert.deepEqual(last?.events, []);
+  assert.deepEqual(
+    last?.deadLetters?.map((d) => [
+      d.reason,
+      (JSON.parse(d.payload.toString()) as { event_id: string }).event_id,
+    ]),
+    [
+      ['db_rejected', 'e5-bad'],
+      ['db_rejected', 'e30-bad'],
+    ],
+  );
+  assert.deepEqual(last?.positions, batch.positions);
+  assert.equal(
+    calls.filter((c) => c.positions !== undefined).length,
+    1,
+    'positions move once, with the dead letters',
+  );
+  assert.equal(sent.length, 2);
+});
+
+test('a fence is not a rejection: it is thrown to the caller untouched', async () => {
+  const { deps } = fakes();
+  deps.processor.process = () => Promise.reject(new TallyError('TALLY_FENCED', 'moved'));
+  await assert.rejects(writeBatch(batchOf(['a']), deps), { code: 'TALLY_FENCED' });
+});
