@@ -97,3 +97,24 @@ export const UserEventsResponse = Type.Object({
 });
 
 export const errorResponses = { 400: ErrorSchema, 401: ErrorSchema, 403: ErrorSchema, 503: ErrorSchema };
+
+// Seed 003: `GET /analytics/events` with `user_id` and `page_url` (query string or JSON body).
+export const EventCountQuery = Type.Object(
+  {
+    user_id: Type.String({ minLength: 1, maxLength: 256, description: 'The user' }),
+    page_url: Type.String({ minLength: 1, maxLength: 2048, description: 'The page, exactly as sent' }),
+  },
+  { additionalProperties: false },
+);
+
+export const EventCountResponse = Type.Object({
+  user_id: Type.String(),
+  page_url: Type.String(),
+  count: Type.Integer({ description: "Number of the user's events on that page (all time)" }),
+});
+
+/** `user_id` (a path parameter in REST) and `limit` together: the gRPC request. */
+export const UserEventsRequest = Type.Object(
+  { ...UserParams.properties, ...UserEventsQuery.properties },
+  { additionalProperties: false },
+);
