@@ -102,7 +102,13 @@ export function queryRoutes(deps: QueryRoutesDeps) {
             'Query parameters win over body fields. The count covers all stored raw events of that user on ' +
             'exactly that page URL.',
           querystring: Type.Partial(EventCountQuery),
-          response: { 200: EventCountResponse, ...errorResponses, 413: ErrorSchema, 415: ErrorSchema },
+          // 400 also covers TALLY_INVALID_JSON (a body that does not parse).
+          response: {
+            200: EventCountResponse,
+            ...errorResponses,
+            413: { ...ErrorSchema, description: 'TALLY_BODY_TOO_LARGE: a GET body over 64 KiB' },
+            415: { ...ErrorSchema, description: 'TALLY_UNSUPPORTED_MEDIA_TYPE: a GET body that is not JSON' },
+          },
         },
       },
       async (request) => {

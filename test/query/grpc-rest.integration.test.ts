@@ -161,7 +161,7 @@ test('REST and gRPC give identical answers, and both match the oracle', async (t
     count.count,
     oracle.events.filter((e) => e.user_id === 'u-2' && e.page_url === PAGES[1]).length,
   );
-  assert.ok((count.count) > 0, 'the generated data should give u-2 events on that page');
+  assert.ok(count.count > 0, 'the generated data should give u-2 events on that page');
   const userEvents = await client.call('GetUserEvents', { user_id: 'u-2', limit: 1000 });
   assert.deepEqual(
     new Set((userEvents.events as { event_id: string }[]).map((e) => e.event_id)),
