@@ -9,9 +9,12 @@ export interface RollupFilter {
   pageUrl?: string | undefined;
 }
 
-// The pieces travel as four parallel arrays and join against the rollup's primary key.
+// The pieces travel as four parallel arrays. TRICKY: each piece reads its rows through a LATERAL
+// subquery, which pins the plan to "for each piece, one index range scan of (project, level,
+// bucket)". A plain join lets the planner scan every row of the project and filter, which is
+// fine on a small table and hopeless at 10 million events (see QUERY_PLANS.md).
 const PIECES = `unnest($2::int2[], $3::float8[], $4::float8[], $5::int4[]) AS p(level, f, t, i)`;
-const PIECE_JOIN = `r.level = p.level AND r.bucket >= to_timestamp(p.f / 1000.0) AND r.bucket < to_timestamp(p.t / 1000.0)`;
+const IN_PIECE = `r.project = $1 AND r.level = p.level AND r.bucket >= to_timestamp(p.f / 1000.0) AND r.bucket < to_timestamp(p.t / 1000.0)`;
 
 function pieceParams(project: string, pieces: readonly Piece[]): unknown[] {
   return [
@@ -41,9 +44,13 @@ export class StatsStore {
     filter: RollupFilter,
   ): Promise<Map<number, number>> {
     const params = pieceParams(project, pieces);
-    let sql = `SELECT p.i AS i, sum(r.count)::int8 AS n FROM ${PIECES} JOIN tally.rollup_events r ON ${PIECE_JOIN} WHERE r.project = $1`;
-    if (filter.type !== undefined) sql += ` AND r.type = $${params.push(filter.type)}`;
-    return this.#byIndex(sql + ' GROUP BY p.i', params);
+    let where = IN_PIECE;
+    if (filter.type !== undefined) where += ` AND r.type = $${params.push(filter.type)}`;
+    return this.#byIndex(
+      `SELECT p.i AS i, sum(r.count)::int8 AS n FROM ${PIECES}
+         CROSS JOIN LATERAL (SELECT r.count FROM tally.rollup_events r WHERE ${where}) r GROUP BY p.i`,
+      params,
+    );
   }
 
   /** Counts of events that carry a page_url, per output index, by type and/or page. */
@@ -53,16 +60,23 @@ export class StatsStore {
     filter: RollupFilter,
   ): Promise<Map<number, number>> {
     const params = pieceParams(project, pieces);
-    let sql = `SELECT p.i AS i, sum(r.count)::int8 AS n FROM ${PIECES} JOIN tally.rollup_pages r ON ${PIECE_JOIN} WHERE r.project = $1`;
-    if (filter.type !== undefined) sql += ` AND r.type = $${params.push(filter.type)}`;
-    if (filter.pageUrl !== undefined) sql += ` AND r.page_url = $${params.push(filter.pageUrl)}`;
-    return this.#byIndex(sql + ' GROUP BY p.i', params);
+    let where = IN_PIECE;
+    if (filter.type !== undefined) where += ` AND r.type = $${params.push(filter.type)}`;
+    if (filter.pageUrl !== undefined) where += ` AND r.page_url = $${params.push(filter.pageUrl)}`;
+    return this.#byIndex(
+      `SELECT p.i AS i, sum(r.count)::int8 AS n FROM ${PIECES}
+         CROSS JOIN LATERAL (SELECT r.count FROM tally.rollup_pages r WHERE ${where}) r GROUP BY p.i`,
+      params,
+    );
   }
 
   /** Exact distinct users per output index. */
   async uniqueUsers(project: string, pieces: readonly Piece[]): Promise<Map<number, number>> {
-    const sql = `SELECT p.i AS i, count(DISTINCT r.user_id)::int8 AS n FROM ${PIECES}
-                   JOIN tally.rollup_users r ON ${PIECE_JOIN} WHERE r.project = $1 GROUP BY p.i`;
+    // DISTINCT (hashable) then count, rather than count(DISTINCT), which always sorts.
+    const sql = `SELECT i, count(*)::int8 AS n FROM (
+                   SELECT DISTINCT p.i, r.user_id FROM ${PIECES}
+                     CROSS JOIN LATERAL (SELECT r.user_id FROM tally.rollup_users r WHERE ${IN_PIECE}) r
+                 ) d GROUP BY i`;
     return this.#byIndex(sql, pieceParams(project, pieces));
   }
 
@@ -73,8 +87,9 @@ export class StatsStore {
   ): Promise<{ page_url: string; views: number }[]> {
     const params = [...pieceParams(project, pieces), PAGE_VIEW, limit];
     const { rows } = await this.#pool.query<{ page_url: string; views: number }>(
-      `SELECT r.page_url, sum(r.count)::int8 AS views FROM ${PIECES} JOIN tally.rollup_pages r ON ${PIECE_JOIN}
-        WHERE r.project = $1 AND r.type = $6 GROUP BY r.page_url ORDER BY views DESC, r.page_url LIMIT $7`,
+      `SELECT r.page_url, sum(r.count)::int8 AS views FROM ${PIECES}
+         CROSS JOIN LATERAL (SELECT r.page_url, r.count FROM tally.rollup_pages r WHERE ${IN_PIECE} AND r.type = $6) r
+        GROUP BY r.page_url ORDER BY views DESC, r.page_url LIMIT $7`,
       params,
     );
     return rows;
@@ -86,8 +101,9 @@ export class StatsStore {
     limit: number,
   ): Promise<{ type: string; count: number }[]> {
     const { rows } = await this.#pool.query<{ type: string; count: number }>(
-      `SELECT r.type, sum(r.count)::int8 AS count FROM ${PIECES} JOIN tally.rollup_events r ON ${PIECE_JOIN}
-        WHERE r.project = $1 GROUP BY r.type ORDER BY count DESC, r.type LIMIT $6`,
+      `SELECT r.type, sum(r.count)::int8 AS count FROM ${PIECES}
+         CROSS JOIN LATERAL (SELECT r.type, r.count FROM tally.rollup_events r WHERE ${IN_PIECE}) r
+        GROUP BY r.type ORDER BY count DESC, r.type LIMIT $6`,
       [...pieceParams(project, pieces), limit],
     );
     return rows;
