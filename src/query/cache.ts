@@ -132,8 +132,9 @@ export function redisCacheStore(url: string, logger: Logger): CacheStore {
       },
     },
     async close() {
-      redis.disconnect();
-      await Promise.resolve();
+      // QUIT lets a pending SET finish; while disconnected there is nothing to wait for.
+      if (redis.status === 'ready') await redis.quit().catch(() => redis.disconnect());
+      else redis.disconnect();
     },
   };
 }
