@@ -141,6 +141,8 @@ test('REST and gRPC give identical answers, and both match the oracle', async (t
   );
   for (const [metric, interval, tz, offset] of [
     ['unique_users', 'day', 'Asia/Kolkata', KOLKATA],
+    ['unique_users', 'hour', 'UTC', 0],
+    ['unique_users', 'day', 'UTC', 0],
     ['page_views', 'hour', 'UTC', 0],
     ['events', 'day', 'UTC', 0],
   ] as const) {
