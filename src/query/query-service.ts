@@ -1,4 +1,5 @@
 import type { Static } from '@sinclair/typebox';
+import { classifyPgError } from '../store/pg-errors.ts';
 import type { QueryCache } from './cache.ts';
 import type { EventsStore } from './events-store.ts';
 import { EventCountQuery, LimitQuery, RangeQuery, TimeseriesQuery, UserEventsRequest } from './schemas.ts';
@@ -87,6 +88,9 @@ export class QueryService {
   }
 
   #cached<T>(project: string, question: unknown[], compute: () => Promise<T>): Promise<T> {
-    return this.#deps.cache.through(project, JSON.stringify(question), compute);
+    // PostgreSQL down → TALLY_DB_UNAVAILABLE (503 with Retry-After, gRPC UNAVAILABLE), not a 500.
+    return this.#deps.cache.through(project, JSON.stringify(question), compute).catch((err: unknown) => {
+      throw classifyPgError(err);
+    });
   }
 }
