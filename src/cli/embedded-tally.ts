@@ -8,13 +8,11 @@ import { MicroBatcher } from '../ingest/micro-batcher.ts';
 import { createMetrics, type Metrics } from '../observability/metrics.ts';
 import { opsRoutes } from '../observability/routes.ts';
 import { BatchProcessor } from '../process/batch-processor.ts';
-import { EventsStore } from '../query/events-store.ts';
 import { queryRoutes } from '../query/routes.ts';
-import { StatsService } from '../query/stats-service.ts';
-import { StatsStore } from '../query/stats-store.ts';
 import { BatchWriter } from '../store/batch-writer.ts';
 import { openDatabase, type Database } from '../store/database.ts';
 import { RawPartitions } from '../store/partitions.ts';
+import { createQueryLayer } from './query-layer.ts';
 
 export interface EmbeddedTally {
   app: FastifyInstance;
@@ -22,6 +20,8 @@ export interface EmbeddedTally {
   metrics: Metrics;
   /** Base URL of the HTTP API once listening. */
   url: string;
+  /** Port of the gRPC AnalyticsService (TALLY_GRPC_PORT; 0 picks one). */
+  grpcPort: number;
   stop(): Promise<void>;
 }
 
@@ -68,6 +68,7 @@ export async function startEmbeddedTally(config: Config, logger: Logger): Promis
     : undefined;
   let stopping = false;
   const projectOf = (_request: FastifyRequest) => DEFAULT_PROJECT;
+  const queryLayer = createQueryLayer({ pool: database.pool, config, metrics, logger });
   const app = await buildApp({
     logger,
     title: 'Tally',
@@ -80,15 +81,11 @@ export async function startEmbeddedTally(config: Config, logger: Logger): Promis
         projectOf,
         isStopping: () => stopping,
       }),
-      queryRoutes({
-        stats: new StatsService(new StatsStore(database.pool)),
-        events: new EventsStore(database.pool),
-        projectOf,
-      }),
+      queryRoutes({ query: queryLayer.query, projectOf }),
       opsRoutes({
         serviceName: raw.TALLY_SERVICE_NAME ?? 'tally',
         registry: metrics.registry,
-        checks: [database.health, ...(kafka?.checks ?? [])],
+        checks: [database.health, ...(kafka?.checks ?? []), ...queryLayer.checks],
         isStopping: () => stopping,
       }),
     ],
@@ -102,9 +99,13 @@ export async function startEmbeddedTally(config: Config, logger: Logger): Promis
   retention.unref();
 
   let url: string;
+  let grpcPort: number;
   try {
     url = await app.listen({ host: config.host, port: config.serverPort });
+    grpcPort = (await queryLayer.startGrpc(config.host, raw.TALLY_GRPC_PORT, () => DEFAULT_PROJECT)).port;
   } catch (err) {
+    await app.close();
+    await queryLayer.stop();
     await kafka?.stop();
     await database.stop();
     throw err;
@@ -116,12 +117,13 @@ export async function startEmbeddedTally(config: Config, logger: Logger): Promis
     database,
     metrics,
     url,
+    grpcPort,
     stop() {
       stopped ??= (async () => {
         // Order matters (STYLE.md): refuse new intake, let in-flight requests commit, then close.
         stopping = true;
         clearInterval(retention);
-        await app.close();
+        await Promise.allSettled([app.close(), queryLayer.stop()]);
         await batcher.stop();
         await kafka?.stop();
         await database.stop();

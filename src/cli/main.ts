@@ -7,6 +7,7 @@ import { startEmbeddedTally } from './embedded-tally.ts';
 import { startIngestRole } from './ingest-role.ts';
 import { handleShutdown } from './lifecycle.ts';
 import { startProcessPrimary, startProcessWorker } from './process-role.ts';
+import { startQueryRole } from './query-role.ts';
 import { formatReplaySummary, runReplay, type ReplayCommandOptions } from './replay-command.ts';
 import { formatSummary, sendActivity } from './send.ts';
 
@@ -33,7 +34,20 @@ program
     const tally = await startEmbeddedTally(config, logger);
     handleShutdown(() => tally.stop(), logger);
     logger.info(
-      `Tally is up: API ${tally.url} (docs ${tally.url}/docs, metrics ${tally.url}/metrics); ${tally.database.description}`,
+      `Tally is up: API ${tally.url} (docs ${tally.url}/docs, metrics ${tally.url}/metrics), gRPC ${config.host}:${tally.grpcPort}; ${tally.database.description}`,
+    );
+  });
+
+program
+  .command('query')
+  .description('Run the query API: REST on TALLY_QUERY_PORT (8081), gRPC on TALLY_GRPC_PORT (50051)')
+  .action(async () => {
+    const config = configOrExit();
+    const logger = createLogger(config.raw.TALLY_LOG_LEVEL);
+    const role = await startQueryRole(config, logger);
+    handleShutdown(() => role.stop(), logger);
+    logger.info(
+      `Tally query is up: REST ${role.url} (docs ${role.url}/docs), gRPC ${config.host}:${role.grpcPort}, cache ${role.cacheKind}; ${role.database.description}`,
     );
   });
 

@@ -50,5 +50,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
   for (const plugin of deps.plugins) await app.register(plugin);
+  // The OpenAPI 3 document generated from the route schemas (also at /docs/json, browsable at /docs).
+  app.get('/docs/openapi.json', { schema: { hide: true } }, () => app.swagger());
   return app;
 }

@@ -23,10 +23,10 @@ export const IngestResponseSchema = Type.Object({
 
 export function ingestResponseSchemas(status: number) {
   return {
-    [status]: IngestResponseSchema,
-    400: ErrorSchema,
-    413: ErrorSchema,
-    415: ErrorSchema,
-    503: ErrorSchema,
+    [status]: { ...IngestResponseSchema, description: 'Accepted: every valid event is durable' },
+    400: { ...ErrorSchema, description: 'TALLY_VALIDATION_FAILED or TALLY_INVALID_JSON: no valid event' },
+    413: { ...ErrorSchema, description: 'TALLY_BODY_TOO_LARGE or TALLY_TOO_MANY_EVENTS' },
+    415: { ...ErrorSchema, description: 'TALLY_UNSUPPORTED_MEDIA_TYPE or TALLY_UNSUPPORTED_ENCODING' },
+    503: { ...ErrorSchema, description: 'TALLY_UNAVAILABLE / TALLY_DB_UNAVAILABLE: retry after Retry-After' },
   };
 }

@@ -1,8 +1,9 @@
-import type { Static } from '@sinclair/typebox';
+import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import type { EventsStore } from './events-store.ts';
 import {
   errorResponses,
+  EventCountQuery,
+  EventCountResponse,
   EventTypesResponse,
   LimitQuery,
   RangeQuery,
@@ -14,16 +15,18 @@ import {
   UserEventsResponse,
   UserParams,
 } from './schemas.ts';
-import { resolveRange, type StatsService } from './stats-service.ts';
+import { ErrorSchema } from '../http/schemas.ts';
+import type { QueryService } from './query-service.ts';
+import { readGetBody } from './get-body.ts';
 
 export interface QueryRoutesDeps {
-  stats: StatsService;
-  events: EventsStore;
+  query: QueryService;
   projectOf: (request: FastifyRequest) => string;
 }
 
-/** The REST query API under /v1 (see DESIGN.md "HTTP API"). */
+/** The REST query API under /v1 and seed 003's `GET /analytics/events` (see DESIGN.md "HTTP API"). */
 export function queryRoutes(deps: QueryRoutesDeps) {
+  const { query, projectOf } = deps;
   return async function plugin(app: FastifyInstance): Promise<void> {
     const tags = ['query'];
     app.get<{ Querystring: Static<typeof RangeQuery> }>(
@@ -36,7 +39,7 @@ export function queryRoutes(deps: QueryRoutesDeps) {
           response: { 200: SummaryResponse, ...errorResponses },
         },
       },
-      (request) => deps.stats.summary(deps.projectOf(request), resolveRange(request.query)),
+      (request) => query.summary(projectOf(request), request.query),
     );
     app.get<{ Querystring: Static<typeof TimeseriesQuery> }>(
       '/v1/stats/timeseries',
@@ -48,16 +51,7 @@ export function queryRoutes(deps: QueryRoutesDeps) {
           response: { 200: TimeseriesResponse, ...errorResponses },
         },
       },
-      (request) => {
-        const q = request.query;
-        return deps.stats.timeseries(deps.projectOf(request), resolveRange(q), {
-          metric: q.metric,
-          interval: q.interval,
-          tz: q.tz,
-          eventType: q.event_type,
-          pageUrl: q.page_url,
-        });
-      },
+      (request) => query.timeseries(projectOf(request), request.query),
     );
     app.get<{ Querystring: Static<typeof LimitQuery> }>(
       '/v1/stats/top-pages',
@@ -69,8 +63,7 @@ export function queryRoutes(deps: QueryRoutesDeps) {
           response: { 200: TopPagesResponse, ...errorResponses },
         },
       },
-      (request) =>
-        deps.stats.topPages(deps.projectOf(request), resolveRange(request.query), request.query.limit),
+      (request) => query.topPages(projectOf(request), request.query),
     );
     app.get<{ Querystring: Static<typeof LimitQuery> }>(
       '/v1/stats/event-types',
@@ -82,8 +75,7 @@ export function queryRoutes(deps: QueryRoutesDeps) {
           response: { 200: EventTypesResponse, ...errorResponses },
         },
       },
-      (request) =>
-        deps.stats.eventTypes(deps.projectOf(request), resolveRange(request.query), request.query.limit),
+      (request) => query.eventTypes(projectOf(request), request.query),
     );
     app.get<{ Params: Static<typeof UserParams>; Querystring: Static<typeof UserEventsQuery> }>(
       '/v1/users/:user_id/events',
@@ -96,14 +88,36 @@ export function queryRoutes(deps: QueryRoutesDeps) {
           response: { 200: UserEventsResponse, ...errorResponses },
         },
       },
-      async (request) => ({
-        user_id: request.params.user_id,
-        events: await deps.events.userEvents(
-          deps.projectOf(request),
-          request.params.user_id,
-          request.query.limit,
-        ),
-      }),
+      (request) => query.userEvents(projectOf(request), { ...request.query, ...request.params }),
+    );
+    app.get(
+      '/analytics/events',
+      {
+        schema: {
+          tags,
+          summary: "Seed 003: the count of a user's events on a page",
+          description:
+            "Takes `user_id` and `page_url` from the query string or, as seed 003's gateway did, from a JSON " +
+            'body sent with GET (`-H "Content-Type: application/json" -d \'{"user_id": ..., "page_url": ...}\'`). ' +
+            'Query parameters win over body fields. The count covers all stored raw events of that user on ' +
+            'exactly that page URL.',
+          querystring: Type.Partial(EventCountQuery),
+          // 400 also covers TALLY_INVALID_JSON (a body that does not parse).
+          response: {
+            200: EventCountResponse,
+            ...errorResponses,
+            413: { ...ErrorSchema, description: 'TALLY_BODY_TOO_LARGE: a GET body over 64 KiB' },
+            415: { ...ErrorSchema, description: 'TALLY_UNSUPPORTED_MEDIA_TYPE: a GET body that is not JSON' },
+          },
+        },
+      },
+      async (request) => {
+        const body = await readGetBody(request.raw, request.headers);
+        return query.eventCount(projectOf(request), {
+          ...body,
+          ...(request.query as Record<string, unknown>),
+        });
+      },
     );
   };
 }

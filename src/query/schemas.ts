@@ -2,8 +2,12 @@ import { Type } from '@sinclair/typebox';
 import { ErrorSchema } from '../http/schemas.ts';
 
 // A plain `enum` gives one clear validation error ("must be equal to one of the allowed values").
-function StringEnum<const T extends readonly string[]>(values: T, defaultValue: T[number]) {
-  return Type.Unsafe<T[number]>({ type: 'string', enum: [...values], default: defaultValue });
+function StringEnum<const T extends readonly string[]>(
+  values: T,
+  defaultValue: T[number],
+  description: string,
+) {
+  return Type.Unsafe<T[number]>({ type: 'string', enum: [...values], default: defaultValue, description });
 }
 
 const Time = Type.String({ description: 'ISO-8601 date-time or epoch milliseconds', maxLength: 64 });
@@ -25,7 +29,7 @@ export const RangeQuery = Type.Object(
 export const LimitQuery = Type.Object(
   {
     ...RangeQuery.properties,
-    limit: Type.Integer({ minimum: 1, maximum: 1000, default: 10 }),
+    limit: Type.Integer({ minimum: 1, maximum: 1000, default: 10, description: 'Most rows to return' }),
   },
   { additionalProperties: false },
 );
@@ -33,67 +37,136 @@ export const LimitQuery = Type.Object(
 export const TimeseriesQuery = Type.Object(
   {
     ...RangeQuery.properties,
-    metric: StringEnum(['events', 'page_views', 'unique_users'], 'events'),
-    interval: StringEnum(['minute', 'hour', 'day'], 'hour'),
+    metric: StringEnum(
+      ['events', 'page_views', 'unique_users'],
+      'events',
+      'What to count per bucket (unique_users is exact)',
+    ),
+    interval: StringEnum(['minute', 'hour', 'day'], 'hour', 'Bucket size, aligned to the boundaries of `tz`'),
     tz: Type.String({ default: 'UTC', maxLength: 64, description: 'IANA time zone for bucket boundaries' }),
-    event_type: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
-    page_url: Type.Optional(Type.String({ minLength: 1, maxLength: 2048 })),
+    event_type: Type.Optional(
+      Type.String({ minLength: 1, maxLength: 128, description: 'Only events of this type (metric=events)' }),
+    ),
+    page_url: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 2048,
+        description: 'Only events on this exact page (metrics events, page_views)',
+      }),
+    ),
   },
   { additionalProperties: false },
 );
 
 export const UserEventsQuery = Type.Object(
-  { limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100 }) },
+  { limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100, description: 'Most events to return' }) },
   { additionalProperties: false },
 );
 
-export const UserParams = Type.Object({ user_id: Type.String({ minLength: 1, maxLength: 256 }) });
+export const UserParams = Type.Object({
+  user_id: Type.String({ minLength: 1, maxLength: 256, description: 'The user, as sent in events' }),
+});
 
 const RangeEcho = { from: Type.String({ format: 'date-time' }), to: Type.String({ format: 'date-time' }) };
 
-export const SummaryResponse = Type.Object({
-  ...RangeEcho,
-  events: Type.Integer(),
-  page_views: Type.Integer(),
-  unique_users: Type.Integer({ description: 'Exact distinct users in the range' }),
-});
+export const SummaryResponse = Type.Object(
+  {
+    ...RangeEcho,
+    events: Type.Integer(),
+    page_views: Type.Integer(),
+    unique_users: Type.Integer({ description: 'Exact distinct users in the range' }),
+  },
+  { description: 'Totals over the effective (minute-aligned) range' },
+);
 
-export const TimeseriesResponse = Type.Object({
-  metric: Type.String(),
-  interval: Type.String(),
-  tz: Type.String(),
-  ...RangeEcho,
-  points: Type.Array(
-    Type.Object({ t: Type.String({ description: 'Bucket start with zone offset' }), value: Type.Integer() }),
+export const TimeseriesResponse = Type.Object(
+  {
+    metric: Type.String(),
+    interval: Type.String(),
+    tz: Type.String(),
+    ...RangeEcho,
+    points: Type.Array(
+      Type.Object({
+        t: Type.String({ description: 'Bucket start with zone offset' }),
+        value: Type.Integer(),
+      }),
+    ),
+  },
+  {
+    description:
+      'One point per bucket, zero-filled; the first and last buckets count only the part inside the range',
+  },
+);
+
+export const TopPagesResponse = Type.Object(
+  {
+    ...RangeEcho,
+    pages: Type.Array(Type.Object({ page_url: Type.String(), views: Type.Integer() })),
+  },
+  { description: 'Pages by page_view events, most viewed first' },
+);
+
+export const EventTypesResponse = Type.Object(
+  {
+    ...RangeEcho,
+    types: Type.Array(Type.Object({ type: Type.String(), count: Type.Integer() })),
+  },
+  { description: 'Event counts by type, largest first' },
+);
+
+export const UserEventsResponse = Type.Object(
+  {
+    user_id: Type.String(),
+    events: Type.Array(
+      Type.Object({
+        event_id: Type.String(),
+        type: Type.String(),
+        user_id: Type.String(),
+        timestamp: Type.String(),
+        received_at: Type.String(),
+        page_url: Type.Union([Type.String(), Type.Null()]),
+        referrer: Type.Union([Type.String(), Type.Null()]),
+        session_id: Type.Union([Type.String(), Type.Null()]),
+        service: Type.Union([Type.String(), Type.Null()]),
+        properties: Type.Union([Type.Object({}, { additionalProperties: true }), Type.Null()]),
+      }),
+    ),
+  },
+  { description: "The user's stored raw events, newest first" },
+);
+
+const described = (description: string) => ({ ...ErrorSchema, description });
+
+/** The errors every query route can answer, each described for the OpenAPI document. */
+export const errorResponses = {
+  400: described(
+    'TALLY_INVALID_QUERY or TALLY_UNSUPPORTED_FILTER: a parameter is missing, malformed, unknown or not applicable; `errors[].field` names it',
   ),
-});
+  401: described('TALLY_UNAUTHORIZED: API keys are configured and the request has none, or an unknown one'),
+  403: described('TALLY_FORBIDDEN: the key may not read this project'),
+  503: described('TALLY_DB_UNAVAILABLE: PostgreSQL cannot be reached; retry after Retry-After seconds'),
+};
 
-export const TopPagesResponse = Type.Object({
-  ...RangeEcho,
-  pages: Type.Array(Type.Object({ page_url: Type.String(), views: Type.Integer() })),
-});
+// Seed 003: `GET /analytics/events` with `user_id` and `page_url` (query string or JSON body).
+export const EventCountQuery = Type.Object(
+  {
+    user_id: Type.String({ minLength: 1, maxLength: 256, description: 'The user' }),
+    page_url: Type.String({ minLength: 1, maxLength: 2048, description: 'The page, exactly as sent' }),
+  },
+  { additionalProperties: false },
+);
 
-export const EventTypesResponse = Type.Object({
-  ...RangeEcho,
-  types: Type.Array(Type.Object({ type: Type.String(), count: Type.Integer() })),
-});
+export const EventCountResponse = Type.Object(
+  {
+    user_id: Type.String(),
+    page_url: Type.String(),
+    count: Type.Integer({ description: "Number of the user's events on that page (all time)" }),
+  },
+  { description: "Seed 003's answer" },
+);
 
-export const UserEventsResponse = Type.Object({
-  user_id: Type.String(),
-  events: Type.Array(
-    Type.Object({
-      event_id: Type.String(),
-      type: Type.String(),
-      user_id: Type.String(),
-      timestamp: Type.String(),
-      received_at: Type.String(),
-      page_url: Type.Union([Type.String(), Type.Null()]),
-      referrer: Type.Union([Type.String(), Type.Null()]),
-      session_id: Type.Union([Type.String(), Type.Null()]),
-      service: Type.Union([Type.String(), Type.Null()]),
-      properties: Type.Union([Type.Object({}, { additionalProperties: true }), Type.Null()]),
-    }),
-  ),
-});
-
-export const errorResponses = { 400: ErrorSchema, 401: ErrorSchema, 403: ErrorSchema, 503: ErrorSchema };
+/** `user_id` (a path parameter in REST) and `limit` together: the gRPC request. */
+export const UserEventsRequest = Type.Object(
+  { ...UserParams.properties, ...UserEventsQuery.properties },
+  { additionalProperties: false },
+);

@@ -1,7 +1,10 @@
 import type pg from 'pg';
+import { LEVELS } from '../store/rollup-deltas.ts';
 import type { Piece } from './range-pieces.ts';
 
 export const PAGE_VIEW = 'page_view';
+
+const LEVEL_MS: Record<number, number> = Object.fromEntries(LEVELS.map((l) => [l.level, l.ms]));
 
 /** Which rows a rollup read counts. */
 export interface RollupFilter {
@@ -9,9 +12,13 @@ export interface RollupFilter {
   pageUrl?: string | undefined;
 }
 
-// The pieces travel as four parallel arrays and join against the rollup's primary key.
+// The pieces travel as four parallel arrays. TRICKY: each piece reads its rows through a LATERAL
+// subquery with OFFSET 0, which keeps PostgreSQL from flattening it into a plain join, so the plan
+// stays "for each piece, one index range scan of (project, level, bucket)". Flattened, the
+// planner cannot estimate the per-piece bucket ranges and scans every row of the project: harmless
+// on a small table, 8 s for a 30-day timeseries at 10 million events (see QUERY_PLANS.md).
 const PIECES = `unnest($2::int2[], $3::float8[], $4::float8[], $5::int4[]) AS p(level, f, t, i)`;
-const PIECE_JOIN = `r.level = p.level AND r.bucket >= to_timestamp(p.f / 1000.0) AND r.bucket < to_timestamp(p.t / 1000.0)`;
+const IN_PIECE = `r.project = $1 AND r.level = p.level AND r.bucket >= to_timestamp(p.f / 1000.0) AND r.bucket < to_timestamp(p.t / 1000.0)`;
 
 function pieceParams(project: string, pieces: readonly Piece[]): unknown[] {
   return [
@@ -41,9 +48,13 @@ export class StatsStore {
     filter: RollupFilter,
   ): Promise<Map<number, number>> {
     const params = pieceParams(project, pieces);
-    let sql = `SELECT p.i AS i, sum(r.count)::int8 AS n FROM ${PIECES} JOIN tally.rollup_events r ON ${PIECE_JOIN} WHERE r.project = $1`;
-    if (filter.type !== undefined) sql += ` AND r.type = $${params.push(filter.type)}`;
-    return this.#byIndex(sql + ' GROUP BY p.i', params);
+    let where = IN_PIECE;
+    if (filter.type !== undefined) where += ` AND r.type = $${params.push(filter.type)}`;
+    return this.#byIndex(
+      `SELECT p.i AS i, sum(r.count)::int8 AS n FROM ${PIECES}
+         CROSS JOIN LATERAL (SELECT r.count FROM tally.rollup_events r WHERE ${where} OFFSET 0) r GROUP BY p.i`,
+      params,
+    );
   }
 
   /** Counts of events that carry a page_url, per output index, by type and/or page. */
@@ -53,17 +64,46 @@ export class StatsStore {
     filter: RollupFilter,
   ): Promise<Map<number, number>> {
     const params = pieceParams(project, pieces);
-    let sql = `SELECT p.i AS i, sum(r.count)::int8 AS n FROM ${PIECES} JOIN tally.rollup_pages r ON ${PIECE_JOIN} WHERE r.project = $1`;
-    if (filter.type !== undefined) sql += ` AND r.type = $${params.push(filter.type)}`;
-    if (filter.pageUrl !== undefined) sql += ` AND r.page_url = $${params.push(filter.pageUrl)}`;
-    return this.#byIndex(sql + ' GROUP BY p.i', params);
+    let where = IN_PIECE;
+    if (filter.type !== undefined) where += ` AND r.type = $${params.push(filter.type)}`;
+    if (filter.pageUrl !== undefined) where += ` AND r.page_url = $${params.push(filter.pageUrl)}`;
+    return this.#byIndex(
+      `SELECT p.i AS i, sum(r.count)::int8 AS n FROM ${PIECES}
+         CROSS JOIN LATERAL (SELECT r.count FROM tally.rollup_pages r WHERE ${where} OFFSET 0) r GROUP BY p.i`,
+      params,
+    );
   }
 
   /** Exact distinct users per output index. */
   async uniqueUsers(project: string, pieces: readonly Piece[]): Promise<Map<number, number>> {
-    const sql = `SELECT p.i AS i, count(DISTINCT r.user_id)::int8 AS n FROM ${PIECES}
-                   JOIN tally.rollup_users r ON ${PIECE_JOIN} WHERE r.project = $1 GROUP BY p.i`;
-    return this.#byIndex(sql, pieceParams(project, pieces));
+    // An index read from one piece that is exactly one bucket needs no DISTINCT: rollup_users
+    // holds one row per user per bucket, so counting the index entries is exact (UTC hourly or
+    // daily series). Everything else unions its users.
+    const perIndex = new Map<number, number>();
+    for (const p of pieces) perIndex.set(p.index, (perIndex.get(p.index) ?? 0) + 1);
+    const single = pieces.filter((p) => perIndex.get(p.index) === 1 && p.to - p.from === LEVEL_MS[p.level]);
+    const multi = pieces.filter((p) => !single.includes(p));
+    const [counted, unioned] = await Promise.all([
+      single.length === 0
+        ? new Map<number, number>()
+        : this.#byIndex(
+            `SELECT p.i AS i, c.n FROM ${PIECES}
+               CROSS JOIN LATERAL (SELECT count(*)::int8 AS n FROM tally.rollup_users r WHERE ${IN_PIECE}) c
+              WHERE c.n > 0`,
+            pieceParams(project, single),
+          ),
+      multi.length === 0
+        ? new Map<number, number>()
+        : // DISTINCT (hashable) then count, rather than count(DISTINCT), which always sorts.
+          this.#byIndex(
+            `SELECT i, count(*)::int8 AS n FROM (
+               SELECT DISTINCT p.i, r.user_id FROM ${PIECES}
+                 CROSS JOIN LATERAL (SELECT r.user_id FROM tally.rollup_users r WHERE ${IN_PIECE} OFFSET 0) r
+             ) d GROUP BY i`,
+            pieceParams(project, multi),
+          ),
+    ]);
+    return new Map([...counted, ...unioned]);
   }
 
   async topPages(
@@ -73,8 +113,9 @@ export class StatsStore {
   ): Promise<{ page_url: string; views: number }[]> {
     const params = [...pieceParams(project, pieces), PAGE_VIEW, limit];
     const { rows } = await this.#pool.query<{ page_url: string; views: number }>(
-      `SELECT r.page_url, sum(r.count)::int8 AS views FROM ${PIECES} JOIN tally.rollup_pages r ON ${PIECE_JOIN}
-        WHERE r.project = $1 AND r.type = $6 GROUP BY r.page_url ORDER BY views DESC, r.page_url LIMIT $7`,
+      `SELECT r.page_url, sum(r.count)::int8 AS views FROM ${PIECES}
+         CROSS JOIN LATERAL (SELECT r.page_url, r.count FROM tally.rollup_pages r WHERE ${IN_PIECE} AND r.type = $6 OFFSET 0) r
+        GROUP BY r.page_url ORDER BY views DESC, r.page_url LIMIT $7`,
       params,
     );
     return rows;
@@ -86,8 +127,9 @@ export class StatsStore {
     limit: number,
   ): Promise<{ type: string; count: number }[]> {
     const { rows } = await this.#pool.query<{ type: string; count: number }>(
-      `SELECT r.type, sum(r.count)::int8 AS count FROM ${PIECES} JOIN tally.rollup_events r ON ${PIECE_JOIN}
-        WHERE r.project = $1 GROUP BY r.type ORDER BY count DESC, r.type LIMIT $6`,
+      `SELECT r.type, sum(r.count)::int8 AS count FROM ${PIECES}
+         CROSS JOIN LATERAL (SELECT r.type, r.count FROM tally.rollup_events r WHERE ${IN_PIECE} OFFSET 0) r
+        GROUP BY r.type ORDER BY count DESC, r.type LIMIT $6`,
       [...pieceParams(project, pieces), limit],
     );
     return rows;

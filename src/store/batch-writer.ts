@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import type { TallyEvent } from '../event/types.ts';
 import { TallyError } from '../errors/tally-error.ts';
+import { bumpDataVersions } from './data-versions.ts';
 import { classifyPgError } from './pg-errors.ts';
 import { dayStart, type RawPartitions } from './partitions.ts';
 import { rollupDeltas } from './rollup-deltas.ts';
@@ -84,6 +85,11 @@ export class BatchWriter {
           inserted.filter((e) => e.ts >= cutoff),
         );
       await upsertRollups(client, inserted);
+      // Last before COMMIT: the version row lock is held only for the commit itself.
+      await bumpDataVersions(
+        client,
+        inserted.map((e) => e.project),
+      );
       await client.query('COMMIT');
       const fresh = input.events.map((e, i) => firstIndex.get(key(e)) === i && freshKeys.has(key(e)));
       return {

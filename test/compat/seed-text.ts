@@ -135,7 +135,12 @@ function shellCommands(script: string): string[][] {
 export function runCurl(call: CurlCall, baseUrl: string): Promise<{ status: number; body: unknown }> {
   const target = new URL(call.url.pathname + call.url.search, baseUrl);
   return new Promise((resolve, reject) => {
-    const req = request(target, { method: call.method, headers: call.headers }, (res) => {
+    // As curl does: a body always goes with its Content-Length (node:http sends none for a GET).
+    const headers =
+      call.body === undefined
+        ? call.headers
+        : { ...call.headers, 'content-length': String(Buffer.byteLength(call.body)) };
+    const req = request(target, { method: call.method, headers }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('error', reject);

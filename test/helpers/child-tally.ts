@@ -18,7 +18,7 @@ export async function spawnTally(
   port: number,
 ): Promise<ChildTally> {
   const child = spawn(process.execPath, [MAIN, ...args], {
-    env: { ...process.env, TALLY_LOG_LEVEL: 'info', ...env, SERVER_PORT: String(port) },
+    env: { ...process.env, TALLY_LOG_LEVEL: 'info', TALLY_GRPC_PORT: '0', ...env, SERVER_PORT: String(port) },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';

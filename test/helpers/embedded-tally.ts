@@ -13,7 +13,13 @@ export interface TestTally extends EmbeddedTally {
 /** Starts an all-in-one Tally on a free port with its own embedded PostgreSQL; removed after the test. */
 export async function startTestTally(t: TestContext, env: Record<string, string> = {}): Promise<TestTally> {
   const dataDir = await mkdtemp(join(tmpdir(), 'tally-test-'));
-  const config = loadConfig({ TALLY_DATA_DIR: dataDir, SERVER_PORT: '0', TALLY_LOG_LEVEL: 'silent', ...env });
+  const config = loadConfig({
+    TALLY_DATA_DIR: dataDir,
+    SERVER_PORT: '0',
+    TALLY_GRPC_PORT: '0',
+    TALLY_LOG_LEVEL: 'silent',
+    ...env,
+  });
   const tally = await startEmbeddedTally(config, pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }));
   t.after(async () => {
     await tally.stop();

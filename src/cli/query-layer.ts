@@ -1,0 +1,64 @@
+import type * as grpc from '@grpc/grpc-js';
+import type pg from 'pg';
+import type { Logger } from 'pino';
+import type { Config } from '../config/load.ts';
+import type { HealthCheck } from '../observability/health.ts';
+import type { Metrics } from '../observability/metrics.ts';
+import { memoryCacheStore, QueryCache, redisCacheStore } from '../query/cache.ts';
+import { EventsStore } from '../query/events-store.ts';
+import { startGrpcServer, type GrpcServer } from '../query/grpc/server.ts';
+import { QueryService } from '../query/query-service.ts';
+import { StatsService } from '../query/stats-service.ts';
+import { StatsStore } from '../query/stats-store.ts';
+import { DataVersions } from '../store/data-versions.ts';
+
+export interface QueryLayer {
+  query: QueryService;
+  /** Readiness checks of the query side (the cache; Redis down only degrades). */
+  checks: HealthCheck[];
+  /** Where answers are cached: `redis` or `memory`. */
+  cacheKind: 'redis' | 'memory';
+  startGrpc(host: string, port: number, projectOf: (metadata: grpc.Metadata) => string): Promise<GrpcServer>;
+  stop(): Promise<void>;
+}
+
+/** Builds the query side shared by `tally start` and `tally query`: cache, service, gRPC. */
+export function createQueryLayer(deps: {
+  pool: pg.Pool;
+  config: Config;
+  metrics: Metrics;
+  logger: Logger;
+}): QueryLayer {
+  const { pool, config, metrics, logger } = deps;
+  const store =
+    config.redisUrl === undefined
+      ? memoryCacheStore(config.raw.TALLY_CACHE_MAX_ENTRIES)
+      : redisCacheStore(config.redisUrl, logger);
+  const versions = new DataVersions(pool);
+  const cache = new QueryCache({
+    store,
+    version: (project) => versions.current(project),
+    metrics,
+    ttlSec: config.raw.TALLY_CACHE_TTL_SEC,
+    logger,
+  });
+  const query = new QueryService({
+    stats: new StatsService(new StatsStore(pool)),
+    events: new EventsStore(pool),
+    cache,
+  });
+  let grpcServer: GrpcServer | undefined;
+  return {
+    query,
+    checks: [store.health],
+    cacheKind: store.kind,
+    async startGrpc(host, port, projectOf) {
+      grpcServer = await startGrpcServer({ query, host, port, projectOf, logger });
+      return grpcServer;
+    },
+    async stop() {
+      grpcServer?.drain();
+      await Promise.allSettled([grpcServer?.stop(), store.close()]);
+    },
+  };
+}

@@ -1,0 +1,98 @@
+import * as grpc from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import { TallyError } from '../../errors/tally-error.ts';
+import type { QueryService } from '../query-service.ts';
+
+type Message = Record<string, unknown>;
+
+/** gRPC status for each HTTP status a TallyError carries. */
+const STATUS_BY_HTTP: Record<number, grpc.status> = {
+  400: grpc.status.INVALID_ARGUMENT,
+  401: grpc.status.UNAUTHENTICATED,
+  403: grpc.status.PERMISSION_DENIED,
+  404: grpc.status.NOT_FOUND,
+  409: grpc.status.ABORTED,
+  413: grpc.status.INVALID_ARGUMENT,
+  429: grpc.status.RESOURCE_EXHAUSTED,
+  503: grpc.status.UNAVAILABLE,
+};
+
+/**
+ * proto3 has no "absent" for scalars: an empty string or a zero is "not given", so the REST
+ * defaults apply. What remains goes through the same validation as a REST query string.
+ */
+function given(request: Message): Message {
+  const out: Message = {};
+  for (const [k, v] of Object.entries(request)) {
+    if (v === '' || v === 0 || v === null || v === undefined) continue;
+    out[k] = v;
+  }
+  return out;
+}
+
+export interface HandlerDeps {
+  query: QueryService;
+  projectOf: (metadata: grpc.Metadata) => string;
+  logger: Logger;
+}
+
+/** The tally.v1.AnalyticsService implementation: each RPC is one QueryService call. */
+export function analyticsHandlers(deps: HandlerDeps): grpc.UntypedServiceImplementation {
+  const { query } = deps;
+  const unary =
+    (
+      answer: (project: string, request: Message) => Promise<unknown>,
+    ): grpc.handleUnaryCall<Message, unknown> =>
+    (call, callback) => {
+      let project: string;
+      try {
+        project = deps.projectOf(call.metadata);
+      } catch (err) {
+        callback(toServiceError(err, deps.logger));
+        return;
+      }
+      answer(project, given(call.request)).then(
+        (value) => callback(null, value),
+        (err: unknown) => callback(toServiceError(err, deps.logger)),
+      );
+    };
+  return {
+    GetSummary: unary((p, r) => query.summary(p, r)),
+    GetTimeseries: unary((p, r) => query.timeseries(p, r)),
+    GetTopPages: unary((p, r) => query.topPages(p, r)),
+    GetEventTypes: unary((p, r) => query.eventTypes(p, r)),
+    GetUserEvents: unary(async (p, r) => {
+      const answer = await query.userEvents(p, r);
+      return {
+        user_id: answer.user_id,
+        events: answer.events.map((e) => ({
+          ...e,
+          page_url: e.page_url ?? '',
+          referrer: e.referrer ?? '',
+          session_id: e.session_id ?? '',
+          service: e.service ?? '',
+          properties_json: e.properties === null ? '' : JSON.stringify(e.properties),
+        })),
+      };
+    }),
+    GetEventCount: unary((p, r) => query.eventCount(p, r)),
+  };
+}
+
+/**
+ * A TallyError keeps its meaning (INVALID_ARGUMENT for bad input, with the field first in the
+ * message: "from: from must be earlier than to") and its code in the `tally-error-code` trailer.
+ */
+export function toServiceError(err: unknown, logger: Logger): Partial<grpc.ServiceError> {
+  const metadata = new grpc.Metadata();
+  if (err instanceof TallyError) {
+    metadata.set('tally-error-code', err.code);
+    const code = STATUS_BY_HTTP[err.statusCode] ?? grpc.status.INTERNAL;
+    if (code === grpc.status.INTERNAL) logger.error({ err }, 'gRPC call failed');
+    const fields = err.details?.map((d) => `${d.field}: ${d.message}`).join('; ');
+    return { code, details: fields || err.message, metadata };
+  }
+  logger.error({ err }, 'gRPC call failed');
+  metadata.set('tally-error-code', 'TALLY_INTERNAL');
+  return { code: grpc.status.INTERNAL, details: 'internal error', metadata };
+}

@@ -1,0 +1,58 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { startTestTally } from '../helpers/embedded-tally.ts';
+import { curlCalls, runCurl, seedText } from './seed-text.ts';
+
+// Seed 003's "Test the system": ingest one click on :8080, then ask the gateway on :8081 with a
+// JSON body on GET. Both calls run exactly as the README writes them, against Tally.
+const readme = seedText('003');
+const [ingest, ask] = curlCalls(readme);
+
+test('seed 003: the README curl calls ingest an event and count it', async (t) => {
+  assert.equal(ingest?.url.pathname, '/ingest');
+  assert.equal(ask?.method, 'GET');
+  assert.equal(ask.url.pathname, '/analytics/events');
+  assert.equal(ask.url.port, '8081');
+  const tally = await startTestTally(t);
+  const question = JSON.parse(ask.body!) as { user_id: string; page_url: string };
+
+  // Before anything is ingested the count is 0 (not a 404).
+  const before = await runCurl(ask, tally.url);
+  assert.equal(before.status, 200, JSON.stringify(before.body));
+  assert.deepEqual(before.body, { ...question, count: 0 });
+
+  const sent = await runCurl(ingest, tally.url);
+  assert.equal(sent.status, 200, JSON.stringify(sent.body));
+  const answer = await runCurl(ask, tally.url);
+  assert.equal(answer.status, 200, JSON.stringify(answer.body));
+  assert.deepEqual(answer.body, { user_id: 'user_1', page_url: 'https://example.com', count: 1 });
+
+  // Re-sent (same event_id): still one. A second event on the page: two.
+  await runCurl(ingest, tally.url);
+  const event = JSON.parse(ingest.body!) as Record<string, unknown>;
+  await runCurl({ ...ingest, body: JSON.stringify({ ...event, event_id: 'test_124' }) }, tally.url);
+  // Another user's and another page's events do not count.
+  await runCurl(
+    { ...ingest, body: JSON.stringify({ ...event, event_id: 'o1', user_id: 'user_2' }) },
+    tally.url,
+  );
+  await runCurl(
+    { ...ingest, body: JSON.stringify({ ...event, event_id: 'o2', page_url: 'https://example.com/x' }) },
+    tally.url,
+  );
+  assert.deepEqual((await runCurl(ask, tally.url)).body, { ...question, count: 2 });
+
+  // The same question with query parameters instead of a body.
+  const params = new URL(ask.url);
+  params.search = new URLSearchParams(question).toString();
+  const viaQuery = await runCurl({ method: 'GET', url: params, headers: {}, body: undefined }, tally.url);
+  assert.deepEqual(viaQuery.body, { ...question, count: 2 });
+
+  // Missing page_url: 400 naming it; a body that is not JSON: 400.
+  const missing = await runCurl({ ...ask, body: JSON.stringify({ user_id: 'user_1' }) }, tally.url);
+  assert.equal(missing.status, 400);
+  assert.equal((missing.body as { errors: { field: string }[] }).errors[0].field, 'page_url');
+  const broken = await runCurl({ ...ask, body: '{"user_id":' }, tally.url);
+  assert.equal(broken.status, 400);
+  assert.equal((broken.body as { code: string }).code, 'TALLY_INVALID_JSON');
+});
