@@ -1,6 +1,9 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from '../config/load.ts';
+import { dashboardRoutes } from '../dashboard/routes.ts';
+import { LiveFeed } from '../dashboard/live-feed.ts';
+import { PipelineStatus } from '../dashboard/pipeline-status.ts';
 import { buildApp } from '../http/build-app.ts';
 import { ingestRoutes } from '../ingest/routes.ts';
 import { IngestService } from '../ingest/ingest-service.ts';
@@ -42,7 +45,8 @@ export async function startEmbeddedTally(config: Config, logger: Logger): Promis
   });
   const partitions = new RawPartitions(database.pool, raw.TALLY_RAW_RETENTION_DAYS);
   const writer = new BatchWriter({ pool: database.pool, partitions, storeRaw: raw.TALLY_STORE_RAW });
-  const processor = new BatchProcessor({ writer, metrics, logger });
+  const live = new LiveFeed();
+  const processor = new BatchProcessor({ writer, metrics, logger, onCommit: live.onCommit });
   const batcher = new MicroBatcher({
     // A client is waiting: retry a failing database for a few seconds, then answer 503.
     commit: async (events) =>
@@ -69,6 +73,8 @@ export async function startEmbeddedTally(config: Config, logger: Logger): Promis
         maxBodyBytes: raw.TALLY_MAX_BODY_BYTES,
         maxDecompressedBytes: raw.TALLY_MAX_DECOMPRESSED_BYTES,
         maxEvents: raw.TALLY_MAX_EVENTS_PER_REQUEST,
+        corsOrigins: raw.TALLY_CORS_ORIGINS,
+        honorDnt: raw.TALLY_HONOR_DNT,
         projectOf,
         isStopping: () => stopping,
       }),
@@ -76,6 +82,12 @@ export async function startEmbeddedTally(config: Config, logger: Logger): Promis
         stats: new StatsService(new StatsStore(database.pool)),
         events: new EventsStore(database.pool),
         projectOf,
+      }),
+      dashboardRoutes({
+        live,
+        pipeline: new PipelineStatus({ pool: database.pool, metrics, live, mode: 'embedded' }),
+        projectOf,
+        honorDnt: raw.TALLY_HONOR_DNT,
       }),
       opsRoutes({
         serviceName: raw.TALLY_SERVICE_NAME ?? 'tally',
