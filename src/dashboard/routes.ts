@@ -6,7 +6,7 @@ import { LiveStreams } from './stream.ts';
 
 export interface DashboardRoutesDeps {
   live: LiveFeed;
-  pipeline: PipelineStatus;
+  pipeline: Pick<PipelineStatus, 'status'>;
   /** Which project a request reads (auth decides; `default` without keys). */
   projectOf: (request: FastifyRequest) => string;
   /** Baked into /tally.js: the script then sends nothing from browsers asking not to be tracked. */
