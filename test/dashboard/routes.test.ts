@@ -88,7 +88,9 @@ test('/v1/pipeline adds the live snapshot; /v1/stream pushes snapshots and ends 
   const pipeline = await a.inject({ url: '/v1/pipeline' });
   assert.equal(pipeline.statusCode, 200);
   assert.equal(pipeline.headers['cache-control'], 'no-store');
-  assert.deepEqual({ ...pipeline.json(), live: undefined }, { ...PIPELINE, live: undefined });
+  const body = pipeline.json<Record<string, unknown>>();
+  assert.equal((body.live as { window_sec: number }).window_sec, 10);
+  assert.deepEqual({ ...body, live: undefined }, { ...PIPELINE, live: undefined });
 
   const url = await a.listen({ port: 0, host: '127.0.0.1' });
   const res = await fetch(`${url}/v1/stream`);
