@@ -199,8 +199,17 @@ function el(name, attrs, text) {
   return node;
 }
 
+let drawn = null;
+
+// Drawn at the container's own width, so that labels keep their size on a phone.
+new ResizeObserver(() => {
+  if (drawn && drawn.width !== $('chart').clientWidth) renderChart(drawn.series, drawn.interval);
+}).observe($('chart'));
+
 function renderChart(series, interval) {
-  const [W, H, L, R, T, B] = [800, 240, 48, 12, 8, 22];
+  const W = $('chart').clientWidth || 800;
+  drawn = { series, interval, width: W };
+  const [H, L, R, T, B] = [W < 500 ? 200 : 260, 48, 12, 8, 22];
   const n = series[0].points.length;
   const values = series.flatMap((s) => s.points.map((p) => p.value));
   const max = niceMax(Math.max(1, ...values));
@@ -223,7 +232,7 @@ function renderChart(series, interval) {
         ? { weekday: 'short', hour: '2-digit', minute: '2-digit' }
         : { hour: '2-digit', minute: '2-digit' };
   const label = new Intl.DateTimeFormat(undefined, { ...options, timeZone: state.tz });
-  const step = Math.max(1, Math.ceil(n / 6));
+  const step = Math.max(1, Math.ceil(n / Math.max(2, Math.floor(W / 130))));
   for (let i = 0; i < n; i += step) {
     const anchor = i === 0 ? 'start' : 'middle';
     svg.append(
