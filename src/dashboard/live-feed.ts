@@ -26,7 +26,7 @@ export const LIVE_WINDOW_SEC = 10;
 
 /**
  * Live activity per project, fed by the batch processor's `onCommit` (embedded mode, or any
- * process that commits batches). Holds only counters: nothing here grows with traffic beyond
+ * process that commits batches) or, in a process that only queries, by a `RollupWatcher`. Holds only counters: nothing here grows with traffic beyond
  * one small entry per project.
  */
 export class LiveFeed {
@@ -43,14 +43,17 @@ export class LiveFeed {
     const at = this.#now();
     const perProject = new Map<string, number>();
     for (const e of events) perProject.set(e.project, (perProject.get(e.project) ?? 0) + 1);
-    for (const [project, n] of perProject) {
-      const s = this.#state(project);
-      s.rate.record(n, at);
-      s.committed += n;
-      s.commits += 1;
-      s.lastCommit = at;
-    }
+    for (const [project, n] of perProject) this.record(project, n, at);
   };
+
+  /** Notes `count` events of `project` committed at `at` (epoch ms). */
+  record(project: string, count: number, at = this.#now()): void {
+    const s = this.#state(project);
+    s.rate.record(count, at);
+    s.committed += count;
+    s.commits += 1;
+    s.lastCommit = Math.max(s.lastCommit ?? 0, at);
+  }
 
   /** The last commit that stored events of `project` in this process, epoch ms. */
   lastCommit(project: string): number | null {

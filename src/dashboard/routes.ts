@@ -12,6 +12,8 @@ export interface DashboardRoutesDeps {
   /** Baked into /tally.js: the script then sends nothing from browsers asking not to be tracked. */
   honorDnt: boolean;
   streamIntervalMs?: number;
+  /** For a process that commits no batches itself: `(project) => rollupWatcher.watch(project)`. */
+  watch?: (project: string) => () => void;
 }
 
 // TRICKY: no inline script or style anywhere in the dashboard, so the policy can forbid both.
@@ -68,6 +70,7 @@ export function dashboardRoutes(deps: DashboardRoutesDeps) {
       live: deps.live,
       intervalMs: deps.streamIntervalMs,
       headers: SECURITY_HEADERS,
+      watch: deps.watch,
     });
     app.addHook('preClose', (done) => {
       streams.closeAll();

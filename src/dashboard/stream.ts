@@ -10,6 +10,11 @@ export interface LiveStreamsDeps {
   /** How often a keep-alive comment is written (proxies drop idle connections). */
   keepAliveMs?: number;
   maxStreams?: number;
+  /**
+   * Called when a stream opens, returning what to call when it closes: lets a process that
+   * does not commit batches itself start feeding `live` (see RollupWatcher).
+   */
+  watch?: (project: string) => () => void;
   /** Headers added to every stream response (security headers). */
   headers?: Record<string, string>;
 }
@@ -17,6 +22,7 @@ export interface LiveStreamsDeps {
 interface Stream {
   res: ServerResponse;
   project: string;
+  unwatch: () => void;
 }
 
 /**
@@ -24,7 +30,7 @@ interface Stream {
  * snapshot per stream, so an idle dashboard costs a few bytes a second and no queries.
  */
 export class LiveStreams {
-  readonly #deps: Required<Omit<LiveStreamsDeps, 'headers'>> & { headers: Record<string, string> };
+  readonly #deps: Required<Omit<LiveStreamsDeps, 'watch'>> & Pick<LiveStreamsDeps, 'watch'>;
   readonly #streams = new Set<Stream>();
   #tick: NodeJS.Timeout | undefined;
   #keepAlive: NodeJS.Timeout | undefined;
@@ -36,6 +42,7 @@ export class LiveStreams {
       keepAliveMs: deps.keepAliveMs ?? 15_000,
       maxStreams: deps.maxStreams ?? 1000,
       headers: deps.headers ?? {},
+      watch: deps.watch,
     };
   }
 
@@ -59,7 +66,7 @@ export class LiveStreams {
     });
     // `retry` sets how soon an EventSource reconnects after the connection drops (e.g. a restart).
     res.write(`retry: 1000\n\n`);
-    const stream = { res, project };
+    const stream = { res, project, unwatch: this.#deps.watch?.(project) ?? (() => {}) };
     this.#streams.add(stream);
     this.#send(stream);
     request.raw.socket.setNoDelay(true);
@@ -69,7 +76,10 @@ export class LiveStreams {
 
   /** Ends every stream (before the server closes, so that close does not wait for them). */
   closeAll(): void {
-    for (const s of this.#streams) s.res.end();
+    for (const s of this.#streams) {
+      s.unwatch();
+      s.res.end();
+    }
     this.#streams.clear();
     this.#stopTimers();
   }
@@ -79,7 +89,8 @@ export class LiveStreams {
   }
 
   #remove(s: Stream): void {
-    this.#streams.delete(s);
+    if (!this.#streams.delete(s)) return;
+    s.unwatch();
     if (this.#streams.size === 0) this.#stopTimers();
   }
 

@@ -13,7 +13,10 @@ const PIPELINE = {
   last_commit: null,
 };
 
-async function app(t: TestContext, options: { honorDnt?: boolean; live?: LiveFeed } = {}) {
+async function app(
+  t: TestContext,
+  options: { honorDnt?: boolean; live?: LiveFeed; watch?: (project: string) => () => void } = {},
+) {
   const live = options.live ?? new LiveFeed();
   const a = await buildApp({
     logger: pino({ level: 'silent' }),
@@ -26,6 +29,7 @@ async function app(t: TestContext, options: { honorDnt?: boolean; live?: LiveFee
         projectOf: () => 'default',
         honorDnt: options.honorDnt ?? false,
         streamIntervalMs: 50,
+        watch: options.watch,
       }),
     ],
   });
@@ -84,7 +88,12 @@ test('/tally.js carries the Do-Not-Track setting and is small', async (t) => {
 
 test('/v1/pipeline adds the live snapshot; /v1/stream pushes snapshots and ends when the app closes', async (t) => {
   const live = new LiveFeed();
-  const a = await app(t, { live });
+  const watching = new Map<string, number>();
+  const watch = (project: string) => {
+    watching.set(project, (watching.get(project) ?? 0) + 1);
+    return () => watching.set(project, (watching.get(project) ?? 0) - 1);
+  };
+  const a = await app(t, { live, watch });
   const pipeline = await a.inject({ url: '/v1/pipeline' });
   assert.equal(pipeline.statusCode, 200);
   assert.equal(pipeline.headers['cache-control'], 'no-store');
@@ -105,6 +114,7 @@ test('/v1/pipeline adds the live snapshot; /v1/stream pushes snapshots and ends 
   while (snapshots().length < 2 && Date.now() < deadline) text += (await reader.read()).value ?? '';
   assert.match(text, /^retry: \d+\n\n/);
   assert.equal(snapshots()[0].commits, 0);
+  assert.equal(watching.get('default'), 1, 'an open stream watches its project');
 
   live.onCommit([
     {
@@ -133,4 +143,5 @@ test('/v1/pipeline adds the live snapshot; /v1/stream pushes snapshots and ends 
     const { done } = await reader.read();
     if (done) break;
   }
+  assert.equal(watching.get('default'), 0, 'closing the stream stops watching');
 });
