@@ -266,6 +266,68 @@ test(
       assert.deepEqual(consoleErrors, [], 'no console errors');
     });
 
+    await t.test('with API keys on, the dashboard asks for a read key once and keeps it', async () => {
+      // The server's key check is played by the browser context: every /v1 request without the
+      // right key gets the 401 Tally answers, so this exercises the page's side of the contract.
+      const context = await browser.newContext();
+      t.after(() => context.close());
+      const seen: { path: string; auth: string | undefined }[] = [];
+      await context.route(/\/v1\//, async (route) => {
+        const auth = route.request().headers().authorization;
+        seen.push({ path: new URL(route.request().url()).pathname, auth });
+        if (auth === 'Bearer read-key-1') return route.continue();
+        return route.fulfill({
+          status: 401,
+          contentType: 'application/json',
+          body: JSON.stringify({ code: 'TALLY_UNAUTHORIZED', message: 'API key missing or unknown' }),
+        });
+      });
+      const page = await context.newPage();
+      await page.goto(`${api}/`);
+      await page.locator('#key-dialog[open]').waitFor();
+      await page.fill('#key-input', 'wrong-key');
+      await page.keyboard.press('Enter');
+      await page.locator('#key-error:not([hidden])').waitFor(); // asked again, saying why
+      await page.fill('#key-input', 'read-key-1');
+      await page.keyboard.press('Enter');
+      assert.equal(
+        await eventually(
+          () => tileValue(page, 'tile-events'),
+          (v) => v === 11,
+          15_000,
+          'tiles',
+        ),
+        11,
+      );
+      await eventually(
+        () => page.getAttribute('#conn', 'data-state'),
+        (s) => s === 'live',
+        10_000,
+        'stream with the key',
+      );
+      assert.ok(seen.some((r) => r.path === '/v1/stream' && r.auth === 'Bearer read-key-1'));
+      assert.equal(await page.evaluate<string>(`localStorage.getItem('tally.readKey')`), 'read-key-1');
+
+      // Kept: a reload asks nothing.
+      seen.length = 0;
+      await page.reload();
+      await eventually(
+        () => tileValue(page, 'tile-events'),
+        (v) => v === 11,
+        15_000,
+        'tiles after reload',
+      );
+      assert.equal(await page.locator('#key-dialog[open]').count(), 0);
+      assert.ok(
+        seen.every((r) => r.auth === 'Bearer read-key-1'),
+        'every request carries the key',
+      );
+
+      await page.click('#forget-key');
+      await page.locator('#key-dialog[open]').waitFor();
+      await context.close();
+    });
+
     await t.test('the live stream reconnects by itself after a server restart', async () => {
       await tally.stop();
       await eventually(

@@ -91,8 +91,10 @@ async function api(path) {
 
 // ---- Loading and rendering --------------------------------------------------------------
 
-let loading = null;
+let loading = false;
 let loadAgain = false;
+/** Loads start at most this often, however busy the stream, to spare the database. */
+const MIN_GAP_MS = 750;
 
 /** Reloads everything; calls made while a load runs coalesce into one more load. */
 function refresh() {
@@ -100,17 +102,22 @@ function refresh() {
     loadAgain = true;
     return;
   }
-  loading = load()
+  loading = true;
+  const started = Date.now();
+  load()
     .then(
       () => ($('updated').textContent = `Updated ${new Date().toLocaleTimeString()}`),
       (err) => ($('updated').textContent = `Could not load: ${err.message}`),
     )
     .finally(() => {
-      loading = null;
-      if (loadAgain) {
-        loadAgain = false;
-        refresh();
-      }
+      const wait = Math.max(0, MIN_GAP_MS - (Date.now() - started));
+      setTimeout(() => {
+        loading = false;
+        if (loadAgain) {
+          loadAgain = false;
+          refresh();
+        }
+      }, wait);
     });
 }
 
