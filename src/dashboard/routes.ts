@@ -108,6 +108,8 @@ export function dashboardRoutes(deps: DashboardRoutesDeps) {
     app.get(
       '/v1/stream',
       {
+        // A HEAD request would otherwise open a stream that never sends a body.
+        exposeHeadRoute: false,
         schema: {
           tags: ['query'],
           summary:

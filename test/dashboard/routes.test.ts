@@ -71,6 +71,7 @@ test('the dashboard page: security and cache headers, revalidation, gzip', async
     assert.equal(bare.headers['cache-control'], 'no-cache');
   }
   assert.equal((await a.inject({ url: '/dashboard/nope.js' })).statusCode, 404);
+  assert.equal((await a.inject({ method: 'HEAD', url: '/v1/stream' })).statusCode, 404);
 });
 
 test('/tally.js carries the Do-Not-Track setting and is small', async (t) => {
