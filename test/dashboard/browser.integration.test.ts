@@ -259,6 +259,16 @@ test(
       );
       assert.equal(await tileValue(dashboard, 'tile-events'), 11);
 
+      // The chart's numbers are also a table, opened from the keyboard.
+      await dashboard.focus('.chart-data summary');
+      await dashboard.keyboard.press('Enter');
+      const rows = dashboard.locator('#chart-table tbody tr');
+      assert.ok((await rows.count()) >= 60, 'a row per minute of the last hour');
+      const column = async (n: number) =>
+        (await rows.locator(`td:nth-of-type(${n})`).allTextContents()).reduce((sum, v) => sum + Number(v), 0);
+      assert.equal(await column(1), 11, 'events per minute add up to the total');
+      assert.equal(await column(2), 4, 'page views per minute add up to the total');
+
       await dashboard.setViewportSize({ width: 375, height: 800 });
       const overflow = await dashboard.evaluate<number>(`document.documentElement.scrollWidth`);
       assert.ok(overflow <= 375, `no horizontal scrolling at 375 px (content is ${overflow} px wide)`);

@@ -250,11 +250,33 @@ function renderChart(series, interval) {
       ),
     );
   }
+  renderChartTable(series, interval);
   METRICS.forEach(([metric], i) => {
     const pts = series[i].points.map((p, j) => `${x(j).toFixed(1)},${y(p.value).toFixed(1)}`).join(' ');
     svg.append(el('polyline', { class: `series s-${metric}`, points: pts }));
   });
   $('chart').replaceChildren(svg);
+}
+
+/** The chart's numbers for keyboard and screen-reader users (newest bucket first). */
+function renderChartTable(series, interval) {
+  const body = $('chart-table').tBodies[0];
+  const style = interval === 'day' ? { dateStyle: 'medium' } : { dateStyle: 'short', timeStyle: 'short' };
+  const label = new Intl.DateTimeFormat(undefined, { ...style, timeZone: state.tz });
+  const rows = series[0].points.map((p, j) => {
+    const tr = document.createElement('tr');
+    const th = document.createElement('th');
+    th.scope = 'row';
+    th.textContent = label.format(Date.parse(p.t));
+    tr.append(th);
+    for (const s of series) {
+      const td = tr.insertCell();
+      td.className = 'num';
+      setCount(td, s.points[j].value);
+    }
+    return tr;
+  });
+  body.replaceChildren(...rows.reverse());
 }
 
 // ---- Live stream --------------------------------------------------------------------------
