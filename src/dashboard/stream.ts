@@ -71,6 +71,8 @@ export class LiveStreams {
     this.#send(stream);
     request.raw.socket.setNoDelay(true);
     res.on('close', () => this.#remove(stream));
+    // A client gone mid-write surfaces here; the stream is dropped, nothing else to do.
+    res.on('error', () => this.#remove(stream));
     this.#startTimers();
   }
 
@@ -85,6 +87,7 @@ export class LiveStreams {
   }
 
   #send(s: Stream): void {
+    if (s.res.writableEnded || s.res.destroyed) return;
     s.res.write(`data: ${JSON.stringify(this.#deps.live.snapshot(s.project))}\n\n`);
   }
 
@@ -99,7 +102,7 @@ export class LiveStreams {
       for (const s of this.#streams) this.#send(s);
     }, this.#deps.intervalMs);
     this.#keepAlive ??= setInterval(() => {
-      for (const s of this.#streams) s.res.write(': keep-alive\n\n');
+      for (const s of this.#streams) if (!s.res.destroyed) s.res.write(': keep-alive\n\n');
     }, this.#deps.keepAliveMs);
   }
 
