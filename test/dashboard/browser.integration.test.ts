@@ -341,6 +341,13 @@ test(
     });
 
     await t.test('the live stream reconnects by itself after a server restart', async () => {
+      // Next to the dashboard's own fetch-based follower, a plain EventSource on the same endpoint.
+      await dashboard.evaluate(
+        `window.es = { source: new EventSource('/v1/stream'), messages: 0 };
+         es.source.onmessage = () => es.messages++;`,
+      );
+      const esMessages = () => dashboard.evaluate<number>('es.messages');
+      await eventually(esMessages, (n) => n > 0, 10_000, 'EventSource receives snapshots');
       await tally.stop();
       await eventually(
         () => dashboard.getAttribute('#conn', 'data-state'),
@@ -366,6 +373,12 @@ test(
         (v) => v === 12,
         10_000,
         'update after restart',
+      );
+      const sinceRestart = await esMessages();
+      await eventually(esMessages, (n) => n > sinceRestart, 10_000, 'EventSource reconnected by itself');
+      assert.match(
+        await dashboard.evaluate<string>('es.source.readyState + " " + es.source.url'),
+        /^1 .*\/v1\/stream$/,
       );
     });
   },
