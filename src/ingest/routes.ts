@@ -51,7 +51,10 @@ export function ingestRoutes(deps: IngestRoutesDeps) {
           if (allowText && browserOriginRefused(request, originAllowed))
             throw new TallyError('TALLY_FORBIDDEN', 'this origin may not send events (TALLY_CORS_ORIGINS)');
           // Accepted but not recorded: the browser asked not to be tracked.
-          if (allowText && deps.honorDnt === true && asksNotToTrack(request)) return reply.code(204).send();
+          if (allowText && deps.honorDnt === true && asksNotToTrack(request)) {
+            deps.metrics.ingestRequests.inc({ route, status: '204' });
+            return reply.code(204).send();
+          }
           const contentType = (request.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
           if (contentType === 'text/plain' && !allowText) {
             throw new TallyError(
