@@ -66,8 +66,22 @@ test(
   { timeout: 240_000 },
   async (t) => {
     if (!requireTool(t, 'chromium', 'drives the dashboard and tracker tests', ['--version'])) return;
+    // TRICKY: node:test runs after-hooks in registration order; teardown must run in reverse
+    // (the browser before Tally, Tally before its data directory), so it is one hook over a stack.
+    const teardown: (() => Promise<unknown>)[] = [];
+    t.after(async () => {
+      const failures = [];
+      for (const step of teardown.reverse()) {
+        try {
+          await step();
+        } catch (err) {
+          failures.push(err);
+        }
+      }
+      if (failures.length > 0) throw failures[0];
+    });
     const dataDir = await mkdtemp(join(tmpdir(), 'tally-dashboard-'));
-    t.after(() => rm(dataDir, { recursive: true, force: true }));
+    teardown.push(() => rm(dataDir, { recursive: true, force: true }));
     const [tallyPort, sitePort] = [await findFreePort(), await findFreePort()];
     const site = `http://127.0.0.1:${sitePort}`;
     const startTally = () =>
@@ -82,12 +96,12 @@ test(
         pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }),
       );
     let tally: EmbeddedTally = await startTally();
-    t.after(() => tally.stop());
+    teardown.push(() => tally.stop());
     const api = tally.url;
 
     const server = siteServer(api);
     await new Promise<void>((resolve) => server.listen(sitePort, '127.0.0.1', resolve));
-    t.after(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    teardown.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
 
     const browser: Browser = await chromium.launch({
       executablePath: CHROMIUM,
@@ -99,7 +113,7 @@ test(
         '--no-first-run',
       ],
     });
-    t.after(() => browser.close());
+    teardown.push(() => browser.close());
 
     await t.test('the tracker sends page views (load and History API) and custom events', async () => {
       // A browser asking not to be tracked sends nothing (TALLY_HONOR_DNT=true is baked into tally.js).
@@ -282,7 +296,7 @@ test(
       // The server's key check is played by the browser context: every /v1 request without the
       // right key gets the 401 Tally answers, so this exercises the page's side of the contract.
       const context = await browser.newContext();
-      t.after(() => context.close());
+      teardown.push(() => context.close());
       const seen: { path: string; auth: string | undefined }[] = [];
       await context.route(/\/v1\//, async (route) => {
         const auth = route.request().headers().authorization;
