@@ -1,6 +1,9 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from '../config/load.ts';
+import { dashboardRoutes } from '../dashboard/routes.ts';
+import { LiveFeed } from '../dashboard/live-feed.ts';
+import { PipelineStatus } from '../dashboard/pipeline-status.ts';
 import { buildApp } from '../http/build-app.ts';
 import { ingestPlugin } from './ingest-plugin.ts';
 import { startKafkaPipeline } from './kafka-pipeline.ts';
@@ -45,7 +48,8 @@ export async function startEmbeddedTally(config: Config, logger: Logger): Promis
   });
   const partitions = new RawPartitions(database.pool, raw.TALLY_RAW_RETENTION_DAYS);
   const writer = new BatchWriter({ pool: database.pool, partitions, storeRaw: raw.TALLY_STORE_RAW });
-  const processor = new BatchProcessor({ writer, metrics, logger });
+  const live = new LiveFeed();
+  const processor = new BatchProcessor({ writer, metrics, logger, onCommit: live.onCommit });
   const batcher = new MicroBatcher({
     // A client is waiting: retry a failing database for a few seconds, then answer 503.
     commit: async (events) =>
@@ -82,6 +86,17 @@ export async function startEmbeddedTally(config: Config, logger: Logger): Promis
         isStopping: () => stopping,
       }),
       queryRoutes({ query: queryLayer.query, projectOf }),
+      dashboardRoutes({
+        live,
+        pipeline: new PipelineStatus({
+          pool: database.pool,
+          metrics,
+          live,
+          mode: config.kafka ? 'kafka' : 'embedded',
+        }),
+        projectOf,
+        honorDnt: raw.TALLY_HONOR_DNT,
+      }),
       opsRoutes({
         serviceName: raw.TALLY_SERVICE_NAME ?? 'tally',
         registry: metrics.registry,

@@ -27,6 +27,8 @@ export function ingestPlugin(deps: IngestPluginDeps): FastifyPluginAsync {
     maxBodyBytes: raw.TALLY_MAX_BODY_BYTES,
     maxDecompressedBytes: raw.TALLY_MAX_DECOMPRESSED_BYTES,
     maxEvents: raw.TALLY_MAX_EVENTS_PER_REQUEST,
+    corsOrigins: raw.TALLY_CORS_ORIGINS,
+    honorDnt: raw.TALLY_HONOR_DNT,
     projectOf: deps.projectOf,
     isStopping: deps.isStopping,
   });

@@ -1,6 +1,8 @@
+import cors from '@fastify/cors';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { TallyError } from '../errors/tally-error.ts';
 import type { Metrics } from '../observability/metrics.ts';
+import { asksNotToTrack, browserOriginRefused, collectCorsOptions, originMatcher } from './collect-cors.ts';
 import { decompress, parseEvents } from './decode-body.ts';
 import type { IngestOutcome, IngestService } from './ingest-service.ts';
 import { ingestResponseSchemas } from './schemas.ts';
@@ -11,6 +13,10 @@ export interface IngestRoutesDeps {
   maxBodyBytes: number;
   maxDecompressedBytes: number;
   maxEvents: number;
+  /** Origins browsers may send beacons from (TALLY_CORS_ORIGINS); default `*`. */
+  corsOrigins?: string;
+  /** Drop beacons from browsers sending `DNT: 1` or `Sec-GPC: 1` (TALLY_HONOR_DNT). */
+  honorDnt?: boolean;
   /** Which project a request writes to (auth decides; `default` without keys). */
   projectOf: (request: FastifyRequest) => string;
   /** True while shutting down: new ingest requests get 503. */
@@ -26,6 +32,9 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
  */
 export function ingestRoutes(deps: IngestRoutesDeps) {
   return async function plugin(app: FastifyInstance): Promise<void> {
+    const corsOrigins = deps.corsOrigins ?? '*';
+    const originAllowed = originMatcher(corsOrigins);
+    await app.register(cors, collectCorsOptions(corsOrigins));
     app.removeAllContentTypeParsers();
     app.addContentTypeParser(
       JSON_TYPES,
@@ -39,6 +48,13 @@ export function ingestRoutes(deps: IngestRoutesDeps) {
         try {
           if (deps.isStopping())
             throw new TallyError('TALLY_SHUTTING_DOWN', 'Tally is shutting down; retry shortly');
+          if (allowText && browserOriginRefused(request, originAllowed))
+            throw new TallyError('TALLY_FORBIDDEN', 'this origin may not send events (TALLY_CORS_ORIGINS)');
+          // Accepted but not recorded: the browser asked not to be tracked.
+          if (allowText && deps.honorDnt === true && asksNotToTrack(request)) {
+            deps.metrics.ingestRequests.inc({ route, status: '204' });
+            return reply.code(204).send();
+          }
           const contentType = (request.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
           if (contentType === 'text/plain' && !allowText) {
             throw new TallyError(
