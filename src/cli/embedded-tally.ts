@@ -1,6 +1,9 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import { ApiKeyStore } from '../auth/api-keys.ts';
+import { KeySet } from '../auth/key-set.ts';
 import type { Config } from '../config/load.ts';
+import { assertSafeBinding, projectOf } from '../http/auth.ts';
 import { buildApp } from '../http/build-app.ts';
 import { ingestRoutes } from '../ingest/routes.ts';
 import { IngestService } from '../ingest/ingest-service.ts';
@@ -20,13 +23,15 @@ export interface EmbeddedTally {
   app: FastifyInstance;
   database: Database;
   metrics: Metrics;
+  /** The API keys in force (reloaded every few seconds; `refresh()` to apply a change now). */
+  keys: KeySet;
   /** Base URL of the HTTP API once listening. */
   url: string;
   stop(): Promise<void>;
 }
 
 const HOUR_MS = 3_600_000;
-const DEFAULT_PROJECT = 'default';
+const KEY_REFRESH_MS = 2000;
 
 /**
  * The all-in-one Tally without Kafka: HTTP ingest → micro-batcher → one PostgreSQL
@@ -40,6 +45,19 @@ export async function startEmbeddedTally(config: Config, logger: Logger): Promis
     applicationName: 'tally-start',
     logger,
   });
+  const keys = new KeySet({
+    load: () => new ApiKeyStore(database.pool).loadAll(),
+    logger,
+    refreshMs: KEY_REFRESH_MS,
+  });
+  try {
+    await keys.start();
+    assertSafeBinding(config.host, keys, raw.TALLY_ALLOW_UNAUTHENTICATED);
+  } catch (err) {
+    keys.stop();
+    await database.stop();
+    throw err;
+  }
   const partitions = new RawPartitions(database.pool, raw.TALLY_RAW_RETENTION_DAYS);
   const writer = new BatchWriter({ pool: database.pool, partitions, storeRaw: raw.TALLY_STORE_RAW });
   const processor = new BatchProcessor({ writer, metrics, logger });
@@ -52,7 +70,6 @@ export async function startEmbeddedTally(config: Config, logger: Logger): Promis
     maxQueuedEvents: raw.BATCH_SIZE * 20,
   });
   let stopping = false;
-  const projectOf = (_request: FastifyRequest) => DEFAULT_PROJECT;
   const ingest = new IngestService({
     sink: { submit: (events) => batcher.submit(events) },
     metrics,
@@ -62,6 +79,7 @@ export async function startEmbeddedTally(config: Config, logger: Logger): Promis
     logger,
     title: 'Tally',
     requestTimeoutMs: raw.TALLY_REQUEST_TIMEOUT_MS,
+    auth: { keys, rateLimitPerSec: raw.TALLY_RATE_LIMIT },
     plugins: [
       ingestRoutes({
         ingest,
@@ -97,6 +115,7 @@ export async function startEmbeddedTally(config: Config, logger: Logger): Promis
   try {
     url = await app.listen({ host: config.host, port: config.serverPort });
   } catch (err) {
+    keys.stop();
     await database.stop();
     throw err;
   }
@@ -106,12 +125,14 @@ export async function startEmbeddedTally(config: Config, logger: Logger): Promis
     app,
     database,
     metrics,
+    keys,
     url,
     stop() {
       stopped ??= (async () => {
         // Order matters (STYLE.md): refuse new intake, let in-flight requests commit, then close.
         stopping = true;
         clearInterval(retention);
+        keys.stop();
         await app.close();
         await batcher.stop();
         await database.stop();

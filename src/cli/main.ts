@@ -2,6 +2,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { loadConfig, type Config } from '../config/load.ts';
 import { TallyError } from '../errors/tally-error.ts';
 import { createLogger } from '../observability/logger.ts';
+import { registerAdminCommands } from './admin-commands.ts';
 import { startEmbeddedTally } from './embedded-tally.ts';
 import { handleShutdown } from './lifecycle.ts';
 import { formatSummary, sendActivity } from './send.ts';
@@ -26,7 +27,12 @@ program
   .action(async () => {
     const config = configOrExit();
     const logger = createLogger(config.raw.TALLY_LOG_LEVEL);
-    const tally = await startEmbeddedTally(config, logger);
+    const tally = await startEmbeddedTally(config, logger).catch((err: unknown) => {
+      // e.g. refusing a non-loopback TALLY_HOST without API keys: say why, not a stack trace.
+      if (!(err instanceof TallyError && err.code === 'TALLY_CONFIG_INVALID')) throw err;
+      process.stderr.write(`tally: ${err.message}\n`);
+      process.exit(2);
+    });
     handleShutdown(() => tally.stop(), logger);
     logger.info(
       `Tally is up: API ${tally.url} (docs ${tally.url}/docs, metrics ${tally.url}/metrics); ${tally.database.description}`,
@@ -61,5 +67,7 @@ program
     process.stdout.write(`${formatSummary(summary, opts.url)}\n`);
     process.exitCode = summary.failed + summary.rejected === 0 ? 0 : 1;
   });
+
+registerAdminCommands(program, configOrExit);
 
 await program.parseAsync(process.argv);

@@ -7,12 +7,16 @@ import Fastify, {
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { Logger } from 'pino';
+import { installAuth, type AuthDeps } from './auth.ts';
 import { installErrorHandler } from './error-handler.ts';
+import { registerSecurityHeaders } from './security-headers.ts';
 
 export interface AppDeps {
   logger: Logger;
   title: string;
   requestTimeoutMs: number;
+  /** API keys and rate limits (src/http/auth.ts); omitted = no auth, `default` project. */
+  auth?: AuthDeps;
   /** Route plugins, registered in order (ingest, query, ops, dashboard, ...). */
   plugins: readonly FastifyPluginAsync[];
 }
@@ -27,11 +31,16 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     requestTimeout: deps.requestTimeoutMs,
     connectionTimeout: deps.requestTimeoutMs,
     return503OnClosing: true,
+    // Node checks request/headers timeouts only this often (default 30 s): keep the cut-off of
+    // slow clients (slow-loris) close to requestTimeout.
+    http: { connectionsCheckingInterval: Math.min(1000, deps.requestTimeoutMs) },
     ajv: {
       customOptions: { removeAdditional: false, coerceTypes: true, useDefaults: true, allErrors: true },
     },
   });
   installErrorHandler(app);
+  await registerSecurityHeaders(app);
+  if (deps.auth) await installAuth(app, deps.auth);
   await app.register(swagger, {
     openapi: {
       info: { title: deps.title, version: '1', description: 'Real-time user-activity analytics' },
