@@ -33,7 +33,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     return503OnClosing: true,
     // Node checks request/headers timeouts only this often (default 30 s): keep the cut-off of
     // slow clients (slow-loris) close to requestTimeout.
-    http: { connectionsCheckingInterval: Math.min(1000, deps.requestTimeoutMs) },
+    http: {
+      requestTimeout: deps.requestTimeoutMs,
+      connectionsCheckingInterval: Math.min(1000, deps.requestTimeoutMs),
+    },
     ajv: {
       customOptions: { removeAdditional: false, coerceTypes: true, useDefaults: true, allErrors: true },
     },
