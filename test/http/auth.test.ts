@@ -54,7 +54,7 @@ test('without keys every route is open and requests belong to project "default"'
   const res = await app.inject({ method: 'POST', url: '/v1/events', payload: {} });
   assert.equal(res.statusCode, 200);
   assert.deepEqual(res.json(), { project: 'default' });
-  assert.equal((await app.inject('/v1/stats/summary')).json().project, 'default');
+  assert.equal((await app.inject('/v1/stats/summary')).json<{ project: string }>().project, 'default');
 });
 
 test('with keys: 401 without or with a bad key, 403 with the wrong scope, the key decides the project', async (t) => {
@@ -76,7 +76,7 @@ test('with keys: 401 without or with a bad key, 403 with the wrong scope, the ke
 
   const none = await post({});
   assert.equal(none.statusCode, 401);
-  assert.equal(none.json().code, 'TALLY_UNAUTHORIZED');
+  assert.equal(none.json<{ code: string }>().code, 'TALLY_UNAUTHORIZED');
   assert.match(String(none.headers['www-authenticate']), /^Bearer/);
   assert.equal((await post({ authorization: `Bearer ${generateKey()}` })).statusCode, 401);
   assert.equal((await post({ authorization: 'Bearer not-a-key' })).statusCode, 401);
@@ -84,7 +84,7 @@ test('with keys: 401 without or with a bad key, 403 with the wrong scope, the ke
 
   const wrong = await post({ authorization: `Bearer ${r}` });
   assert.equal(wrong.statusCode, 403);
-  assert.equal(wrong.json().code, 'TALLY_FORBIDDEN');
+  assert.equal(wrong.json<{ code: string }>().code, 'TALLY_FORBIDDEN');
   const readWithWrite = await app.inject({ url: '/v1/stats/summary', headers: { 'x-api-key': w } });
   assert.equal(readWithWrite.statusCode, 403);
 
@@ -100,7 +100,7 @@ test('?key= works only where browsers cannot send headers, and only with the rig
   const app = await appWith(t, memoryKeys([stored(1, w, 'shop', 'write'), stored(2, r, 'shop', 'read')]));
   const collect = await app.inject({ method: 'POST', url: `/v1/collect?key=${w}`, payload: {} });
   assert.equal(collect.statusCode, 200);
-  assert.equal(collect.json().project, 'shop');
+  assert.equal(collect.json<{ project: string }>().project, 'shop');
   assert.equal(
     (await app.inject({ method: 'POST', url: `/v1/collect?key=${r}`, payload: {} })).statusCode,
     403,
@@ -147,7 +147,7 @@ test('rate limit per key: 429 with Retry-After; another key and the probes are u
     limited = answers.find((res) => res.statusCode === 429);
   }
   assert.ok(limited, 'a burst of 20 requests at 5 req/s must be limited');
-  assert.equal(limited.json().code, 'TALLY_RATE_LIMITED');
+  assert.equal(limited.json<{ code: string }>().code, 'TALLY_RATE_LIMITED');
   assert.match(String(limited.headers['retry-after']), /^\d+$/);
   assert.equal((await get(b)).statusCode, 200, 'limits are per key');
   const probes = await Promise.all(Array.from({ length: 20 }, () => app.inject('/health')));
