@@ -291,7 +291,6 @@ test(
     const readKey = (await store.create('fuzz', 'read')).key;
     await tally.keys.refresh();
 
-    const started = Date.now();
     const accepted = new Set<string>();
     const statuses = new Map<number, number>();
     let requests = 0;
