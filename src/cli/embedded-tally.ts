@@ -1,9 +1,9 @@
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import { ApiKeyStore } from '../auth/api-keys.ts';
-import { KeySet } from '../auth/key-set.ts';
+import type { KeySet } from '../auth/key-set.ts';
+import { startAuth } from '../auth/start-auth.ts';
 import type { Config } from '../config/load.ts';
-import { assertSafeBinding, projectOf } from '../http/auth.ts';
+import { projectOf } from '../http/auth.ts';
 import { buildApp } from '../http/build-app.ts';
 import { ingestRoutes } from '../ingest/routes.ts';
 import { IngestService } from '../ingest/ingest-service.ts';
@@ -31,7 +31,6 @@ export interface EmbeddedTally {
 }
 
 const HOUR_MS = 3_600_000;
-const KEY_REFRESH_MS = 2000;
 
 /**
  * The all-in-one Tally without Kafka: HTTP ingest → micro-batcher → one PostgreSQL
@@ -45,19 +44,20 @@ export async function startEmbeddedTally(config: Config, logger: Logger): Promis
     applicationName: 'tally-start',
     logger,
   });
-  const keys = new KeySet({
-    load: () => new ApiKeyStore(database.pool).loadAll(),
-    logger,
-    refreshMs: KEY_REFRESH_MS,
-  });
+  let security;
   try {
-    await keys.start();
-    assertSafeBinding(config.host, keys, raw.TALLY_ALLOW_UNAUTHENTICATED);
+    security = await startAuth({
+      pool: database.pool,
+      logger,
+      rateLimitPerSec: raw.TALLY_RATE_LIMIT,
+      host: config.host,
+      allowUnauthenticated: raw.TALLY_ALLOW_UNAUTHENTICATED,
+    });
   } catch (err) {
-    keys.stop();
     await database.stop();
     throw err;
   }
+  const { keys } = security;
   const partitions = new RawPartitions(database.pool, raw.TALLY_RAW_RETENTION_DAYS);
   const writer = new BatchWriter({ pool: database.pool, partitions, storeRaw: raw.TALLY_STORE_RAW });
   const processor = new BatchProcessor({ writer, metrics, logger });
@@ -79,7 +79,7 @@ export async function startEmbeddedTally(config: Config, logger: Logger): Promis
     logger,
     title: 'Tally',
     requestTimeoutMs: raw.TALLY_REQUEST_TIMEOUT_MS,
-    auth: { keys, rateLimitPerSec: raw.TALLY_RATE_LIMIT },
+    auth: security.auth,
     plugins: [
       ingestRoutes({
         ingest,

@@ -2,6 +2,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import rateLimit from '@fastify/rate-limit';
 import { TallyError } from '../errors/tally-error.ts';
 import type { Scope } from '../auth/api-keys.ts';
+import { authorize, DEFAULT_PROJECT } from '../auth/authorize.ts';
 import type { KeyGrant, KeySet } from '../auth/key-set.ts';
 
 declare module 'fastify' {
@@ -11,8 +12,7 @@ declare module 'fastify' {
   }
 }
 
-/** The project requests belong to while no API key exists (DESIGN.md "Auth"). */
-export const DEFAULT_PROJECT = 'default';
+export { DEFAULT_PROJECT };
 
 export interface AuthDeps {
   keys: KeySet;
@@ -80,27 +80,17 @@ export async function installAuth(app: FastifyInstance, deps: AuthDeps): Promise
   app.decorateRequest('tallyAuth', null);
   app.addHook('onRequest', async (request, reply) => {
     if (!deps.keys.authRequired || isOpen(request)) return;
-    const key = presentedKey(request);
-    if (key === undefined) {
-      void reply.header('www-authenticate', 'Bearer realm="tally"');
-      throw new TallyError(
-        'TALLY_UNAUTHORIZED',
-        'an API key is required: send Authorization: Bearer <key> or X-Api-Key: <key>',
-      );
-    }
-    const grant = deps.keys.lookup(key);
-    if (!grant) {
-      void reply.header('www-authenticate', 'Bearer realm="tally", error="invalid_token"');
-      throw new TallyError('TALLY_UNAUTHORIZED', 'unknown or revoked API key');
-    }
     const scope = requiredScope(request);
-    if (grant.scope !== scope) {
+    const result = authorize(deps.keys, presentedKey(request), scope);
+    if (!result.ok) {
+      if (result.code === 'TALLY_UNAUTHORIZED') void reply.header('www-authenticate', 'Bearer realm="tally"');
+      const where = `${request.method} ${routeOf(request) ?? request.url.split('?')[0]}`;
       throw new TallyError(
-        'TALLY_FORBIDDEN',
-        `this key has ${grant.scope} scope; ${request.method} ${routeOf(request) ?? request.url} needs a ${scope} key`,
+        result.code,
+        result.code === 'TALLY_FORBIDDEN' ? `${result.message} for ${where}` : result.message,
       );
     }
-    request.tallyAuth = grant;
+    request.tallyAuth = { keyId: result.keyId ?? 0, project: result.project, scope };
   });
 
   // Runs after the auth hook (route-level hooks follow app-level ones), so the key is known.

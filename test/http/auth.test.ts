@@ -4,6 +4,7 @@ import { test, type TestContext } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import { generateKey, hashKey, type Scope, type StoredKey } from '../../src/auth/api-keys.ts';
+import { authorize } from '../../src/auth/authorize.ts';
 import { KeySet } from '../../src/auth/key-set.ts';
 import { assertSafeBinding, projectOf } from '../../src/http/auth.ts';
 import { buildApp } from '../../src/http/build-app.ts';
@@ -203,4 +204,23 @@ test('binding: no keys means loopback only, unless explicitly allowed', async ()
     'a revoked key still means auth is on',
   );
   assert.equal(some.authRequired, true);
+});
+
+test('authorize(): the transport-independent decision (for gRPC metadata as well as HTTP)', async () => {
+  const w = generateKey();
+  const open = memoryKeys([]);
+  await open.refresh();
+  assert.deepEqual(authorize(open, undefined, 'read'), { ok: true, project: 'default', keyId: null });
+  const keys = memoryKeys([stored(7, w, 'shop', 'write')]);
+  await keys.refresh();
+  assert.deepEqual(authorize(keys, w, 'write'), { ok: true, project: 'shop', keyId: 7 });
+  assert.equal(authorize(keys, w, 'read').ok, false);
+  assert.deepEqual(
+    [
+      authorize(keys, undefined, 'read'),
+      authorize(keys, generateKey(), 'write'),
+      authorize(keys, w, 'read'),
+    ].map((r) => (r.ok ? 'ok' : r.code)),
+    ['TALLY_UNAUTHORIZED', 'TALLY_UNAUTHORIZED', 'TALLY_FORBIDDEN'],
+  );
 });
