@@ -20,13 +20,14 @@ export interface AuthDeps {
   rateLimitPerSec: number;
 }
 
-// Routes anyone may call: probes and metrics, the API docs, the dashboard page and the tracker.
-const OPEN_ROUTES = new Set(['/health', '/ready', '/metrics', '/', '/tally.js']);
+// Routes anyone may call: probes and metrics, the API docs, the dashboard page with its static
+// assets, and the tracker script. The dashboard's data calls carry the user's read key.
+const OPEN_ROUTES = new Set(['/health', '/ready', '/metrics', '/', '/dashboard/:name', '/tally.js']);
 const OPS_ROUTES = new Set(['/health', '/ready', '/metrics']);
 const WRITE_ROUTES = new Set(['/v1/events', '/activity', '/ingest', '/v1/collect']);
-// TRICKY: browsers cannot set headers on sendBeacon or EventSource, so these two routes also
-// take the key as `?key=`; only with the scope the route needs (a beacon key can only write).
-const QUERY_KEY_ROUTES = new Set(['/v1/collect', '/v1/stream']);
+// TRICKY: navigator.sendBeacon cannot set headers, so the beacon route also takes the key as
+// `?key=` (a write key: it can only add events). Nowhere else: keys in URLs end up in logs.
+const QUERY_KEY_ROUTES = new Set(['/v1/collect']);
 
 function routeOf(request: FastifyRequest): string | undefined {
   return request.routeOptions.url;

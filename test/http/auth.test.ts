@@ -37,6 +37,7 @@ async function appWith(t: TestContext, keys: KeySet, opts: { rateLimit?: number;
         a.get('/v1/stream', (req) => ({ project: projectOf(req) }));
         a.get('/health', () => ({ status: 'healthy' }));
         a.get('/metrics', () => 'm 1\n');
+        a.get('/dashboard/:name', () => 'body{}');
         a.get('/', { helmet: DASHBOARD_SECURITY_HEADERS }, (_req, reply) =>
           reply.type('text/html').send('<!doctype html><title>dashboard</title>'),
         );
@@ -95,7 +96,7 @@ test('with keys: 401 without or with a bad key, 403 with the wrong scope, the ke
   assert.deepEqual(read.json(), { project: 'blog' });
 });
 
-test('?key= works only where browsers cannot send headers, and only with the right scope', async (t) => {
+test('?key= works only on the beacon route, and only with a write key', async (t) => {
   const w = generateKey();
   const r = generateKey();
   const app = await appWith(t, memoryKeys([stored(1, w, 'shop', 'write'), stored(2, r, 'shop', 'read')]));
@@ -107,7 +108,15 @@ test('?key= works only where browsers cannot send headers, and only with the rig
     403,
     'a read key cannot write beacons',
   );
-  assert.equal((await app.inject(`/v1/stream?key=${r}`)).statusCode, 200);
+  assert.equal(
+    (await app.inject(`/v1/stream?key=${r}`)).statusCode,
+    401,
+    'the stream takes its key in a header',
+  );
+  assert.equal(
+    (await app.inject({ url: '/v1/stream', headers: { authorization: `Bearer ${r}` } })).statusCode,
+    200,
+  );
   assert.equal(
     (await app.inject({ method: 'POST', url: `/v1/events?key=${w}`, payload: {} })).statusCode,
     401,
@@ -121,6 +130,7 @@ test('probes, metrics, docs and the dashboard page stay open; the dashboard gets
   assert.equal((await app.inject('/health')).statusCode, 200);
   assert.equal((await app.inject('/metrics')).statusCode, 200);
   assert.equal((await app.inject('/docs/json')).statusCode, 200);
+  assert.equal((await app.inject('/dashboard/dashboard.css')).statusCode, 200);
   assert.equal((await app.inject('/nope')).statusCode, 401, 'unknown routes are not an open door');
   const page = await app.inject('/');
   assert.equal(page.statusCode, 200);
