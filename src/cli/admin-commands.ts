@@ -3,6 +3,7 @@ import { ApiKeyStore, SCOPES, isValidProject, type ApiKeyRecord, type Scope } fr
 import type { Config } from '../config/load.ts';
 import { pino } from 'pino';
 import { openDatabase, type Database } from '../store/database.ts';
+import { findRunningEmbeddedPostgres } from '../store/embedded-postgres.ts';
 
 /**
  * Opens the database for a short admin command: the embedded server already running under
@@ -13,12 +14,13 @@ async function withDatabase<T>(config: Config, fn: (db: Database) => Promise<T>)
   // stderr, and quiet: stdout is for the command's answer (a new key must be its last line).
   const level = config.raw.TALLY_LOG_LEVEL === 'info' ? 'warn' : config.raw.TALLY_LOG_LEVEL;
   const logger = pino({ name: 'tally', level }, pino.destination(2));
-  const db = await openDatabase(config.database, {
-    poolSize: 2,
-    applicationName: 'tally-admin',
-    logger,
-    shareRunning: true,
-  });
+  // Embedded PostgreSQL allows one server per data dir: when `tally start` runs one, use it.
+  const running =
+    config.database.kind === 'embedded' ? findRunningEmbeddedPostgres(config.database.dataDir) : undefined;
+  const target = running
+    ? { kind: 'external' as const, connectionString: running.connectionString }
+    : config.database;
+  const db = await openDatabase(target, { poolSize: 2, applicationName: 'tally-admin', logger });
   try {
     return await fn(db);
   } finally {

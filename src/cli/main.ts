@@ -20,6 +20,8 @@ function configOrExit(): Config {
 }
 
 const program = new Command('tally').description('Real-time user-activity analytics').showHelpAfterError();
+// tally migrate, tally keys create|list|revoke
+registerAdminCommands(program, configOrExit);
 
 program
   .command('start')
@@ -67,7 +69,5 @@ program
     process.stdout.write(`${formatSummary(summary, opts.url)}\n`);
     process.exitCode = summary.failed + summary.rejected === 0 ? 0 : 1;
   });
-
-registerAdminCommands(program, configOrExit);
 
 await program.parseAsync(process.argv);

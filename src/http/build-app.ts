@@ -7,9 +7,9 @@ import Fastify, {
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { Logger } from 'pino';
-import { installAuth, type AuthDeps } from './auth.ts';
+import type { AuthDeps } from './auth.ts';
 import { installErrorHandler } from './error-handler.ts';
-import { registerSecurityHeaders } from './security-headers.ts';
+import { installHardening } from './hardening.ts';
 
 export interface AppDeps {
   logger: Logger;
@@ -29,21 +29,19 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     loggerInstance,
     logController: new LogController({ disableRequestLogging: true }),
     requestTimeout: deps.requestTimeoutMs,
-    connectionTimeout: deps.requestTimeoutMs,
-    return503OnClosing: true,
-    // Node checks request/headers timeouts only this often (default 30 s): keep the cut-off of
-    // slow clients (slow-loris) close to requestTimeout.
+    // Node enforces requestTimeout (slow-loris) only when given at creation, and checks it only
+    // every connectionsCheckingInterval (default 30 s).
     http: {
       requestTimeout: deps.requestTimeoutMs,
       connectionsCheckingInterval: Math.min(1000, deps.requestTimeoutMs),
     },
+    connectionTimeout: deps.requestTimeoutMs,
+    return503OnClosing: true,
     ajv: {
       customOptions: { removeAdditional: false, coerceTypes: true, useDefaults: true, allErrors: true },
     },
   });
   installErrorHandler(app);
-  await registerSecurityHeaders(app);
-  if (deps.auth) await installAuth(app, deps.auth);
   await app.register(swagger, {
     openapi: {
       info: { title: deps.title, version: '1', description: 'Real-time user-activity analytics' },
@@ -51,6 +49,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     },
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
+  await installHardening(app, deps.auth);
   for (const plugin of deps.plugins) await app.register(plugin);
   return app;
 }

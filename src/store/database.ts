@@ -2,11 +2,7 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { DatabaseConfig } from '../config/load.ts';
 import type { HealthCheck } from '../observability/health.ts';
-import {
-  findRunningEmbeddedPostgres,
-  startEmbeddedPostgres,
-  type EmbeddedPostgresHandle,
-} from './embedded-postgres.ts';
+import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from './embedded-postgres.ts';
 import { migrate } from './migrate.ts';
 import { createPool } from './pool.ts';
 
@@ -24,25 +20,12 @@ export interface Database {
  */
 export async function openDatabase(
   config: DatabaseConfig,
-  options: {
-    poolSize: number;
-    applicationName: string;
-    logger: Logger;
-    /** Connect to an embedded server already running on the data dir (admin commands) instead of restarting it. */
-    shareRunning?: boolean;
-  },
+  options: { poolSize: number; applicationName: string; logger: Logger },
 ): Promise<Database> {
   let embedded: EmbeddedPostgresHandle | undefined;
   let connectionString: string;
   let description: string;
-  const running =
-    config.kind === 'embedded' && options.shareRunning
-      ? findRunningEmbeddedPostgres(config.dataDir)
-      : undefined;
-  if (config.kind === 'embedded' && running) {
-    connectionString = running.connectionString;
-    description = `the running embedded PostgreSQL on 127.0.0.1:${running.port} (data in ${config.dataDir}/pg)`;
-  } else if (config.kind === 'embedded') {
+  if (config.kind === 'embedded') {
     embedded = await startEmbeddedPostgres({
       dataDir: config.dataDir,
       log: (line) => options.logger.info(line),

@@ -89,6 +89,12 @@ test('a key reads and writes only its own project', { timeout: 120_000 }, async 
     shared.body.events.map((e) => e.page_url),
     ['/blog/post'],
   );
+  // A NUL byte in a path or filter is a bad request, not a database error.
+  for (const path of ['/v1/users/a%00b/events', '/v1/stats/timeseries?event_type=a%00b']) {
+    const nul = await get<{ code: string }>(path, shopR);
+    assert.equal(nul.status, 400, path);
+    assert.equal(nul.body.code, 'TALLY_INVALID_QUERY');
+  }
   // Naming another project in the request changes nothing: the key decides.
   const sneaky = await get<Summary>('/v1/stats/summary?project=blog', shopR);
   assert.ok(sneaky.status === 400 || (sneaky.status === 200 && sneaky.body.events === 3));
