@@ -1,9 +1,8 @@
-import type { FastifyInstance } from 'fastify';
-import type { Logger } from 'pino';
 import type { KeySet } from '../auth/key-set.ts';
 import { startAuth } from '../auth/start-auth.ts';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
 import type { Config } from '../config/load.ts';
-import { projectOf } from '../http/auth.ts';
 import { buildApp } from '../http/build-app.ts';
 import { ingestRoutes } from '../ingest/routes.ts';
 import { IngestService } from '../ingest/ingest-service.ts';
@@ -23,7 +22,7 @@ export interface EmbeddedTally {
   app: FastifyInstance;
   database: Database;
   metrics: Metrics;
-  /** The API keys in force (reloaded every few seconds; `refresh()` to apply a change now). */
+  /** The API keys in force (reloaded every few seconds; `refresh()` applies a change now). */
   keys: KeySet;
   /** Base URL of the HTTP API once listening. */
   url: string;
@@ -31,6 +30,7 @@ export interface EmbeddedTally {
 }
 
 const HOUR_MS = 3_600_000;
+const DEFAULT_PROJECT = 'default';
 
 /**
  * The all-in-one Tally without Kafka: HTTP ingest → micro-batcher → one PostgreSQL
@@ -44,20 +44,17 @@ export async function startEmbeddedTally(config: Config, logger: Logger): Promis
     applicationName: 'tally-start',
     logger,
   });
-  let security;
-  try {
-    security = await startAuth({
-      pool: database.pool,
-      logger,
-      rateLimitPerSec: raw.TALLY_RATE_LIMIT,
-      host: config.host,
-      allowUnauthenticated: raw.TALLY_ALLOW_UNAUTHENTICATED,
-    });
-  } catch (err) {
+  // API keys; refuses a non-loopback TALLY_HOST while none exists (SECURITY.md).
+  const security = await startAuth({
+    pool: database.pool,
+    logger,
+    rateLimitPerSec: raw.TALLY_RATE_LIMIT,
+    host: config.host,
+    allowUnauthenticated: raw.TALLY_ALLOW_UNAUTHENTICATED,
+  }).catch(async (err: unknown) => {
     await database.stop();
     throw err;
-  }
-  const { keys } = security;
+  });
   const partitions = new RawPartitions(database.pool, raw.TALLY_RAW_RETENTION_DAYS);
   const writer = new BatchWriter({ pool: database.pool, partitions, storeRaw: raw.TALLY_STORE_RAW });
   const processor = new BatchProcessor({ writer, metrics, logger });
@@ -70,6 +67,7 @@ export async function startEmbeddedTally(config: Config, logger: Logger): Promis
     maxQueuedEvents: raw.BATCH_SIZE * 20,
   });
   let stopping = false;
+  const projectOf = (request: FastifyRequest) => request.tallyAuth?.project ?? DEFAULT_PROJECT;
   const ingest = new IngestService({
     sink: { submit: (events) => batcher.submit(events) },
     metrics,
@@ -103,6 +101,7 @@ export async function startEmbeddedTally(config: Config, logger: Logger): Promis
       }),
     ],
   });
+  app.addHook('onClose', async () => security.stop());
   const retention = setInterval(() => {
     partitions.applyRetention().then(
       (r) => r.dropped.length > 0 && logger.info(r, 'retention applied'),
@@ -115,7 +114,6 @@ export async function startEmbeddedTally(config: Config, logger: Logger): Promis
   try {
     url = await app.listen({ host: config.host, port: config.serverPort });
   } catch (err) {
-    keys.stop();
     await database.stop();
     throw err;
   }
@@ -125,14 +123,13 @@ export async function startEmbeddedTally(config: Config, logger: Logger): Promis
     app,
     database,
     metrics,
-    keys,
+    keys: security.keys,
     url,
     stop() {
       stopped ??= (async () => {
         // Order matters (STYLE.md): refuse new intake, let in-flight requests commit, then close.
         stopping = true;
         clearInterval(retention);
-        keys.stop();
         await app.close();
         await batcher.stop();
         await database.stop();
