@@ -4,7 +4,9 @@ import { test, type TestContext } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import { pino } from 'pino';
 import { generateKey, hashKey, type Scope, type StoredKey } from '../../src/auth/api-keys.ts';
+import { Metadata } from '@grpc/grpc-js';
 import { authorize } from '../../src/auth/authorize.ts';
+import { grpcProjectOf } from '../../src/auth/grpc-project.ts';
 import { KeySet } from '../../src/auth/key-set.ts';
 import { assertSafeBinding, projectOf } from '../../src/http/auth.ts';
 import { buildApp } from '../../src/http/build-app.ts';
@@ -233,4 +235,24 @@ test('authorize(): the transport-independent decision (for gRPC metadata as well
     ].map((r) => (r.ok ? 'ok' : r.code)),
     ['TALLY_UNAUTHORIZED', 'TALLY_UNAUTHORIZED', 'TALLY_FORBIDDEN'],
   );
+});
+
+test('gRPC: the read key in call metadata decides the project; errors are TALLY_UNAUTHORIZED/FORBIDDEN', async () => {
+  const r = generateKey();
+  const w = generateKey();
+  const keys = memoryKeys([stored(1, r, 'shop', 'read'), stored(2, w, 'shop', 'write')]);
+  await keys.refresh();
+  const projectOfCall = grpcProjectOf(keys);
+  const md = (name: string, value: string) => {
+    const m = new Metadata();
+    m.set(name, value);
+    return m;
+  };
+  assert.equal(projectOfCall(md('authorization', `Bearer ${r}`)), 'shop');
+  assert.equal(projectOfCall(md('x-api-key', r)), 'shop');
+  assert.throws(() => projectOfCall(new Metadata()), { code: 'TALLY_UNAUTHORIZED' });
+  assert.throws(() => projectOfCall(md('x-api-key', w)), { code: 'TALLY_FORBIDDEN' });
+  const open = memoryKeys([]);
+  await open.refresh();
+  assert.equal(grpcProjectOf(open)(new Metadata()), 'default');
 });
