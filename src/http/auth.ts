@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { Redis } from 'ioredis';
 import rateLimit from '@fastify/rate-limit';
 import { TallyError } from '../errors/tally-error.ts';
 import type { Scope } from '../auth/api-keys.ts';
@@ -18,6 +19,13 @@ export interface AuthDeps {
   keys: KeySet;
   /** Requests per second per API key (per client address for requests without a key). */
   rateLimitPerSec: number;
+  /**
+   * Shared counters, so the limit holds across all replicas (distributed roles pass their
+   * Redis); without it each instance counts for itself. Redis errors let requests through.
+   */
+  rateLimitRedis?: Redis;
+  /** The window `rateLimitPerSec` counts over: 1000 ms unless a test stretches it. */
+  rateLimitWindowMs?: number;
 }
 
 // Routes anyone may call: probes and metrics, the API docs, the dashboard page with its static
@@ -99,7 +107,10 @@ export async function installAuth(app: FastifyInstance, deps: AuthDeps): Promise
     global: true,
     hook: 'onRequest',
     max: deps.rateLimitPerSec,
-    timeWindow: 1000,
+    timeWindow: deps.rateLimitWindowMs ?? 1000,
+    ...(deps.rateLimitRedis
+      ? { redis: deps.rateLimitRedis, nameSpace: 'tally-rate-limit:', skipOnError: true }
+      : {}),
     keyGenerator: (request) => (request.tallyAuth ? `key:${request.tallyAuth.keyId}` : `ip:${request.ip}`),
     // Probes must never be throttled; nor local tools talking to an unauthenticated instance
     // (which is bound to loopback unless TALLY_ALLOW_UNAUTHENTICATED says otherwise).
