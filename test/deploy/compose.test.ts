@@ -173,3 +173,27 @@ test('Dockerfile: multi-stage node:24-slim, non-root, one entrypoint for every r
   assert.match(ignored, /node_modules/);
   assert.doesNotMatch(ignored, /^src$/m, 'sources are part of the image');
 });
+
+test('image: the sources import only production dependencies (npm ci --omit=dev is enough)', () => {
+  const pkg = JSON.parse(readFileSync(at('package.json'), 'utf8')) as {
+    dependencies: Record<string, string>;
+  };
+  const files = (function walk(dir: string): string[] {
+    return readdirSync(dir).flatMap((name) => {
+      const path = join(dir, name);
+      return statSync(path).isDirectory() ? walk(path) : path.endsWith('.ts') ? [path] : [];
+    });
+  })(at('src'));
+  const missing = new Set<string>();
+  for (const file of files) {
+    const text = readFileSync(file, 'utf8');
+    // Type-only imports are erased when Node strips the types, so they need nothing at runtime.
+    for (const m of text.matchAll(/^import (?!type )[^;]*?from '([^'.][^']*)'|import\('([^'.][^']*)'\)/gm)) {
+      const spec = m[1] ?? m[2];
+      if (spec.startsWith('node:')) continue;
+      const name = spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0];
+      if (!(name in pkg.dependencies)) missing.add(`${name} (${file.slice(ROOT.length)})`);
+    }
+  }
+  assert.deepEqual([...missing], []);
+});
