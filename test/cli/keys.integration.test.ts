@@ -1,0 +1,125 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { findRunningEmbeddedPostgres } from '../../src/store/embedded-postgres.ts';
+import { findFreePort } from '../../src/util/free-port.ts';
+import { spawnTally } from '../helpers/child-tally.ts';
+
+const MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `tally <args>` to completion. */
+function tally(args: string[], env: Record<string, string>): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [MAIN, ...args],
+      { env: { ...process.env, TALLY_LOG_LEVEL: 'warn', ...env }, timeout: 120_000 },
+      (err, stdout, stderr) => {
+        const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
+        resolve({ code, stdout, stderr });
+      },
+    );
+  });
+}
+
+async function until<T>(what: string, fn: () => Promise<T | undefined>): Promise<T> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const value = await fn();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+test(
+  'tally keys create|list|revoke and tally migrate work next to a running tally start',
+  { timeout: 240_000 },
+  async (t) => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'tally-keys-'));
+    t.after(() => rm(dataDir, { recursive: true, force: true }));
+    const env = { TALLY_DATA_DIR: dataDir };
+    const server = await spawnTally(['start'], env, await findFreePort());
+    t.after(() => server.child.kill('SIGKILL'));
+
+    const created = await tally(['keys', 'create', '--project', 'shop', '--scope', 'write'], env);
+    assert.equal(created.code, 0, created.stderr);
+    const lines = created.stdout.trimEnd().split('\n');
+    const key = lines.at(-1)!;
+    assert.match(key, /^tally_[A-Za-z0-9_-]{43}$/, 'the key is the last line');
+    const readKey = (await tally(['keys', 'create', '--project', 'shop', '--scope', 'read'], env)).stdout
+      .trimEnd()
+      .split('\n')
+      .at(-1)!;
+
+    // The running server picks the new key up by itself within seconds.
+    const send = () =>
+      fetch(`${server.url}/v1/events`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+        body: JSON.stringify({ type: 'page_view', user_id: 'u-1', page_url: '/x' }),
+      });
+    await until('the API to close once a key exists', async () =>
+      (await fetch(`${server.url}/v1/stats/summary`)).status === 401 ? true : undefined,
+    );
+    assert.equal((await send()).status, 202);
+    const summary = await fetch(`${server.url}/v1/stats/summary`, { headers: { 'x-api-key': readKey } });
+    assert.equal(((await summary.json()) as { events: number }).events, 1);
+
+    const listed = await tally(['keys', 'list'], env);
+    assert.equal(listed.code, 0, listed.stderr);
+    const prefix = key.slice(0, 14);
+    assert.match(listed.stdout, new RegExp(`${prefix}\\s+write\\s+shop\\s+active`));
+    assert.ok(!listed.stdout.includes(key), 'list never shows a key');
+
+    const revoked = await tally(['keys', 'revoke', prefix], env);
+    assert.equal(revoked.code, 0, revoked.stderr);
+    assert.match(revoked.stdout, /revoked/);
+    await until('the revoked key to be refused', async () =>
+      (await send()).status === 401 ? true : undefined,
+    );
+    assert.equal((await tally(['keys', 'revoke', 'tally_nothing'], env)).code, 1);
+    const badScope = await tally(['keys', 'create', '--project', 'shop', '--scope', 'admin'], env);
+    assert.notEqual(badScope.code, 0);
+
+    // `tally migrate` against DATABASE_URL (here: the running server's PostgreSQL).
+    const running = findRunningEmbeddedPostgres(dataDir);
+    assert.ok(running, 'the running embedded PostgreSQL is found through postmaster.pid');
+    const migrated = await tally(['migrate'], { DATABASE_URL: running.connectionString });
+    assert.equal(migrated.code, 0, migrated.stderr);
+    assert.match(migrated.stdout, /003_api_keys\.sql/);
+
+    server.child.kill('SIGTERM');
+    assert.deepEqual(await server.exited, { code: 0, signal: null });
+    assert.equal(findRunningEmbeddedPostgres(dataDir), undefined, 'stopped with tally start');
+  },
+);
+
+test(
+  'tally migrate on a fresh data dir; no keys + a non-loopback TALLY_HOST refuses to start',
+  { timeout: 240_000 },
+  async (t) => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'tally-migrate-'));
+    t.after(() => rm(dataDir, { recursive: true, force: true }));
+    const env = { TALLY_DATA_DIR: dataDir };
+    const migrated = await tally(['migrate'], env);
+    assert.equal(migrated.code, 0, migrated.stderr);
+    assert.match(migrated.stdout, /001_core\.sql, 002_seed_compat_views\.sql, 003_api_keys\.sql/);
+    assert.equal(findRunningEmbeddedPostgres(dataDir), undefined, 'the server it started is stopped again');
+
+    const refused = await tally(['start'], { ...env, TALLY_HOST: '0.0.0.0', SERVER_PORT: '0' });
+    assert.equal(refused.code, 2);
+    assert.match(refused.stderr, /refusing to listen on 0\.0\.0\.0 without API keys/);
+    assert.match(refused.stderr, /TALLY_ALLOW_UNAUTHENTICATED/);
+  },
+);
