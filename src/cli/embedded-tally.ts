@@ -135,7 +135,8 @@ export async function startEmbeddedTally(config: Config, logger: Logger): Promis
   let grpcPort: number;
   try {
     url = await app.listen({ host: config.host, port: config.serverPort });
-    grpcPort = (await queryLayer.startGrpc(config.host, raw.TALLY_GRPC_PORT, grpcProjectOf(security.keys))).port;
+    grpcPort = (await queryLayer.startGrpc(config.host, raw.TALLY_GRPC_PORT, grpcProjectOf(security.keys)))
+      .port;
   } catch (err) {
     await app.close();
     await queryLayer.stop();
