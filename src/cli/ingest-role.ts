@@ -4,7 +4,9 @@ import { Gauge } from 'prom-client';
 import type { Logger } from 'pino';
 import type { Config } from '../config/load.ts';
 import { TallyError } from '../errors/tally-error.ts';
+import { startAuth } from '../auth/start-auth.ts';
 import { buildApp } from '../http/build-app.ts';
+import { openDatabase, type Database } from '../store/database.ts';
 import { KafkaProducerSink } from '../kafka/producer-sink.ts';
 import { ensureTopics } from '../kafka/topics.ts';
 import { createMetrics, type Metrics } from '../observability/metrics.ts';
@@ -64,17 +66,35 @@ export async function startIngestRole(config: Config, logger: Logger): Promise<I
       this.set(sink.inFlightBytes);
     },
   });
+  // API keys live in PostgreSQL: with DATABASE_URL/DB_* set, ingest checks them like every
+  // other role; without, it has no keys and serves the `default` project (SECURITY.md).
+  let keysDb: Database | undefined;
+  if (config.database.kind === 'external') {
+    keysDb = await openDatabase(config.database, { poolSize: 2, applicationName: 'tally-ingest', logger });
+  }
+  const security = await startAuth({
+    pool: keysDb?.pool,
+    logger,
+    rateLimitPerSec: raw.TALLY_RATE_LIMIT,
+    host: config.host,
+    allowUnauthenticated: raw.TALLY_ALLOW_UNAUTHENTICATED,
+  }).catch(async (err: unknown) => {
+    await keysDb?.stop();
+    await sink.stop();
+    throw err;
+  });
   let stopping = false;
   const app = await buildApp({
     logger,
     title: 'Tally ingest',
     requestTimeoutMs: raw.TALLY_REQUEST_TIMEOUT_MS,
+    auth: security.auth,
     plugins: [
       ingestPlugin({
         raw,
         sink,
         metrics,
-        projectOf: (_request: FastifyRequest) => 'default',
+        projectOf: (request: FastifyRequest) => request.tallyAuth?.project ?? 'default',
         isStopping: () => stopping,
       }),
       opsRoutes({
@@ -90,6 +110,8 @@ export async function startIngestRole(config: Config, logger: Logger): Promise<I
     url = await app.listen({ host: config.host, port: config.serverPort });
   } catch (err) {
     await sink.stop();
+    security.stop();
+    await keysDb?.stop();
     throw err;
   }
   let stopped: Promise<void> | undefined;
@@ -104,6 +126,8 @@ export async function startIngestRole(config: Config, logger: Logger): Promise<I
         stopping = true;
         await app.close();
         await sink.stop();
+        security.stop();
+        await keysDb?.stop();
       })();
       return stopped;
     },

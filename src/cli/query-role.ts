@@ -1,7 +1,13 @@
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from '../config/load.ts';
+import { grpcProjectOf } from '../auth/grpc-project.ts';
+import { startAuth } from '../auth/start-auth.ts';
 import { buildApp } from '../http/build-app.ts';
+import { LiveFeed } from '../dashboard/live-feed.ts';
+import { PipelineStatus } from '../dashboard/pipeline-status.ts';
+import { RollupWatcher } from '../dashboard/rollup-watcher.ts';
+import { dashboardRoutes } from '../dashboard/routes.ts';
 import { createMetrics } from '../observability/metrics.ts';
 import { opsRoutes } from '../observability/routes.ts';
 import { queryRoutes } from '../query/routes.ts';
@@ -32,17 +38,39 @@ export async function startQueryRole(config: Config, logger: Logger): Promise<Qu
     applicationName: 'tally-query',
     logger,
   });
+  // API keys, as in `tally start`: with keys, a read key picks the project (SECURITY.md).
+  const security = await startAuth({
+    pool: database.pool,
+    logger,
+    rateLimitPerSec: raw.TALLY_RATE_LIMIT,
+    host: config.host,
+    allowUnauthenticated: raw.TALLY_ALLOW_UNAUTHENTICATED,
+  }).catch(async (err: unknown) => {
+    await database.stop();
+    throw err;
+  });
   const layer = createQueryLayer({ pool: database.pool, config, metrics, logger });
+  // The dashboard lives here too; this process commits no batches, so the live feed polls rollups.
+  const live = new LiveFeed();
+  const watcher = new RollupWatcher({ pool: database.pool, live, logger });
   let stopping = false;
-  const projectOf = () => DEFAULT_PROJECT;
+  const projectOf = (request: FastifyRequest) => request.tallyAuth?.project ?? DEFAULT_PROJECT;
   let app: FastifyInstance | undefined;
   try {
     app = await buildApp({
       logger,
       title: 'Tally query API',
       requestTimeoutMs: raw.TALLY_REQUEST_TIMEOUT_MS,
+      auth: security.auth,
       plugins: [
         queryRoutes({ query: layer.query, projectOf }),
+        dashboardRoutes({
+          live,
+          pipeline: new PipelineStatus({ pool: database.pool, metrics, live, mode: 'kafka' }),
+          projectOf,
+          honorDnt: raw.TALLY_HONOR_DNT,
+          watch: (project) => watcher.watch(project),
+        }),
         opsRoutes({
           serviceName: raw.TALLY_SERVICE_NAME ?? 'tally-query',
           registry: metrics.registry,
@@ -52,7 +80,7 @@ export async function startQueryRole(config: Config, logger: Logger): Promise<Qu
       ],
     });
     const url = await app.listen({ host: config.host, port: raw.TALLY_QUERY_PORT });
-    const grpc = await layer.startGrpc(config.host, raw.TALLY_GRPC_PORT, projectOf);
+    const grpc = await layer.startGrpc(config.host, raw.TALLY_GRPC_PORT, grpcProjectOf(security.keys));
     let stopped: Promise<void> | undefined;
     const started = app;
     return {
@@ -65,6 +93,8 @@ export async function startQueryRole(config: Config, logger: Logger): Promise<Qu
         stopped ??= (async () => {
           stopping = true;
           await Promise.allSettled([started.close(), layer.stop()]);
+          watcher.stop();
+          security.stop();
           await database.stop();
         })();
         return stopped;
@@ -73,6 +103,7 @@ export async function startQueryRole(config: Config, logger: Logger): Promise<Qu
   } catch (err) {
     await app?.close();
     await layer.stop();
+    security.stop();
     await database.stop();
     throw err;
   }
