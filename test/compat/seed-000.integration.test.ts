@@ -1,6 +1,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { findFreePort } from '../../src/util/free-port.ts';
+import { spawnTally } from '../helpers/child-tally.ts';
 import { startTestTally } from '../helpers/embedded-tally.ts';
+import { startTestKafka } from '../helpers/kafka.ts';
+import { startTestPostgres, waitFor } from '../helpers/kafka-process.ts';
 import { curlCalls, runCurl, seedText, sqlStatements } from './seed-text.ts';
 
 // Seeds 000-002 describe one system (a Go producer + consumer). Every example in their text runs
@@ -81,4 +85,49 @@ test('seed 000: the README examples give exact per-minute metrics', async (t) =>
   );
   // Newest change first, as the seed's ORDER BY created_at DESC promises.
   assert.ok(rows[0].created_at >= rows[1].created_at);
+});
+
+test('seed 000 on Kafka: POST /activity → incoming.user_activity → user_activity_metrics', async (t) => {
+  const broker = await startTestKafka(t);
+  if (!broker) return;
+  const db = await startTestPostgres(t);
+  // The seed's own variables: KAFKA_BROKERS, DB_*; topic and group are the seed's defaults.
+  const url = new URL(db.connectionString);
+  const port = await findFreePort();
+  const tally = await spawnTally(
+    ['start'],
+    {
+      KAFKA_BROKERS: broker.bootstrap,
+      DB_HOST: url.hostname,
+      DB_PORT: url.port,
+      DB_USER: decodeURIComponent(url.username),
+      DB_PASSWORD: decodeURIComponent(url.password),
+      DB_NAME: url.pathname.slice(1),
+      TALLY_GRPC_PORT: '0',
+      TALLY_LOG_LEVEL: 'warn',
+    },
+    port,
+  );
+  t.after(async () => {
+    tally.child.kill('SIGTERM');
+    await tally.exited;
+  });
+  const sent = await runCurl(postActivity, tally.url);
+  assert.equal(sent.status, 200, JSON.stringify(sent.body));
+  assert.equal((await runCurl(getHealth, tally.url)).status, 200);
+  let row: MetricsRow | undefined;
+  await waitFor('the minute to appear in user_activity_metrics', async () => {
+    const { rows } = await db.pool.query<MetricsRow>(recentMetricsSql);
+    row = rows.find((r) => r.timestamp.toISOString() === '2024-07-01T12:34:00.000Z');
+    return row !== undefined;
+  });
+  // This pool is the plain `pg` one: bigint comes back as a string.
+  assert.equal(Number(row!.unique_users), 1);
+  assert.equal(Number(row!.page_view_count), 1);
+  const topics = await db.pool.query<{ topic: string; group_id: string }>(
+    'SELECT DISTINCT topic, group_id FROM tally.positions',
+  );
+  assert.deepEqual(topics.rows, [
+    { topic: 'incoming.user_activity', group_id: 'user-activity-consumer-group' },
+  ]);
 });
