@@ -55,4 +55,26 @@ test('seed 003: the README curl calls ingest an event and count it', async (t) =
   const broken = await runCurl({ ...ask, body: '{"user_id":' }, tally.url);
   assert.equal(broken.status, 400);
   assert.equal((broken.body as { code: string }).code, 'TALLY_INVALID_JSON');
+
+  // The processor's tables: click_events holds each stored event once, page_clicks counts them
+  // per page and user.
+  const clicks = await tally.database.pool.query<{ event_id: string; event_type: string; time_stamp: Date }>(
+    "SELECT event_id, event_type, time_stamp FROM click_events WHERE user_id = 'user_1' ORDER BY event_id",
+  );
+  assert.deepEqual(
+    clicks.rows.map((r) => [r.event_id, r.event_type, r.time_stamp.toISOString()]),
+    [
+      ['o2', 'click', '2025-11-05T20:00:00.000Z'],
+      ['test_123', 'click', '2025-11-05T20:00:00.000Z'],
+      ['test_124', 'click', '2025-11-05T20:00:00.000Z'],
+    ],
+  );
+  const perPage = await tally.database.pool.query<{ page_url: string; user_id: string; click_count: number }>(
+    'SELECT page_url, user_id, click_count FROM page_clicks ORDER BY page_url, user_id',
+  );
+  assert.deepEqual(perPage.rows, [
+    { page_url: 'https://example.com', user_id: 'user_1', click_count: 2 },
+    { page_url: 'https://example.com', user_id: 'user_2', click_count: 1 },
+    { page_url: 'https://example.com/x', user_id: 'user_1', click_count: 1 },
+  ]);
 });
