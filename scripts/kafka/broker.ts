@@ -211,8 +211,9 @@ async function formatStorage(libs: string, config: string, logDirs: string): Pro
       `${libs}/*`,
       'kafka.tools.StorageTool',
       'format',
-      '-t',
-      clusterId,
+      // TRICKY: one id in 64 starts with '-', which the tool's argument parser would take for
+      // an option if passed as a separate word; `--cluster-id=` keeps it a value.
+      `--cluster-id=${clusterId}`,
       '-c',
       config,
     ],
