@@ -1,6 +1,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { findFreePort } from '../../src/util/free-port.ts';
+import { spawnTally } from '../helpers/child-tally.ts';
 import { startTestTally } from '../helpers/embedded-tally.ts';
+import { startTestKafka } from '../helpers/kafka.ts';
+import { startTestPostgres, waitFor } from '../helpers/kafka-process.ts';
 import { curlCalls, runCurl, seedText } from './seed-text.ts';
 
 // Seed 003's "Test the system": ingest one click on :8080, then ask the gateway on :8081 with a
@@ -77,4 +81,36 @@ test('seed 003: the README curl calls ingest an event and count it', async (t) =
     { page_url: 'https://example.com', user_id: 'user_2', click_count: 1 },
     { page_url: 'https://example.com/x', user_id: 'user_1', click_count: 1 },
   ]);
+});
+
+test('seed 003 on Kafka: /ingest → Kafka (KAFKA_BROKER, topic clicks) → PostgreSQL → /analytics/events', async (t) => {
+  const broker = await startTestKafka(t);
+  if (!broker) return;
+  const db = await startTestPostgres(t);
+  const port = await findFreePort();
+  // The seed's own variables: KAFKA_BROKER, KAFKA_TOPIC (its default, "clicks"), DATABASE_URL.
+  const tally = await spawnTally(
+    ['start'],
+    {
+      KAFKA_BROKER: broker.bootstrap,
+      KAFKA_TOPIC: 'clicks',
+      DATABASE_URL: db.connectionString,
+      TALLY_GRPC_PORT: '0',
+      TALLY_LOG_LEVEL: 'warn',
+    },
+    port,
+  );
+  t.after(async () => {
+    tally.child.kill('SIGTERM');
+    await tally.exited;
+  });
+  const sent = await runCurl(ingest, tally.url);
+  assert.equal(sent.status, 200, JSON.stringify(sent.body));
+  // "Query analytics (wait 5 seconds for processing)": Tally needs well under a second.
+  await waitFor('the event to be counted', async () => {
+    const answer = await runCurl(ask, tally.url);
+    return (answer.body as { count?: number }).count === 1;
+  });
+  const { rows } = await db.pool.query<{ event_id: string }>('SELECT event_id FROM click_events');
+  assert.deepEqual(rows, [{ event_id: 'test_123' }]);
 });
