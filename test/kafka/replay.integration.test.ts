@@ -8,6 +8,7 @@ import { Producer } from '@platformatic/kafka';
 import { DLQ_HEADERS, dlqTopic } from '../../src/kafka/dead-letters.ts';
 import { ensureTopics } from '../../src/kafka/topics.ts';
 import { readTopic, startTestKafka } from '../helpers/kafka.ts';
+import { spawnProcessor, startTestPostgres, waitFor } from '../helpers/kafka-process.ts';
 
 const MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 const run = promisify(execFile);
@@ -127,4 +128,42 @@ test('tally replay moves the dead letters that now pass back to their source top
     .map((m) => m.timestamp)
     .sort();
   assert.deepEqual(stamps, [older, recent]);
+
+  // Issue 3, test 4: the replayed events count once when a processor reads the source topic,
+  // and replaying again adds nothing.
+  const db = await startTestPostgres(t);
+  await spawnProcessor(t, {
+    bootstrap: broker.bootstrap,
+    topic,
+    groupId: `replayed-${randomUUID()}`,
+    databaseUrl: db.connectionString,
+  });
+  const inTopic = (await readTopic(broker.bootstrap, topic)).length;
+  assert.equal(inTopic, 6);
+  const stored = async () =>
+    (
+      await db.pool.query<{ project: string; event_id: string; n: string }>(
+        'SELECT project, event_id, count(*) AS n FROM tally.events GROUP BY project, event_id',
+      )
+    ).rows;
+  await waitFor('every replayed event stored', async () => (await stored()).length === inTopic);
+  assert.match(await replay(), /read 0 dead letters; moved 0/);
+  const positions = await db.pool.query<{ n: string }>(
+    'SELECT sum(next_offset) AS n FROM tally.positions WHERE topic = $1',
+    [topic],
+  );
+  assert.equal(Number(positions.rows[0].n), inTopic);
+  const rows = await stored();
+  assert.ok(rows.every((r) => Number(r.n) === 1));
+  assert.deepEqual(
+    rows
+      .filter((r) => !/^[0-9a-f-]{36}$/.test(r.event_id))
+      .map((r) => `${r.project}/${r.event_id}`)
+      .sort(),
+    ['acme/a', 'default/b', 'default/new', 'default/t-new', 'default/t-old'],
+  );
+  const counts = await db.pool.query<{ events: string }>(
+    'SELECT sum(count) AS events FROM tally.rollup_events WHERE level = 0',
+  );
+  assert.equal(Number(counts.rows[0].events), inTopic);
 });
