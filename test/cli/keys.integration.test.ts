@@ -73,8 +73,12 @@ test(
       (await fetch(`${server.url}/v1/stats/summary`)).status === 401 ? true : undefined,
     );
     assert.equal((await send()).status, 202);
-    const summary = await fetch(`${server.url}/v1/stats/summary`, { headers: { 'x-api-key': readKey } });
-    assert.equal(((await summary.json()) as { events: number }).events, 1);
+    // The read key was created a moment after the write key: wait until the server has it too.
+    const summary = await until('the read key to be accepted', async () => {
+      const res = await fetch(`${server.url}/v1/stats/summary`, { headers: { 'x-api-key': readKey } });
+      return res.status === 200 ? ((await res.json()) as { events: number }) : undefined;
+    });
+    assert.equal(summary.events, 1);
 
     const listed = await tally(['keys', 'list'], env);
     assert.equal(listed.code, 0, listed.stderr);
