@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
+import type { Config } from '../config/load.ts';
 import { assertSafeBinding, type AuthDeps } from '../http/auth.ts';
 import { ApiKeyStore } from './api-keys.ts';
 import { KeySet } from './key-set.ts';
@@ -43,4 +44,28 @@ export async function startAuth(options: StartAuthOptions): Promise<AuthSetup> {
     throw err;
   }
   return { auth: { keys, rateLimitPerSec: options.rateLimitPerSec }, keys, stop: () => keys.stop() };
+}
+
+/**
+ * `startAuth` as every role runs it, from the loaded config; `onError` releases what the role
+ * opened before (the error is rethrown).
+ */
+export async function startRoleAuth(
+  config: Config,
+  pool: pg.Pool | undefined,
+  logger: Logger,
+  onError: () => Promise<void>,
+): Promise<AuthSetup> {
+  try {
+    return await startAuth({
+      pool,
+      logger,
+      rateLimitPerSec: config.raw.TALLY_RATE_LIMIT,
+      host: config.host,
+      allowUnauthenticated: config.raw.TALLY_ALLOW_UNAUTHENTICATED,
+    });
+  } catch (err) {
+    await onError();
+    throw err;
+  }
 }

@@ -1,5 +1,5 @@
 import type { KeySet } from '../auth/key-set.ts';
-import { startAuth } from '../auth/start-auth.ts';
+import { startRoleAuth } from '../auth/start-auth.ts';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from '../config/load.ts';
@@ -52,16 +52,7 @@ export async function startEmbeddedTally(config: Config, logger: Logger): Promis
     idleInTransactionTimeoutMs: config.kafka ? 10_000 : undefined,
   });
   // API keys; refuses a non-loopback TALLY_HOST while none exists (SECURITY.md).
-  const security = await startAuth({
-    pool: database.pool,
-    logger,
-    rateLimitPerSec: raw.TALLY_RATE_LIMIT,
-    host: config.host,
-    allowUnauthenticated: raw.TALLY_ALLOW_UNAUTHENTICATED,
-  }).catch(async (err: unknown) => {
-    await database.stop();
-    throw err;
-  });
+  const security = await startRoleAuth(config, database.pool, logger, () => database.stop());
   const partitions = new RawPartitions(database.pool, raw.TALLY_RAW_RETENTION_DAYS);
   const writer = new BatchWriter({ pool: database.pool, partitions, storeRaw: raw.TALLY_STORE_RAW });
   const live = new LiveFeed();

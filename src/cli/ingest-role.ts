@@ -4,7 +4,7 @@ import { Gauge } from 'prom-client';
 import type { Logger } from 'pino';
 import type { Config } from '../config/load.ts';
 import { TallyError } from '../errors/tally-error.ts';
-import { startAuth } from '../auth/start-auth.ts';
+import { startRoleAuth } from '../auth/start-auth.ts';
 import { buildApp } from '../http/build-app.ts';
 import { openDatabase, type Database } from '../store/database.ts';
 import { KafkaProducerSink } from '../kafka/producer-sink.ts';
@@ -72,16 +72,9 @@ export async function startIngestRole(config: Config, logger: Logger): Promise<I
   if (config.database.kind === 'external') {
     keysDb = await openDatabase(config.database, { poolSize: 2, applicationName: 'tally-ingest', logger });
   }
-  const security = await startAuth({
-    pool: keysDb?.pool,
-    logger,
-    rateLimitPerSec: raw.TALLY_RATE_LIMIT,
-    host: config.host,
-    allowUnauthenticated: raw.TALLY_ALLOW_UNAUTHENTICATED,
-  }).catch(async (err: unknown) => {
+  const security = await startRoleAuth(config, keysDb?.pool, logger, async () => {
     await keysDb?.stop();
     await sink.stop();
-    throw err;
   });
   let stopping = false;
   const app = await buildApp({

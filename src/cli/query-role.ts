@@ -2,7 +2,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from '../config/load.ts';
 import { grpcProjectOf } from '../auth/grpc-project.ts';
-import { startAuth } from '../auth/start-auth.ts';
+import { startRoleAuth } from '../auth/start-auth.ts';
 import { buildApp } from '../http/build-app.ts';
 import { LiveFeed } from '../dashboard/live-feed.ts';
 import { PipelineStatus } from '../dashboard/pipeline-status.ts';
@@ -39,16 +39,7 @@ export async function startQueryRole(config: Config, logger: Logger): Promise<Qu
     logger,
   });
   // API keys, as in `tally start`: with keys, a read key picks the project (SECURITY.md).
-  const security = await startAuth({
-    pool: database.pool,
-    logger,
-    rateLimitPerSec: raw.TALLY_RATE_LIMIT,
-    host: config.host,
-    allowUnauthenticated: raw.TALLY_ALLOW_UNAUTHENTICATED,
-  }).catch(async (err: unknown) => {
-    await database.stop();
-    throw err;
-  });
+  const security = await startRoleAuth(config, database.pool, logger, () => database.stop());
   const layer = createQueryLayer({ pool: database.pool, config, metrics, logger });
   // The dashboard lives here too; this process commits no batches, so the live feed polls rollups.
   const live = new LiveFeed();

@@ -1,10 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { findFreePort } from '../../src/util/free-port.ts';
-import { spawnTally } from '../helpers/child-tally.ts';
 import { startTestTally } from '../helpers/embedded-tally.ts';
 import { startTestKafka } from '../helpers/kafka.ts';
-import { startTestPostgres, waitFor } from '../helpers/kafka-process.ts';
+import { spawnStartOnKafka, startTestPostgres, waitFor } from '../helpers/kafka-process.ts';
 import { curlCalls, runCurl, seedText, sqlStatements } from './seed-text.ts';
 
 // Seeds 000-002 describe one system (a Go producer + consumer). Every example in their text runs
@@ -93,24 +91,13 @@ test('seed 000 on Kafka: POST /activity → incoming.user_activity → user_acti
   const db = await startTestPostgres(t);
   // The seed's own variables: KAFKA_BROKERS, DB_*; topic and group are the seed's defaults.
   const url = new URL(db.connectionString);
-  const port = await findFreePort();
-  const tally = await spawnTally(
-    ['start'],
-    {
-      KAFKA_BROKERS: broker.bootstrap,
-      DB_HOST: url.hostname,
-      DB_PORT: url.port,
-      DB_USER: decodeURIComponent(url.username),
-      DB_PASSWORD: decodeURIComponent(url.password),
-      DB_NAME: url.pathname.slice(1),
-      TALLY_GRPC_PORT: '0',
-      TALLY_LOG_LEVEL: 'warn',
-    },
-    port,
-  );
-  t.after(async () => {
-    tally.child.kill('SIGTERM');
-    await tally.exited;
+  const tally = await spawnStartOnKafka(t, {
+    KAFKA_BROKERS: broker.bootstrap,
+    DB_HOST: url.hostname,
+    DB_PORT: url.port,
+    DB_USER: decodeURIComponent(url.username),
+    DB_PASSWORD: decodeURIComponent(url.password),
+    DB_NAME: url.pathname.slice(1),
   });
   const sent = await runCurl(postActivity, tally.url);
   assert.equal(sent.status, 200, JSON.stringify(sent.body));

@@ -1,10 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { findFreePort } from '../../src/util/free-port.ts';
-import { spawnTally } from '../helpers/child-tally.ts';
 import { startTestTally } from '../helpers/embedded-tally.ts';
 import { startTestKafka } from '../helpers/kafka.ts';
-import { startTestPostgres, waitFor } from '../helpers/kafka-process.ts';
+import { spawnStartOnKafka, startTestPostgres, waitFor } from '../helpers/kafka-process.ts';
 import { curlCalls, runCurl, seedText } from './seed-text.ts';
 
 // Seed 003's "Test the system": ingest one click on :8080, then ask the gateway on :8081 with a
@@ -87,22 +85,11 @@ test('seed 003 on Kafka: /ingest → Kafka (KAFKA_BROKER, topic clicks) → Post
   const broker = await startTestKafka(t);
   if (!broker) return;
   const db = await startTestPostgres(t);
-  const port = await findFreePort();
   // The seed's own variables: KAFKA_BROKER, KAFKA_TOPIC (its default, "clicks"), DATABASE_URL.
-  const tally = await spawnTally(
-    ['start'],
-    {
-      KAFKA_BROKER: broker.bootstrap,
-      KAFKA_TOPIC: 'clicks',
-      DATABASE_URL: db.connectionString,
-      TALLY_GRPC_PORT: '0',
-      TALLY_LOG_LEVEL: 'warn',
-    },
-    port,
-  );
-  t.after(async () => {
-    tally.child.kill('SIGTERM');
-    await tally.exited;
+  const tally = await spawnStartOnKafka(t, {
+    KAFKA_BROKER: broker.bootstrap,
+    KAFKA_TOPIC: 'clicks',
+    DATABASE_URL: db.connectionString,
   });
   const sent = await runCurl(ingest, tally.url);
   assert.equal(sent.status, 200, JSON.stringify(sent.body));

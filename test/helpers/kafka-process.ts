@@ -282,3 +282,17 @@ export async function postBatch(baseUrl: string, batch: readonly unknown[]): Pro
     return 0;
   }
 }
+
+/** `tally start` (all in one, against Kafka) as a child process with `env`; stopped after the test. */
+export async function spawnStartOnKafka(t: TestContext, env: Record<string, string>): Promise<ChildTally> {
+  const tally = await spawnTally(
+    ['start'],
+    { TALLY_GRPC_PORT: '0', TALLY_LOG_LEVEL: 'warn', ...env },
+    await findFreePort(),
+  );
+  t.after(async () => {
+    tally.child.kill('SIGTERM');
+    await tally.exited;
+  });
+  return tally;
+}
