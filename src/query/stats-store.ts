@@ -1,10 +1,7 @@
 import type pg from 'pg';
-import { LEVELS } from '../store/rollup-deltas.ts';
 import type { Piece } from './range-pieces.ts';
 
 export const PAGE_VIEW = 'page_view';
-
-const LEVEL_MS: Record<number, number> = Object.fromEntries(LEVELS.map((l) => [l.level, l.ms]));
 
 /** Which rows a rollup read counts. */
 export interface RollupFilter {
@@ -74,36 +71,20 @@ export class StatsStore {
     );
   }
 
-  /** Exact distinct users per output index. */
+  /**
+   * Exact distinct users per output index: the union (bit_or) of the user bit strings of every
+   * bucket of its pieces, chunk by chunk, then the set bits counted (migration 005). A 30-day
+   * summary reads about 30 rows per 8192 users, however many events they sent.
+   */
   async uniqueUsers(project: string, pieces: readonly Piece[]): Promise<Map<number, number>> {
-    // An index read from one piece that is exactly one bucket needs no DISTINCT: rollup_users
-    // holds one row per user per bucket, so counting the index entries is exact (UTC hourly or
-    // daily series). Everything else unions its users.
-    const perIndex = new Map<number, number>();
-    for (const p of pieces) perIndex.set(p.index, (perIndex.get(p.index) ?? 0) + 1);
-    const single = pieces.filter((p) => perIndex.get(p.index) === 1 && p.to - p.from === LEVEL_MS[p.level]);
-    const multi = pieces.filter((p) => !single.includes(p));
-    const [counted, unioned] = await Promise.all([
-      single.length === 0
-        ? new Map<number, number>()
-        : this.#byIndex(
-            `SELECT p.i AS i, c.n FROM ${PIECES}
-               CROSS JOIN LATERAL (SELECT count(*)::int8 AS n FROM tally.rollup_users r WHERE ${IN_PIECE}) c
-              WHERE c.n > 0`,
-            pieceParams(project, single),
-          ),
-      multi.length === 0
-        ? new Map<number, number>()
-        : // DISTINCT (hashable) then count, rather than count(DISTINCT), which always sorts.
-          this.#byIndex(
-            `SELECT i, count(*)::int8 AS n FROM (
-               SELECT DISTINCT p.i, r.user_id FROM ${PIECES}
-                 CROSS JOIN LATERAL (SELECT r.user_id FROM tally.rollup_users r WHERE ${IN_PIECE} OFFSET 0) r
-             ) d GROUP BY i`,
-            pieceParams(project, multi),
-          ),
-    ]);
-    return new Map([...counted, ...unioned]);
+    return this.#byIndex(
+      `SELECT i, sum(bit_count(users))::int8 AS n FROM (
+         SELECT p.i AS i, bit_or(r.users) AS users FROM ${PIECES}
+           CROSS JOIN LATERAL (SELECT r.chunk, r.users FROM tally.rollup_user_bits r WHERE ${IN_PIECE} OFFSET 0) r
+          GROUP BY p.i, r.chunk
+       ) c GROUP BY i`,
+      pieceParams(project, pieces),
+    );
   }
 
   async topPages(

@@ -5,6 +5,7 @@ import { bumpDataVersions } from './data-versions.ts';
 import { classifyPgError } from './pg-errors.ts';
 import { dayStart, type RawPartitions } from './partitions.ts';
 import { rollupDeltas } from './rollup-deltas.ts';
+import { USERS_PER_CHUNK, UserNumbers, userKey } from './user-numbers.ts';
 
 export interface DeadLetter {
   project: string | null;
@@ -54,9 +55,11 @@ export interface BatchWriterDeps {
  */
 export class BatchWriter {
   readonly #deps: BatchWriterDeps;
+  readonly #userNumbers: UserNumbers;
 
   constructor(deps: BatchWriterDeps) {
     this.#deps = deps;
+    this.#userNumbers = new UserNumbers(deps.pool);
   }
 
   async write(input: BatchInput): Promise<BatchResult> {
@@ -66,7 +69,9 @@ export class BatchWriter {
       await this.#deps.partitions.ensure(unique.filter((e) => e.ts >= cutoff).map((e) => dayStart(e.ts)));
     }
     let client: pg.PoolClient;
+    let numbers: Map<string, number>;
     try {
+      numbers = await this.#userNumbers.resolve(usersByProject(unique));
       client = await this.#deps.pool.connect();
     } catch (err) {
       throw classifyPgError(err);
@@ -84,7 +89,7 @@ export class BatchWriter {
           client,
           inserted.filter((e) => e.ts >= cutoff),
         );
-      await upsertRollups(client, inserted);
+      await upsertRollups(client, inserted, numbers);
       // Last before COMMIT: the version row lock is held only for the commit itself.
       await bumpDataVersions(
         client,
@@ -124,6 +129,13 @@ function dedupeWithinBatch(events: readonly TallyEvent[]): {
     if (firstIndex.has(k)) return;
     firstIndex.set(k, i);
     unique.push(e);
+  });
+  // Key order, so that concurrent batches sharing event ids lock their dedup keys in the same
+  // order (unsorted, two batches holding the same ids in different orders deadlock).
+  unique.sort((a, b) => {
+    const ka = key(a);
+    const kb = key(b);
+    return ka < kb ? -1 : ka > kb ? 1 : 0;
   });
   return { firstIndex, unique };
 }
@@ -205,7 +217,11 @@ async function insertRaw(client: pg.PoolClient, events: readonly TallyEvent[]): 
   );
 }
 
-async function upsertRollups(client: pg.PoolClient, events: readonly TallyEvent[]): Promise<void> {
+async function upsertRollups(
+  client: pg.PoolClient,
+  events: readonly TallyEvent[],
+  numbers: ReadonlyMap<string, number>,
+): Promise<void> {
   if (events.length === 0) return;
   const d = rollupDeltas(events);
   await client.query(
@@ -223,10 +239,81 @@ async function upsertRollups(client: pg.PoolClient, events: readonly TallyEvent[
       [d.pages.project, d.pages.level, d.pages.bucket, d.pages.type, d.pages.pageUrl, d.pages.count],
     );
   }
-  await client.query(
+  const { rows: newUsers } = await client.query<NewUserRow>(
     `INSERT INTO tally.rollup_users (project, level, bucket, user_id)
      SELECT p, l, to_timestamp(b / 1000.0), u FROM unnest($1::text[], $2::int2[], $3::float8[], $4::text[]) AS x(p, l, b, u)
-     ON CONFLICT DO NOTHING`,
+     ON CONFLICT DO NOTHING
+     RETURNING project, level, (extract(epoch from bucket) * 1000)::float8 AS bucket, user_id`,
     [d.users.project, d.users.level, d.users.bucket, d.users.userId],
+  );
+  await setUserBits(client, newUsers, numbers);
+}
+
+interface NewUserRow {
+  project: string;
+  level: number;
+  bucket: number;
+  user_id: string;
+}
+
+function usersByProject(events: readonly TallyEvent[]): Map<string, Set<string>> {
+  const users = new Map<string, Set<string>>();
+  for (const e of events) {
+    let ids = users.get(e.project);
+    if (!ids) users.set(e.project, (ids = new Set()));
+    ids.add(e.userId);
+  }
+  return users;
+}
+
+/**
+ * Sets the bits of the (bucket, user) rows just inserted into rollup_users, so that
+ * tally.rollup_user_bits always holds exactly the same users (migration 005). Rows go in key
+ * order, like every rollup upsert, so concurrent batches lock them in the same order.
+ */
+async function setUserBits(
+  client: pg.PoolClient,
+  newUsers: readonly NewUserRow[],
+  numbers: ReadonlyMap<string, number>,
+): Promise<void> {
+  if (newUsers.length === 0) return;
+  const chunks = new Map<
+    string,
+    { project: string; level: number; bucket: number; chunk: number; bits: Buffer }
+  >();
+  for (const u of newUsers) {
+    const num = numbers.get(userKey(u.project, u.user_id));
+    if (num === undefined) throw new Error(`user ${u.user_id} of project ${u.project} has no number`);
+    const chunk = Math.floor(num / USERS_PER_CHUNK);
+    const k = JSON.stringify([u.project, u.level, u.bucket, chunk]);
+    let row = chunks.get(k);
+    if (!row) {
+      row = {
+        project: u.project,
+        level: u.level,
+        bucket: u.bucket,
+        chunk,
+        bits: Buffer.alloc(USERS_PER_CHUNK / 8),
+      };
+      chunks.set(k, row);
+    }
+    const bit = num % USERS_PER_CHUNK;
+    row.bits[bit >> 3] |= 0x80 >> (bit & 7);
+  }
+  const rows = [...chunks.entries()]
+    .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
+    .map(([, r]) => r);
+  await client.query(
+    `INSERT INTO tally.rollup_user_bits AS r (project, level, bucket, chunk, users)
+     SELECT p, l, to_timestamp(b / 1000.0), c, ('x' || h)::bit(${USERS_PER_CHUNK})
+       FROM unnest($1::text[], $2::int2[], $3::float8[], $4::int4[], $5::text[]) AS x(p, l, b, c, h)
+     ON CONFLICT (project, level, bucket, chunk) DO UPDATE SET users = r.users | excluded.users`,
+    [
+      rows.map((r) => r.project),
+      rows.map((r) => r.level),
+      rows.map((r) => r.bucket),
+      rows.map((r) => r.chunk),
+      rows.map((r) => r.bits.toString('hex')),
+    ],
   );
 }

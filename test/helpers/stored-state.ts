@@ -41,6 +41,26 @@ export async function storedState(db: pg.Pool | pg.Client, project = 'default') 
     users: await q(
       `SELECT level || '|' || ${bucket} || '|' || user_id AS k FROM tally.rollup_users WHERE project = $1`,
     ),
+    // The user bit strings of migration 005: the rollup_users rows whose bit is set, and how many
+    // bits are set in all. Both equal to rollup_users' rows means both hold the same users.
+    userBits: await q(
+      `SELECT u.level || '|' || (extract(epoch from u.bucket) * 1000)::bigint || '|' || u.user_id AS k
+         FROM tally.rollup_users u
+         JOIN tally.user_numbers n ON n.project = u.project AND n.user_id = u.user_id
+        CROSS JOIN LATERAL (
+          SELECT get_bit(b.users, n.num % 8192) AS bit FROM tally.rollup_user_bits b
+           WHERE b.project = u.project AND b.level = u.level AND b.bucket = u.bucket AND b.chunk = n.num / 8192
+          OFFSET 0) b
+        WHERE u.project = $1 AND b.bit = 1`,
+    ),
+    userBitCount: Number(
+      (
+        await db.query<{ n: string }>(
+          'SELECT coalesce(sum(bit_count(users)), 0) AS n FROM tally.rollup_user_bits WHERE project = $1',
+          [project],
+        )
+      ).rows[0].n,
+    ),
     raw: await q(
       `SELECT event_id || '|' || type || '|' || user_id || '|' || (extract(epoch from ts) * 1000)::bigint
               || '|' || coalesce(page_url, '') AS k
@@ -84,4 +104,6 @@ export async function assertExactlyOnce(
   assert.deepEqual(stored.events, expected.events, 'rollup_events (minute, hour, day)');
   assert.deepEqual(stored.pages, expected.pages, 'rollup_pages (minute, hour, day)');
   assert.deepEqual(stored.users, expected.users, 'rollup_users (minute, hour, day)');
+  assert.deepEqual(stored.userBits, expected.users, 'rollup_user_bits has the bit of every rollup_users row');
+  assert.equal(stored.userBitCount, expected.users.length, 'rollup_user_bits has no other bits set');
 }
