@@ -63,7 +63,7 @@ try {
   );
 
   await pool.query('DELETE FROM tally.events WHERE project = $1', [BENCH_PROJECT]);
-  for (const table of ['rollup_events', 'rollup_pages', 'rollup_users'])
+  for (const table of ['rollup_events', 'rollup_pages', 'rollup_users', 'rollup_user_bits'])
     await pool.query(`DELETE FROM tally.${table} WHERE project = $1`, [BENCH_PROJECT]);
   const partitions = new RawPartitions(database.pool, undefined);
   const dayList: number[] = [];
@@ -115,6 +115,7 @@ try {
       [BENCH_PROJECT, level, unit],
     );
   }
+  await step('user numbers and bit strings', 'SELECT tally.rebuild_user_bits($1)', [BENCH_PROJECT]);
   await step(
     'data version',
     `INSERT INTO tally.data_versions AS v (project, version) VALUES ($1, 1)
@@ -122,12 +123,12 @@ try {
     [BENCH_PROJECT],
   );
   // Index-only scans need the visibility map; the planner needs statistics.
-  for (const table of ['events', 'rollup_events', 'rollup_pages', 'rollup_users'])
+  for (const table of ['events', 'rollup_events', 'rollup_pages', 'rollup_users', 'rollup_user_bits'])
     await step(`VACUUM ANALYZE ${table}`, `VACUUM ANALYZE tally.${table}`);
   const { rows } = await pool.query<{ table: string; size: string }>(
     `SELECT relname AS table, pg_size_pretty(pg_total_relation_size(c.oid)) AS size
        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-      WHERE n.nspname = 'tally' AND relname IN ('rollup_events', 'rollup_pages', 'rollup_users')`,
+      WHERE n.nspname = 'tally' AND relname IN ('rollup_events', 'rollup_pages', 'rollup_users', 'rollup_user_bits')`,
   );
   log(`sizes: ${rows.map((r) => `${r.table} ${r.size}`).join(', ')}`);
 } finally {
