@@ -69,6 +69,9 @@ export class RawPartitions {
       this.#known.delete(day);
       dropped.push(name);
     }
+    // Cached answers read from raw events (user events, seed 003's count) must not outlive them.
+    if (dropped.length > 0)
+      await this.#pool.query('UPDATE tally.data_versions SET version = version + 1, updated_at = now()');
     // The dedup ledger is kept one extra day beyond the raw window.
     const { rowCount } = await this.#pool.query(
       `DELETE FROM tally.event_ids WHERE seen_at < to_timestamp($1 / 1000.0)`,
