@@ -67,10 +67,10 @@ const ctx: BenchContext = {
   measureSec: quick ? 3 : 10,
   connections: 50,
   e2eEvents: quick ? 20_000 : 300_000,
-  probes: quick ? 20 : 200,
-  processorEvents: quick ? 100_000 : 1_000_000,
-  producerPerfRecords: quick ? 300_000 : 3_000_000,
-  queryEvents: quick ? 200_000 : 10_000_000,
+  probes: quick ? 10 : 200,
+  processorEvents: quick ? 50_000 : 1_000_000,
+  producerPerfRecords: quick ? 100_000 : 3_000_000,
+  queryEvents: quick ? 100_000 : 10_000_000,
   queryIterations: quick ? 20 : 200,
   sqlIterations: quick ? 3 : 5,
 };
@@ -78,9 +78,10 @@ const ctx: BenchContext = {
 const rows: Row[] = [];
 const rss: Partial<Record<'tally start' | 'tally ingest' | 'tally process' | 'tally query', number>> = {};
 const peak = (role: keyof typeof rss, mb: number) => (rss[role] = Math.max(rss[role] ?? 0, mb));
-const log = (line: string) => process.stderr.write(`bench: ${line}\n`);
-const cleanups: (() => Promise<void>)[] = [];
 const started = performance.now();
+const log = (line: string) =>
+  process.stderr.write(`bench [${Math.round((performance.now() - started) / 1000)} s]: ${line}\n`);
+const cleanups: (() => Promise<void>)[] = [];
 
 try {
   const dir = await mkdtemp(join(tmpdir(), 'tally-bench-'));
@@ -223,7 +224,7 @@ try {
 const seconds = Math.round((performance.now() - started) / 1000);
 const command = `npm run bench${quick ? ' -- --quick' : ''}${values.only === GROUPS.join(',') ? '' : ` --only ${values.only}`}`;
 const table = markdownTable(rows);
-const files = await writeResults(rows, {
+const files = await writeResults(rows, quick, {
   date: new Date().toISOString(),
   quick,
   command,
