@@ -223,6 +223,8 @@ try {
 
 const seconds = Math.round((performance.now() - started) / 1000);
 const command = `npm run bench${quick ? ' -- --quick' : ''}${values.only === GROUPS.join(',') ? '' : ` --only ${values.only}`}`;
+// Scenario order, not run order (the runs are grouped by the services they need); sort is stable.
+rows.sort((a, b) => parseInt(a.scenario, 10) - parseInt(b.scenario, 10));
 const table = markdownTable(rows);
 const files = await writeResults(rows, quick, {
   date: new Date().toISOString(),
