@@ -116,7 +116,7 @@ try {
     requireTool('java', 'runs the Kafka broker', log, ['-version']) &&
     requireTool('mvn', 'fetches the Kafka jars', log);
   const hasRedis =
-    (runs('query') || hasKafka) &&
+    (runs('query') || (hasKafka && runs('kafka'))) &&
     requireTool('redis-server', 'the query cache of the distributed roles', log);
 
   if (hasKafka || hasRedis) {
