@@ -96,7 +96,8 @@ try {
     const embedded = await startService({
       name: 'tally start',
       args: ['start'],
-      env: { SERVER_PORT: String(port), TALLY_DATA_DIR: join(dir, 'embedded') },
+      // gRPC on a free port too: the machine may run other Tallies on 50051.
+      env: { SERVER_PORT: String(port), TALLY_GRPC_PORT: '0', TALLY_DATA_DIR: join(dir, 'embedded') },
       port,
     });
     try {
