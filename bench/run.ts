@@ -1,8 +1,7 @@
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { cpus, tmpdir, totalmem } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import pg from 'pg';
 import { pino } from 'pino';
 import { startKafkaBroker } from '../scripts/kafka/broker.ts';
 import { startTestRedis } from '../test/helpers/redis.ts';
@@ -18,7 +17,7 @@ import { bareFastifyRate, singleEventIngest } from './scenarios/http-ingest.ts';
 import { kafkaEndToEnd } from './scenarios/kafka-e2e.ts';
 import { batchedIngest } from './scenarios/kafka-ingest.ts';
 import { processorScenario } from './scenarios/processor.ts';
-import { ensureDataset, queryScenario } from './scenarios/query.ts';
+import { prepareQueryDatabase, queryScenario } from './scenarios/query.ts';
 
 /**
  * `npm run bench [-- --quick] [-- --only embedded,kafka,processor,query]`: the scenarios of the
@@ -140,27 +139,9 @@ try {
 
     if (runs('query') && redisUrl !== undefined) {
       log(`scenario 6: query latency (redis-server on ${redisUrl})`);
-      let databaseUrl: string;
-      if (quick) {
-        // A small data set in a database of its own, made fresh on every run.
-        const admin = new pg.Client({ connectionString: postgres.connectionString });
-        await admin.connect();
-        await admin.query('CREATE DATABASE bench_query');
-        await admin.end();
-        const u = new URL(postgres.connectionString);
-        u.pathname = '/bench_query';
-        databaseUrl = u.toString();
-        await ensureDataset(databaseUrl, ctx.queryEvents, log);
-      } else {
-        // The 10-million-event set is kept in .tally/bench-query (as bench/dataset.ts does) for reruns.
-        const dataDir = resolve('.tally/bench-query');
-        await mkdir(dataDir, { recursive: true });
-        const kept = await startEmbeddedPostgres({ dataDir });
-        cleanups.unshift(() => kept.stop());
-        databaseUrl = kept.connectionString;
-        await ensureDataset(databaseUrl, ctx.queryEvents, log, join(dataDir, 'bench-dataset.json'));
-      }
-      const query = await queryScenario(ctx, databaseUrl, redisUrl);
+      const database = await prepareQueryDatabase(ctx, postgres.connectionString, log);
+      cleanups.unshift(database.stop);
+      const query = await queryScenario(ctx, database.url, redisUrl);
       rows.push(...query.rows);
       peak('tally query', query.rssMb);
     }
