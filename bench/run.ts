@@ -81,6 +81,23 @@ const started = performance.now();
 const log = (line: string) =>
   process.stderr.write(`bench [${Math.round((performance.now() - started) / 1000)} s]: ${line}\n`);
 const cleanups: (() => Promise<void>)[] = [];
+let cleaning: Promise<void> | undefined;
+/** Stops what the run started, newest first; once, whether the run ends or is interrupted. */
+function cleanUp(): Promise<void> {
+  cleaning ??= (async () => {
+    for (const cleanup of cleanups)
+      await cleanup().catch((err: unknown) => log(`cleanup failed: ${String(err)}`));
+  })();
+  return cleaning;
+}
+// TRICKY: the PostgreSQL servers run in their own session (pg_ctl), so a Ctrl-C does not reach
+// them: stop them before exiting, or they outlive the run.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    log(`${signal}: stopping the services this run started`);
+    void cleanUp().finally(() => process.exit(130));
+  });
+}
 
 try {
   const dir = await mkdtemp(join(tmpdir(), 'tally-bench-'));
@@ -199,8 +216,7 @@ try {
     });
   }
 } finally {
-  for (const cleanup of cleanups)
-    await cleanup().catch((err: unknown) => log(`cleanup failed: ${String(err)}`));
+  await cleanUp();
 }
 
 const seconds = Math.round((performance.now() - started) / 1000);
