@@ -19,10 +19,10 @@ import { pino } from 'pino';
 import { loadConfig } from '../src/config/load.ts';
 import { startQueryRole } from '../src/cli/query-role.ts';
 import { loadAnalyticsProto } from '../src/query/grpc/service-definition.ts';
+import { questionParams, questions, type Question } from './lib/questions.ts';
 import { percentile, round } from './lib/stats.ts';
 
 const MINUTE = 60_000;
-const DAY = 86_400_000;
 
 const { values } = parseArgs({
   options: {
@@ -43,44 +43,8 @@ const config = loadConfig({
 });
 const role = await startQueryRole(config, pino({ level: 'warn' }));
 
-interface Question {
-  name: string;
-  path: string;
-  rpc: string;
-  params: Record<string, string>;
-}
-
-const QUESTIONS: Question[] = [
-  { name: `summary, ${days} days`, path: '/v1/stats/summary', rpc: 'GetSummary', params: {} },
-  {
-    name: `timeseries events/hour, ${days} days`,
-    path: '/v1/stats/timeseries',
-    rpc: 'GetTimeseries',
-    params: { metric: 'events', interval: 'hour' },
-  },
-  {
-    name: `timeseries page_views/day Asia/Kolkata, ${days} days`,
-    path: '/v1/stats/timeseries',
-    rpc: 'GetTimeseries',
-    params: { metric: 'page_views', interval: 'day', tz: 'Asia/Kolkata' },
-  },
-  {
-    name: `timeseries unique_users/day, ${days} days`,
-    path: '/v1/stats/timeseries',
-    rpc: 'GetTimeseries',
-    params: { metric: 'unique_users', interval: 'day' },
-  },
-  {
-    name: `top-pages, ${days} days`,
-    path: '/v1/stats/top-pages',
-    rpc: 'GetTopPages',
-    params: { limit: '10' },
-  },
-];
-
-function params(q: Question, to: number): Record<string, string> {
-  return { ...q.params, from: new Date(to - days * DAY).toISOString(), to: new Date(to).toISOString() };
-}
+const QUESTIONS = questions(days);
+const params = (q: Question, to: number) => questionParams(q, days, to);
 
 type Ask = (q: Question, to: number) => Promise<void>;
 type Unary = (request: unknown, callback: (err: grpc.ServiceError | null) => void) => void;

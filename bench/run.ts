@@ -2,16 +2,28 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { pino } from 'pino';
+import { startKafkaBroker } from '../scripts/kafka/broker.ts';
+import { startTestRedis } from '../test/helpers/redis.ts';
+import { ensureTopics } from '../src/kafka/topics.ts';
+import { openDatabase } from '../src/store/database.ts';
+import { startEmbeddedPostgres } from '../src/store/embedded-postgres.ts';
 import { findFreePort } from '../src/util/free-port.ts';
 import { startService } from './lib/processes.ts';
 import { markdownTable, writeResults, type Row } from './lib/report.ts';
+import { requireTool } from './lib/tools.ts';
 import { embeddedScenarios } from './scenarios/embedded.ts';
-import { singleEventIngest } from './scenarios/http-ingest.ts';
+import { bareFastifyRate, singleEventIngest } from './scenarios/http-ingest.ts';
+import { kafkaEndToEnd } from './scenarios/kafka-e2e.ts';
+import { batchedIngest } from './scenarios/kafka-ingest.ts';
+import { processorScenario } from './scenarios/processor.ts';
+import { prepareQueryDatabase, queryScenario } from './scenarios/query.ts';
 
 /**
- * `npm run bench [-- --quick]`: every scenario of the benchmark issue that this build supports,
- * each Tally figure next to a baseline measured in the same run. Writes bench/results/<date>.json
- * and .md and prints the table. `--quick` (CI) only proves the harness works: short runs, small sizes.
+ * `npm run bench [-- --quick] [-- --only embedded,kafka,processor,query]`: the scenarios of the
+ * benchmark issue, each Tally figure next to a baseline measured in the same run. Starts its
+ * own PostgreSQL (embedded), Kafka broker and Redis; writes bench/results/<date>.json and .md and
+ * prints the table. `--quick` (CI) only proves the harness works: short runs, small sizes.
  */
 export interface BenchContext {
   quick: boolean;
@@ -20,60 +32,207 @@ export interface BenchContext {
   connections: number;
   e2eEvents: number;
   probes: number;
+  /** Events pre-filled per topic for the processor scenario. */
+  processorEvents: number;
+  /** Records sent by Kafka's ProducerPerformance (batched-ingest baseline). */
+  producerPerfRecords: number;
+  /** Events in the query scenario's data set. */
+  queryEvents: number;
+  /** Requests per question and mode (cached, uncached) in the query scenario. */
+  queryIterations: number;
+  /** Runs of the raw-SQL summary (query baseline), after one warm-up: up to a minute each over 10 million events. */
+  sqlIterations: number;
 }
 
-const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false } } });
+const GROUPS = ['embedded', 'query', 'kafka', 'processor'] as const;
+type Group = (typeof GROUPS)[number];
+
+const { values } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    only: { type: 'string', default: GROUPS.join(',') },
+  },
+});
 const quick = values.quick;
+const only = new Set(values.only.split(',').map((g) => g.trim()));
+for (const g of only) {
+  if (!GROUPS.includes(g as Group))
+    throw new Error(`--only: unknown group ${g} (known: ${GROUPS.join(', ')})`);
+}
+const runs = (g: Group) => only.has(g);
 const ctx: BenchContext = {
   quick,
   warmupSec: quick ? 1 : 3,
   measureSec: quick ? 3 : 10,
   connections: 50,
   e2eEvents: quick ? 20_000 : 300_000,
-  probes: quick ? 20 : 200,
+  probes: quick ? 10 : 200,
+  processorEvents: quick ? 50_000 : 1_000_000,
+  producerPerfRecords: quick ? 100_000 : 3_000_000,
+  queryEvents: quick ? 100_000 : 10_000_000,
+  queryIterations: quick ? 20 : 200,
+  sqlIterations: 3,
 };
 
 const rows: Row[] = [];
-const log = (line: string) => process.stderr.write(`bench: ${line}\n`);
+const rss: Partial<Record<'tally start' | 'tally ingest' | 'tally process' | 'tally query', number>> = {};
+const peak = (role: keyof typeof rss, mb: number) => (rss[role] = Math.max(rss[role] ?? 0, mb));
+const started = performance.now();
+const log = (line: string) =>
+  process.stderr.write(`bench [${Math.round((performance.now() - started) / 1000)} s]: ${line}\n`);
 const cleanups: (() => Promise<void>)[] = [];
-
-try {
-  // Embedded mode: `tally start` with its own PostgreSQL, exactly what `npm start` runs.
-  const dataDir = await mkdtemp(join(tmpdir(), 'tally-bench-'));
-  cleanups.push(() => rm(dataDir, { recursive: true, force: true }));
-  const port = await findFreePort();
-  log('starting tally start (embedded PostgreSQL)');
-  const embedded = await startService({
-    name: 'tally start',
-    args: ['start'],
-    env: { SERVER_PORT: String(port), TALLY_DATA_DIR: dataDir },
-    port,
+let cleaning: Promise<void> | undefined;
+/** Stops what the run started, newest first; once, whether the run ends or is interrupted. */
+function cleanUp(): Promise<void> {
+  cleaning ??= (async () => {
+    for (const cleanup of cleanups)
+      await cleanup().catch((err: unknown) => log(`cleanup failed: ${String(err)}`));
+  })();
+  return cleaning;
+}
+// TRICKY: the PostgreSQL servers run in their own session (pg_ctl), so a Ctrl-C does not reach
+// them: stop them before exiting, or they outlive the run.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    log(`${signal}: stopping the services this run started`);
+    void cleanUp().finally(() => process.exit(130));
   });
-  cleanups.unshift(() => embedded.stop());
-
-  log('scenario 1: single-event HTTP ingest vs bare Fastify');
-  rows.push(...(await singleEventIngest(ctx, embedded, 'embedded')));
-  log('scenarios 4 and 5: embedded end to end and freshness');
-  rows.push(...(await embeddedScenarios(ctx, embedded)).rows);
-  rows.push({
-    scenario: '7. peak RSS',
-    metric: 'tally start (embedded), Node process',
-    tally: Math.round(await embedded.peakRssMb()),
-    unit: 'MB',
-    target: '≤ 300 MB',
-  });
-} finally {
-  for (const cleanup of cleanups)
-    await cleanup().catch((err: unknown) => log(`cleanup failed: ${String(err)}`));
 }
 
+try {
+  const dir = await mkdtemp(join(tmpdir(), 'tally-bench-'));
+  cleanups.push(() => rm(dir, { recursive: true, force: true }));
+  let bareRate: number | undefined;
+  const bare = async () => (bareRate ??= await bareFastifyRate(ctx));
+
+  if (runs('embedded')) {
+    // Embedded mode: `tally start` with its own PostgreSQL, exactly what `npm start` runs.
+    const port = await findFreePort();
+    log('starting tally start (embedded PostgreSQL)');
+    const embedded = await startService({
+      name: 'tally start',
+      args: ['start'],
+      // gRPC on a free port too: the machine may run other Tallies on 50051.
+      env: { SERVER_PORT: String(port), TALLY_GRPC_PORT: '0', TALLY_DATA_DIR: join(dir, 'embedded') },
+      port,
+    });
+    try {
+      log('scenario 1: single-event HTTP ingest vs bare Fastify');
+      rows.push(await singleEventIngest(ctx, embedded, 'embedded', await bare()));
+      log('scenarios 4 and 5: embedded end to end and freshness');
+      rows.push(...(await embeddedScenarios(ctx, embedded)).rows);
+      peak('tally start', await embedded.peakRssMb());
+    } finally {
+      await embedded.stop();
+    }
+  }
+
+  const kafkaWanted = runs('kafka') || runs('processor');
+  const hasKafka =
+    kafkaWanted &&
+    requireTool('java', 'runs the Kafka broker', log, ['-version']) &&
+    requireTool('mvn', 'fetches the Kafka jars', log);
+  const hasRedis =
+    (runs('query') || (hasKafka && runs('kafka'))) &&
+    requireTool('redis-server', 'the query cache of the distributed roles', log);
+
+  if (hasKafka || hasRedis) {
+    // One PostgreSQL for the distributed roles, migrated up front so the harness can poll it.
+    log('starting PostgreSQL (embedded binaries)');
+    const postgres = await startEmbeddedPostgres({ dataDir: join(dir, 'pg') });
+    cleanups.unshift(() => postgres.stop());
+    const migrate = await openDatabase(
+      { kind: 'external', connectionString: postgres.connectionString },
+      { poolSize: 1, applicationName: 'tally-bench', logger: pino({ level: 'silent' }) },
+    );
+    await migrate.stop();
+
+    let redisUrl: string | undefined;
+    if (hasRedis) {
+      const redis = await startTestRedis();
+      cleanups.unshift(() => redis.stop());
+      redisUrl = redis.url;
+    }
+
+    if (runs('query') && redisUrl !== undefined) {
+      log(`scenario 6: query latency (redis-server on ${redisUrl})`);
+      const database = await prepareQueryDatabase(ctx, postgres.connectionString, log);
+      cleanups.unshift(database.stop);
+      const query = await queryScenario(ctx, database.url, redisUrl);
+      rows.push(...query.rows);
+      peak('tally query', query.rssMb);
+    }
+
+    if (hasKafka) {
+      log('starting Kafka');
+      const broker = await startKafkaBroker({ dataDir: join(dir, 'kafka') });
+      cleanups.unshift(() => broker.stop());
+      const env = { bootstrap: broker.bootstrap, databaseUrl: postgres.connectionString };
+
+      if (runs('kafka')) {
+        const topic = `bench-ingest-${Date.now()}`;
+        await ensureTopics({ brokers: [broker.bootstrap], topics: [topic], partitions: 6 });
+        const port = await findFreePort();
+        const ingest = await startService({
+          name: 'tally ingest',
+          args: ['ingest'],
+          env: { SERVER_PORT: String(port), KAFKA_BROKERS: broker.bootstrap, KAFKA_TOPIC: topic },
+          port,
+          readyPath: '/ready',
+        });
+        try {
+          log('scenario 1: single-event HTTP ingest into Kafka vs bare Fastify');
+          rows.push(await singleEventIngest(ctx, ingest, 'tally ingest → Kafka', await bare()));
+          log('scenario 2: batched HTTP ingest vs Kafka ProducerPerformance');
+          rows.push(await batchedIngest(ctx, ingest, broker.bootstrap, topic));
+          peak('tally ingest', await ingest.peakRssMb());
+        } finally {
+          await ingest.stop();
+        }
+      }
+      if (runs('processor')) {
+        log('scenario 3: processor from a pre-filled topic vs INSERT … SELECT');
+        const processor = await processorScenario(ctx, env, log);
+        rows.push(...processor.rows);
+        peak('tally process', processor.rssMb);
+      }
+      if (runs('kafka')) {
+        log('scenario 5: Kafka mode end to end and freshness');
+        const e2e = await kafkaEndToEnd(ctx, env, redisUrl);
+        rows.push(...e2e.rows);
+        peak('tally ingest', e2e.rss.ingest);
+        peak('tally process', e2e.rss.process);
+        peak('tally query', e2e.rss.query);
+      }
+    }
+  }
+  for (const [role, mb] of Object.entries(rss)) {
+    rows.push({
+      scenario: '7. peak RSS',
+      metric: `${role}, largest process of the role (VmHWM)`,
+      tally: Math.round(mb),
+      unit: 'MB',
+      target: '≤ 300 MB',
+    });
+  }
+} finally {
+  await cleanUp();
+}
+
+const seconds = Math.round((performance.now() - started) / 1000);
+const command = `npm run bench${quick ? ' -- --quick' : ''}${values.only === GROUPS.join(',') ? '' : ` --only ${values.only}`}`;
+// Scenario order, not run order (the runs are grouped by the services they need); sort is stable.
+rows.sort((a, b) => parseInt(a.scenario, 10) - parseInt(b.scenario, 10));
 const table = markdownTable(rows);
-const files = await writeResults(rows, {
+const files = await writeResults(rows, quick, {
   date: new Date().toISOString(),
   quick,
+  command,
+  durationSec: seconds,
   node: process.version,
   cpus: cpus().length,
   memoryGiB: Math.round(totalmem() / 2 ** 30),
-  command: `npm run bench${quick ? ' -- --quick' : ''}`,
 });
-process.stdout.write(`\n${table}\n\nwritten to ${files.json} and ${files.markdown}\n`);
+process.stdout.write(
+  `\n${table}\n\n\`${command}\`, ${seconds} s; written to ${files.json} and ${files.markdown}\n`,
+);

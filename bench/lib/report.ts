@@ -34,16 +34,20 @@ export function markdownTable(rows: readonly Row[]): string {
 }
 
 function fmt(n: number): string {
-  return Number.isFinite(n) ? n.toLocaleString('en-US', { maximumFractionDigits: 1 }) : 'n/a';
+  if (!Number.isFinite(n)) return 'n/a';
+  // Small figures are latencies in ms, where the second decimal still means something.
+  return n.toLocaleString('en-US', { maximumFractionDigits: Math.abs(n) < 10 ? 2 : 1 });
 }
 
+/** Writes bench/results/<date>.json and .md (`<date>-quick.*` for `--quick` runs, not kept in git). */
 export async function writeResults(
   rows: readonly Row[],
+  quick: boolean,
   meta: Record<string, unknown>,
 ): Promise<{ json: string; markdown: string }> {
   const dir = new URL('../results/', import.meta.url);
   await mkdir(dir, { recursive: true });
-  const stamp = new Date().toISOString().replace(/[:.]/g, '-');
+  const stamp = `${new Date().toISOString().replace(/[:.]/g, '-')}${quick ? '-quick' : ''}`;
   const json = new URL(`${stamp}.json`, dir);
   const markdown = new URL(`${stamp}.md`, dir);
   await writeFile(json, `${JSON.stringify({ ...meta, rows }, null, 2)}\n`);

@@ -1,0 +1,26 @@
+import { spawnSync } from 'node:child_process';
+
+/** True when `command args` runs and exits 0 on this machine. */
+export function toolAvailable(command: string, args: readonly string[] = ['--version']): boolean {
+  const result = spawnSync(command, args, { stdio: 'ignore', timeout: 30_000 });
+  return result.error === undefined && result.status === 0;
+}
+
+/**
+ * The scenarios that need an outside tool (Java/Maven for Kafka, redis-server) call this first.
+ * Missing tool: a loud line and false (the scenario is skipped), or, in CI
+ * (`TALLY_REQUIRE_ALL_SUITES=1`), an error, so a CI run cannot silently measure less.
+ */
+export function requireTool(
+  command: string,
+  why: string,
+  log: (line: string) => void,
+  args?: readonly string[],
+): boolean {
+  if (toolAvailable(command, args)) return true;
+  const reason = `SKIPPED: '${command}' is not installed (${why})`;
+  if (process.env.TALLY_REQUIRE_ALL_SUITES === '1')
+    throw new Error(`${reason}; TALLY_REQUIRE_ALL_SUITES=1 forbids skipping`);
+  log(`\n*** ${reason}; install it to run these scenarios ***\n`);
+  return false;
+}

@@ -1,0 +1,202 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import pg from 'pg';
+import { ensureTopics } from '../../src/kafka/topics.ts';
+import { findFreePort } from '../../src/util/free-port.ts';
+import { benchBatch } from '../lib/events.ts';
+import { benchProducer, produceAll, toMessage } from '../lib/kafka.ts';
+import { startService } from '../lib/processes.ts';
+import type { Row } from '../lib/report.ts';
+import type { BenchContext } from '../run.ts';
+
+const DAY = 86_400_000;
+const WINDOW = Date.parse('2019-06-01T00:00:00Z');
+const WORKERS = 2;
+const PARTITIONS = 6;
+
+export interface KafkaPg {
+  bootstrap: string;
+  databaseUrl: string;
+}
+
+/**
+ * Runs `tally process` on a pre-filled topic and returns events/s from its first committed batch
+ * to the last (the consumer group's join and the process start are not counted), read from the
+ * positions table that every batch transaction advances, plus the process's peak RSS.
+ */
+async function drain(
+  env: KafkaPg,
+  db: pg.Pool,
+  topic: string,
+  total: number,
+  storeRaw: boolean,
+): Promise<{ rate: number; rssMb: number }> {
+  const groupId = `bench-${topic}`;
+  const port = await findFreePort();
+  const processor = await startService({
+    name: 'tally process',
+    args: ['process'],
+    env: {
+      KAFKA_BROKERS: env.bootstrap,
+      KAFKA_TOPIC: topic,
+      KAFKA_GROUP_ID: groupId,
+      DATABASE_URL: env.databaseUrl,
+      METRICS_PORT: String(port),
+      NUM_WORKERS: String(WORKERS),
+      TALLY_STORE_RAW: String(storeRaw),
+    },
+    port,
+    readyPath: '/ready',
+  });
+  try {
+    const committed = async () => {
+      const { rows } = await db.query<{ n: string }>(
+        'SELECT coalesce(sum(next_offset), 0) AS n FROM tally.positions WHERE group_id = $1 AND topic = $2',
+        [groupId, topic],
+      );
+      return Number(rows[0].n);
+    };
+    const deadline = performance.now() + 600_000;
+    let first: { at: number; n: number } | undefined;
+    for (;;) {
+      const n = await committed();
+      const at = performance.now();
+      if (first === undefined && n > 0) first = { at, n };
+      if (n >= total && first !== undefined) {
+        // Everything came in the first poll: too few events to measure a rate (n/a in the table).
+        const rate = n > first.n ? (n - first.n) / ((at - first.at) / 1000) : Number.NaN;
+        return { rate, rssMb: await processor.peakRssMb() };
+      }
+      if (at > deadline) throw new Error(`tally process committed only ${n} of ${total} events in 10 min`);
+      await sleep(20);
+    }
+  } finally {
+    await processor.stop();
+  }
+}
+
+const STAGING_COLUMNS = 'project, event_id, type, user_id, ts, received_at, page_url, referrer';
+
+/** Loads `events` into an ordinary staging table (not timed), in chunks through unnest. */
+async function loadStaging(db: pg.Pool, events: readonly Record<string, unknown>[], project: string) {
+  await db.query('DROP TABLE IF EXISTS public.bench_staging');
+  await db.query(
+    `CREATE TABLE public.bench_staging (project text, event_id text, type text, user_id text,
+       ts timestamptz, received_at timestamptz, page_url text, referrer text)`,
+  );
+  const now = new Date();
+  for (let i = 0; i < events.length; i += 10_000) {
+    const chunk = events.slice(i, i + 10_000);
+    const col = (f: string) => chunk.map((e) => e[f]);
+    await db.query(
+      `INSERT INTO public.bench_staging (${STAGING_COLUMNS})
+       SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[], $7::text[], $8::text[])`,
+      [
+        project,
+        col('event_id'),
+        col('type'),
+        col('user_id'),
+        chunk.map((e) => new Date(e.timestamp as number)),
+        chunk.map(() => now),
+        col('page_url'),
+        col('referrer'),
+      ],
+    );
+  }
+  await db.query('VACUUM ANALYZE public.bench_staging');
+}
+
+/**
+ * PostgreSQL's own ceiling for storing the same rows: one server-side INSERT … SELECT from the
+ * staging table into the dedup ledger and the raw events table, in one transaction, timed.
+ */
+async function sqlCeiling(db: pg.Pool, events: readonly Record<string, unknown>[]): Promise<number> {
+  // Its own project, so the rows Tally stored do not make these duplicates.
+  await loadStaging(db, events, 'bench-sql-baseline');
+  const client = await db.connect();
+  try {
+    await client.query('SET statement_timeout = 0');
+    const started = performance.now();
+    await client.query('BEGIN');
+    await client.query(
+      `INSERT INTO tally.event_ids (project, event_id) SELECT project, event_id FROM public.bench_staging
+       ON CONFLICT DO NOTHING`,
+    );
+    await client.query(
+      `INSERT INTO tally.events (${STAGING_COLUMNS}) SELECT ${STAGING_COLUMNS} FROM public.bench_staging`,
+    );
+    await client.query('COMMIT');
+    return events.length / ((performance.now() - started) / 1000);
+  } finally {
+    client.release();
+    await db.query('DROP TABLE IF EXISTS public.bench_staging');
+  }
+}
+
+/**
+ * Scenario 3: `tally process` draining a pre-filled topic into PostgreSQL, raw storage on and
+ * off, next to PostgreSQL's own INSERT … SELECT of the same rows.
+ */
+export async function processorScenario(
+  ctx: BenchContext,
+  env: KafkaPg,
+  log: (line: string) => void,
+): Promise<{ rows: Row[]; rssMb: number }> {
+  const total = ctx.processorEvents;
+  const events = benchBatch(total, WINDOW, DAY);
+  const stamp = Date.now();
+  const topics = { raw: `bench-process-raw-${stamp}`, noRaw: `bench-process-noraw-${stamp}` };
+  await ensureTopics({ brokers: [env.bootstrap], topics: Object.values(topics), partitions: PARTITIONS });
+  const producer = benchProducer(env.bootstrap);
+  try {
+    log(`pre-filling two topics with ${total} encoded events each`);
+    await produceAll(
+      producer,
+      events.map((e) => toMessage(topics.raw, e)),
+    );
+    // Same events, another project: the dedup ledger must not turn the second run into duplicates.
+    await produceAll(
+      producer,
+      events.map((e) => toMessage(topics.noRaw, e, 'bench-raw-off')),
+    );
+  } finally {
+    await producer.close();
+  }
+  const db = new pg.Pool({ connectionString: env.databaseUrl, max: 2 });
+  try {
+    log('tally process, raw storage on');
+    const raw = await drain(env, db, topics.raw, total, true);
+    log('tally process, raw storage off (TALLY_STORE_RAW=false)');
+    const noRaw = await drain(env, db, topics.noRaw, total, false);
+    log('PostgreSQL INSERT … SELECT of the same rows');
+    const ceiling = await sqlCeiling(db, events);
+    const common = {
+      tally: 0,
+      baseline: Math.round(ceiling),
+      baselineName: 'INSERT … SELECT from staging',
+      unit: 'events/s',
+    };
+    const what = `events/s from a pre-filled topic (${total} events, ${PARTITIONS} partitions, NUM_WORKERS=${WORKERS}) into PostgreSQL`;
+    const baselineText =
+      'baseline: the same rows in one server-side INSERT … SELECT into the dedup ledger + raw table, no rollups';
+    return {
+      rssMb: Math.max(raw.rssMb, noRaw.rssMb),
+      rows: [
+        {
+          ...common,
+          scenario: '3. processor, raw storage on',
+          metric: `${what}; ${baselineText}`,
+          tally: Math.round(raw.rate),
+          target: '≥ 100,000 events/s',
+        },
+        {
+          ...common,
+          scenario: '3. processor, raw storage off',
+          metric: `${what}, TALLY_STORE_RAW=false; same baseline`,
+          tally: Math.round(noRaw.rate),
+        },
+      ],
+    };
+  } finally {
+    await db.end();
+  }
+}
