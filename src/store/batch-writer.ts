@@ -113,19 +113,27 @@ function key(e: TallyEvent): string {
   return `${e.project}\u0000${e.eventId}`;
 }
 
+/**
+ * The first occurrence of every (project, event_id) in the batch, sorted by that key.
+ *
+ * TRICKY: sorted so that concurrent batches (TALLY_MAX_INFLIGHT_BATCHES, partitions processed in
+ * parallel) insert overlapping dedup keys in one order: the second inserter of a key waits for
+ * the first to commit, and two batches holding keys the other wants would deadlock.
+ */
 function dedupeWithinBatch(events: readonly TallyEvent[]): {
   firstIndex: Map<string, number>;
   unique: TallyEvent[];
 } {
   const firstIndex = new Map<string, number>();
-  const unique: TallyEvent[] = [];
+  const keyed: { k: string; e: TallyEvent }[] = [];
   events.forEach((e, i) => {
     const k = key(e);
     if (firstIndex.has(k)) return;
     firstIndex.set(k, i);
-    unique.push(e);
+    keyed.push({ k, e });
   });
-  return { firstIndex, unique };
+  keyed.sort((a, b) => (a.k < b.k ? -1 : a.k > b.k ? 1 : 0));
+  return { firstIndex, unique: keyed.map((x) => x.e) };
 }
 
 // TRICKY: the conditional upsert is the fence of DESIGN.md guarantee 2. A consumer whose
