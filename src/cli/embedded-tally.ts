@@ -64,6 +64,7 @@ export async function startEmbeddedTally(config: Config, logger: Logger): Promis
     maxBatchEvents: raw.BATCH_SIZE,
     lingerMs: raw.TALLY_BATCH_LINGER_MS,
     maxQueuedEvents: raw.BATCH_SIZE * 20,
+    maxInFlight: raw.TALLY_MAX_INFLIGHT_BATCHES,
   });
   // With KAFKA_BROKERS: HTTP ingest → Kafka → in-process consumer → the same transaction.
   const kafka = config.kafka

@@ -51,6 +51,13 @@ export const ConfigSchema = Type.Object({
   TALLY_MAX_EVENTS_PER_REQUEST: Type.Integer({ minimum: 1, maximum: 100000, default: 10000 }),
   TALLY_MAX_FUTURE_SKEW_SEC: Type.Integer({ minimum: 0, default: 300 }),
   TALLY_BATCH_LINGER_MS: Type.Number({ minimum: 0, maximum: 1000, default: 2 }),
+  TALLY_MAX_INFLIGHT_BATCHES: Type.Integer({
+    minimum: 1,
+    maximum: 16,
+    default: 1,
+    description:
+      'Embedded ingest: most micro-batch transactions committing at once (each holds a PostgreSQL connection)',
+  }),
 
   // Kafka (seed names first)
   KAFKA_BROKERS: Type.Optional(Type.String({ minLength: 1 })),

@@ -11,6 +11,12 @@ export interface MicroBatcherOptions<T, R> {
   lingerMs: number;
   /** Requests beyond this many queued events are refused with 503 instead of queueing. */
   maxQueuedEvents: number;
+  /**
+   * Most batches committing at once (default 1). More than one lets the next batch's statements
+   * run while the previous one waits on row locks or its commit; `commit` must then be safe to
+   * run concurrently with itself.
+   */
+  maxInFlight?: number;
 }
 
 interface Pending<T, R> {
@@ -21,8 +27,8 @@ interface Pending<T, R> {
 
 /**
  * Group commit for HTTP ingest: concurrent requests are coalesced into one transaction.
- * While a batch commits, new requests queue up and form the next batch, so batches grow with
- * load and a quiet server still answers within `lingerMs`. A request's promise settles only
+ * While `maxInFlight` batches commit, new requests queue up and form the next batch, so batches
+ * grow with load and a quiet server still answers within `lingerMs`. A request's promise settles only
  * after its events are committed (or the commit failed). The items are events (embedded) or
  * encoded Kafka messages (`tally ingest`).
  */
@@ -31,11 +37,13 @@ export class MicroBatcher<T = TallyEvent, R = boolean> {
   #queue: Pending<T, R>[] = [];
   #queuedEvents = 0;
   #timer: NodeJS.Timeout | undefined;
-  #inFlight: Promise<void> | undefined;
+  readonly #inFlight = new Set<Promise<void>>();
+  readonly #maxInFlight: number;
   #stopping = false;
 
   constructor(options: MicroBatcherOptions<T, R>) {
     this.#opts = options;
+    this.#maxInFlight = Math.max(1, options.maxInFlight ?? 1);
   }
 
   get queuedEvents(): number {
@@ -61,14 +69,15 @@ export class MicroBatcher<T = TallyEvent, R = boolean> {
   /** Refuses new work and waits until everything queued has been committed or failed. */
   async stop(): Promise<void> {
     this.#stopping = true;
-    while (this.#inFlight !== undefined || this.#queue.length > 0) {
-      if (this.#inFlight === undefined) this.#flush();
-      await this.#inFlight;
+    while (this.#inFlight.size > 0 || this.#queue.length > 0) {
+      if (this.#inFlight.size < this.#maxInFlight) this.#flush();
+      await Promise.race(this.#inFlight);
     }
   }
 
   #schedule(): void {
-    if (this.#inFlight !== undefined) return; // the running flush picks the queue up when done
+    // With every slot busy, the first batch to finish picks the queue up.
+    if (this.#inFlight.size >= this.#maxInFlight) return;
     if (this.#queuedEvents >= this.#opts.maxBatchEvents || this.#opts.lingerMs === 0) {
       this.#flush();
     } else {
@@ -81,7 +90,10 @@ export class MicroBatcher<T = TallyEvent, R = boolean> {
       clearTimeout(this.#timer);
       this.#timer = undefined;
     }
-    if (this.#queue.length === 0) return;
+    while (this.#queue.length > 0 && this.#inFlight.size < this.#maxInFlight) this.#start();
+  }
+
+  #start(): void {
     const batch: Pending<T, R>[] = [];
     let size = 0;
     // Whole requests only; a request larger than a batch goes alone.
@@ -94,11 +106,12 @@ export class MicroBatcher<T = TallyEvent, R = boolean> {
       size += next.events.length;
     }
     this.#queuedEvents -= size;
-    this.#inFlight = this.#commit(batch).finally(() => {
-      this.#inFlight = undefined;
+    const committing: Promise<void> = this.#commit(batch).finally(() => {
+      this.#inFlight.delete(committing);
       // Requests that queued during the commit have waited long enough: commit them now.
       if (this.#queue.length > 0) this.#flush();
     });
+    this.#inFlight.add(committing);
   }
 
   async #commit(batch: Pending<T, R>[]): Promise<void> {

@@ -82,13 +82,10 @@ export class BatchWriter {
       for (const p of input.positions ?? []) await advancePosition(client, p);
       if (input.deadLetters && input.deadLetters.length > 0)
         await insertDeadLetters(client, input.deadLetters);
-      const freshKeys = await insertEventIds(client, unique);
+      const freshKeys = this.#deps.storeRaw
+        ? await insertEventIdsAndRaw(client, unique, cutoff)
+        : await insertEventIds(client, unique);
       const inserted = unique.filter((e) => freshKeys.has(key(e)));
-      if (this.#deps.storeRaw)
-        await insertRaw(
-          client,
-          inserted.filter((e) => e.ts >= cutoff),
-        );
       await upsertRollups(client, inserted, numbers);
       // Last before COMMIT: the version row lock is held only for the commit itself.
       await bumpDataVersions(
@@ -118,26 +115,27 @@ function key(e: TallyEvent): string {
   return `${e.project}\u0000${e.eventId}`;
 }
 
+/**
+ * The first occurrence of every (project, event_id) in the batch, sorted by that key.
+ *
+ * TRICKY: sorted so that concurrent batches (TALLY_MAX_INFLIGHT_BATCHES, partitions processed in
+ * parallel) insert overlapping dedup keys in one order: the second inserter of a key waits for
+ * the first to commit, and two batches holding keys the other wants would deadlock.
+ */
 function dedupeWithinBatch(events: readonly TallyEvent[]): {
   firstIndex: Map<string, number>;
   unique: TallyEvent[];
 } {
   const firstIndex = new Map<string, number>();
-  const unique: TallyEvent[] = [];
+  const keyed: { k: string; e: TallyEvent }[] = [];
   events.forEach((e, i) => {
     const k = key(e);
     if (firstIndex.has(k)) return;
     firstIndex.set(k, i);
-    unique.push(e);
+    keyed.push({ k, e });
   });
-  // Key order, so that concurrent batches sharing event ids lock their dedup keys in the same
-  // order (unsorted, two batches holding the same ids in different orders deadlock).
-  unique.sort((a, b) => {
-    const ka = key(a);
-    const kb = key(b);
-    return ka < kb ? -1 : ka > kb ? 1 : 0;
-  });
-  return { firstIndex, unique };
+  keyed.sort((a, b) => (a.k < b.k ? -1 : a.k > b.k ? 1 : 0));
+  return { firstIndex, unique: keyed.map((x) => x.e) };
 }
 
 // TRICKY: the conditional upsert is the fence of DESIGN.md guarantee 2. A consumer whose
@@ -192,29 +190,70 @@ async function insertEventIds(client: pg.PoolClient, events: readonly TallyEvent
   return new Set(rows.map((r) => `${r.project}\u0000${r.event_id}`));
 }
 
-async function insertRaw(client: pg.PoolClient, events: readonly TallyEvent[]): Promise<void> {
-  if (events.length === 0) return;
-  await client.query(
-    `INSERT INTO tally.events
-       (project, event_id, type, user_id, ts, received_at, page_url, referrer, session_id, service, properties)
-     SELECT p, id, t, u, to_timestamp(ts / 1000.0), to_timestamp(r / 1000.0), pu, rf, s, sv, pr::jsonb
-       FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[], $6::float8[],
-                   $7::text[], $8::text[], $9::text[], $10::text[], $11::text[])
-         AS x(p, id, t, u, ts, r, pu, rf, s, sv, pr)`,
-    [
-      events.map((e) => e.project),
-      events.map((e) => e.eventId),
-      events.map((e) => e.type),
-      events.map((e) => e.userId),
-      events.map((e) => e.ts),
-      events.map((e) => e.receivedAt),
-      events.map((e) => e.pageUrl),
-      events.map((e) => e.referrer),
-      events.map((e) => e.sessionId),
-      events.map((e) => e.service),
-      events.map((e) => e.properties),
-    ],
-  );
+/**
+ * Inserts the dedup keys and, in the same statement (one round trip), the raw rows of the events
+ * whose key was new and whose day is inside the retention window. Returns the new keys.
+ */
+async function insertEventIdsAndRaw(
+  client: pg.PoolClient,
+  events: readonly TallyEvent[],
+  cutoff: number,
+): Promise<Set<string>> {
+  if (events.length === 0) return new Set();
+  const n = events.length;
+  const project = new Array<string>(n);
+  const id = new Array<string>(n);
+  const type = new Array<string>(n);
+  const user = new Array<string>(n);
+  const ts = new Array<number>(n);
+  const received = new Array<number>(n);
+  const pageUrl = new Array<string | null>(n);
+  const referrer = new Array<string | null>(n);
+  const session = new Array<string | null>(n);
+  const service = new Array<string | null>(n);
+  const properties = new Array<string | null>(n);
+  const keep = new Array<boolean>(n);
+  for (let i = 0; i < n; i++) {
+    const e = events[i];
+    project[i] = e.project;
+    id[i] = e.eventId;
+    type[i] = e.type;
+    user[i] = e.userId;
+    ts[i] = e.ts;
+    received[i] = e.receivedAt;
+    pageUrl[i] = e.pageUrl;
+    referrer[i] = e.referrer;
+    session[i] = e.sessionId;
+    service[i] = e.service;
+    properties[i] = e.properties;
+    keep[i] = e.ts >= cutoff;
+  }
+  // The keys go in in `events` order (sorted, see dedupeWithinBatch); the raw rows join the keys
+  // actually inserted, so a key another batch holds is neither returned nor stored twice.
+  // Named: parsed and planned once per connection instead of once per batch (about 13 % less
+  // CPU per event at 50-event batches, scratch measurement). TRICKY: behind PgBouncer in
+  // transaction mode this needs PgBouncer ≥ 1.21 with max_prepared_statements set.
+  const { rows } = await client.query<{ project: string; event_id: string }>({
+    name: 'tally-insert-event-ids-and-raw',
+    text: `WITH fresh AS (
+       INSERT INTO tally.event_ids (project, event_id)
+       SELECT * FROM unnest($1::text[], $2::text[])
+       ON CONFLICT DO NOTHING
+       RETURNING project, event_id
+     ), raw AS (
+       INSERT INTO tally.events
+         (project, event_id, type, user_id, ts, received_at, page_url, referrer, session_id, service, properties)
+       SELECT x.p, x.id, x.t, x.u, to_timestamp(x.ts / 1000.0), to_timestamp(x.r / 1000.0), x.pu, x.rf, x.s, x.sv, x.pr::jsonb
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[], $6::float8[],
+                     $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::bool[])
+           AS x(p, id, t, u, ts, r, pu, rf, s, sv, pr, keep)
+         JOIN fresh f ON f.project = x.p AND f.event_id = x.id
+        WHERE x.keep
+     )
+     SELECT project, event_id FROM fresh`,
+    values: [project, id, type, user, ts, received, pageUrl, referrer, session, service, properties, keep],
+  });
+  return new Set(rows.map((r) => `${r.project}\u0000${r.event_id}`));
 }
 
 async function upsertRollups(
