@@ -1,3 +1,5 @@
+import type { TallyEvent } from '../../src/event/types.ts';
+
 /** Expected answers computed from the events a test produced itself (STYLE.md: "an oracle"). */
 export interface OracleEvent {
   event_id: string;
@@ -107,4 +109,21 @@ export async function pool<T>(tasks: (() => Promise<T>)[], concurrency: number):
     }),
   );
   return results;
+}
+
+/** The event the batch writer would get for `e` (tests that call BatchWriter directly). */
+export function toTallyEvent(e: OracleEvent, project = 'default'): TallyEvent {
+  return {
+    project,
+    eventId: e.event_id,
+    type: e.type,
+    userId: e.user_id,
+    ts: e.ts,
+    receivedAt: e.ts,
+    pageUrl: e.page_url ?? null,
+    referrer: null,
+    sessionId: null,
+    service: null,
+    properties: null,
+  };
 }

@@ -1,28 +1,11 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import pg from 'pg';
-import type { TallyEvent } from '../../src/event/types.ts';
 import { BatchWriter } from '../../src/store/batch-writer.ts';
 import { RawPartitions } from '../../src/store/partitions.ts';
 import { startTestPostgres } from '../helpers/kafka-process.ts';
-import { prng, type OracleEvent } from '../helpers/oracle.ts';
+import { prng, toTallyEvent, type OracleEvent } from '../helpers/oracle.ts';
 import { expectedRollups, storedState } from '../helpers/stored-state.ts';
-
-function toEvent(e: OracleEvent): TallyEvent {
-  return {
-    project: 'default',
-    eventId: e.event_id,
-    type: e.type,
-    userId: e.user_id,
-    ts: e.ts,
-    receivedAt: e.ts,
-    pageUrl: e.page_url ?? null,
-    referrer: null,
-    sessionId: null,
-    service: null,
-    properties: null,
-  };
-}
 
 // TRICKY: concurrent batches (TALLY_MAX_INFLIGHT_BATCHES > 1) must neither deadlock nor count an
 // event twice: each batch below shares event ids with the others, in a different order, and
@@ -43,7 +26,7 @@ test('concurrent batches with overlapping event ids and rollup rows count every 
     ts: base + Math.floor(random() * 3) * 60_000 + i,
     page_url: `/p/${Math.floor(random() * 5)}`,
   }));
-  const events = oracle.map(toEvent);
+  const events = oracle.map((e) => toTallyEvent(e));
   const rounds = 5;
   const writers = 6;
   for (let round = 0; round < rounds; round++) {
@@ -80,9 +63,12 @@ test('a batch that fails does not affect a concurrent one', async (t) => {
   t.after(() => pool.end());
   const writer = new BatchWriter({ pool, partitions: new RawPartitions(pool, undefined), storeRaw: true });
   const base = Date.UTC(2024, 0, 1);
-  const good = toEvent({ event_id: 'good', type: 'page_view', user_id: 'u', ts: base, page_url: '/a' });
+  const good = toTallyEvent({ event_id: 'good', type: 'page_view', user_id: 'u', ts: base, page_url: '/a' });
   // An invalid JSON document in properties makes PostgreSQL reject the whole batch.
-  const bad = { ...toEvent({ event_id: 'bad', type: 'page_view', user_id: 'u', ts: base }), properties: '{' };
+  const bad = {
+    ...toTallyEvent({ event_id: 'bad', type: 'page_view', user_id: 'u', ts: base }),
+    properties: '{',
+  };
   const [ok, failed] = await Promise.allSettled([
     writer.write({ events: [good] }),
     writer.write({ events: [bad, { ...good, eventId: 'good-2' }] }),

@@ -7,7 +7,7 @@ import { BatchWriter } from '../../src/store/batch-writer.ts';
 import { RawPartitions } from '../../src/store/partitions.ts';
 import { createPool } from '../../src/store/pool.ts';
 import { startTestPostgres } from '../helpers/kafka-process.ts';
-import { Oracle, pool, prng, type OracleEvent } from '../helpers/oracle.ts';
+import { Oracle, pool, prng, toTallyEvent, type OracleEvent } from '../helpers/oracle.ts';
 import { assertExactlyOnce, storedState } from '../helpers/stored-state.ts';
 
 const DAY = 86_400_000;
@@ -15,22 +15,6 @@ const MINUTE = 60_000;
 // More users than one bit-string chunk (8192) holds, so counts cross chunks.
 const USERS = 20_000;
 const EVENTS = 40_000;
-
-function toEvent(e: OracleEvent, project = 'default'): TallyEvent {
-  return {
-    project,
-    eventId: e.event_id,
-    type: e.type,
-    userId: e.user_id,
-    ts: e.ts,
-    receivedAt: e.ts,
-    pageUrl: e.page_url ?? null,
-    referrer: null,
-    sessionId: null,
-    service: null,
-    properties: null,
-  };
-}
 
 test(
   'distinct users from the bit strings: concurrent writers with cold caches and overlapping users and events give the oracle',
@@ -61,7 +45,7 @@ test(
     );
     const batches: TallyEvent[][] = [];
     for (let i = 0; i < EVENTS; i += 1000)
-      batches.push(oracle.events.slice(i, i + 1000).map((e) => toEvent(e)));
+      batches.push(oracle.events.slice(i, i + 1000).map((e) => toTallyEvent(e)));
     await pool(
       batches.flatMap((batch, i) => [
         () => writers[i % 3].write({ events: batch }),
@@ -102,7 +86,7 @@ test('tally.rebuild_user_bits rebuilds the bit strings from rollup_users (migrat
     user_id: `u-${i % 97}`,
     ts: now - i * 7 * MINUTE,
   }));
-  await writer.write({ events: events.map((e) => toEvent(e, 'p1')) });
+  await writer.write({ events: events.map((e) => toTallyEvent(e, 'p1')) });
   // A project whose rollup_users rows were written directly, without numbers or bits.
   await db.pool.query(
     `INSERT INTO tally.rollup_users (project, level, bucket, user_id)
@@ -119,7 +103,7 @@ test('tally.rebuild_user_bits rebuilds the bit strings from rollup_users (migrat
   assert.deepEqual(before.userBits, before.users);
   // Numbers given by the rebuild are taken into account by the next writer.
   await writer.write({
-    events: [toEvent({ event_id: 'late', type: 'click', user_id: 'new-user', ts: now }, 'p2')],
+    events: [toTallyEvent({ event_id: 'late', type: 'click', user_id: 'new-user', ts: now }, 'p2')],
   });
   const { rows } = await db.pool.query<{ n: number; d: number }>(
     `SELECT count(*)::int AS n, count(DISTINCT num)::int AS d FROM tally.user_numbers WHERE project = 'p2'`,
