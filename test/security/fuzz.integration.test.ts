@@ -292,6 +292,7 @@ test(
     await tally.keys.refresh();
 
     const accepted = new Set<string>();
+    const inFlight = new Set<Promise<unknown>>();
     const statuses = new Map<number, number>();
     let requests = 0;
     let peakRss = 0;
@@ -339,7 +340,13 @@ test(
           },
         ),
         async (batch) => {
-          await Promise.all(batch.map(([r, a]) => send(r, a)));
+          const sending = Promise.all(batch.map(([r, a]) => send(r, a)));
+          inFlight.add(sending);
+          try {
+            await sending;
+          } finally {
+            inFlight.delete(sending);
+          }
         },
       ),
       {
@@ -355,6 +362,9 @@ test(
         },
       },
     );
+    // interruptAfterTimeLimit stops waiting for the last batch but does not cancel it: its
+    // requests may still be acknowledged, so wait for them before reading what was stored.
+    await Promise.all(inFlight);
     clearInterval(sampler);
     process.stderr.write(
       `fuzz: ${requests} requests, ${accepted.size} events accepted, statuses ${JSON.stringify(Object.fromEntries(statuses))}, ` +
