@@ -30,5 +30,6 @@ EXPOSE 8080 8081 9090 50051
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
   CMD ["node", "src/cli/healthcheck.ts"]
 STOPSIGNAL SIGTERM
-ENTRYPOINT ["node", "bin/tally.js"]
+# V8 flags: src/cli/v8-flags.ts.
+ENTRYPOINT ["node", "--max-semi-space-size=32", "--heap-growing-percent=50", "bin/tally.js"]
 CMD ["start"]

@@ -16,6 +16,7 @@ import { opsRoutes } from '../observability/routes.ts';
 import { BatchProcessor } from '../process/batch-processor.ts';
 import { queryRoutes } from '../query/routes.ts';
 import { BatchWriter } from '../store/batch-writer.ts';
+import { DataVersions } from '../store/data-versions.ts';
 import { openDatabase, type Database } from '../store/database.ts';
 import { RawPartitions } from '../store/partitions.ts';
 import { createQueryLayer } from './query-layer.ts';
@@ -54,7 +55,14 @@ export async function startEmbeddedTally(config: Config, logger: Logger): Promis
   // API keys; refuses a non-loopback TALLY_HOST while none exists (SECURITY.md).
   const security = await startRoleAuth(config, database.pool, logger, () => database.stop());
   const partitions = new RawPartitions(database.pool, raw.TALLY_RAW_RETENTION_DAYS);
-  const writer = new BatchWriter({ pool: database.pool, partitions, storeRaw: raw.TALLY_STORE_RAW });
+  // Moved by this process's commits before their 202s: a client reads its own writes.
+  const versions = new DataVersions(database.pool, logger);
+  const writer = new BatchWriter({
+    pool: database.pool,
+    partitions,
+    storeRaw: raw.TALLY_STORE_RAW,
+    onVersions: (v) => versions.observe(v),
+  });
   const live = new LiveFeed();
   const processor = new BatchProcessor({ writer, metrics, logger, onCommit: live.onCommit });
   const batcher = new MicroBatcher({
@@ -80,7 +88,7 @@ export async function startEmbeddedTally(config: Config, logger: Logger): Promis
     : undefined;
   let stopping = false;
   const projectOf = (request: FastifyRequest) => request.tallyAuth?.project ?? DEFAULT_PROJECT;
-  const queryLayer = createQueryLayer({ pool: database.pool, config, metrics, logger });
+  const queryLayer = createQueryLayer({ pool: database.pool, config, metrics, logger, versions });
   const app = await buildApp({
     logger,
     title: 'Tally',

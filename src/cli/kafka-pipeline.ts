@@ -47,6 +47,7 @@ export async function startKafkaPipeline(
       clientId: `tally-start-${process.pid}`,
       batchSize: raw.BATCH_SIZE,
       flushIntervalMs: raw.FLUSH_INTERVAL_SEC * 1000,
+      lingerMs: raw.TALLY_BATCH_LINGER_MS,
       sessionTimeoutMs: raw.TALLY_KAFKA_SESSION_TIMEOUT_MS,
       maxFutureSkewMs: raw.TALLY_MAX_FUTURE_SKEW_SEC * 1000,
       maxMessageBytes: raw.TALLY_MAX_MESSAGE_BYTES,

@@ -14,6 +14,7 @@ import { BatchWriter } from '../store/batch-writer.ts';
 import { openDatabase } from '../store/database.ts';
 import { startEmbeddedPostgres } from '../store/embedded-postgres.ts';
 import { RawPartitions } from '../store/partitions.ts';
+import { TALLY_V8_FLAGS } from './v8-flags.ts';
 
 export interface Stoppable {
   stop(): Promise<void>;
@@ -59,7 +60,13 @@ export async function startProcessPrimary(
   );
   const topics = [kafka.topic, ...kafka.extraTopics];
   await ensureTopics({ brokers: kafka.brokers, topics, partitions: raw.TALLY_KAFKA_PARTITIONS });
-  const pool = new WorkerPool({ size: raw.NUM_WORKERS, env: { DATABASE_URL: connectionString }, logger });
+  const pool = new WorkerPool({
+    size: raw.NUM_WORKERS,
+    env: { DATABASE_URL: connectionString },
+    // Cluster workers do not inherit the launcher's flags when node was started without them.
+    v8Flags: TALLY_V8_FLAGS,
+    logger,
+  });
   let stopping = false;
   const app = await buildApp({
     logger,
@@ -120,6 +127,7 @@ export async function startProcessWorker(config: Config, logger: Logger): Promis
       clientId: `tally-process-${process.pid}`,
       batchSize: raw.BATCH_SIZE,
       flushIntervalMs: raw.FLUSH_INTERVAL_SEC * 1000,
+      lingerMs: raw.TALLY_BATCH_LINGER_MS,
       sessionTimeoutMs: raw.TALLY_KAFKA_SESSION_TIMEOUT_MS,
       maxFutureSkewMs: raw.TALLY_MAX_FUTURE_SKEW_SEC * 1000,
       maxMessageBytes: raw.TALLY_MAX_MESSAGE_BYTES,

@@ -50,7 +50,13 @@ export const ConfigSchema = Type.Object({
   TALLY_MAX_DECOMPRESSED_BYTES: Type.Integer({ minimum: 1024, default: 10485760 }),
   TALLY_MAX_EVENTS_PER_REQUEST: Type.Integer({ minimum: 1, maximum: 100000, default: 10000 }),
   TALLY_MAX_FUTURE_SKEW_SEC: Type.Integer({ minimum: 0, default: 300 }),
-  TALLY_BATCH_LINGER_MS: Type.Number({ minimum: 0, maximum: 1000, default: 2 }),
+  TALLY_BATCH_LINGER_MS: Type.Number({
+    minimum: 0,
+    maximum: 60000,
+    default: 2,
+    description:
+      'With no write in flight, how long a new batch waits for more events (embedded ingest, the Kafka producer of tally ingest, the processor; the processor never waits longer than FLUSH_INTERVAL_SEC)',
+  }),
   TALLY_MAX_INFLIGHT_BATCHES: Type.Integer({
     minimum: 1,
     maximum: 16,

@@ -16,3 +16,16 @@ export function kafkaClientOptions(brokers: readonly string[], clientId: string)
     retryDelay: 250,
   };
 }
+
+/**
+ * Most bytes per fetch for Tally's consumers (the library's default is 50 MB).
+ * TRICKY: highWaterMark and pause() only decide whether the stream sends the NEXT fetch; every
+ * record of a fetch response is decoded into a Message and pushed into the stream's buffer at
+ * once (MessagesStream#pushRecords ignores push() returning false). So one fetch is what a
+ * consumer buffers beyond what it is working on. The limit counts bytes on the wire, i.e.
+ * compressed: 8 MiB of lz4-compressed bench events was ~200,000 messages (~1 KB of heap each)
+ * per fetch, and 1 GB of RSS. 256 KiB is ~6,000 such events, about one BATCH_SIZE;
+ * uncompressed, ~1,000. Kafka still returns a larger first record batch whole, so big events
+ * are not starved.
+ */
+export const FETCH_MAX_BYTES = 256 * 1024;

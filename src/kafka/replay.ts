@@ -7,7 +7,7 @@ import {
 } from '@platformatic/kafka';
 import type { Message, MessageToProduce } from '@platformatic/kafka';
 import { TallyError } from '../errors/tally-error.ts';
-import { kafkaClientOptions } from './client-options.ts';
+import { FETCH_MAX_BYTES, kafkaClientOptions } from './client-options.ts';
 import { DEFAULT_PROJECT, decodeEventMessage } from './codec.ts';
 import { DLQ_HEADERS, DLQ_SUFFIX } from './dead-letters.ts';
 
@@ -65,6 +65,7 @@ export async function replayDeadLetters(options: ReplayOptions): Promise<ReplayS
     ...kafkaClientOptions(options.brokers, 'tally-replay'),
     groupId: options.groupId,
     maxWaitTime: 200,
+    maxBytes: FETCH_MAX_BYTES,
     sessionTimeout: 10_000,
     heartbeatInterval: 1_000,
   });

@@ -42,7 +42,7 @@ export class BatchProcessor {
         try {
           return await this.#deps.writer.write(input);
         } catch (err) {
-          metrics.processingErrors.inc({ kind: (err as { code?: string }).code ?? 'unknown' });
+          metrics.processingErrors.inc({ kind: errorKind(err) });
           if (!isRetriable(err)) throw new AbortError(err as Error);
           throw err;
         }
@@ -88,4 +88,14 @@ export class BatchProcessor {
       );
     }
   }
+}
+
+/**
+ * The `kind` label of a failed write: its error code, and `fenced` for a commit the fence refused
+ * (docs/kafka.md). Counted here, where the write fails, so a fence is counted once even when a
+ * rebalance has already made the caller give up waiting for this write.
+ */
+function errorKind(err: unknown): string {
+  const code = (err as { code?: string }).code;
+  return code === 'TALLY_FENCED' ? 'fenced' : (code ?? 'unknown');
 }

@@ -11,6 +11,7 @@ import {
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { TallyError } from '../errors/tally-error.ts';
+import { FETCH_MAX_BYTES } from '../kafka/client-options.ts';
 import type { HealthCheck } from '../observability/health.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { partitionKey, readPositions, type TopicPartition } from '../store/positions.ts';
@@ -26,7 +27,10 @@ export interface KafkaProcessorOptions {
   topics: string[];
   clientId: string;
   batchSize: number;
+  /** FLUSH_INTERVAL_SEC (the seeds' flush interval): the longest a new batch lingers. */
   flushIntervalMs: number;
+  /** TALLY_BATCH_LINGER_MS: with no write in flight, how long a new batch waits for more messages. */
+  lingerMs: number;
   sessionTimeoutMs: number;
   maxFutureSkewMs: number;
   maxMessageBytes: number;
@@ -43,15 +47,16 @@ export interface KafkaProcessorDeps {
 }
 
 const STREAM_HIGH_WATER_MARK = 1024;
-const FETCH_MAX_BYTES = 8 * 1024 * 1024;
 const FETCH_MAX_WAIT_MS = 500;
 const REBUILD_MIN_DELAY_MS = 100;
 const REBUILD_MAX_DELAY_MS = 5000;
 
 /**
  * `tally process`: one member of the consumer group. Each assignment (and each refused commit)
- * starts a fresh stream at the offsets stored in PostgreSQL; messages accumulate into batches
- * of up to BATCH_SIZE or FLUSH_INTERVAL_SEC, and each batch is one fenced transaction.
+ * starts a fresh stream at the offsets stored in PostgreSQL; messages accumulate into batches,
+ * and each batch is one fenced transaction. A batch is written as soon as the previous write is
+ * done (after a short linger when nothing was being written), so batches grow with load and a
+ * quiet processor commits within milliseconds; BATCH_SIZE and FLUSH_INTERVAL_SEC bound them.
  * Kafka offsets are committed after the database commit, for lag monitoring only.
  */
 export class KafkaProcessor {
@@ -87,6 +92,7 @@ export class KafkaProcessor {
       rebalanceTimeout: Math.max(session, 30_000),
       autocommit: false,
       maxWaitTime: FETCH_MAX_WAIT_MS,
+      // One fetch is what the processor buffers beyond its two batches (FETCH_MAX_BYTES).
       maxBytes: FETCH_MAX_BYTES,
       highWaterMark: Math.min(STREAM_HIGH_WATER_MARK, options.batchSize),
       retries: 3,
@@ -206,14 +212,20 @@ export class KafkaProcessor {
     if (!this.#expected.has(partitionKey(message.topic, message.partition))) return;
     this.#builder.add(message);
     if (this.#builder.size < this.#options.batchSize) {
-      this.#timer ??= setTimeout(() => this.#flush(false), this.#options.flushIntervalMs);
+      // While a write is in flight the batch grows until that write is done (#flush's finally).
+      if (!this.#flushing) this.#timer ??= setTimeout(() => this.#flush(false), this.#lingerMs());
     } else if (this.#flushing) {
       // Backpressure: one batch is being written (or retried) and the next one is full, so the
-      // stream fetches nothing more until the write is done. Memory stays at two batches.
+      // stream fetches nothing more until the write is done. Memory stays at two batches plus
+      // what the stream holds: its buffer and the fetch in flight (see FETCH_MAX_BYTES).
       this.#stream?.pause();
     } else {
       this.#flush(false);
     }
+  }
+
+  #lingerMs(): number {
+    return Math.min(this.#options.lingerMs, this.#options.flushIntervalMs);
   }
 
   #flush(final: boolean): void {
@@ -227,9 +239,8 @@ export class KafkaProcessor {
     this.#flushing = this.#commit(batch, generation).finally(() => {
       this.#flushing = undefined;
       if (final || this.#stopping || generation !== this.#generation) return;
-      if (this.#builder.size >= this.#options.batchSize) this.#flush(false);
-      else if (this.#builder.size > 0)
-        this.#timer ??= setTimeout(() => this.#flush(false), this.#options.flushIntervalMs);
+      // What arrived during the write has waited for it already: write it now (group commit).
+      this.#flush(false);
       this.#stream?.resume();
     });
   }
@@ -264,7 +275,7 @@ export class KafkaProcessor {
         return;
       }
       if (err instanceof TallyError && err.code === 'TALLY_FENCED') {
-        metrics.processingErrors.inc({ kind: 'fenced' });
+        // Counted by the BatchProcessor (kind="fenced"), like every failed write.
         logger.warn({ err }, 'commit refused by the fence: partitions moved; re-reading positions');
       } else {
         logger.error({ err }, 'batch failed; re-reading positions and retrying');

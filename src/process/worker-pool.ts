@@ -12,6 +12,8 @@ export interface WorkerMessage {
 export interface WorkerPoolOptions {
   size: number;
   env: Record<string, string>;
+  /** V8 flags for the workers, before the primary's own execArgv (so flags given to node win). */
+  v8Flags?: readonly string[];
   logger: Logger;
   /** Per worker, how long stop() waits before killing it (its own deadline is shorter). */
   stopTimeoutMs?: number;
@@ -38,6 +40,7 @@ export class WorkerPool {
   }
 
   start(): void {
+    cluster.setupPrimary({ execArgv: [...(this.#options.v8Flags ?? []), ...process.execArgv] });
     for (let i = 0; i < this.#options.size; i++) this.#fork();
   }
 

@@ -99,7 +99,7 @@ test(
       // The sleeper holds each batch for 2 s, so it is frozen with a batch in hand.
       const sleeper = await spawnProcessor(t, {
         ...env,
-        extra: { FLUSH_INTERVAL_SEC: '2', BATCH_SIZE: '100000' },
+        extra: { TALLY_BATCH_LINGER_MS: '2000', FLUSH_INTERVAL_SEC: '2', BATCH_SIZE: '100000' },
       });
       const other = await spawnProcessor(t, env);
       const { oracle, messages } = generateEvents(20_000, 3, 0.05);
