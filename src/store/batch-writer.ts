@@ -1,11 +1,11 @@
 import type pg from 'pg';
 import type { TallyEvent } from '../event/types.ts';
 import { TallyError } from '../errors/tally-error.ts';
-import { bumpDataVersions } from './data-versions.ts';
 import { classifyPgError } from './pg-errors.ts';
 import { dayStart, type RawPartitions } from './partitions.ts';
-import { rollupDeltas } from './rollup-deltas.ts';
-import { USERS_PER_CHUNK, UserNumbers, userKey } from './user-numbers.ts';
+import { KnownUserRows } from './known-user-rows.ts';
+import { upsertRollups } from './rollup-writes.ts';
+import { UserNumbers } from './user-numbers.ts';
 
 export interface DeadLetter {
   project: string | null;
@@ -46,6 +46,8 @@ export interface BatchWriterDeps {
   pool: pg.Pool;
   partitions: RawPartitions;
   storeRaw: boolean;
+  /** Called right after each commit with the data versions it moved (this process's query cache). */
+  onVersions?: (versions: ReadonlyMap<string, number>) => void;
 }
 
 /**
@@ -56,6 +58,7 @@ export interface BatchWriterDeps {
 export class BatchWriter {
   readonly #deps: BatchWriterDeps;
   readonly #userNumbers: UserNumbers;
+  readonly #knownUserRows = new KnownUserRows();
 
   constructor(deps: BatchWriterDeps) {
     this.#deps = deps;
@@ -86,13 +89,11 @@ export class BatchWriter {
         ? await insertEventIdsAndRaw(client, unique, cutoff)
         : await insertEventIds(client, unique);
       const inserted = unique.filter((e) => freshKeys.has(key(e)));
-      await upsertRollups(client, inserted, numbers);
-      // Last before COMMIT: the version row lock is held only for the commit itself.
-      await bumpDataVersions(
-        client,
-        inserted.map((e) => e.project),
-      );
+      // Last before COMMIT (see rollup-writes.ts), with the data versions.
+      const { sentUserRows, versions } = await upsertRollups(client, inserted, numbers, this.#knownUserRows);
       await client.query('COMMIT');
+      this.#knownUserRows.remember(sentUserRows);
+      this.#deps.onVersions?.(versions);
       const fresh = input.events.map((e, i) => firstIndex.get(key(e)) === i && freshKeys.has(key(e)));
       return {
         fresh,
@@ -180,13 +181,15 @@ async function insertDeadLetters(client: pg.PoolClient, rows: readonly DeadLette
 
 async function insertEventIds(client: pg.PoolClient, events: readonly TallyEvent[]): Promise<Set<string>> {
   if (events.length === 0) return new Set();
-  const { rows } = await client.query<{ project: string; event_id: string }>(
-    `INSERT INTO tally.event_ids (project, event_id)
+  // Named, like insertEventIdsAndRaw: planned once per connection.
+  const { rows } = await client.query<{ project: string; event_id: string }>({
+    name: 'tally-insert-event-ids',
+    text: `INSERT INTO tally.event_ids (project, event_id)
      SELECT * FROM unnest($1::text[], $2::text[])
      ON CONFLICT DO NOTHING
      RETURNING project, event_id`,
-    [events.map((e) => e.project), events.map((e) => e.eventId)],
-  );
+    values: [events.map((e) => e.project), events.map((e) => e.eventId)],
+  });
   return new Set(rows.map((r) => `${r.project}\u0000${r.event_id}`));
 }
 
@@ -256,45 +259,6 @@ async function insertEventIdsAndRaw(
   return new Set(rows.map((r) => `${r.project}\u0000${r.event_id}`));
 }
 
-async function upsertRollups(
-  client: pg.PoolClient,
-  events: readonly TallyEvent[],
-  numbers: ReadonlyMap<string, number>,
-): Promise<void> {
-  if (events.length === 0) return;
-  const d = rollupDeltas(events);
-  await client.query(
-    `INSERT INTO tally.rollup_events AS r (project, level, bucket, type, count)
-     SELECT p, l, to_timestamp(b / 1000.0), t, c FROM unnest($1::text[], $2::int2[], $3::float8[], $4::text[], $5::int8[]) AS x(p, l, b, t, c)
-     ON CONFLICT (project, level, bucket, type) DO UPDATE SET count = r.count + excluded.count, updated_at = now()`,
-    [d.events.project, d.events.level, d.events.bucket, d.events.type, d.events.count],
-  );
-  if (d.pages.project.length > 0) {
-    await client.query(
-      `INSERT INTO tally.rollup_pages AS r (project, level, bucket, type, page_url, count)
-       SELECT p, l, to_timestamp(b / 1000.0), t, u, c
-         FROM unnest($1::text[], $2::int2[], $3::float8[], $4::text[], $5::text[], $6::int8[]) AS x(p, l, b, t, u, c)
-       ON CONFLICT (project, level, bucket, type, page_url) DO UPDATE SET count = r.count + excluded.count`,
-      [d.pages.project, d.pages.level, d.pages.bucket, d.pages.type, d.pages.pageUrl, d.pages.count],
-    );
-  }
-  const { rows: newUsers } = await client.query<NewUserRow>(
-    `INSERT INTO tally.rollup_users (project, level, bucket, user_id)
-     SELECT p, l, to_timestamp(b / 1000.0), u FROM unnest($1::text[], $2::int2[], $3::float8[], $4::text[]) AS x(p, l, b, u)
-     ON CONFLICT DO NOTHING
-     RETURNING project, level, (extract(epoch from bucket) * 1000)::float8 AS bucket, user_id`,
-    [d.users.project, d.users.level, d.users.bucket, d.users.userId],
-  );
-  await setUserBits(client, newUsers, numbers);
-}
-
-interface NewUserRow {
-  project: string;
-  level: number;
-  bucket: number;
-  user_id: string;
-}
-
 function usersByProject(events: readonly TallyEvent[]): Map<string, Set<string>> {
   const users = new Map<string, Set<string>>();
   for (const e of events) {
@@ -303,56 +267,4 @@ function usersByProject(events: readonly TallyEvent[]): Map<string, Set<string>>
     ids.add(e.userId);
   }
   return users;
-}
-
-/**
- * Sets the bits of the (bucket, user) rows just inserted into rollup_users, so that
- * tally.rollup_user_bits always holds exactly the same users (migration 005). Rows go in key
- * order, like every rollup upsert, so concurrent batches lock them in the same order.
- */
-async function setUserBits(
-  client: pg.PoolClient,
-  newUsers: readonly NewUserRow[],
-  numbers: ReadonlyMap<string, number>,
-): Promise<void> {
-  if (newUsers.length === 0) return;
-  const chunks = new Map<
-    string,
-    { project: string; level: number; bucket: number; chunk: number; bits: Buffer }
-  >();
-  for (const u of newUsers) {
-    const num = numbers.get(userKey(u.project, u.user_id));
-    if (num === undefined) throw new Error(`user ${u.user_id} of project ${u.project} has no number`);
-    const chunk = Math.floor(num / USERS_PER_CHUNK);
-    const k = JSON.stringify([u.project, u.level, u.bucket, chunk]);
-    let row = chunks.get(k);
-    if (!row) {
-      row = {
-        project: u.project,
-        level: u.level,
-        bucket: u.bucket,
-        chunk,
-        bits: Buffer.alloc(USERS_PER_CHUNK / 8),
-      };
-      chunks.set(k, row);
-    }
-    const bit = num % USERS_PER_CHUNK;
-    row.bits[bit >> 3] |= 0x80 >> (bit & 7);
-  }
-  const rows = [...chunks.entries()]
-    .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
-    .map(([, r]) => r);
-  await client.query(
-    `INSERT INTO tally.rollup_user_bits AS r (project, level, bucket, chunk, users)
-     SELECT p, l, to_timestamp(b / 1000.0), c, ('x' || h)::bit(${USERS_PER_CHUNK})
-       FROM unnest($1::text[], $2::int2[], $3::float8[], $4::int4[], $5::text[]) AS x(p, l, b, c, h)
-     ON CONFLICT (project, level, bucket, chunk) DO UPDATE SET users = r.users | excluded.users`,
-    [
-      rows.map((r) => r.project),
-      rows.map((r) => r.level),
-      rows.map((r) => r.bucket),
-      rows.map((r) => r.chunk),
-      rows.map((r) => r.bits.toString('hex')),
-    ],
-  );
 }

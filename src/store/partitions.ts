@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { bumpAllDataVersions } from './data-versions.ts';
 
 const DAY_MS = 86_400_000;
 const PARTITION_LOCK_KEY = 7_411_190_002;
@@ -70,8 +71,7 @@ export class RawPartitions {
       dropped.push(name);
     }
     // Cached answers read from raw events (user events, seed 003's count) must not outlive them.
-    if (dropped.length > 0)
-      await this.#pool.query('UPDATE tally.data_versions SET version = version + 1, updated_at = now()');
+    if (dropped.length > 0) await bumpAllDataVersions(this.#pool);
     // The dedup ledger is kept one extra day beyond the raw window.
     const { rowCount } = await this.#pool.query(
       `DELETE FROM tally.event_ids WHERE seen_at < to_timestamp($1 / 1000.0)`,

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import pg from 'pg';
 import { BatchWriter } from '../../src/store/batch-writer.ts';
 import { RawPartitions } from '../../src/store/partitions.ts';
@@ -7,15 +7,23 @@ import { startTestPostgres } from '../helpers/kafka-process.ts';
 import { prng, toTallyEvent, type OracleEvent } from '../helpers/oracle.ts';
 import { expectedRollups, storedState } from '../helpers/stored-state.ts';
 
+/** A fresh PostgreSQL, a pool of `max` connections to it and a BatchWriter on that pool. */
+async function writerOnOwnPool(t: TestContext, max: number): Promise<{ pool: pg.Pool; writer: BatchWriter }> {
+  const db = await startTestPostgres(t);
+  const pool = new pg.Pool({ connectionString: db.connectionString, max });
+  pool.on('error', () => undefined);
+  t.after(() => pool.end());
+  return {
+    pool,
+    writer: new BatchWriter({ pool, partitions: new RawPartitions(pool, undefined), storeRaw: true }),
+  };
+}
+
 // TRICKY: concurrent batches (TALLY_MAX_INFLIGHT_BATCHES > 1) must neither deadlock nor count an
 // event twice: each batch below shares event ids with the others, in a different order, and
 // they all hit the same few rollup rows.
 test('concurrent batches with overlapping event ids and rollup rows count every event exactly once', async (t) => {
-  const db = await startTestPostgres(t);
-  const pool = new pg.Pool({ connectionString: db.connectionString, max: 8 });
-  pool.on('error', () => undefined);
-  t.after(() => pool.end());
-  const writer = new BatchWriter({ pool, partitions: new RawPartitions(pool, undefined), storeRaw: true });
+  const { pool, writer } = await writerOnOwnPool(t, 8);
 
   const random = prng(7);
   const base = Date.UTC(2024, 0, 1);
@@ -57,11 +65,7 @@ test('concurrent batches with overlapping event ids and rollup rows count every 
 });
 
 test('a batch that fails does not affect a concurrent one', async (t) => {
-  const db = await startTestPostgres(t);
-  const pool = new pg.Pool({ connectionString: db.connectionString, max: 4 });
-  pool.on('error', () => undefined);
-  t.after(() => pool.end());
-  const writer = new BatchWriter({ pool, partitions: new RawPartitions(pool, undefined), storeRaw: true });
+  const { pool, writer } = await writerOnOwnPool(t, 4);
   const base = Date.UTC(2024, 0, 1);
   const good = toTallyEvent({ event_id: 'good', type: 'page_view', user_id: 'u', ts: base, page_url: '/a' });
   // An invalid JSON document in properties makes PostgreSQL reject the whole batch.
@@ -82,4 +86,53 @@ test('a batch that fails does not affect a concurrent one', async (t) => {
     '1|' + base + '|page_view|1',
     '2|' + base + '|page_view|1',
   ]);
+});
+
+// TRICKY: the writer skips rollup_users rows it knows to be committed (known-user-rows.ts). A
+// batch that sent rows and then did not commit must not make them "known": the retry has to
+// insert them (and set their user bits) again.
+test('a batch that fails at COMMIT leaves no rollup_users rows remembered: the retry stores them', async (t) => {
+  const { pool, writer } = await writerOnOwnPool(t, 4);
+  const base = Date.UTC(2024, 0, 1);
+  const oracle: OracleEvent[] = Array.from({ length: 60 }, (_, i) => ({
+    event_id: `e-${i}`,
+    type: i % 2 === 0 ? 'click' : 'page_view',
+    user_id: `u-${i % 7}`,
+    ts: base + (i % 3) * 60_000 + i,
+    page_url: `/p/${i % 4}`,
+  }));
+  const events = oracle.map((e) => toTallyEvent(e));
+  await writer.write({ events: events.slice(0, 20) });
+
+  // Fault injection: the next transaction runs every statement, then fails instead of committing.
+  const connect = pool.connect.bind(pool);
+  let failed = false;
+  // TRICKY: pool.query() calls connect(callback); only the promise form (BatchWriter's) is patched.
+  pool.connect = ((...args: unknown[]) => {
+    if (args.length > 0) return (connect as (...a: unknown[]) => unknown)(...args);
+    return patched();
+  }) as typeof pool.connect;
+  const patched = async () => {
+    const client = await connect();
+    const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>;
+    client.query = ((...args: unknown[]) => {
+      if (!failed && args[0] === 'COMMIT') {
+        failed = true;
+        return Promise.reject(new Error('injected: connection lost at COMMIT'));
+      }
+      return query(...args);
+    }) as typeof client.query;
+    return client;
+  };
+  await assert.rejects(writer.write({ events: events.slice(20) }));
+  assert.ok(failed);
+
+  await writer.write({ events: events.slice(20) });
+  const state = await storedState(pool);
+  const expected = expectedRollups(oracle);
+  assert.equal(state.raw.length, events.length);
+  assert.deepEqual(state.events, expected.events);
+  assert.deepEqual(state.pages, expected.pages);
+  assert.deepEqual(state.users, expected.users);
+  assert.deepEqual(state.userBits, expected.users, 'the user bit strings hold the same users');
 });
