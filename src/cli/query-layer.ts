@@ -28,13 +28,16 @@ export function createQueryLayer(deps: {
   config: Config;
   metrics: Metrics;
   logger: Logger;
+  versions?: DataVersions;
 }): QueryLayer {
   const { pool, config, metrics, logger } = deps;
   const store =
     config.redisUrl === undefined
       ? memoryCacheStore(config.raw.TALLY_CACHE_MAX_ENTRIES)
       : redisCacheStore(config.redisUrl, logger);
-  const versions = new DataVersions(pool);
+  // `tally start` passes its own, which its writer keeps current; otherwise one is made here.
+  const versions = deps.versions ?? new DataVersions(pool, logger);
+  versions.start();
   const cache = new QueryCache({
     store,
     version: (project) => versions.current(project),
@@ -58,7 +61,7 @@ export function createQueryLayer(deps: {
     },
     async stop() {
       grpcServer?.drain();
-      await Promise.allSettled([grpcServer?.stop(), store.close()]);
+      await Promise.allSettled([grpcServer?.stop(), store.close(), versions.stop()]);
     },
   };
 }

@@ -9,15 +9,20 @@ import type { Metrics } from '../observability/metrics.ts';
  *
  * Freshness: the data version is `tally.data_versions`, bumped inside every batch transaction
  * (src/store/data-versions.ts). A reader takes the version first, then looks the answer up under
- * it, and computes and stores it on a miss. A commit moves the version, so the very next query
- * misses: a cached answer is never older than the last commit, whatever process wrote it and
- * whatever process asks. The version lives in PostgreSQL rather than in Redis because only a
- * value written in the same transaction as the data is exact in both directions (see
- * data-versions.ts); reading it is one primary-key lookup, well under a millisecond. Entries of
- * old versions are never read again and expire by TTL (TALLY_CACHE_TTL_SEC), the backstop.
+ * it, and computes and stores it on a miss. A commit moves the version, so the next query
+ * misses. The version lives in PostgreSQL rather than in Redis because only a value written in
+ * the same transaction as the data is exact in both directions (see data-versions.ts). Each
+ * process keeps the versions in memory, moved by the commits' notifications, so a hit costs no
+ * PostgreSQL round trip: a commit made by this process is seen by its very next query (the
+ * writer reports it before answering 202), one made by another process a moment later, when its
+ * notification arrives. An answer is never stored under a version newer than its data. Entries
+ * of old versions are never read again and expire by TTL (TALLY_CACHE_TTL_SEC), the backstop.
  *
  * Where: Redis when configured (shared by every query process), else an in-process LRU. Redis
  * errors never fail a query: the answer comes from PostgreSQL and readiness says `degraded`.
+ * In front of Redis, each process keeps the answers it used lately, parsed and frozen (a near
+ * cache): a repeated question costs neither a Redis round trip nor a JSON.parse. Its keys are
+ * Redis's keys, versioned, so it is exactly as fresh as Redis.
  */
 export interface CacheStore {
   readonly kind: 'redis' | 'memory';
@@ -36,12 +41,21 @@ export interface QueryCacheDeps {
   logger: Logger;
 }
 
+/** Most bytes (of the answers' JSON) the near cache in front of Redis keeps per process. */
+const NEAR_CACHE_BYTES = 8 * 1024 * 1024;
+
 export class QueryCache {
   readonly #deps: QueryCacheDeps;
+  readonly #near: LRUCache<string, object> | undefined;
   #lastWarn = 0;
 
   constructor(deps: QueryCacheDeps) {
     this.#deps = deps;
+    // An in-process store is near already.
+    this.#near =
+      deps.store.kind === 'memory'
+        ? undefined
+        : new LRUCache<string, object>({ maxSize: NEAR_CACHE_BYTES, ttl: deps.ttlSec * 1000 });
   }
 
   /** The cached answer to `question` for the project's current data, computing it on a miss. */
@@ -49,6 +63,11 @@ export class QueryCache {
     const { store, metrics, ttlSec } = this.#deps;
     const version = await this.#deps.version(project);
     const key = `tally:q:${version}:${JSON.stringify([project, question])}`;
+    const near = this.#near?.get(key);
+    if (near !== undefined) {
+      metrics.cacheHits.inc();
+      return near as T;
+    }
     let cached: string | undefined;
     try {
       cached = await store.get(key);
@@ -57,11 +76,20 @@ export class QueryCache {
     }
     if (cached !== undefined) {
       metrics.cacheHits.inc();
-      return JSON.parse(cached) as T;
+      return this.#keep(key, JSON.parse(cached) as T, cached.length);
     }
     metrics.cacheMisses.inc();
     const value = await compute();
-    store.set(key, JSON.stringify(value), ttlSec).catch((err: unknown) => this.#warn(err));
+    const json = JSON.stringify(value);
+    store.set(key, json, ttlSec).catch((err: unknown) => this.#warn(err));
+    return this.#keep(key, value, json.length);
+  }
+
+  /** Remembers an answer in the near cache; frozen, since every later hit shares the object. */
+  #keep<T>(key: string, value: T, size: number): T {
+    if (this.#near === undefined || typeof value !== 'object' || value === null) return value;
+    if (size > NEAR_CACHE_BYTES / 8) return value;
+    this.#near.set(key, deepFreeze(value), { size: Math.max(1, size) });
     return value;
   }
 
@@ -72,6 +100,14 @@ export class QueryCache {
     this.#lastWarn = now;
     this.#deps.logger.warn({ err }, 'query cache unavailable; answering from PostgreSQL');
   }
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
 }
 
 /** In-process LRU: the cache without Redis (one process, `TALLY_CACHE_MAX_ENTRIES` answers). */

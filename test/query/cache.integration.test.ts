@@ -109,15 +109,31 @@ test('Redis cache shared by two query processes; fresh after each commit; Redis 
   assert.equal(viaGrpc.events, 2);
   assert.equal((await cacheCounters(two.url)).hits - c2.hits, 1);
 
-  // A batch committed by another process (the writer) is visible to both at once.
+  // A batch committed by another process (the writer) reaches both with its version's
+  // notification, a moment after the commit; never an old answer after that.
   assert.equal((await postJson(`${writer.url}/v1/events`, event('c'))).status, 202);
+  await until(
+    'process two to see the commit',
+    () => summary(two.url),
+    (s) => s.events === 3,
+  );
   assert.deepEqual(await summary(two.url), { events: 3, unique_users: 3 });
   assert.equal((await grpcTwo.call('GetSummary', { from: FROM, to: TO })).events, 3);
+  await until(
+    'process one to see the commit',
+    () => summary(one.url),
+    (s) => s.events === 3,
+  );
   assert.deepEqual(await summary(one.url), { events: 3, unique_users: 3 });
 
   // Redis dies mid-test: answers come from PostgreSQL, still exact and fresh; readiness degrades.
   await redis.kill();
   assert.equal((await postJson(`${writer.url}/v1/events`, [event('d'), event('a')])).status, 202);
+  await until(
+    'process one to see the commit',
+    () => summary(one.url),
+    (s) => s.events === 5,
+  );
   assert.deepEqual(await summary(one.url), { events: 5, unique_users: 4 });
   assert.equal((await grpcTwo.call('GetSummary', { from: FROM, to: TO })).unique_users, 4);
   const degraded = await until(
@@ -128,6 +144,11 @@ test('Redis cache shared by two query processes; fresh after each commit; Redis 
   assert.equal(degraded.status, 200);
   assert.deepEqual(degraded.body.checks, { postgres: 'ok', redis: 'degraded' });
   assert.equal((await postJson(`${writer.url}/v1/events`, event('e', 'click'))).status, 202);
+  await until(
+    'process two to see the commit',
+    () => summary(two.url),
+    (s) => s.events === 6,
+  );
   assert.deepEqual(await summary(two.url), { events: 6, unique_users: 5 });
 
   // Redis back: readiness recovers and answers are cached again.
