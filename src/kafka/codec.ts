@@ -19,24 +19,44 @@ export interface EncodedEvent {
 }
 
 export function encodeEvent(event: TallyEvent): EncodedEvent {
-  const head = JSON.stringify({
-    event_id: event.eventId,
-    type: event.type,
-    user_id: event.userId,
-    timestamp: new Date(event.ts).toISOString(),
-    received_at: new Date(event.receivedAt).toISOString(),
-    page_url: event.pageUrl ?? undefined,
-    referrer: event.referrer ?? undefined,
-    session_id: event.sessionId ?? undefined,
-    service: event.service ?? undefined,
-  });
-  // properties is already serialized JSON: splice it in rather than parse and stringify again.
-  const value = event.properties === null ? head : `${head.slice(0, -1)},"properties":${event.properties}}`;
+  // Built by hand rather than JSON.stringify of an object: ingest encodes every event, and
+  // this is about twice as fast. JSON.stringify of each string does the escaping.
+  let value = `{"event_id":${JSON.stringify(event.eventId)},"type":${JSON.stringify(event.type)},"user_id":${JSON.stringify(event.userId)},"timestamp":"${new Date(event.ts).toISOString()}","received_at":"${receivedAtIso(event.receivedAt)}"`;
+  if (event.pageUrl !== null) value += `,"page_url":${JSON.stringify(event.pageUrl)}`;
+  if (event.referrer !== null) value += `,"referrer":${JSON.stringify(event.referrer)}`;
+  if (event.sessionId !== null) value += `,"session_id":${JSON.stringify(event.sessionId)}`;
+  if (event.service !== null) value += `,"service":${JSON.stringify(event.service)}`;
+  // properties is already serialized JSON: spliced in rather than parsed and stringified again.
+  if (event.properties !== null) value += `,"properties":${event.properties}`;
   return {
     key: `${event.project}\u001f${event.userId}`,
-    value,
-    headers: new Map([[PROJECT_HEADER, event.project]]),
+    value: `${value}}`,
+    headers: projectHeaders(event.project),
   };
+}
+
+// The events of one request share their receive time: its text is made once.
+let lastReceivedAt = NaN;
+let lastReceivedAtIso = '';
+function receivedAtIso(ms: number): string {
+  if (ms !== lastReceivedAt) {
+    lastReceivedAt = ms;
+    lastReceivedAtIso = new Date(ms).toISOString();
+  }
+  return lastReceivedAtIso;
+}
+
+const headersByProject = new Map<string, Map<string, string>>();
+/** Shared, never changed: the producer only reads headers. */
+function projectHeaders(project: string): Map<string, string> {
+  let headers = headersByProject.get(project);
+  if (headers === undefined) {
+    headers = new Map([[PROJECT_HEADER, project]]);
+    // Projects are few; a flood of distinct ones must not grow this without bound.
+    if (headersByProject.size >= 1000) headersByProject.clear();
+    headersByProject.set(project, headers);
+  }
+  return headers;
 }
 
 export type DeadLetterReason = 'empty' | 'too_large' | 'invalid_utf8' | 'invalid_json' | 'invalid_event';

@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import fc from 'fast-check';
 import { decodeEventMessage, encodeEvent, PROJECT_HEADER } from '../../src/kafka/codec.ts';
 import { normalizeEvent } from '../../src/event/normalize.ts';
 
@@ -29,6 +30,50 @@ test('an encoded event decodes to the same event', () => {
   assert.equal(encoded.headers.get(PROJECT_HEADER), 'shop');
   const decoded = decodeEventMessage(Buffer.from(encoded.value), { ...ctx, project: 'shop' });
   assert.deepEqual(decoded, { ok: true, event: normalized.event });
+});
+
+test('the encoded value is the canonical JSON of the event, whatever its strings hold', () => {
+  const text = fc.string({ unit: 'binary', minLength: 1, maxLength: 40 });
+  const optional = fc.option(text, { nil: null });
+  fc.assert(
+    fc.property(
+      fc.record({
+        project: text,
+        eventId: text,
+        type: text,
+        userId: text,
+        ts: fc.integer({ min: 0, max: 4102444800000 }),
+        receivedAt: fc.integer({ min: 0, max: 4102444800000 }),
+        pageUrl: optional,
+        referrer: optional,
+        sessionId: optional,
+        service: optional,
+        properties: fc.option(
+          fc.jsonValue().map((v) => JSON.stringify({ v })),
+          { nil: null },
+        ),
+      }),
+      (event) => {
+        const { value, key, headers } = encodeEvent(event);
+        const canonical = {
+          event_id: event.eventId,
+          type: event.type,
+          user_id: event.userId,
+          timestamp: new Date(event.ts).toISOString(),
+          received_at: new Date(event.receivedAt).toISOString(),
+          page_url: event.pageUrl ?? undefined,
+          referrer: event.referrer ?? undefined,
+          session_id: event.sessionId ?? undefined,
+          service: event.service ?? undefined,
+          properties: event.properties === null ? undefined : (JSON.parse(event.properties) as unknown),
+        };
+        assert.equal(value, JSON.stringify(canonical));
+        assert.equal(key, `${event.project}\u001f${event.userId}`);
+        assert.equal(headers.get(PROJECT_HEADER), event.project);
+      },
+    ),
+    { numRuns: 2000 },
+  );
 });
 
 test('seed 004 messages written straight into Kafka take the record timestamp as receive time', () => {
