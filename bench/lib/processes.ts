@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { TALLY_V8_FLAGS } from '../../src/cli/v8-flags.ts';
 
 const MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 
@@ -23,8 +24,17 @@ export async function startService(opts: {
   port: number;
   script?: string;
   readyPath?: string;
+  /** Options for node itself, before the script (default for Tally: its V8 flags). */
+  nodeArgs?: readonly string[];
 }): Promise<Service> {
-  const child = spawn(process.execPath, [opts.script ?? MAIN, ...opts.args], {
+  // Tally runs with the flags its launchers give it (npm start, bin/tally.js, the image), plus
+  // BENCH_NODE_ARGS, e.g. "--cpu-prof --cpu-prof-dir=scratch/prof" to profile a scenario.
+  const nodeArgs =
+    opts.nodeArgs ??
+    (opts.script === undefined
+      ? [...TALLY_V8_FLAGS, ...(process.env.BENCH_NODE_ARGS?.split(/\s+/).filter(Boolean) ?? [])]
+      : []);
+  const child = spawn(process.execPath, [...nodeArgs, opts.script ?? MAIN, ...opts.args], {
     env: { ...process.env, TALLY_LOG_LEVEL: 'warn', ...opts.env },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
