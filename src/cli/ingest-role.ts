@@ -9,6 +9,7 @@ import { buildApp } from '../http/build-app.ts';
 import { openDatabase, type Database } from '../store/database.ts';
 import { KafkaProducerSink } from '../kafka/producer-sink.ts';
 import { ensureTopics } from '../kafka/topics.ts';
+import { primaryClusterMetrics, shareWorkerMetrics } from '../observability/cluster-metrics.ts';
 import { createMetrics, type Metrics } from '../observability/metrics.ts';
 import { opsRoutes } from '../observability/routes.ts';
 import { ingestPlugin } from './ingest-plugin.ts';
@@ -22,13 +23,25 @@ export interface IngestRole {
   stop(): Promise<void>;
 }
 
+export interface IngestRoleOptions {
+  /**
+   * One of TALLY_INGEST_WORKERS cluster workers: its metrics are summed by the primary, and its
+   * `/metrics` serves that sum, whichever worker a scrape reaches.
+   */
+  clusterWorker?: boolean;
+}
+
 const STARTUP_WAIT_MS = 60_000;
 
 /**
  * `tally ingest`: the ingest API publishing to Kafka (no PostgreSQL), with /health, /ready
  * (Kafka reachable) and /metrics, on SERVER_PORT. Creates KAFKA_TOPIC (and its .dlq) if missing.
  */
-export async function startIngestRole(config: Config, logger: Logger): Promise<IngestRole> {
+export async function startIngestRole(
+  config: Config,
+  logger: Logger,
+  options: IngestRoleOptions = {},
+): Promise<IngestRole> {
   const raw = config.raw;
   if (config.kafka === undefined) {
     throw new TallyError('TALLY_CONFIG_INVALID', 'tally ingest needs KAFKA_BROKERS (or KAFKA_BROKER)');
@@ -48,6 +61,7 @@ export async function startIngestRole(config: Config, logger: Logger): Promise<I
       ),
   });
   const metrics = createMetrics();
+  if (options.clusterWorker) shareWorkerMetrics(metrics.registry);
   const sink = new KafkaProducerSink({
     brokers,
     topic,
@@ -92,7 +106,7 @@ export async function startIngestRole(config: Config, logger: Logger): Promise<I
       }),
       opsRoutes({
         serviceName: raw.TALLY_SERVICE_NAME ?? 'tally-ingest',
-        registry: metrics.registry,
+        registry: options.clusterWorker ? primaryClusterMetrics() : metrics.registry,
         checks: [sink.health],
         isStopping: () => stopping,
       }),

@@ -5,6 +5,7 @@ import { TallyError } from '../errors/tally-error.ts';
 import { createLogger } from '../observability/logger.ts';
 import { registerAdminCommands } from './admin-commands.ts';
 import { startEmbeddedTally } from './embedded-tally.ts';
+import { startIngestPrimary } from './ingest-primary.ts';
 import { startIngestRole } from './ingest-role.ts';
 import { handleShutdown } from './lifecycle.ts';
 import { startProcessPrimary, startProcessWorker } from './process-role.ts';
@@ -93,8 +94,16 @@ program
       process.exit(2);
     }
     const logger = createLogger(config.raw.TALLY_LOG_LEVEL);
-    const ingest = await startIngestRole(config, logger);
+    if (cluster.isPrimary && config.raw.TALLY_INGEST_WORKERS > 1) {
+      const primary = startIngestPrimary(config, logger);
+      handleShutdown(() => primary.stop(), logger);
+      logger.info(`Tally ingest: starting ${config.raw.TALLY_INGEST_WORKERS} workers on one port`);
+      return;
+    }
+    const ingest = await startIngestRole(config, logger, { clusterWorker: cluster.isWorker });
     handleShutdown(() => ingest.stop(), logger);
+    // Orphaned by a primary that died: stop like on SIGTERM.
+    if (cluster.isWorker) process.on('disconnect', () => process.kill(process.pid, 'SIGTERM'));
     logger.info(
       `Tally ingest is up: ${ingest.url} → Kafka ${config.kafka?.brokers.join(',')} topic ${config.kafka?.topic}`,
     );

@@ -1,9 +1,9 @@
 import cluster from 'node:cluster';
 import type { Logger } from 'pino';
-import { AggregatorRegistry } from 'prom-client';
 import type { Config } from '../config/load.ts';
 import { TallyError } from '../errors/tally-error.ts';
 import { buildApp } from '../http/build-app.ts';
+import { ClusterRegistry, shareWorkerMetrics } from '../observability/cluster-metrics.ts';
 import { createMetrics } from '../observability/metrics.ts';
 import { opsRoutes } from '../observability/routes.ts';
 import { BatchProcessor } from '../process/batch-processor.ts';
@@ -22,13 +22,6 @@ export interface Stoppable {
 
 const IDLE_IN_TRANSACTION_TIMEOUT_MS = 10_000;
 const STATUS_INTERVAL_MS = 2000;
-
-/** `/metrics` of the primary: the sum of every worker's registry (prom-client cluster support). */
-class ClusterRegistry extends AggregatorRegistry<'text/plain; version=0.0.4; charset=utf-8'> {
-  override metrics(): Promise<string> {
-    return this.clusterMetrics();
-  }
-}
 
 function kafkaOf(config: Config): NonNullable<Config['kafka']> {
   if (!config.kafka) throw new TallyError('TALLY_CONFIG_INVALID', 'tally process needs KAFKA_BROKERS');
@@ -61,6 +54,7 @@ export async function startProcessPrimary(
   const topics = [kafka.topic, ...kafka.extraTopics];
   await ensureTopics({ brokers: kafka.brokers, topics, partitions: raw.TALLY_KAFKA_PARTITIONS });
   const pool = new WorkerPool({
+    role: 'processor',
     size: raw.NUM_WORKERS,
     env: { DATABASE_URL: connectionString },
     // Cluster workers do not inherit the launcher's flags when node was started without them.
@@ -104,11 +98,7 @@ export async function startProcessWorker(config: Config, logger: Logger): Promis
   const raw = config.raw;
   const kafka = kafkaOf(config);
   const metrics = createMetrics();
-  if (cluster.isWorker) {
-    // Constructing one installs the listener that answers the primary's metrics requests.
-    new AggregatorRegistry();
-    AggregatorRegistry.setRegistries(metrics.registry);
-  }
+  if (cluster.isWorker) shareWorkerMetrics(metrics.registry);
   const database = await openDatabase(config.database, {
     poolSize: raw.TALLY_DB_POOL_SIZE,
     applicationName: `tally-process-${process.pid}`,

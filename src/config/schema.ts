@@ -91,6 +91,12 @@ export const ConfigSchema = Type.Object({
     default: 67108864,
     description: 'tally ingest: encoded bytes waiting on Kafka beyond which requests get 503 at once',
   }),
+  TALLY_INGEST_WORKERS: Type.Integer({
+    minimum: 1,
+    maximum: 64,
+    default: 1,
+    description: 'tally ingest: server processes sharing SERVER_PORT (node:cluster)',
+  }),
   NUM_WORKERS: Type.Integer({ minimum: 1, maximum: 64, default: 1 }),
   BATCH_SIZE: Type.Integer({ minimum: 1, maximum: 100000, default: 5000 }),
   FLUSH_INTERVAL_SEC: Type.Number({ exclusiveMinimum: 0, maximum: 3600, default: 0.5 }),

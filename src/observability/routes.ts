@@ -1,11 +1,11 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
-import type { Registry } from 'prom-client';
+import type { MetricsSource } from './cluster-metrics.ts';
 import { readiness, type HealthCheck } from './health.ts';
 
 export interface OpsRoutesDeps {
   serviceName: string;
-  registry: Registry;
+  registry: MetricsSource;
   checks: readonly HealthCheck[];
   isStopping: () => boolean;
 }

@@ -10,6 +10,8 @@ export interface WorkerMessage {
 }
 
 export interface WorkerPoolOptions {
+  /** What the workers are, for the logs: `processor`, `ingest`. */
+  role: string;
   size: number;
   env: Record<string, string>;
   /** V8 flags for the workers, before the primary's own execArgv (so flags given to node win). */
@@ -25,8 +27,9 @@ const RESTART_MAX_DELAY_MS = 10_000;
 const HEALTHY_LIFETIME_MS = 30_000;
 
 /**
- * The primary side of `tally process`: NUM_WORKERS processor processes (node:cluster), each a
- * consumer group member; a worker that dies is started again, with backoff when it keeps dying.
+ * The primary side of a role run as several processes (node:cluster): `tally process` (NUM_WORKERS
+ * consumer group members) and `tally ingest` (TALLY_INGEST_WORKERS servers sharing SERVER_PORT).
+ * A worker that dies is started again, with backoff when it keeps dying.
  */
 export class WorkerPool {
   readonly #options: WorkerPoolOptions;
@@ -99,7 +102,7 @@ export class WorkerPool {
           : Math.min(RESTART_MAX_DELAY_MS, RESTART_MIN_DELAY_MS * 2 ** (this.#quickDeaths - 1));
       this.#options.logger.warn(
         { pid: worker.process.pid, code, signal, restartInMs: delay },
-        'processor worker died; restarting it',
+        `${this.#options.role} worker died; restarting it`,
       );
       const t = setTimeout(() => {
         this.#restarts.delete(t);
