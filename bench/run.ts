@@ -15,7 +15,7 @@ import { requireTool } from './lib/tools.ts';
 import { embeddedScenarios } from './scenarios/embedded.ts';
 import { bareFastifyRate, singleEventIngest } from './scenarios/http-ingest.ts';
 import { kafkaEndToEnd } from './scenarios/kafka-e2e.ts';
-import { batchedIngest } from './scenarios/kafka-ingest.ts';
+import { BATCHED_INGEST_WORKERS, batchedIngest } from './scenarios/kafka-ingest.ts';
 import { processorScenario } from './scenarios/processor.ts';
 import { prepareQueryDatabase, queryScenario } from './scenarios/query.ts';
 
@@ -175,22 +175,37 @@ try {
       if (runsPart('ingest')) {
         const topic = `bench-ingest-${Date.now()}`;
         await ensureTopics({ brokers: [broker.bootstrap], topics: [topic], partitions: 6 });
-        const port = await findFreePort();
-        const ingest = await startService({
-          name: 'tally ingest',
-          args: ['ingest'],
-          env: { SERVER_PORT: String(port), KAFKA_BROKERS: broker.bootstrap, KAFKA_TOPIC: topic },
-          port,
-          readyPath: '/ready',
-        });
+        const startIngest = async (workers: number) => {
+          const port = await findFreePort();
+          return startService({
+            name: 'tally ingest',
+            args: ['ingest'],
+            env: {
+              SERVER_PORT: String(port),
+              KAFKA_BROKERS: broker.bootstrap,
+              KAFKA_TOPIC: topic,
+              TALLY_INGEST_WORKERS: String(workers),
+            },
+            port,
+            readyPath: '/ready',
+          });
+        };
+        // Scenario 1 compares one process with one bare Fastify process; scenario 2 uses the box.
+        const single = await startIngest(1);
         try {
           log('scenario 1: single-event HTTP ingest into Kafka vs bare Fastify');
-          rows.push(await singleEventIngest(ctx, ingest, 'tally ingest → Kafka', await bare()));
-          log('scenario 2: batched HTTP ingest vs Kafka ProducerPerformance');
-          rows.push(await batchedIngest(ctx, ingest, broker.bootstrap, topic));
-          peak('tally ingest', await ingest.peakRssMb());
+          rows.push(await singleEventIngest(ctx, single, 'tally ingest → Kafka', await bare()));
+          peak('tally ingest', await single.peakRssMb());
         } finally {
-          await ingest.stop();
+          await single.stop();
+        }
+        const batched = await startIngest(BATCHED_INGEST_WORKERS);
+        try {
+          log('scenario 2: batched HTTP ingest vs Kafka ProducerPerformance');
+          rows.push(await batchedIngest(ctx, batched, broker.bootstrap, topic));
+          peak('tally ingest', await batched.peakRssMb());
+        } finally {
+          await batched.stop();
         }
       }
       if (runs('processor')) {

@@ -12,6 +12,11 @@ import type { BenchContext } from '../run.ts';
 
 const BATCH = 100;
 const CONNECTIONS = 20;
+/**
+ * `tally ingest` of scenario 2 runs this many workers (TALLY_INGEST_WORKERS): one process spends
+ * its core on JSON and Kafka encoding while the broker leaves the other half idle.
+ */
+export const BATCHED_INGEST_WORKERS = 2;
 const LOG4J = fileURLToPath(new URL('../../scripts/kafka/log4j2.xml', import.meta.url));
 
 /**
@@ -123,7 +128,7 @@ export async function batchedIngest(
   const baseline = await producerPerformance(bootstrap, perfTopic, ctx.producerPerfRecords, size);
   return {
     scenario: '2. batched HTTP ingest (tally ingest → Kafka)',
-    metric: `events/s, ${BATCH} events per NDJSON request, ${CONNECTIONS} connections; baseline: ${ctx.producerPerfRecords} records of ${size} B, acks=all, idempotent, lz4`,
+    metric: `events/s, ${BATCH} events per NDJSON request, ${CONNECTIONS} connections, TALLY_INGEST_WORKERS=${BATCHED_INGEST_WORKERS}; baseline: ${ctx.producerPerfRecords} records of ${size} B, acks=all, idempotent, lz4`,
     tally: Math.round(rate),
     baseline: Math.round(baseline),
     baselineName: 'Kafka ProducerPerformance',
