@@ -47,6 +47,9 @@ export async function startIngestRole(
     throw new TallyError('TALLY_CONFIG_INVALID', 'tally ingest needs KAFKA_BROKERS (or KAFKA_BROKER)');
   }
   const { brokers, topic } = config.kafka;
+  const metrics = createMetrics();
+  // First: the primary's /metrics sum waits for every worker's answer, a starting one's too.
+  if (options.clusterWorker) shareWorkerMetrics(metrics.registry);
   // Kafka may come up after us (compose, Kubernetes): wait for it a while rather than crash-loop.
   await pRetry(() => ensureTopics({ brokers, topics: [topic], partitions: raw.TALLY_KAFKA_PARTITIONS }), {
     maxRetryTime: STARTUP_WAIT_MS,
@@ -60,8 +63,6 @@ export async function startIngestRole(
         `Kafka (${brokers.join(',')}) is not reachable yet; retrying`,
       ),
   });
-  const metrics = createMetrics();
-  if (options.clusterWorker) shareWorkerMetrics(metrics.registry);
   const sink = new KafkaProducerSink({
     brokers,
     topic,

@@ -1,3 +1,4 @@
+import cluster from 'node:cluster';
 import type { Logger } from 'pino';
 
 const SHUTDOWN_DEADLINE_MS = 28_000;
@@ -36,5 +37,20 @@ export function handleShutdown(stop: () => Promise<void>, logger: Logger): void 
   process.on('unhandledRejection', (err) => {
     logger.fatal({ err }, 'unhandled rejection');
     shutdown('unhandledRejection', 1);
+  });
+}
+
+/**
+ * In a cluster worker: when the primary dies (the IPC channel closes), stop like on SIGTERM.
+ *
+ * TRICKY: node:cluster's own 'disconnect' listener exits the worker at once (no flush, requests
+ * in flight cut off) unless `exitedAfterDisconnect` is set; this listener runs before it.
+ */
+export function stopWhenOrphaned(): void {
+  const worker = cluster.worker;
+  if (worker === undefined) return;
+  process.prependListener('disconnect', () => {
+    worker.exitedAfterDisconnect = true;
+    process.kill(process.pid, 'SIGTERM');
   });
 }

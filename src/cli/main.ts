@@ -7,8 +7,9 @@ import { registerAdminCommands } from './admin-commands.ts';
 import { startEmbeddedTally } from './embedded-tally.ts';
 import { startIngestPrimary } from './ingest-primary.ts';
 import { startIngestRole } from './ingest-role.ts';
-import { handleShutdown } from './lifecycle.ts';
+import { handleShutdown, stopWhenOrphaned } from './lifecycle.ts';
 import { startProcessPrimary, startProcessWorker } from './process-role.ts';
+import type { WorkerMessage } from '../process/worker-pool.ts';
 import { startQueryRole } from './query-role.ts';
 import { formatReplaySummary, runReplay, type ReplayCommandOptions } from './replay-command.ts';
 import { formatSummary, sendActivity } from './send.ts';
@@ -77,8 +78,7 @@ program
     } else {
       const worker = await startProcessWorker(config, logger);
       handleShutdown(() => worker.stop(), logger);
-      // Orphaned by a primary that died: stop like on SIGTERM.
-      process.on('disconnect', () => process.kill(process.pid, 'SIGTERM'));
+      stopWhenOrphaned();
     }
   });
 
@@ -102,8 +102,11 @@ program
     }
     const ingest = await startIngestRole(config, logger, { clusterWorker: cluster.isWorker });
     handleShutdown(() => ingest.stop(), logger);
-    // Orphaned by a primary that died: stop like on SIGTERM.
-    if (cluster.isWorker) process.on('disconnect', () => process.kill(process.pid, 'SIGTERM'));
+    if (cluster.isWorker) {
+      stopWhenOrphaned();
+      // The primary stops trying once one worker has started (WorkerPool onStartFailure).
+      process.send?.({ tally: 'ready' } satisfies WorkerMessage);
+    }
     logger.info(
       `Tally ingest is up: ${ingest.url} → Kafka ${config.kafka?.brokers.join(',')} topic ${config.kafka?.topic}`,
     );

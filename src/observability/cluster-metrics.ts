@@ -7,7 +7,8 @@ export type MetricsSource = Pick<Registry, 'metrics' | 'contentType'>;
 type Request = { tally: 'metrics-request'; id: number };
 type Reply = { tally: 'metrics-reply'; id: number; text?: string; error?: string };
 
-const REPLY_TIMEOUT_MS = 5000;
+/** Longer than prom-client's own 5 s wait for the workers, so that its error is the one reported. */
+const REPLY_TIMEOUT_MS = 7000;
 
 /** The sum of every cluster worker's registry (prom-client cluster support), for the primary. */
 export class ClusterRegistry extends AggregatorRegistry<'text/plain; version=0.0.4; charset=utf-8'> {
@@ -44,26 +45,33 @@ export function serveWorkersClusterMetrics(): void {
 /** In a cluster worker: `/metrics` as the sum over every worker, asked of the primary. */
 export function primaryClusterMetrics(): MetricsSource {
   let next = 0;
+  const pending = new Map<number, { resolve: (text: string) => void; reject: (err: Error) => void }>();
+  process.on('message', (message: Reply) => {
+    if (message?.tally !== 'metrics-reply') return;
+    const waiter = pending.get(message.id);
+    pending.delete(message.id);
+    if (message.text !== undefined) waiter?.resolve(message.text);
+    else waiter?.reject(new Error(`cluster metrics failed: ${message.error}`));
+  });
   return {
     contentType: AggregatorRegistry.PROMETHEUS_CONTENT_TYPE,
     metrics: () =>
       new Promise<string>((resolve, reject) => {
         const id = ++next;
-        const onMessage = (message: Reply) => {
-          if (message?.tally !== 'metrics-reply' || message.id !== id) return;
-          done();
-          if (message.text === undefined) reject(new Error(`cluster metrics failed: ${message.error}`));
-          else resolve(message.text);
-        };
         const timer = setTimeout(() => {
-          done();
+          pending.delete(id);
           reject(new Error('the primary did not answer the metrics request'));
         }, REPLY_TIMEOUT_MS);
-        const done = () => {
-          clearTimeout(timer);
-          process.off('message', onMessage);
-        };
-        process.on('message', onMessage);
+        pending.set(id, {
+          resolve: (text) => {
+            clearTimeout(timer);
+            resolve(text);
+          },
+          reject: (err) => {
+            clearTimeout(timer);
+            reject(err);
+          },
+        });
         process.send?.({ tally: 'metrics-request', id } satisfies Request);
       }),
   };

@@ -2,12 +2,17 @@ import cluster, { type Worker } from 'node:cluster';
 import type { Logger } from 'pino';
 import type { HealthCheck } from '../observability/health.ts';
 
-/** What a processor worker tells the primary, at start and then every few seconds. */
-export interface WorkerMessage {
-  tally: 'status';
-  /** A group member with a live session (false while Kafka is unreachable). */
-  consuming: boolean;
-}
+/**
+ * What a worker tells the primary: a processor its status, at start and then every few seconds;
+ * an ingest worker that it is serving.
+ */
+export type WorkerMessage =
+  | {
+      tally: 'status';
+      /** A group member with a live session (false while Kafka is unreachable). */
+      consuming: boolean;
+    }
+  | { tally: 'ready' };
 
 export interface WorkerPoolOptions {
   /** What the workers are, for the logs: `processor`, `ingest`. */
@@ -19,6 +24,11 @@ export interface WorkerPoolOptions {
   logger: Logger;
   /** Per worker, how long stop() waits before killing it (its own deadline is shorter). */
   stopTimeoutMs?: number;
+  /**
+   * Called, instead of a restart, when a worker dies before any worker ever said `ready`: the
+   * role cannot start (bad configuration, Kafka unreachable), as a single process would exit.
+   */
+  onStartFailure?: () => void;
 }
 
 const RESTART_MIN_DELAY_MS = 200;
@@ -36,6 +46,7 @@ export class WorkerPool {
   readonly #workers = new Map<number, { worker: Worker; startedAt: number; consuming: boolean }>();
   #stopping = false;
   #quickDeaths = 0;
+  #everReady = false;
   #restarts = new Set<NodeJS.Timeout>();
 
   constructor(options: WorkerPoolOptions) {
@@ -89,11 +100,20 @@ export class WorkerPool {
     const entry = { worker, startedAt: Date.now(), consuming: false };
     this.#workers.set(worker.id, entry);
     worker.on('message', (message: WorkerMessage) => {
-      if (message.tally === 'status') entry.consuming = message.consuming;
+      if (message?.tally === 'status') entry.consuming = message.consuming;
+      if (message?.tally === 'ready') this.#everReady = true;
     });
     worker.on('exit', (code, signal) => {
       this.#workers.delete(worker.id);
       if (this.#stopping) return;
+      if (this.#options.onStartFailure !== undefined && !this.#everReady) {
+        this.#options.logger.error(
+          { pid: worker.process.pid, code, signal },
+          `${this.#options.role} worker failed to start; stopping`,
+        );
+        this.#options.onStartFailure();
+        return;
+      }
       const lived = Date.now() - entry.startedAt;
       this.#quickDeaths = lived >= HEALTHY_LIFETIME_MS ? 0 : this.#quickDeaths + 1;
       const delay =
