@@ -84,7 +84,9 @@ program
 
 program
   .command('ingest')
-  .description('Serve the ingest API (SERVER_PORT) and publish accepted events to Kafka (KAFKA_BROKERS)')
+  .description(
+    'Serve the ingest API (SERVER_PORT; TALLY_INGEST_WORKERS processes) and publish accepted events to Kafka (KAFKA_BROKERS)',
+  )
   .action(async () => {
     const config = configOrExit();
     if (config.kafka === undefined) {
