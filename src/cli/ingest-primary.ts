@@ -8,8 +8,9 @@ import { TALLY_V8_FLAGS } from './v8-flags.ts';
 /**
  * The primary of `tally ingest` with TALLY_INGEST_WORKERS > 1: runs that many ingest servers
  * (node:cluster) sharing SERVER_PORT, restarts one that dies (but exits 1 when a worker dies
- * before any has started serving), and answers their `/metrics` with the sum over all of them. It serves nothing itself. SIGTERM reaches every worker, and each
- * stops like a single `tally ingest` (503 to new requests, Kafka's answer to those in flight).
+ * before any has started serving), and answers their `/metrics` with the sum over all of them.
+ * It serves nothing itself. SIGTERM reaches every worker, and each stops like a single
+ * `tally ingest` (503 to new requests, Kafka's answer to those in flight).
  */
 export function startIngestPrimary(config: Config, logger: Logger): Stoppable {
   serveWorkersClusterMetrics();
