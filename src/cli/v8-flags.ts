@@ -1,7 +1,7 @@
 /**
  * V8 flags every Tally process runs with: `npm start` / `npm run tally`, `bin/tally.js`, the
- * container's entrypoint and the processor's cluster workers (test/deploy/launch-flags.test.ts
- * keeps those in step with this list).
+ * container's entrypoint and the cluster workers of `tally process` and `tally ingest`
+ * (test/deploy/launch-flags.test.ts keeps those in step with this list).
  *
  * Why: measured under the benchmark's loads, a process's live heap after a full GC is a small
  * part of its resident memory. Batches live long enough to be promoted, so the old space fills

@@ -8,6 +8,7 @@ import { MicroBatcher } from '../ingest/micro-batcher.ts';
 import type { HealthCheck } from '../observability/health.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { kafkaClientOptions } from './client-options.ts';
+import { withTimeout } from '../util/with-timeout.ts';
 import { encodeEvent } from './codec.ts';
 
 type Message = MessageToProduce<string, string, string, string>;
@@ -138,24 +139,15 @@ export class KafkaProducerSink implements EventSink {
       this.#inFlightBytes -= bytes;
     };
     sending.then(release, release);
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () =>
-          reject(
-            new TallyError(
-              'TALLY_KAFKA_UNAVAILABLE',
-              `Kafka did not acknowledge within ${this.#opts.ackTimeoutMs} ms; retry shortly`,
-            ),
-          ),
-        this.#opts.ackTimeoutMs,
-      );
-    });
-    try {
-      await Promise.race([sending, deadline]);
-    } finally {
-      clearTimeout(timer);
-    }
+    await withTimeout(
+      sending,
+      this.#opts.ackTimeoutMs,
+      () =>
+        new TallyError(
+          'TALLY_KAFKA_UNAVAILABLE',
+          `Kafka did not acknowledge within ${this.#opts.ackTimeoutMs} ms; retry shortly`,
+        ),
+    );
     return undefined;
   }
 

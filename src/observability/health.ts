@@ -1,3 +1,5 @@
+import { withTimeout } from '../util/with-timeout.ts';
+
 export type HealthStatus = 'ok' | 'degraded' | 'down';
 
 /** One dependency's readiness probe. `degraded` keeps the service ready (e.g. cache down). */
@@ -16,10 +18,7 @@ export async function readiness(checks: readonly HealthCheck[], timeoutMs = 2000
   const results = await Promise.all(
     checks.map(async (c) => {
       try {
-        const status = await Promise.race([
-          c.check(),
-          new Promise<HealthStatus>((resolve) => setTimeout(() => resolve('down'), timeoutMs).unref()),
-        ]);
+        const status = await withTimeout(c.check(), timeoutMs, () => new Error(`${c.name} timed out`));
         return [c.name, status] as const;
       } catch {
         return [c.name, 'down'] as const;

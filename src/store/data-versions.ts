@@ -1,5 +1,6 @@
 import pg from 'pg';
 import type { Logger } from 'pino';
+import { withTimeout } from '../util/with-timeout.ts';
 
 /**
  * The per-project data version behind the query cache: a counter in `tally.data_versions` that
@@ -126,8 +127,8 @@ export class DataVersions {
     client.on('error', (err) => this.#lost(client, err));
     client.on('end', () => this.#lost(client, new Error('connection ended')));
     try {
-      await withTimeout(client.connect(), 'connect');
-      await withTimeout(client.query(`LISTEN ${VERSIONS_CHANNEL}`), 'LISTEN');
+      await withTimeout(client.connect(), RESYNC_TIMEOUT_MS, timedOut('connect'));
+      await withTimeout(client.query(`LISTEN ${VERSIONS_CHANNEL}`), RESYNC_TIMEOUT_MS, timedOut('LISTEN'));
       await this.#resync(client);
     } catch (err) {
       this.#lost(client, err);
@@ -143,7 +144,8 @@ export class DataVersions {
   async #resync(client: pg.Client): Promise<void> {
     const { rows } = await withTimeout(
       client.query<VersionRow>('SELECT project, version FROM tally.data_versions'),
-      'resync',
+      RESYNC_TIMEOUT_MS,
+      timedOut('resync'),
     );
     for (const r of rows) this.#merge(r.project, Number(r.version));
   }
@@ -177,17 +179,12 @@ export class DataVersions {
     this.#client = undefined;
     this.#live = false;
     // A connection to a vanished server may never finish closing.
-    await withTimeout(client?.end() ?? Promise.resolve(), 'close').catch(() => undefined);
+    await withTimeout(client?.end() ?? Promise.resolve(), RESYNC_TIMEOUT_MS, timedOut('close')).catch(
+      () => undefined,
+    );
   }
 }
 
-function withTimeout<T>(promise: Promise<T>, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`data versions: ${what} took over ${RESYNC_TIMEOUT_MS} ms`)),
-      RESYNC_TIMEOUT_MS,
-    );
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+function timedOut(what: string): () => Error {
+  return () => new Error(`data versions: ${what} took over ${RESYNC_TIMEOUT_MS} ms`);
 }
