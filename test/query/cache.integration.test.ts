@@ -135,6 +135,11 @@ test('Redis cache shared by two query processes; fresh after each commit; Redis 
     (s) => s.events === 5,
   );
   assert.deepEqual(await summary(one.url), { events: 5, unique_users: 4 });
+  await until(
+    'process two to see the commit',
+    () => summary(two.url),
+    (s) => s.events === 5,
+  );
   assert.equal((await grpcTwo.call('GetSummary', { from: FROM, to: TO })).unique_users, 4);
   const degraded = await until(
     'degraded readiness',
