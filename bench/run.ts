@@ -138,6 +138,7 @@ try {
   const hasRedis =
     (runs('query') || (hasKafka && runs('kafka'))) &&
     requireTool('redis-server', 'the query cache of the distributed roles', log);
+  const hasWrk = runs('query') && requireTool('wrk', 'measures cached query latency', log, 'on-path');
 
   if (hasKafka || hasRedis) {
     // One PostgreSQL for the distributed roles, migrated up front so the harness can poll it.
@@ -157,7 +158,7 @@ try {
       redisUrl = redis.url;
     }
 
-    if (runs('query') && redisUrl !== undefined) {
+    if (hasWrk && redisUrl !== undefined) {
       log(`scenario 6: query latency (redis-server on ${redisUrl})`);
       const database = await prepareQueryDatabase(ctx, postgres.connectionString, log);
       cleanups.unshift(database.stop);

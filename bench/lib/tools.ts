@@ -1,8 +1,14 @@
 import { spawnSync } from 'node:child_process';
 
-/** True when `command args` runs and exits 0 on this machine. */
-export function toolAvailable(command: string, args: readonly string[] = ['--version']): boolean {
-  const result = spawnSync(command, args, { stdio: 'ignore', timeout: 30_000 });
+/**
+ * True when `command args` runs and exits 0 on this machine; with 'on-path', when `command` is
+ * found on PATH (for tools like wrk that have no option exiting 0).
+ */
+export function toolAvailable(command: string, args: readonly string[] | 'on-path' = ['--version']): boolean {
+  const result =
+    args === 'on-path'
+      ? spawnSync('sh', ['-c', 'command -v "$0"', command], { stdio: 'ignore' })
+      : spawnSync(command, args, { stdio: 'ignore', timeout: 30_000 });
   return result.error === undefined && result.status === 0;
 }
 
@@ -15,7 +21,7 @@ export function requireTool(
   command: string,
   why: string,
   log: (line: string) => void,
-  args?: readonly string[],
+  args?: readonly string[] | 'on-path',
 ): boolean {
   if (toolAvailable(command, args)) return true;
   const reason = `SKIPPED: '${command}' is not installed (${why})`;
