@@ -83,10 +83,13 @@ export async function startProcessPrimary(
     stop() {
       stopped ??= (async () => {
         stopping = true;
-        await pool.stop();
-        await app.close();
-        await database.stop();
-        await embedded?.stop();
+        try {
+          await pool.stop();
+        } finally {
+          await app.close();
+          await database.stop();
+          await embedded?.stop();
+        }
       })();
       return stopped;
     },

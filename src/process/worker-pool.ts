@@ -71,11 +71,17 @@ export class WorkerPool {
     },
   };
 
-  /** SIGTERM to every worker: each commits its in-flight batch and leaves the group. */
+  /**
+   * SIGTERM to every worker: each finishes what it has in flight (a processor commits its batch
+   * and leaves the group) and exits. Resolves once all have exited cleanly; rejects, once all are
+   * gone, when one had to be killed after `stopTimeoutMs` or exited non-zero, so the primary
+   * exits 1 as a single process that overran its stop would.
+   */
   async stop(): Promise<void> {
     this.#stopping = true;
     for (const t of this.#restarts) clearTimeout(t);
     const timeout = this.#options.stopTimeoutMs ?? 25_000;
+    const unclean: string[] = [];
     await Promise.all(
       [...this.#workers.values()].map(
         ({ worker }) =>
@@ -84,15 +90,24 @@ export class WorkerPool {
               resolve();
               return;
             }
-            const kill = setTimeout(() => worker.process.kill('SIGKILL'), timeout);
-            worker.once('exit', () => {
+            const pid = worker.process.pid;
+            let killed = false;
+            const kill = setTimeout(() => {
+              killed = true;
+              worker.process.kill('SIGKILL');
+            }, timeout);
+            worker.once('exit', (code) => {
               clearTimeout(kill);
+              if (killed) unclean.push(`pid ${pid} killed after ${timeout} ms`);
+              else if (code !== null && code !== 0) unclean.push(`pid ${pid} exited ${code}`);
               resolve();
             });
             worker.process.kill('SIGTERM');
           }),
       ),
     );
+    if (unclean.length > 0)
+      throw new Error(`${this.#options.role} workers did not stop cleanly: ${unclean.join('; ')}`);
   }
 
   #fork(): void {
