@@ -21,8 +21,9 @@ import type { Metrics } from '../observability/metrics.ts';
  * Where: Redis when configured (shared by every query process), else an in-process LRU. Redis
  * errors never fail a query: the answer comes from PostgreSQL and readiness says `degraded`.
  * In front of Redis, each process keeps the answers it used lately, parsed and frozen (a near
- * cache): a repeated question costs neither a Redis round trip nor a JSON.parse. Its keys are
- * Redis's keys, versioned, so it is exactly as fresh as Redis.
+ * cache): a repeated question costs neither a Redis round trip nor a JSON.parse, and over REST
+ * no serialization either (routes.ts keeps each frozen answer's JSON). Its keys are Redis's keys,
+ * versioned, so it is exactly as fresh as Redis.
  */
 export interface CacheStore {
   readonly kind: 'redis' | 'memory';
