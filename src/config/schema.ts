@@ -53,9 +53,13 @@ export const ConfigSchema = Type.Object({
   TALLY_BATCH_LINGER_MS: Type.Number({
     minimum: 0,
     maximum: 60000,
-    default: 2,
+    // 0: under load batches still grow, from what arrives while the previous write is in flight,
+    // and no write waits for a timer. Interleaved A/B (8 s runs, 50 connections): single-event
+    // POSTs to tally ingest +13–40 % req/s against 2 ms; embedded ingest, batched ingest and
+    // the processor within the noise.
+    default: 0,
     description:
-      'With no write in flight, how long a new batch waits for more events (embedded ingest, the Kafka producer of tally ingest, the processor; the processor never waits longer than FLUSH_INTERVAL_SEC)',
+      'With no write in flight, how long a new batch waits for more events (embedded ingest, the Kafka producer of tally ingest, the processor; the processor never waits longer than FLUSH_INTERVAL_SEC). 0: at once; what arrives during a write still becomes the next batch',
   }),
   TALLY_MAX_INFLIGHT_BATCHES: Type.Integer({
     minimum: 1,
