@@ -52,7 +52,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 }
 
 /** Variables that share the prefix but are not configuration (test and CI switches). */
-const IGNORED_TALLY_VARS = new Set(['TALLY_REQUIRE_ALL_SUITES', 'TALLY_TEST_DATABASE_URL']);
+const IGNORED_TALLY_VARS = new Set(['TALLY_REQUIRE_ALL_SUITES', 'TALLY_COMPAT_DATABASE_URL']);
 
 function databaseConfig(raw: RawConfig): DatabaseConfig {
   if (raw.DATABASE_URL) return { kind: 'external', connectionString: raw.DATABASE_URL };

@@ -51,3 +51,9 @@ test('bad values fail fast, naming each variable', () => {
     },
   );
 });
+
+test('an unknown TALLY_ variable is refused by name; the test and CI switches are not configuration', () => {
+  assert.throws(() => loadConfig({ TALLY_BATCH_LINGER: '1' }), /TALLY_BATCH_LINGER: unknown Tally variable/);
+  const c = loadConfig({ TALLY_REQUIRE_ALL_SUITES: '1', TALLY_COMPAT_DATABASE_URL: 'postgresql://x/y' });
+  assert.deepEqual(c.database, { kind: 'embedded', dataDir: '.tally' });
+});
