@@ -242,7 +242,7 @@ export async function queryScenario(
   const uncachedScope = `${events}, 5 questions × ${ctx.queryIterations} requests one at a time over REST`;
   const cachedScope = `${events}, 5 questions in turn, one request at a time for ${ctx.measureSec} s over REST (wrk -c1, ${cached.requests.toLocaleString('en-US')} requests)`;
   const note = result.perQuestion.join('; ');
-  const cachedBaseline = `bare Fastify GET of a summary-shaped answer, same wrk run (${bareCached.requests.toLocaleString('en-US')} requests)`;
+  const cachedBaseline = `bare Fastify GET of a summary-shaped answer, wrk the same way (${bareCached.requests.toLocaleString('en-US')} requests)`;
   const uncachedBaseline = `summary as one SQL over raw events (seed way), ${sql.length} runs`;
   return {
     rssMb,
