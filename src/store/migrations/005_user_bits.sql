@@ -33,39 +33,6 @@ CREATE TABLE tally.rollup_user_bits (
   PRIMARY KEY (project, level, bucket, chunk)
 );
 
--- Recomputes one project's numbers and bits from rollup_users (this migration, and data sets that
--- write rollup_users directly, like bench/dataset.ts). Not for a project that is being written to.
---
--- TRICKY: PL/pgSQL, not LANGUAGE sql. PostgreSQL up to 17 plans every statement of a SQL function
--- before running the first, so the last INSERT was planned while user_numbers was still empty: a
--- nested loop over it for each rollup_users row. At 300 k events that ran for over 12 minutes on
--- PostgreSQL 15 (3.4 s as PL/pgSQL, which plans each statement when it first runs). The ANALYZE
--- gives that join the real size of the numbers just inserted. Migration 007 replaces the function
--- in databases that created it as LANGUAGE sql.
-CREATE FUNCTION tally.rebuild_user_bits(p_project text) RETURNS void LANGUAGE plpgsql AS $$
-BEGIN
-  INSERT INTO tally.user_numbers (project, user_id, num)
-  SELECT p_project, d.user_id,
-         coalesce((SELECT max(num) + 1 FROM tally.user_numbers WHERE project = p_project), 0)
-           + (row_number() OVER (ORDER BY d.user_id))::int - 1
-    FROM (SELECT DISTINCT user_id FROM tally.rollup_users WHERE project = p_project) d
-   WHERE NOT EXISTS (SELECT 1 FROM tally.user_numbers n WHERE n.project = p_project AND n.user_id = d.user_id);
-
-  INSERT INTO tally.user_number_counters AS c (project, next)
-  SELECT p_project, coalesce(max(num) + 1, 0) FROM tally.user_numbers WHERE project = p_project
-  ON CONFLICT (project) DO UPDATE SET next = greatest(c.next, excluded.next);
-
-  ANALYZE tally.user_numbers;
-
-  DELETE FROM tally.rollup_user_bits WHERE project = p_project;
-
-  INSERT INTO tally.rollup_user_bits (project, level, bucket, chunk, users)
-  SELECT u.project, u.level, u.bucket, n.num / 8192, bit_or(set_bit(B'0'::bit(8192), n.num % 8192, 1))
-    FROM tally.rollup_users u
-    JOIN tally.user_numbers n ON n.project = u.project AND n.user_id = u.user_id
-   WHERE u.project = p_project
-   GROUP BY 1, 2, 3, 4;
-END
-$$;
-
-SELECT tally.rebuild_user_bits(project) FROM (SELECT DISTINCT project FROM tally.rollup_users) p;
+-- The function that fills user_numbers and rollup_user_bits from the rollup_users rows written
+-- before this migration, tally.rebuild_user_bits, and its run over existing data are in
+-- migration 007.
