@@ -45,13 +45,18 @@ export function serveWorkersClusterMetrics(): void {
 /** In a cluster worker: `/metrics` as the sum over every worker, asked of the primary. */
 export function primaryClusterMetrics(): MetricsSource {
   let next = 0;
-  const pending = new Map<number, { resolve: (text: string) => void; reject: (err: Error) => void }>();
+  const pending = new Map<
+    number,
+    { resolve: (text: string) => void; reject: (err: Error) => void; timer: NodeJS.Timeout }
+  >();
   process.on('message', (message: Reply) => {
     if (message?.tally !== 'metrics-reply') return;
     const waiter = pending.get(message.id);
+    if (waiter === undefined) return;
     pending.delete(message.id);
-    if (message.text !== undefined) waiter?.resolve(message.text);
-    else waiter?.reject(new Error(`cluster metrics failed: ${message.error}`));
+    clearTimeout(waiter.timer);
+    if (message.text !== undefined) waiter.resolve(message.text);
+    else waiter.reject(new Error(`cluster metrics failed: ${message.error}`));
   });
   return {
     contentType: AggregatorRegistry.PROMETHEUS_CONTENT_TYPE,
@@ -62,16 +67,7 @@ export function primaryClusterMetrics(): MetricsSource {
           pending.delete(id);
           reject(new Error('the primary did not answer the metrics request'));
         }, REPLY_TIMEOUT_MS);
-        pending.set(id, {
-          resolve: (text) => {
-            clearTimeout(timer);
-            resolve(text);
-          },
-          reject: (err) => {
-            clearTimeout(timer);
-            reject(err);
-          },
-        });
+        pending.set(id, { resolve, reject, timer });
         process.send?.({ tally: 'metrics-request', id } satisfies Request);
       }),
   };
