@@ -44,58 +44,127 @@ export async function upsertRollups(
     }));
   }
   const bits = userBitRows(newUsers, numbers);
-  // Sorted, so concurrent batches for several projects lock the version rows in one order.
-  const projects = [...new Set(events.map((e) => e.project))].sort();
   // Named: parsed and planned once per connection instead of once per batch.
   const { rows: versions } = await client.query<{ project: string; version: string | number }>({
     name: 'tally-upsert-shared-rollups',
-    text: `WITH by_type AS (
-       INSERT INTO tally.rollup_events AS r (project, level, bucket, type, count)
-       SELECT p, l, to_timestamp(b / 1000.0), t, c
-         FROM unnest($1::text[], $2::int2[], $3::float8[], $4::text[], $5::int8[]) AS x(p, l, b, t, c)
-       ON CONFLICT (project, level, bucket, type) DO UPDATE SET count = r.count + excluded.count, updated_at = now()
-     ), by_page AS (
-       INSERT INTO tally.rollup_pages AS r (project, level, bucket, type, page_url, count)
-       SELECT p, l, to_timestamp(b / 1000.0), t, u, c
-         FROM unnest($6::text[], $7::int2[], $8::float8[], $9::text[], $10::text[], $11::int8[]) AS x(p, l, b, t, u, c)
-       ON CONFLICT (project, level, bucket, type, page_url) DO UPDATE SET count = r.count + excluded.count
-     ), user_bits AS (
-       INSERT INTO tally.rollup_user_bits AS r (project, level, bucket, chunk, users)
-       SELECT p, l, to_timestamp(b / 1000.0), c, ('x' || h)::bit(${USERS_PER_CHUNK})
-         FROM unnest($12::text[], $13::int2[], $14::float8[], $15::int4[], $16::text[]) AS x(p, l, b, c, h)
-       ON CONFLICT (project, level, bucket, chunk) DO UPDATE SET users = r.users | excluded.users
-     ), versions AS (
-       -- src/store/data-versions.ts: bumped in the transaction that changes the data.
-       INSERT INTO tally.data_versions AS v (project, version)
-       SELECT unnest($17::text[]), 1
-       ON CONFLICT (project) DO UPDATE SET version = v.version + 1, updated_at = now()
-       RETURNING project, version
-     )
-     SELECT project, version, pg_notify('${VERSIONS_CHANNEL}', version || ' ' || project) FROM versions`,
-    values: [
-      d.events.project,
-      d.events.level,
-      d.events.bucket,
-      d.events.type,
-      d.events.count,
-      d.pages.project,
-      d.pages.level,
-      d.pages.bucket,
-      d.pages.type,
-      d.pages.pageUrl,
-      d.pages.count,
-      bits.project,
-      bits.level,
-      bits.bucket,
-      bits.chunk,
-      bits.hex,
-      projects,
-    ],
+    text: `WITH ${sharedRollupCtes(1)}
+     SELECT project, version, ${NOTIFY_VERSION} FROM versions`,
+    values: sharedRollupValues(d, bits, events),
   });
   return {
     sentUserRows: users.keys,
     versions: new Map(versions.map((v) => [v.project, Number(v.version)])),
   };
+}
+
+/**
+ * upsertRollups for a batch whose events are all new, as CTEs of the one-statement write
+ * (batch-writer.ts) with parameters from `$at` on: `new_users` inserts the (bucket, user) rows
+ * not in `known`, then sharedRollupCtes, whose version bump first checks `gate` (an SQL
+ * condition that raises an error to abort the statement). The bits are
+ * those of every row sent, not only of the rows that turn out new: a row that already existed
+ * has its bit set already, and OR-ing it again changes nothing.
+ *
+ * TRICKY: the statement must take its locks in the order of the long way (dedup keys, then
+ * rollup_users, then the shared rows), or a batch taking it and one taking the long way can
+ * deadlock. PostgreSQL runs a CTE when something first reads it and the unread ones after the
+ * main query, so the reads chain them: the main query reads `versions`, whose WHERE (evaluated
+ * for its first row, and there is a row per project) runs `gate`, which reads the keys, and
+ * only then reads `new_users`, in a CASE so that the order holds; the counters and bits come
+ * last. Not in new_users' own WHERE: a condition with a volatile function is checked per row,
+ * and with no row to insert it would never be checked.
+ */
+export function newBatchRollups(
+  events: readonly TallyEvent[],
+  numbers: ReadonlyMap<string, number>,
+  known: KnownUserRows,
+  at: number,
+  gate: string,
+): { ctes: string; values: unknown[]; sentUserRows: string[] } {
+  const d = rollupDeltas(events);
+  const users = unknownUserRows(d.users, known);
+  const sent = users.project.map((project, i) => ({
+    project,
+    level: users.level[i],
+    bucket: users.bucket[i],
+    user_id: users.userId[i],
+  }));
+  const $ = (k: number) => `$${at + k}`;
+  return {
+    ctes: `new_users AS (
+       INSERT INTO tally.rollup_users (project, level, bucket, user_id)
+       SELECT p, l, to_timestamp(b / 1000.0), u FROM unnest(${$(0)}::text[], ${$(1)}::int2[], ${$(2)}::float8[], ${$(3)}::text[]) AS x(p, l, b, u)
+       ON CONFLICT DO NOTHING
+       RETURNING 1
+     ), ${sharedRollupCtes(at + 4, `CASE WHEN ${gate} THEN (SELECT count(*) FROM new_users) >= 0 END`)}`,
+    values: [
+      users.project,
+      users.level,
+      users.bucket,
+      users.userId,
+      ...sharedRollupValues(d, userBitRows(sent, numbers), events),
+    ],
+    sentUserRows: users.keys,
+  };
+}
+
+/** Notifies the new data version of each row of the `versions` CTE (see data-versions.ts). */
+export const NOTIFY_VERSION = `pg_notify('${VERSIONS_CHANNEL}', version || ' ' || project)`;
+
+/**
+ * The CTEs that add a batch's counters, page counters and user bits, and bump its projects' data
+ * versions (`versions` returns project and version), with parameters from `$at` on, in the order
+ * of sharedRollupValues. `versionsAfter`: an SQL condition the version bump waits for.
+ */
+function sharedRollupCtes(at: number, versionsAfter = 'true'): string {
+  const $ = (k: number) => `$${at + k}`;
+  return `by_type AS (
+       INSERT INTO tally.rollup_events AS r (project, level, bucket, type, count)
+       SELECT p, l, to_timestamp(b / 1000.0), t, c
+         FROM unnest(${$(0)}::text[], ${$(1)}::int2[], ${$(2)}::float8[], ${$(3)}::text[], ${$(4)}::int8[]) AS x(p, l, b, t, c)
+       ON CONFLICT (project, level, bucket, type) DO UPDATE SET count = r.count + excluded.count, updated_at = now()
+     ), by_page AS (
+       INSERT INTO tally.rollup_pages AS r (project, level, bucket, type, page_url, count)
+       SELECT p, l, to_timestamp(b / 1000.0), t, u, c
+         FROM unnest(${$(5)}::text[], ${$(6)}::int2[], ${$(7)}::float8[], ${$(8)}::text[], ${$(9)}::text[], ${$(10)}::int8[]) AS x(p, l, b, t, u, c)
+       ON CONFLICT (project, level, bucket, type, page_url) DO UPDATE SET count = r.count + excluded.count
+     ), user_bits AS (
+       INSERT INTO tally.rollup_user_bits AS r (project, level, bucket, chunk, users)
+       SELECT p, l, to_timestamp(b / 1000.0), c, ('x' || h)::bit(${USERS_PER_CHUNK})
+         FROM unnest(${$(11)}::text[], ${$(12)}::int2[], ${$(13)}::float8[], ${$(14)}::int4[], ${$(15)}::text[]) AS x(p, l, b, c, h)
+       ON CONFLICT (project, level, bucket, chunk) DO UPDATE SET users = r.users | excluded.users
+     ), versions AS (
+       -- src/store/data-versions.ts: bumped in the transaction that changes the data.
+       INSERT INTO tally.data_versions AS v (project, version)
+       SELECT unnest(${$(16)}::text[]), 1 WHERE ${versionsAfter}
+       ON CONFLICT (project) DO UPDATE SET version = v.version + 1, updated_at = now()
+       RETURNING project, version
+     )`;
+}
+
+/** The parameters of sharedRollupCtes: 17 arrays. */
+function sharedRollupValues(d: RollupDeltas, bits: UserBitRows, events: readonly TallyEvent[]): unknown[] {
+  // Sorted, so concurrent batches for several projects lock the version rows in one order.
+  const projects = [...new Set(events.map((e) => e.project))].sort();
+  return [
+    d.events.project,
+    d.events.level,
+    d.events.bucket,
+    d.events.type,
+    d.events.count,
+    d.pages.project,
+    d.pages.level,
+    d.pages.bucket,
+    d.pages.type,
+    d.pages.pageUrl,
+    d.pages.count,
+    bits.project,
+    bits.level,
+    bits.bucket,
+    bits.chunk,
+    bits.hex,
+    projects,
+  ];
 }
 
 /** The rows of `users` not in `known`, in the same (key) order, with their keys. */
@@ -126,12 +195,20 @@ interface NewUserRow {
   user_id: string;
 }
 
+interface UserBitRows {
+  project: string[];
+  level: number[];
+  bucket: number[];
+  chunk: number[];
+  hex: string[];
+}
+
 /**
  * The bits of the (bucket, user) rows just inserted into rollup_users, so that
  * tally.rollup_user_bits always holds exactly the same users (migration 005). One row per
  * (project, level, bucket, chunk), in key order like every rollup upsert.
  */
-function userBitRows(newUsers: readonly NewUserRow[], numbers: ReadonlyMap<string, number>) {
+function userBitRows(newUsers: readonly NewUserRow[], numbers: ReadonlyMap<string, number>): UserBitRows {
   const chunks = new Map<
     string,
     { project: string; level: number; bucket: number; chunk: number; bits: Buffer }

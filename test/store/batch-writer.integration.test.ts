@@ -104,33 +104,92 @@ test('a batch that fails at COMMIT leaves no rollup_users rows remembered: the r
   const events = oracle.map((e) => toTallyEvent(e));
   await writer.write({ events: events.slice(0, 20) });
 
-  // Fault injection: the next transaction runs every statement, then fails instead of committing.
-  const connect = pool.connect.bind(pool);
-  let failed = false;
-  // TRICKY: pool.query() calls connect(callback); only the promise form (BatchWriter's) is patched.
-  pool.connect = ((...args: unknown[]) => {
-    if (args.length > 0) return (connect as (...a: unknown[]) => unknown)(...args);
-    return patched();
-  }) as typeof pool.connect;
-  const patched = async () => {
-    const client = await connect();
-    const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>;
-    client.query = ((...args: unknown[]) => {
-      if (!failed && args[0] === 'COMMIT') {
-        failed = true;
-        return Promise.reject(new Error('injected: connection lost at COMMIT'));
-      }
-      return query(...args);
-    }) as typeof client.query;
-    return client;
-  };
-  await assert.rejects(writer.write({ events: events.slice(20) }));
-  assert.ok(failed);
+  // Fault injection: the next transaction runs every statement, then fails at COMMIT (a deferred
+  // trigger, so it hits the one-statement write and the long way alike).
+  await pool.query(`
+    CREATE TABLE public.fail_commit (armed boolean NOT NULL);
+    INSERT INTO public.fail_commit VALUES (true);
+    CREATE FUNCTION public.fail_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      IF (SELECT armed FROM public.fail_commit) THEN RAISE EXCEPTION 'injected: failure at COMMIT'; END IF;
+      RETURN NULL;
+    END $$;
+    CREATE CONSTRAINT TRIGGER fail_commit AFTER INSERT ON tally.rollup_users
+      DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION public.fail_commit();`);
+  await assert.rejects(writer.write({ events: events.slice(20) }), /injected: failure at COMMIT/);
+  await pool.query('UPDATE public.fail_commit SET armed = false');
 
   await writer.write({ events: events.slice(20) });
   const state = await storedState(pool);
   const expected = expectedRollups(oracle);
   assert.equal(state.raw.length, events.length);
+  assert.deepEqual(state.events, expected.events);
+  assert.deepEqual(state.pages, expected.pages);
+  assert.deepEqual(state.users, expected.users);
+  assert.deepEqual(state.userBits, expected.users, 'the user bit strings hold the same users');
+});
+
+/** Records the names of the prepared statements run on `pool`. */
+function recordStatementNames(pool: pg.Pool): string[] {
+  const names: string[] = [];
+  const patched = new WeakSet<pg.PoolClient>();
+  pool.on('connect', (client) => {
+    if (patched.has(client)) return;
+    patched.add(client);
+    const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>;
+    client.query = ((...args: unknown[]) => {
+      const name = (args[0] as { name?: string }).name;
+      if (name !== undefined) names.push(name);
+      return query(...args);
+    }) as typeof client.query;
+  });
+  return names;
+}
+
+test('a batch of new events is stored in one statement; one with stored events the long way, exactly once', async (t) => {
+  const { pool, writer } = await writerOnOwnPool(t, 4);
+  const names = recordStatementNames(pool);
+  const base = Date.UTC(2024, 0, 1);
+  const oracle: OracleEvent[] = Array.from({ length: 90 }, (_, i) => ({
+    event_id: `e-${i}`,
+    type: i % 2 === 0 ? 'click' : 'page_view',
+    user_id: `u-${i % 9}`,
+    ts: base + (i % 4) * 60_000 + i,
+    page_url: `/p/${i % 5}`,
+  }));
+  const events = oracle.map((e) => toTallyEvent(e));
+
+  // New events, one of them twice in the batch: no transaction of its own.
+  const first = await writer.write({ events: [...events.slice(0, 40), events[3]] });
+  assert.deepEqual(names, ['tally-write-new-batch-raw'], 'one statement');
+  assert.equal(first.inserted, 40);
+  assert.equal(first.duplicates, 1);
+  assert.deepEqual(first.fresh, [...events.slice(0, 40).map(() => true), false]);
+
+  // Half of this batch is stored already: the statement aborts and the long way stores the rest.
+  const second = await writer.write({ events: events.slice(20, 90) });
+  assert.deepEqual(
+    names.slice(1).filter((n) => n !== 'tally-insert-rollup-users'),
+    ['tally-write-new-batch-raw', 'tally-insert-event-ids-and-raw', 'tally-upsert-shared-rollups'],
+    'the statement, then the long way',
+  );
+  assert.equal(second.inserted, 50);
+  assert.deepEqual(
+    second.fresh,
+    events.slice(20, 90).map((_e, i) => i >= 20),
+  );
+  assert.deepEqual(
+    second.insertedEvents.map((e) => e.eventId).sort(),
+    events
+      .slice(40)
+      .map((e) => e.eventId)
+      .sort(),
+  );
+
+  const state = await storedState(pool);
+  const expected = expectedRollups(oracle);
+  assert.deepEqual(state.eventIds, events.map((e) => e.eventId).sort());
+  assert.equal(state.raw.length, events.length, 'the aborted statement left no raw row behind');
   assert.deepEqual(state.events, expected.events);
   assert.deepEqual(state.pages, expected.pages);
   assert.deepEqual(state.users, expected.users);
