@@ -16,8 +16,9 @@ import { USERS_PER_CHUNK, userKey } from './user-numbers.ts';
  * an hour and a day), so a batch holds their row locks from its upsert until its COMMIT and any
  * concurrent batch waits for it. Upserting them in one round trip right before COMMIT keeps that
  * window to one statement and the commit's WAL flush; rollup_users rows are per user and
- * rarely wanted by two batches at once, so they go first. All batches run the same statement,
- * so they take the tables in one order, and each table's rows in key order (rollupDeltas).
+ * rarely wanted by two batches at once, so they go first. All batches take the tables in one
+ * order (see newBatchRollups for the one-statement write), and each table's rows in key order
+ * (rollupDeltas).
  *
  * rollup_users rows in `known` are not sent (see known-user-rows.ts). Returns the keys of the
  * rows sent, for `known.remember` once the transaction has committed, and the projects' new data
@@ -69,10 +70,14 @@ export async function upsertRollups(
  * rollup_users, then the shared rows), or a batch taking it and one taking the long way can
  * deadlock. PostgreSQL runs a CTE when something first reads it and the unread ones after the
  * main query, so the reads chain them: the main query reads `versions`, whose WHERE (evaluated
- * for its first row, and there is a row per project) runs `gate`, which reads the keys, and
+ * once, before any row is inserted) runs `gate`, which reads the keys, and
  * only then reads `new_users`, in a CASE so that the order holds; the counters and bits come
  * last. Not in new_users' own WHERE: a condition with a volatile function is checked per row,
  * and with no row to insert it would never be checked.
+ * This order is the executor's behaviour, not documented (the manual calls the order of
+ * data-modifying CTEs unpredictable): the concurrent-batches test in
+ * test/store/batch-writer.integration.test.ts mixes both ways and would deadlock if a
+ * PostgreSQL version changed it.
  */
 export function newBatchRollups(
   events: readonly TallyEvent[],
