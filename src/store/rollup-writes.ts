@@ -8,8 +8,9 @@ import { USERS_PER_CHUNK, userKey } from './user-numbers.ts';
 /**
  * Adds the rollup deltas of the events a batch inserted now, inside the batch transaction:
  * first the (bucket, user) rows of rollup_users, then — in ONE statement, the last before
- * COMMIT — the counters of rollup_events and rollup_pages, the user bits of the rows just
- * inserted into rollup_users, and the projects' data versions.
+ * COMMIT — the projects' data versions (PostgreSQL runs that CTE first: the main query reads
+ * it), the counters of rollup_events and rollup_pages and the user bits of the rows just
+ * inserted into rollup_users.
  *
  * TRICKY: the counters, the bit strings and the data version are shared by every batch (all
  * batches of a minute add to the same rollup_events rows, and to the same hour and day rows for
