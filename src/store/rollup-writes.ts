@@ -63,19 +63,18 @@ export async function upsertRollups(
  * upsertRollups for a batch whose events are all new, as CTEs of the one-statement write
  * (batch-writer.ts) with parameters from `$at` on: `new_users` inserts the (bucket, user) rows
  * not in `known`, then sharedRollupCtes, whose version bump first checks `gate` (an SQL
- * condition that raises an error to abort the statement). The bits are
- * those of every row sent, not only of the rows that turn out new: a row that already existed
- * has its bit set already, and OR-ing it again changes nothing.
+ * condition that raises an error to abort the statement). The bits are those of every row
+ * sent, not only of the rows that turn out new: a row that already existed has its bit set
+ * already, and OR-ing it again changes nothing.
  *
  * TRICKY: the statement must take its locks in the order of the long way (dedup keys, then
  * rollup_users, then the shared rows), or a batch taking it and one taking the long way can
  * deadlock. PostgreSQL runs a CTE when something first reads it and the unread ones after the
  * main query, so the reads chain them: the main query reads `versions`, whose WHERE (evaluated
- * once, before any row is inserted) runs `gate`, which reads the keys, and
- * only then reads `new_users`, in a CASE so that the order holds; the counters and bits come
- * last. Not in new_users' own WHERE: a condition with a volatile function is checked per row,
- * and with no row to insert it would never be checked.
- * This order is the executor's behaviour, not documented (the manual calls the order of
+ * once, before any row is inserted) runs `gate`, which reads the keys, and only then reads
+ * `new_users`, in a CASE so that the order holds; the counters, bits and raw rows come last.
+ * Not in new_users' own WHERE: a condition with a volatile function is checked per row, and
+ * with no row to insert it would never be checked. This order is the executor's behaviour, not documented (the manual calls the order of
  * data-modifying CTEs unpredictable): the concurrent-batches test in
  * test/store/batch-writer.integration.test.ts mixes both ways and would deadlock if a
  * PostgreSQL version changed it.
@@ -210,8 +209,9 @@ interface UserBitRows {
 }
 
 /**
- * The bits of the (bucket, user) rows just inserted into rollup_users, so that
- * tally.rollup_user_bits always holds exactly the same users (migration 005). One row per
+ * The bits of the given (bucket, user) rows of rollup_users (those just inserted, or in the
+ * one-statement write all those sent), so that tally.rollup_user_bits always holds exactly the
+ * same users (migration 005). One row per
  * (project, level, bucket, chunk), in key order like every rollup upsert.
  */
 function userBitRows(newUsers: readonly NewUserRow[], numbers: ReadonlyMap<string, number>): UserBitRows {
