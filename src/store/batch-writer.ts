@@ -146,12 +146,15 @@ export class BatchWriter {
       ? rawColumns(events, cutoff)
       : [events.map((e) => e.project), events.map((e) => e.eventId)];
     const guard = keys.length + 1;
+    const allNew = `tally.require_all_new($${guard}, (SELECT count(*) FROM fresh))`;
     const rollups = newBatchRollups(
       events,
       numbers,
       this.#knownUserRows,
       guard + 1,
-      `tally.require_all_new($${guard}, (SELECT count(*) FROM fresh))`,
+      // The raw rows right after the keys, as on the long way, and before any shared row is
+      // locked: a concurrent batch would otherwise wait for them too (see newBatchRollups).
+      storeRaw ? `CASE WHEN ${allNew} THEN (SELECT count(*) FROM raw) >= 0 END` : allNew,
     );
     try {
       const { rows } = await client.query<{ project: string; version: string | number }>({
@@ -249,7 +252,8 @@ const EVENT_IDS = `fresh AS (
 
 /**
  * EVENT_IDS, then CTE `raw`: the raw rows ($1 … $12, rawColumns) of the events whose key was new
- * and whose day is inside the retention window. The keys go in in `events` order (sorted, see
+ * and whose day is inside the retention window (returns a row each, for the one-statement write
+ * to read it before the rollups). The keys go in in `events` order (sorted, see
  * dedupeWithinBatch); the raw rows join the keys actually inserted, so a key another batch holds
  * is neither returned nor stored twice.
  */
@@ -262,6 +266,7 @@ const EVENT_IDS_AND_RAW = `${EVENT_IDS}, raw AS (
            AS x(p, id, t, u, ts, r, pu, rf, s, sv, pr, keep)
          JOIN fresh f ON f.project = x.p AND f.event_id = x.id
         WHERE x.keep
+       RETURNING 1
      )`;
 
 /**

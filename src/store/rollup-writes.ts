@@ -67,17 +67,19 @@ export async function upsertRollups(
  * sent, not only of the rows that turn out new: a row that already existed has its bit set
  * already, and OR-ing it again changes nothing.
  *
- * TRICKY: the statement must take its locks in the order of the long way (dedup keys, then
- * rollup_users, then the shared rows), or a batch taking it and one taking the long way can
- * deadlock. PostgreSQL runs a CTE when something first reads it and the unread ones after the
- * main query, so the reads chain them: the main query reads `versions`, whose WHERE (evaluated
- * once, before any row is inserted) runs `gate`, which reads the keys, and only then reads
- * `new_users`, in a CASE so that the order holds; the counters, bits and raw rows come last.
- * Not in new_users' own WHERE: a condition with a volatile function is checked per row, and
- * with no row to insert it would never be checked. This order is the executor's behaviour, not documented (the manual calls the order of
- * data-modifying CTEs unpredictable): the concurrent-batches test in
- * test/store/batch-writer.integration.test.ts mixes both ways and would deadlock if a
- * PostgreSQL version changed it.
+ * TRICKY: the statement must take its locks in the order of the long way (dedup keys and raw
+ * rows, then rollup_users, then the shared rows), or a batch taking it and one taking the long
+ * way can deadlock; and the shared rows, which every concurrent batch wants, must come last.
+ * PostgreSQL runs a CTE when something first reads it and the unread ones after the main query,
+ * so the reads chain them: the main query reads `versions`, whose WHERE (evaluated once, before
+ * any row is inserted) runs `gate`, which reads the keys (then the raw rows), and only then
+ * reads `new_users`, in a CASE so that the order holds; the counters and bits come last. Not in
+ * new_users' own WHERE: a condition with a volatile function is checked per row, and with no
+ * row to insert it would never be checked. This order is the executor's behaviour, not
+ * documented (the manual calls the order of data-modifying CTEs unpredictable): the
+ * concurrent-batches test in test/store/batch-writer.integration.test.ts mixes both ways and
+ * would deadlock if a PostgreSQL version changed it, and another test checks that the raw rows
+ * go in before the data version.
  */
 export function newBatchRollups(
   events: readonly TallyEvent[],

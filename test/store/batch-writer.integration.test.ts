@@ -116,10 +116,12 @@ test('a batch that fails at COMMIT leaves no rollup_users rows remembered: the r
     END $$;
     CREATE CONSTRAINT TRIGGER fail_commit AFTER INSERT ON tally.rollup_users
       DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION public.fail_commit();`);
+  // All new: the one statement. Ten stored already: the long way.
   await assert.rejects(writer.write({ events: events.slice(20) }), /injected: failure at COMMIT/);
+  await assert.rejects(writer.write({ events: events.slice(10) }), /injected: failure at COMMIT/);
   await pool.query('UPDATE public.fail_commit SET armed = false');
 
-  await writer.write({ events: events.slice(20) });
+  await writer.write({ events: events.slice(10) });
   const state = await storedState(pool);
   const expected = expectedRollups(oracle);
   assert.equal(state.raw.length, events.length);
@@ -194,4 +196,41 @@ test('a batch of new events is stored in one statement; one with stored events t
   assert.deepEqual(state.pages, expected.pages);
   assert.deepEqual(state.users, expected.users);
   assert.deepEqual(state.userBits, expected.users, 'the user bit strings hold the same users');
+});
+
+// The shared rows (data version, counters, bits) are wanted by every concurrent batch: both ways
+// lock them last, after the dedup keys, the raw rows and rollup_users.
+test('both ways insert keys, raw rows and rollup_users before they lock the data version', async (t) => {
+  const { pool, writer } = await writerOnOwnPool(t, 2);
+  await pool.query(`
+    CREATE TABLE public.write_order (seq bigserial, tbl text NOT NULL);
+    CREATE FUNCTION public.log_write() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+      INSERT INTO public.write_order (tbl) VALUES (TG_ARGV[0]);
+      RETURN NEW;
+    END $$;
+    CREATE TRIGGER log_write BEFORE INSERT ON tally.event_ids FOR EACH ROW EXECUTE FUNCTION public.log_write('keys');
+    CREATE TRIGGER log_write BEFORE INSERT ON tally.events FOR EACH ROW EXECUTE FUNCTION public.log_write('raw');
+    CREATE TRIGGER log_write BEFORE INSERT ON tally.rollup_users FOR EACH ROW EXECUTE FUNCTION public.log_write('users');
+    CREATE TRIGGER log_write BEFORE INSERT ON tally.data_versions FOR EACH ROW EXECUTE FUNCTION public.log_write('version');
+    CREATE TRIGGER log_write BEFORE INSERT ON tally.rollup_events FOR EACH ROW EXECUTE FUNCTION public.log_write('shared');
+    CREATE TRIGGER log_write BEFORE INSERT ON tally.rollup_pages FOR EACH ROW EXECUTE FUNCTION public.log_write('shared');
+    CREATE TRIGGER log_write BEFORE INSERT ON tally.rollup_user_bits FOR EACH ROW EXECUTE FUNCTION public.log_write('shared');`);
+  /** The tables written since the last call, in order, each run of one table once. */
+  const order = async () => {
+    const { rows } = await pool.query<{ seq: string; tbl: string }>(
+      'DELETE FROM public.write_order RETURNING seq, tbl',
+    );
+    const tables = rows.sort((a, b) => Number(a.seq) - Number(b.seq)).map((r) => r.tbl);
+    return tables.filter((tbl, i) => tbl !== tables[i - 1]);
+  };
+  const base = Date.UTC(2024, 0, 1);
+  const events = Array.from({ length: 30 }, (_, i) =>
+    toTallyEvent({ event_id: `e-${i}`, type: 'click', user_id: `u-${i}`, ts: base + i, page_url: '/' }),
+  );
+
+  await writer.write({ events: events.slice(0, 20) });
+  assert.deepEqual(await order(), ['keys', 'raw', 'users', 'version', 'shared'], 'the one statement');
+  await writer.write({ events: events.slice(10) });
+  assert.deepEqual(await order(), ['keys', 'raw', 'users', 'version', 'shared'], 'the long way');
 });
