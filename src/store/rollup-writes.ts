@@ -38,9 +38,7 @@ export async function upsertRollups(
   if (users.keys.length > 0) {
     ({ rows: newUsers } = await client.query<NewUserRow>({
       name: 'tally-insert-rollup-users',
-      text: `INSERT INTO tally.rollup_users (project, level, bucket, user_id)
-       SELECT p, l, to_timestamp(b / 1000.0), u FROM unnest($1::text[], $2::int2[], $3::float8[], $4::text[]) AS x(p, l, b, u)
-       ON CONFLICT DO NOTHING
+      text: `${insertRollupUsers(1)}
        RETURNING project, level, (extract(epoch from bucket) * 1000)::float8 AS bucket, user_id`,
       values: [users.project, users.level, users.bucket, users.userId],
     }));
@@ -96,12 +94,9 @@ export function newBatchRollups(
     bucket: users.bucket[i],
     user_id: users.userId[i],
   }));
-  const $ = (k: number) => `$${at + k}`;
   return {
     ctes: `new_users AS (
-       INSERT INTO tally.rollup_users (project, level, bucket, user_id)
-       SELECT p, l, to_timestamp(b / 1000.0), u FROM unnest(${$(0)}::text[], ${$(1)}::int2[], ${$(2)}::float8[], ${$(3)}::text[]) AS x(p, l, b, u)
-       ON CONFLICT DO NOTHING
+       ${insertRollupUsers(at)}
        RETURNING 1
      ), ${sharedRollupCtes(at + 4, `CASE WHEN ${gate} THEN (SELECT count(*) FROM new_users) >= 0 END`)}`,
     values: [
@@ -113,6 +108,14 @@ export function newBatchRollups(
     ],
     sentUserRows: users.keys,
   };
+}
+
+/** Inserts the (bucket, user) rows of rollup_users given from `$at` on (4 arrays), skipping those stored. */
+function insertRollupUsers(at: number): string {
+  const $ = (k: number) => `$${at + k}`;
+  return `INSERT INTO tally.rollup_users (project, level, bucket, user_id)
+       SELECT p, l, to_timestamp(b / 1000.0), u FROM unnest(${$(0)}::text[], ${$(1)}::int2[], ${$(2)}::float8[], ${$(3)}::text[]) AS x(p, l, b, u)
+       ON CONFLICT DO NOTHING`;
 }
 
 /** Notifies the new data version of each row of the `versions` CTE (see data-versions.ts). */
