@@ -151,6 +151,8 @@ function recordStatementNames(pool: pg.Pool): string[] {
 test('a batch of new events is stored in one statement; one with stored events the long way, exactly once', async (t) => {
   const { pool, writer } = await writerOnOwnPool(t, 4);
   const names = recordStatementNames(pool);
+  let connections = 0;
+  pool.on('connect', () => connections++);
   const base = Date.UTC(2024, 0, 1);
   const oracle: OracleEvent[] = Array.from({ length: 90 }, (_, i) => ({
     event_id: `e-${i}`,
@@ -175,6 +177,7 @@ test('a batch of new events is stored in one statement; one with stored events t
     ['tally-write-new-batch-raw', 'tally-insert-event-ids-and-raw', 'tally-upsert-shared-rollups'],
     'the statement, then the long way',
   );
+  assert.equal(connections, 1, 'the long way ran on the connection of the aborted statement, kept');
   assert.equal(second.inserted, 50);
   assert.deepEqual(
     second.fresh,
