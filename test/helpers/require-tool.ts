@@ -2,12 +2,17 @@ import { spawnSync } from 'node:child_process';
 import type { TestContext } from 'node:test';
 
 /**
- * True when `command` runs on this machine. Suites that need an outside tool (Java/Maven for
- * Kafka, redis-server, chromium, promtool) call `requireTool` first: on a laptop without the
- * tool the suite skips with a loud reason; in CI (`TALLY_REQUIRE_ALL_SUITES=1`) it fails.
+ * True when `command args` runs and exits 0 on this machine; with 'on-path', when `command` is
+ * found on PATH (for tools like wrk that have no option exiting 0). Suites that need an outside
+ * tool (Java/Maven for Kafka, redis-server, chromium, promtool) call `requireTool` first: on a
+ * laptop without the tool the suite skips with a loud reason; in CI
+ * (`TALLY_REQUIRE_ALL_SUITES=1`) it fails. The benchmark does the same (bench/lib/tools.ts).
  */
-export function toolAvailable(command: string, args: readonly string[] = ['--version']): boolean {
-  const result = spawnSync(command, args, { stdio: 'ignore', timeout: 20_000 });
+export function toolAvailable(command: string, args: readonly string[] | 'on-path' = ['--version']): boolean {
+  const result =
+    args === 'on-path'
+      ? spawnSync('sh', ['-c', 'command -v "$0"', command], { stdio: 'ignore' })
+      : spawnSync(command, args, { stdio: 'ignore', timeout: 30_000 });
   return result.error === undefined && result.status === 0;
 }
 
