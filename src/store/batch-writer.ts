@@ -152,8 +152,8 @@ export class BatchWriter {
       numbers,
       this.#knownUserRows,
       guard + 1,
-      // The raw rows right after the keys, as on the long way, and before any shared row is
-      // locked: a concurrent batch would otherwise wait for them too (see newBatchRollups).
+      // The raw rows right after the keys, as on the long way: otherwise this batch would insert
+      // them while holding the shared rows every concurrent batch waits for (see newBatchRollups).
       storeRaw ? `CASE WHEN ${allNew} THEN (SELECT count(*) FROM raw) >= 0 END` : allNew,
     );
     try {

@@ -76,8 +76,8 @@ export async function upsertRollups(
  * row to insert it would never be checked. This order is the executor's behaviour, not
  * documented (the manual calls the order of data-modifying CTEs unpredictable): the
  * concurrent-batches test in test/store/batch-writer.integration.test.ts mixes both ways and
- * would deadlock if a PostgreSQL version changed it, and another test checks that the raw rows
- * go in before the data version.
+ * would deadlock if a PostgreSQL version changed it, and the order is checked with triggers there
+ * and in the compatibility suite (another PostgreSQL version).
  */
 export function newBatchRollups(
   events: readonly TallyEvent[],

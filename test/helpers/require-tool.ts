@@ -16,6 +16,7 @@ export function toolAvailable(command: string, args: readonly string[] | 'on-pat
   return result.error === undefined && result.status === 0;
 }
 
+/** True in CI (`TALLY_REQUIRE_ALL_SUITES=1`): a missing tool fails instead of skipping. */
 export function requireAllSuites(): boolean {
   return process.env.TALLY_REQUIRE_ALL_SUITES === '1';
 }

@@ -8,6 +8,7 @@ import { RawPartitions } from '../../src/store/partitions.ts';
 import { prng, toTallyEvent, type OracleEvent } from '../helpers/oracle.ts';
 import { requireAllSuites } from '../helpers/require-tool.ts';
 import { assertExactlyOnce, storedState } from '../helpers/stored-state.ts';
+import { recordWriteOrder, WRITE_ORDER } from '../helpers/write-order.ts';
 
 // The other suites run on the embedded binaries (one PostgreSQL major version); production runs
 // whatever the operator has (the Kubernetes manifests say 17, these machines run 15). This suite
@@ -56,9 +57,13 @@ test('another PostgreSQL version: migrations, exactly-once batches, rollups and 
     ts: now - Math.floor(random() * 3 * 1440) * MINUTE,
     page_url: `/p/${Math.floor(random() * 20)}`,
   }));
-  // Two batches overlapping by half: the second half of the first is sent again.
+  const order = await recordWriteOrder(db.pool);
+  // Two batches overlapping by half: the second half of the first is sent again. The first is
+  // stored in one statement, the second the long way: both lock the shared rows last.
   await writer.write({ events: events.slice(0, 1200).map((e) => toTallyEvent(e)) });
+  assert.deepEqual(await order(), WRITE_ORDER, 'the one statement');
   await writer.write({ events: events.slice(600).map((e) => toTallyEvent(e)) });
+  assert.deepEqual(await order(), WRITE_ORDER, 'the long way');
   await assertExactlyOnce(db.pool, events);
 
   // The rebuild of migration 005 (and bench/dataset.ts) on rollup rows written directly.
