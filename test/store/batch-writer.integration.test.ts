@@ -20,6 +20,18 @@ async function writerOnOwnPool(t: TestContext, max: number): Promise<{ pool: pg.
   };
 }
 
+/** `n` events from 2024-01-01 on, alternating types, cycling through users, minutes and pages. */
+function cyclingEvents(n: number, cycle: { users: number; minutes: number; pages: number }): OracleEvent[] {
+  const base = Date.UTC(2024, 0, 1);
+  return Array.from({ length: n }, (_, i) => ({
+    event_id: `e-${i}`,
+    type: i % 2 === 0 ? 'click' : 'page_view',
+    user_id: `u-${i % cycle.users}`,
+    ts: base + (i % cycle.minutes) * 60_000 + i,
+    page_url: `/p/${i % cycle.pages}`,
+  }));
+}
+
 // TRICKY: concurrent batches (TALLY_MAX_INFLIGHT_BATCHES > 1) must neither deadlock nor count an
 // event twice: each batch below shares event ids with the others, in a different order, and
 // they all hit the same few rollup rows.
@@ -94,14 +106,7 @@ test('a batch that fails does not affect a concurrent one', async (t) => {
 // insert them (and set their user bits) again.
 test('a batch that fails at COMMIT leaves no rollup_users rows remembered: the retry stores them', async (t) => {
   const { pool, writer } = await writerOnOwnPool(t, 4);
-  const base = Date.UTC(2024, 0, 1);
-  const oracle: OracleEvent[] = Array.from({ length: 60 }, (_, i) => ({
-    event_id: `e-${i}`,
-    type: i % 2 === 0 ? 'click' : 'page_view',
-    user_id: `u-${i % 7}`,
-    ts: base + (i % 3) * 60_000 + i,
-    page_url: `/p/${i % 4}`,
-  }));
+  const oracle = cyclingEvents(60, { users: 7, minutes: 3, pages: 4 });
   const events = oracle.map((e) => toTallyEvent(e));
   await writer.write({ events: events.slice(0, 20) });
 
@@ -154,14 +159,7 @@ test('a batch of new events is stored in one statement; one with stored events t
   const names = recordStatementNames(pool);
   let connections = 0;
   pool.on('connect', () => connections++);
-  const base = Date.UTC(2024, 0, 1);
-  const oracle: OracleEvent[] = Array.from({ length: 90 }, (_, i) => ({
-    event_id: `e-${i}`,
-    type: i % 2 === 0 ? 'click' : 'page_view',
-    user_id: `u-${i % 9}`,
-    ts: base + (i % 4) * 60_000 + i,
-    page_url: `/p/${i % 5}`,
-  }));
+  const oracle = cyclingEvents(90, { users: 9, minutes: 4, pages: 5 });
   const events = oracle.map((e) => toTallyEvent(e));
 
   // New events, one of them twice in the batch: no transaction of its own.
