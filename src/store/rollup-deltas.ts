@@ -23,71 +23,117 @@ interface Row {
   project: string;
   level: number;
   bucket: number;
+  /** The event type (rollup_events, rollup_pages) or the user id (rollup_users). */
   name: string;
   pageUrl: string;
   count: number;
 }
 
+/** The rows of one (project, level, bucket), by type, by type and page, and by user. */
+interface Bucket {
+  types: Map<string, Row>;
+  pages: Map<string, Map<string, Row>>;
+  users: Map<string, Row>;
+}
+
 /**
  * Folds newly stored events into per-bucket increments for every rollup level. Rows come out
- * sorted by key so that concurrent batches lock rollup rows in the same order.
+ * sorted by key (compareRows) so that concurrent batches lock rollup rows in the same order.
+ *
+ * The rows are found through nested maps keyed by the events' own strings, not by a key string
+ * built per event: this runs three times per event in the processor's hottest loop, and one
+ * JSON key per row and level made it ~6 µs of CPU and garbage per event (scratch profile).
  */
 export function rollupDeltas(events: readonly TallyEvent[]): RollupDeltas {
-  const byType = new Map<string, Row>();
-  const byPage = new Map<string, Row>();
-  const users = new Map<string, Row>();
+  const projects = new Map<string, Map<number, Bucket>>();
+  const byType: Row[] = [];
+  const byPage: Row[] = [];
+  const users: Row[] = [];
   for (const e of events) {
+    let buckets = projects.get(e.project);
+    if (buckets === undefined) {
+      buckets = new Map<number, Bucket>();
+      projects.set(e.project, buckets);
+    }
     for (const { level, ms } of LEVELS) {
       const bucket = e.ts - (e.ts % ms);
-      bump(byType, e.project, level, bucket, e.type, '');
-      if (e.pageUrl !== null) bump(byPage, e.project, level, bucket, e.type, e.pageUrl);
-      bump(users, e.project, level, bucket, e.userId, '');
+      // Buckets are whole minutes, so bucket + level tells the levels of one instant apart.
+      let b = buckets.get(bucket + level);
+      if (b === undefined) {
+        b = { types: new Map(), pages: new Map(), users: new Map() };
+        buckets.set(bucket + level, b);
+      }
+      bump(b.types, e.type, byType, e.project, level, bucket, e.type, '');
+      if (e.pageUrl !== null) {
+        let pages = b.pages.get(e.type);
+        if (pages === undefined) {
+          pages = new Map<string, Row>();
+          b.pages.set(e.type, pages);
+        }
+        bump(pages, e.pageUrl, byPage, e.project, level, bucket, e.type, e.pageUrl);
+      }
+      bump(b.users, e.userId, users, e.project, level, bucket, e.userId, '');
     }
   }
-  const deltas: RollupDeltas = {
-    events: { project: [], level: [], bucket: [], type: [], count: [] },
-    pages: { project: [], level: [], bucket: [], type: [], pageUrl: [], count: [] },
-    users: { project: [], level: [], bucket: [], userId: [] },
+  byType.sort(compareRows);
+  byPage.sort(compareRows);
+  users.sort(compareRows);
+  return {
+    events: {
+      project: byType.map((r) => r.project),
+      level: byType.map((r) => r.level),
+      bucket: byType.map((r) => r.bucket),
+      type: byType.map((r) => r.name),
+      count: byType.map((r) => r.count),
+    },
+    pages: {
+      project: byPage.map((r) => r.project),
+      level: byPage.map((r) => r.level),
+      bucket: byPage.map((r) => r.bucket),
+      type: byPage.map((r) => r.name),
+      pageUrl: byPage.map((r) => r.pageUrl),
+      count: byPage.map((r) => r.count),
+    },
+    users: {
+      project: users.map((r) => r.project),
+      level: users.map((r) => r.level),
+      bucket: users.map((r) => r.bucket),
+      userId: users.map((r) => r.name),
+    },
   };
-  for (const r of sorted(byType)) {
-    deltas.events.project.push(r.project);
-    deltas.events.level.push(r.level);
-    deltas.events.bucket.push(r.bucket);
-    deltas.events.type.push(r.name);
-    deltas.events.count.push(r.count);
-  }
-  for (const r of sorted(byPage)) {
-    deltas.pages.project.push(r.project);
-    deltas.pages.level.push(r.level);
-    deltas.pages.bucket.push(r.bucket);
-    deltas.pages.type.push(r.name);
-    deltas.pages.pageUrl.push(r.pageUrl);
-    deltas.pages.count.push(r.count);
-  }
-  for (const r of sorted(users)) {
-    deltas.users.project.push(r.project);
-    deltas.users.level.push(r.level);
-    deltas.users.bucket.push(r.bucket);
-    deltas.users.userId.push(r.name);
-  }
-  return deltas;
 }
 
 function bump(
   map: Map<string, Row>,
+  key: string,
+  rows: Row[],
   project: string,
   level: number,
   bucket: number,
   name: string,
   pageUrl: string,
 ): void {
-  // JSON keeps the key unambiguous whatever characters the strings hold.
-  const key = JSON.stringify([project, level, bucket, name, pageUrl]);
   const row = map.get(key);
-  if (row) row.count += 1;
-  else map.set(key, { project, level, bucket, name, pageUrl, count: 1 });
+  if (row !== undefined) {
+    row.count += 1;
+    return;
+  }
+  const added = { project, level, bucket, name, pageUrl, count: 1 };
+  map.set(key, added);
+  rows.push(added);
 }
 
-function sorted(map: Map<string, Row>): Row[] {
-  return [...map.entries()].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0)).map(([, row]) => row);
+/** The lock order of rollup rows: by project, level, bucket, name, page (strings by code unit). */
+function compareRows(a: Row, b: Row): number {
+  return (
+    compareStrings(a.project, b.project) ||
+    a.level - b.level ||
+    a.bucket - b.bucket ||
+    compareStrings(a.name, b.name) ||
+    compareStrings(a.pageUrl, b.pageUrl)
+  );
+}
+
+export function compareStrings(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
 }

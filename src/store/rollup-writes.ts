@@ -2,7 +2,7 @@ import type pg from 'pg';
 import type { TallyEvent } from '../event/types.ts';
 import { VERSIONS_CHANNEL } from './data-versions.ts';
 import { rowKey, type KnownUserRows } from './known-user-rows.ts';
-import { rollupDeltas, type RollupDeltas } from './rollup-deltas.ts';
+import { compareStrings, rollupDeltas, type RollupDeltas } from './rollup-deltas.ts';
 import { USERS_PER_CHUNK, userKey } from './user-numbers.ts';
 
 /**
@@ -205,6 +205,14 @@ interface NewUserRow {
   user_id: string;
 }
 
+interface UserBitRow {
+  project: string;
+  level: number;
+  bucket: number;
+  chunk: number;
+  bits: Buffer;
+}
+
 interface UserBitRows {
   project: string[];
   level: number[];
@@ -220,17 +228,25 @@ interface UserBitRows {
  * (project, level, bucket, chunk), in key order like every rollup upsert.
  */
 function userBitRows(newUsers: readonly NewUserRow[], numbers: ReadonlyMap<string, number>): UserBitRows {
-  const chunks = new Map<
-    string,
-    { project: string; level: number; bucket: number; chunk: number; bits: Buffer }
-  >();
+  // project → bucket + level (buckets are whole minutes) → chunk; no key string per user.
+  const index = new Map<string, Map<number, Map<number, UserBitRow>>>();
+  const rows: UserBitRow[] = [];
   for (const u of newUsers) {
     const num = numbers.get(userKey(u.project, u.user_id));
     if (num === undefined) throw new Error(`user ${u.user_id} of project ${u.project} has no number`);
     const chunk = Math.floor(num / USERS_PER_CHUNK);
-    const k = JSON.stringify([u.project, u.level, u.bucket, chunk]);
-    let row = chunks.get(k);
-    if (!row) {
+    let buckets = index.get(u.project);
+    if (buckets === undefined) {
+      buckets = new Map<number, Map<number, UserBitRow>>();
+      index.set(u.project, buckets);
+    }
+    let chunks = buckets.get(u.bucket + u.level);
+    if (chunks === undefined) {
+      chunks = new Map<number, UserBitRow>();
+      buckets.set(u.bucket + u.level, chunks);
+    }
+    let row = chunks.get(chunk);
+    if (row === undefined) {
       row = {
         project: u.project,
         level: u.level,
@@ -238,14 +254,16 @@ function userBitRows(newUsers: readonly NewUserRow[], numbers: ReadonlyMap<strin
         chunk,
         bits: Buffer.alloc(USERS_PER_CHUNK / 8),
       };
-      chunks.set(k, row);
+      chunks.set(chunk, row);
+      rows.push(row);
     }
     const bit = num % USERS_PER_CHUNK;
     row.bits[bit >> 3] |= 0x80 >> (bit & 7);
   }
-  const rows = [...chunks.entries()]
-    .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
-    .map(([, r]) => r);
+  rows.sort(
+    (a, b) =>
+      compareStrings(a.project, b.project) || a.level - b.level || a.bucket - b.bucket || a.chunk - b.chunk,
+  );
   return {
     project: rows.map((r) => r.project),
     level: rows.map((r) => r.level),
