@@ -5,6 +5,7 @@ import { classifyPgError } from './pg-errors.ts';
 import { dayStart, type RawPartitions } from './partitions.ts';
 import { KnownUserRows } from './known-user-rows.ts';
 import { newBatchRollups, NOTIFY_VERSION, upsertRollups } from './rollup-writes.ts';
+import { compareStrings } from './rollup-deltas.ts';
 import { UserNumbers } from './user-numbers.ts';
 
 export interface DeadLetter {
@@ -66,7 +67,7 @@ export class BatchWriter {
   }
 
   async write(input: BatchInput): Promise<BatchResult> {
-    const { firstIndex, unique } = dedupeWithinBatch(input.events);
+    const { first, unique } = dedupeWithinBatch(input.events);
     const cutoff = this.#deps.partitions.cutoff();
     if (this.#deps.storeRaw) {
       await this.#deps.partitions.ensure(unique.filter((e) => e.ts >= cutoff).map((e) => dayStart(e.ts)));
@@ -87,7 +88,7 @@ export class BatchWriter {
         if (versions !== undefined) {
           this.#deps.onVersions?.(versions);
           return {
-            fresh: input.events.map((e, i) => firstIndex.get(key(e)) === i),
+            fresh: first,
             inserted: unique.length,
             duplicates: input.events.length - unique.length,
             insertedEvents: unique,
@@ -99,13 +100,13 @@ export class BatchWriter {
       if (input.deadLetters && input.deadLetters.length > 0)
         await insertDeadLetters(client, input.deadLetters);
       const freshKeys = await insertEventIds(client, unique, this.#deps.storeRaw ? cutoff : undefined);
-      const inserted = unique.filter((e) => freshKeys.has(key(e)));
+      const inserted = unique.filter((e) => freshKeys.has(e));
       // Last before COMMIT (see rollup-writes.ts), with the data versions.
       const { sentUserRows, versions } = await upsertRollups(client, inserted, numbers, this.#knownUserRows);
       await client.query('COMMIT');
       this.#knownUserRows.remember(sentUserRows);
       this.#deps.onVersions?.(versions);
-      const fresh = input.events.map((e, i) => firstIndex.get(key(e)) === i && freshKeys.has(key(e)));
+      const fresh = input.events.map((e, i) => first[i] && freshKeys.has(e));
       return {
         fresh,
         inserted: inserted.length,
@@ -175,31 +176,41 @@ export class BatchWriter {
 /** SQLSTATE of tally.require_all_new. */
 const SOME_ALREADY_STORED = 'TL001';
 
-function key(e: TallyEvent): string {
-  return `${e.project}\u0000${e.eventId}`;
+/** A set of (project, event_id) keys, without building a key string per event. */
+class EventKeys {
+  readonly #byProject = new Map<string, Set<string>>();
+
+  /** Adds the key; false when it was there already. */
+  add(project: string, eventId: string): boolean {
+    let ids = this.#byProject.get(project);
+    if (ids === undefined) {
+      ids = new Set<string>();
+      this.#byProject.set(project, ids);
+    }
+    if (ids.has(eventId)) return false;
+    ids.add(eventId);
+    return true;
+  }
+
+  has(e: TallyEvent): boolean {
+    return this.#byProject.get(e.project)?.has(e.eventId) ?? false;
+  }
 }
 
 /**
- * The first occurrence of every (project, event_id) in the batch, sorted by that key.
+ * `first`: for each event, whether it is the first in the batch with its (project, event_id);
+ * `unique`: those first occurrences, sorted by (project, event_id).
  *
  * TRICKY: sorted so that concurrent batches (TALLY_MAX_INFLIGHT_BATCHES, partitions processed in
  * parallel) insert overlapping dedup keys in one order: the second inserter of a key waits for
  * the first to commit, and two batches holding keys the other wants would deadlock.
  */
-function dedupeWithinBatch(events: readonly TallyEvent[]): {
-  firstIndex: Map<string, number>;
-  unique: TallyEvent[];
-} {
-  const firstIndex = new Map<string, number>();
-  const keyed: { k: string; e: TallyEvent }[] = [];
-  events.forEach((e, i) => {
-    const k = key(e);
-    if (firstIndex.has(k)) return;
-    firstIndex.set(k, i);
-    keyed.push({ k, e });
-  });
-  keyed.sort((a, b) => (a.k < b.k ? -1 : a.k > b.k ? 1 : 0));
-  return { firstIndex, unique: keyed.map((x) => x.e) };
+function dedupeWithinBatch(events: readonly TallyEvent[]): { first: boolean[]; unique: TallyEvent[] } {
+  const seen = new EventKeys();
+  const first = events.map((e) => seen.add(e.project, e.eventId));
+  const unique = events.filter((_, i) => first[i]);
+  unique.sort((a, b) => compareStrings(a.project, b.project) || compareStrings(a.eventId, b.eventId));
+  return { first, unique };
 }
 
 // TRICKY: the conditional upsert is the fence of DESIGN.md guarantee 2. A consumer whose
@@ -281,8 +292,9 @@ async function insertEventIds(
   client: pg.PoolClient,
   events: readonly TallyEvent[],
   cutoff: number | undefined,
-): Promise<Set<string>> {
-  if (events.length === 0) return new Set();
+): Promise<EventKeys> {
+  const fresh = new EventKeys();
+  if (events.length === 0) return fresh;
   const { rows } = await client.query<{ project: string; event_id: string }>(
     cutoff === undefined
       ? {
@@ -296,7 +308,8 @@ async function insertEventIds(
           values: rawColumns(events, cutoff),
         },
   );
-  return new Set(rows.map((r) => `${r.project}\u0000${r.event_id}`));
+  for (const r of rows) fresh.add(r.project, r.event_id);
+  return fresh;
 }
 
 /** The parameters of EVENT_IDS_AND_RAW, one array per column. */
