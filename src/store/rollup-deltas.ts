@@ -41,8 +41,9 @@ interface Bucket {
  * sorted by key (compareRows) so that concurrent batches lock rollup rows in the same order.
  *
  * The rows are found through nested maps keyed by the events' own strings, not by a key string
- * built per event: this runs three times per event in the processor's hottest loop, and one
- * JSON key per row and level made it ~6 µs of CPU and garbage per event (scratch profile).
+ * built per event: each event bumps three rows at each of three levels, and a JSON key for each
+ * cost ~6.6 µs of CPU (and its garbage) per event, 11 % of a processor worker's CPU (scratch
+ * profile); this way ~2.3 µs (5,000-event batches).
  */
 export function rollupDeltas(events: readonly TallyEvent[]): RollupDeltas {
   const projects = new Map<string, Map<number, Bucket>>();
