@@ -69,4 +69,15 @@ test('raw retention: old day partitions and dedup keys go, rollups stay, cached 
     `SELECT sum(count)::int AS n FROM tally.rollup_events WHERE project = 'default' AND level = 2`,
   );
   assert.equal(after.rows[0].n, 61);
+
+  // Again, with one key already stored: no raw row to keep, so the one-statement write's guard
+  // must still refuse the batch before it counts anything, and the long way stores the new one.
+  const again = await late.write({ events: [event(1000, today - 4 * DAY), event(1001, today - 4 * DAY)] });
+  assert.deepEqual(again.fresh, [false, true]);
+  const twice = await db.pool.query<{ n: number }>(
+    `SELECT sum(count)::int AS n FROM tally.rollup_events WHERE project = 'default' AND level = 2`,
+  );
+  assert.equal(twice.rows[0].n, 62, 'the stored key is not counted again');
+  const none = await db.pool.query(`SELECT 1 FROM tally.events WHERE event_id IN ('ret-1000', 'ret-1001')`);
+  assert.equal(none.rowCount, 0);
 });
