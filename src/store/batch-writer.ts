@@ -1,11 +1,11 @@
 import type pg from 'pg';
 import type { TallyEvent } from '../event/types.ts';
 import { TallyError } from '../errors/tally-error.ts';
+import { compareStrings } from '../util/compare-strings.ts';
 import { classifyPgError } from './pg-errors.ts';
 import { dayStart, type RawPartitions } from './partitions.ts';
 import { KnownUserRows } from './known-user-rows.ts';
 import { newBatchRollups, NOTIFY_VERSION, upsertRollups } from './rollup-writes.ts';
-import { compareStrings } from './rollup-deltas.ts';
 import { UserNumbers } from './user-numbers.ts';
 
 export interface DeadLetter {

@@ -1,4 +1,5 @@
 import type { TallyEvent } from '../event/types.ts';
+import { compareStrings } from '../util/compare-strings.ts';
 
 export const LEVELS = [
   { level: 0, ms: 60_000 },
@@ -38,7 +39,8 @@ interface Bucket {
 
 /**
  * Folds newly stored events into per-bucket increments for every rollup level. Rows come out
- * sorted by key (compareRows) so that concurrent batches lock rollup rows in the same order.
+ * in one total order, by (project, level, bucket, type or user, page) (compareRows), so that
+ * concurrent batches lock rollup rows in the same order.
  *
  * The rows are found through nested maps keyed by the events' own strings, not by a key string
  * built per event: each event bumps three rows at each of three levels, and a JSON key for each
@@ -133,8 +135,4 @@ function compareRows(a: Row, b: Row): number {
     compareStrings(a.name, b.name) ||
     compareStrings(a.pageUrl, b.pageUrl)
   );
-}
-
-export function compareStrings(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
 }

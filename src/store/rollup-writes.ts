@@ -2,7 +2,8 @@ import type pg from 'pg';
 import type { TallyEvent } from '../event/types.ts';
 import { VERSIONS_CHANNEL } from './data-versions.ts';
 import { rowKey, type KnownUserRows } from './known-user-rows.ts';
-import { compareStrings, rollupDeltas, type RollupDeltas } from './rollup-deltas.ts';
+import { compareStrings } from '../util/compare-strings.ts';
+import { rollupDeltas, type RollupDeltas } from './rollup-deltas.ts';
 import { USERS_PER_CHUNK, userKey } from './user-numbers.ts';
 
 /**
@@ -18,8 +19,8 @@ import { USERS_PER_CHUNK, userKey } from './user-numbers.ts';
  * concurrent batch waits for it. Upserting them in one round trip right before COMMIT keeps that
  * window to one statement and the commit's WAL flush; rollup_users rows are per user and
  * rarely wanted by two batches at once, so they go first. All batches take the tables in one
- * order (see newBatchRollups for the one-statement write), and each table's rows in key order
- * (rollupDeltas).
+ * order (see newBatchRollups for the one-statement write), and each table's rows in the order
+ * of their key columns (rollupDeltas, userBitRows).
  *
  * rollup_users rows in `known` are not sent (see known-user-rows.ts). Returns the keys of the
  * rows sent, for `known.remember` once the transaction has committed, and the projects' new data
@@ -224,8 +225,8 @@ interface UserBitRows {
 /**
  * The bits of the given (bucket, user) rows of rollup_users (those just inserted, or in the
  * one-statement write all those sent), so that tally.rollup_user_bits always holds exactly the
- * same users (migration 005). One row per
- * (project, level, bucket, chunk), in key order like every rollup upsert.
+ * same users (migration 005). One row per (project, level, bucket, chunk), in that order
+ * (strings by code unit) like every rollup upsert.
  */
 function userBitRows(newUsers: readonly NewUserRow[], numbers: ReadonlyMap<string, number>): UserBitRows {
   // project → bucket + level (buckets are whole minutes) → chunk; no key string per user.

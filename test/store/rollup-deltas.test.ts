@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import type { TallyEvent } from '../../src/event/types.ts';
 import { LEVELS, rollupDeltas } from '../../src/store/rollup-deltas.ts';
 
-const HOUR = Date.parse('2026-03-01T10:00:00Z');
+const MIDNIGHT = Date.parse('2026-03-01T00:00:00Z');
 
 function event(fields: Partial<TallyEvent> & Pick<TallyEvent, 'ts'>): TallyEvent {
   return {
@@ -90,13 +90,14 @@ test('one row per project, level, bucket and type, page or user, counted, in key
           type: text,
           userId: text,
           pageUrl: fc.option(text, { nil: null }),
-          // Minutes, hours and days apart, on and just off their boundaries.
+          // Minutes, hours and days apart, on and just off their boundaries (a midnight starts a
+          // minute, an hour and a day at once).
           ts: fc
             .integer({ min: -2, max: 2 })
             .chain((day) =>
               fc
-                .constantFrom(0, 1, 59_999, 60_000, 3_599_999, 3_600_000)
-                .map((ms) => HOUR + day * 86_400_000 + ms),
+                .constantFrom(0, 1, 59_999, 60_000, 3_599_999, 3_600_000, 36_000_000, 86_399_999)
+                .map((ms) => MIDNIGHT + day * 86_400_000 + ms),
             ),
         }),
         { maxLength: 60 },
@@ -111,11 +112,12 @@ test('one row per project, level, bucket and type, page or user, counted, in key
 });
 
 test('the minute, hour and day that start at the same instant are three rows', () => {
-  const d = rollupDeltas([event({ ts: HOUR }), event({ ts: HOUR + 30_000, pageUrl: '/x' })]);
-  const day = Date.parse('2026-03-01T00:00:00Z');
+  const d = rollupDeltas([event({ ts: MIDNIGHT }), event({ ts: MIDNIGHT + 30_000, pageUrl: '/x' })]);
   assert.deepEqual(d.events.level, [0, 1, 2]);
-  assert.deepEqual(d.events.bucket, [HOUR, HOUR, day]);
+  assert.deepEqual(d.events.bucket, [MIDNIGHT, MIDNIGHT, MIDNIGHT]);
   assert.deepEqual(d.events.count, [2, 2, 2]);
+  assert.deepEqual(d.pages.level, [0, 1, 2]);
   assert.deepEqual(d.pages.count, [1, 1, 1]);
-  assert.deepEqual(d.users.bucket, [HOUR, HOUR, day]);
+  assert.deepEqual(d.users.level, [0, 1, 2]);
+  assert.deepEqual(d.users.bucket, [MIDNIGHT, MIDNIGHT, MIDNIGHT]);
 });
