@@ -13,7 +13,7 @@ import { pino } from 'pino';
 import { loadConfig } from '../src/config/load.ts';
 import { piecesFor } from '../src/query/range-pieces.ts';
 import { resolveRange, StatsService } from '../src/query/stats-service.ts';
-import { StatsStore } from '../src/query/stats-store.ts';
+import { StatsStore } from '../src/store/stats-store.ts';
 import { openDatabase } from '../src/store/database.ts';
 
 const MINUTE = 60_000;

@@ -17,7 +17,7 @@ export function toMessage(topic: string, body: Record<string, unknown>, project 
   };
 }
 
-/** The producer settings of `tally ingest` (src/kafka/producer-sink.ts): idempotent, acks=all, lz4. */
+/** The producer settings of `tally ingest` (src/ingest/kafka-sink.ts): idempotent, acks=all, lz4. */
 export function benchProducer(bootstrap: string): Producer<Buffer, Buffer, Buffer, Buffer> {
   return new Producer({
     clientId: 'tally-bench',

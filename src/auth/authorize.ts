@@ -9,7 +9,7 @@ export type Authorization =
   | { ok: false; code: 'TALLY_UNAUTHORIZED' | 'TALLY_FORBIDDEN'; message: string };
 
 /**
- * The one auth decision, shared by HTTP (src/http/auth.ts) and any other transport (gRPC
+ * The one auth decision, shared by HTTP (src/auth/http-auth.ts) and any other transport (gRPC
  * metadata): which project may a request holding `key` act on with `scope`? Without any
  * key configured, everything is the open `default` project.
  */

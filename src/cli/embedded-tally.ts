@@ -8,7 +8,7 @@ import { LiveFeed } from '../dashboard/live-feed.ts';
 import { PipelineStatus } from '../dashboard/pipeline-status.ts';
 import { grpcProjectOf } from '../auth/grpc-project.ts';
 import { buildApp } from '../http/build-app.ts';
-import { ingestPlugin } from './ingest-plugin.ts';
+import { ingestPlugin } from '../ingest/plugin.ts';
 import { startKafkaPipeline } from './kafka-pipeline.ts';
 import { MicroBatcher } from '../ingest/micro-batcher.ts';
 import { createMetrics, type Metrics } from '../observability/metrics.ts';
@@ -19,7 +19,7 @@ import { BatchWriter } from '../store/batch-writer.ts';
 import { DataVersions } from '../store/data-versions.ts';
 import { openDatabase, type Database } from '../store/database.ts';
 import { RawPartitions } from '../store/partitions.ts';
-import { createQueryLayer } from './query-layer.ts';
+import { createQueryLayer } from '../query/query-layer.ts';
 
 export interface EmbeddedTally {
   app: FastifyInstance;

@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config/load.ts';
 import { serveWorkersClusterMetrics } from '../observability/cluster-metrics.ts';
-import { WorkerPool } from '../process/worker-pool.ts';
+import { WorkerPool } from './worker-pool.ts';
 import type { Stoppable } from './process-role.ts';
 import { TALLY_V8_FLAGS } from './v8-flags.ts';
 

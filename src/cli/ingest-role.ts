@@ -7,12 +7,12 @@ import { TallyError } from '../errors/tally-error.ts';
 import { startRoleAuth } from '../auth/start-auth.ts';
 import { buildApp } from '../http/build-app.ts';
 import { openDatabase, type Database } from '../store/database.ts';
-import { KafkaProducerSink } from '../kafka/producer-sink.ts';
+import { KafkaProducerSink } from '../ingest/kafka-sink.ts';
 import { ensureTopics } from '../kafka/topics.ts';
 import { primaryClusterMetrics, shareWorkerMetrics } from '../observability/cluster-metrics.ts';
 import { createMetrics, type Metrics } from '../observability/metrics.ts';
 import { opsRoutes } from '../observability/routes.ts';
-import { ingestPlugin } from './ingest-plugin.ts';
+import { ingestPlugin } from '../ingest/plugin.ts';
 
 export interface IngestRole {
   app: FastifyInstance;

@@ -2,7 +2,7 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { Config } from '../config/load.ts';
 import type { EventSink } from '../ingest/ingest-service.ts';
-import { KafkaProducerSink } from '../kafka/producer-sink.ts';
+import { KafkaProducerSink } from '../ingest/kafka-sink.ts';
 import { ensureTopics } from '../kafka/topics.ts';
 import type { HealthCheck } from '../observability/health.ts';
 import type { Metrics } from '../observability/metrics.ts';

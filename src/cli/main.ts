@@ -3,7 +3,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { loadConfig, type Config } from '../config/load.ts';
 import { TallyError } from '../errors/tally-error.ts';
 import { createLogger } from '../observability/logger.ts';
-import type { WorkerMessage } from '../process/worker-pool.ts';
+import type { WorkerMessage } from './worker-pool.ts';
 import { registerAdminCommands } from './admin-commands.ts';
 import { startEmbeddedTally } from './embedded-tally.ts';
 import { startIngestPrimary } from './ingest-primary.ts';

@@ -9,7 +9,7 @@ import { opsRoutes } from '../observability/routes.ts';
 import { BatchProcessor } from '../process/batch-processor.ts';
 import { ensureTopics } from '../kafka/topics.ts';
 import { KafkaProcessor } from '../process/kafka-processor.ts';
-import { WorkerPool, type WorkerMessage } from '../process/worker-pool.ts';
+import { WorkerPool, type WorkerMessage } from './worker-pool.ts';
 import { BatchWriter } from '../store/batch-writer.ts';
 import { openDatabase } from '../store/database.ts';
 import { startEmbeddedPostgres } from '../store/embedded-postgres.ts';

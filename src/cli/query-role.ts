@@ -12,7 +12,7 @@ import { createMetrics } from '../observability/metrics.ts';
 import { opsRoutes } from '../observability/routes.ts';
 import { queryRoutes } from '../query/routes.ts';
 import { openDatabase, type Database } from '../store/database.ts';
-import { createQueryLayer } from './query-layer.ts';
+import { createQueryLayer } from '../query/query-layer.ts';
 
 export interface QueryRole {
   app: FastifyInstance;

@@ -1,7 +1,7 @@
 import cliProgress from 'cli-progress';
 import type { Config } from '../config/load.ts';
 import { TallyError } from '../errors/tally-error.ts';
-import { replayDeadLetters, type ReplaySummary } from '../kafka/replay.ts';
+import { replayDeadLetters, type ReplaySummary } from '../process/dead-letter-replay.ts';
 
 export interface ReplayCommandOptions {
   topic: string;

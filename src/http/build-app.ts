@@ -7,7 +7,7 @@ import Fastify, {
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { Logger } from 'pino';
-import type { AuthDeps } from './auth.ts';
+import type { AuthDeps } from '../auth/http-auth.ts';
 import { installErrorHandler } from './error-handler.ts';
 import { installHardening } from './hardening.ts';
 
@@ -15,7 +15,7 @@ export interface AppDeps {
   logger: Logger;
   title: string;
   requestTimeoutMs: number;
-  /** API keys and rate limits (src/http/auth.ts); omitted = no auth, `default` project. */
+  /** API keys and rate limits (src/auth/http-auth.ts); omitted = no auth, `default` project. */
   auth?: AuthDeps;
   /** Route plugins, registered in order (ingest, query, ops, dashboard, ...). */
   plugins: readonly FastifyPluginAsync[];

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { TallyError } from '../errors/tally-error.ts';
-import { installAuth, type AuthDeps } from './auth.ts';
+import { installAuth, type AuthDeps } from '../auth/http-auth.ts';
 import { registerSecurityHeaders } from './security-headers.ts';
 
 // %00 in a path or query string decodes to NUL, which no Tally parameter may hold and
@@ -11,7 +11,7 @@ const ENCODED_NUL = /%00/i;
 /**
  * The app-wide protections, registered before any route: NUL bytes in URLs refused (400),
  * @fastify/helmet available to routes that opt in (the dashboard), and, when `auth` is
- * given, API keys and rate limits (src/http/auth.ts).
+ * given, API keys and rate limits (src/auth/http-auth.ts).
  */
 export async function installHardening(app: FastifyInstance, auth: AuthDeps | undefined): Promise<void> {
   app.addHook('onRequest', async (request) => {

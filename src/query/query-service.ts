@@ -1,7 +1,7 @@
 import type { Static } from '@sinclair/typebox';
 import { classifyPgError } from '../store/pg-errors.ts';
 import type { QueryCache } from './cache.ts';
-import type { EventsStore } from './events-store.ts';
+import type { EventsStore } from '../store/events-store.ts';
 import { EventCountQuery, LimitQuery, RangeQuery, TimeseriesQuery, UserEventsRequest } from './schemas.ts';
 import { resolveRange, type StatsService } from './stats-service.ts';
 import { checkQuery } from './validate.ts';

@@ -1,7 +1,7 @@
 import { TallyError } from '../errors/tally-error.ts';
 import { parseTimestamp } from '../event/timestamp.ts';
 import { piecesFor, type Piece } from './range-pieces.ts';
-import { PAGE_VIEW, type StatsStore } from './stats-store.ts';
+import { PAGE_VIEW, type StatsStore } from '../store/stats-store.ts';
 import { estimateBuckets, isValidZone, zonedBuckets, type Interval } from './time-buckets.ts';
 
 const MINUTE = 60_000;

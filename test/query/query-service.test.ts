@@ -6,11 +6,11 @@ import { pino } from 'pino';
 import { TallyError } from '../../src/errors/tally-error.ts';
 import { createMetrics } from '../../src/observability/metrics.ts';
 import { memoryCacheStore, QueryCache } from '../../src/query/cache.ts';
-import { EventsStore } from '../../src/query/events-store.ts';
+import { EventsStore } from '../../src/store/events-store.ts';
 import { toServiceError } from '../../src/query/grpc/handlers.ts';
 import { QueryService } from '../../src/query/query-service.ts';
 import { StatsService } from '../../src/query/stats-service.ts';
-import { StatsStore } from '../../src/query/stats-store.ts';
+import { StatsStore } from '../../src/store/stats-store.ts';
 
 const logger = pino({ level: 'silent' });
 

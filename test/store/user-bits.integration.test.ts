@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { TallyEvent } from '../../src/event/types.ts';
 import { piecesFor } from '../../src/query/range-pieces.ts';
-import { StatsStore } from '../../src/query/stats-store.ts';
+import { StatsStore } from '../../src/store/stats-store.ts';
 import { BatchWriter } from '../../src/store/batch-writer.ts';
 import { RawPartitions } from '../../src/store/partitions.ts';
 import { createPool } from '../../src/store/pool.ts';

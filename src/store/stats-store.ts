@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import type { Piece } from './range-pieces.ts';
+import type { Piece } from '../query/range-pieces.ts';
 
 export const PAGE_VIEW = 'page_view';
 

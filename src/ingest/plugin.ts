@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { RawConfig } from '../config/schema.ts';
-import { IngestService, type EventSink } from '../ingest/ingest-service.ts';
-import { ingestRoutes } from '../ingest/routes.ts';
+import { IngestService, type EventSink } from './ingest-service.ts';
+import { ingestRoutes } from './routes.ts';
 import type { Metrics } from '../observability/metrics.ts';
 
 export interface IngestPluginDeps {

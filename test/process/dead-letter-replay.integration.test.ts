@@ -105,7 +105,7 @@ test('tally replay moves the dead letters that now pass back to their source top
 
   // --since skips older dead letters, but they count as done.
   const old = BigInt(Date.parse('2020-01-01T00:00:00Z'));
-  // (separate sends: see MAX_TIMESTAMP_SPREAD_MS in src/kafka/replay.ts)
+  // (separate sends: see MAX_TIMESTAMP_SPREAD_MS in src/process/dead-letter-replay.ts)
   await writeDeadLetters([{ value: ev('old', 'u4'), source: topic, timestamp: old }]);
   await writeDeadLetters([{ value: ev('new', 'u5'), source: topic, timestamp: BigInt(Date.now()) }]);
   const third = await replay('--since', '2025-01-01T00:00:00Z');

@@ -2,9 +2,9 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Redis } from 'ioredis';
 import rateLimit from '@fastify/rate-limit';
 import { TallyError } from '../errors/tally-error.ts';
-import type { Scope } from '../auth/api-keys.ts';
-import { authorize, DEFAULT_PROJECT } from '../auth/authorize.ts';
-import type { KeyGrant, KeySet } from '../auth/key-set.ts';
+import type { Scope } from './api-keys.ts';
+import { authorize, DEFAULT_PROJECT } from './authorize.ts';
+import type { KeyGrant, KeySet } from './key-set.ts';
 
 declare module 'fastify' {
   interface FastifyRequest {

@@ -7,9 +7,9 @@ import {
 } from '@platformatic/kafka';
 import type { Message, MessageToProduce } from '@platformatic/kafka';
 import { TallyError } from '../errors/tally-error.ts';
-import { FETCH_MAX_BYTES, kafkaClientOptions } from './client-options.ts';
-import { DEFAULT_PROJECT, decodeEventMessage } from './codec.ts';
-import { DLQ_HEADERS, DLQ_SUFFIX } from './dead-letters.ts';
+import { FETCH_MAX_BYTES, kafkaClientOptions } from '../kafka/client-options.ts';
+import { DEFAULT_PROJECT, decodeEventMessage } from '../kafka/codec.ts';
+import { DLQ_HEADERS, DLQ_SUFFIX } from '../kafka/dead-letters.ts';
 
 export interface ReplayOptions {
   brokers: readonly string[];

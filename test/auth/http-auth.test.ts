@@ -8,7 +8,7 @@ import { Metadata } from '@grpc/grpc-js';
 import { authorize } from '../../src/auth/authorize.ts';
 import { grpcProjectOf } from '../../src/auth/grpc-project.ts';
 import { KeySet } from '../../src/auth/key-set.ts';
-import { assertSafeBinding, projectOf } from '../../src/http/auth.ts';
+import { assertSafeBinding, projectOf } from '../../src/auth/http-auth.ts';
 import { buildApp } from '../../src/http/build-app.ts';
 import { DASHBOARD_SECURITY_HEADERS } from '../../src/http/security-headers.ts';
 

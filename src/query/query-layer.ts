@@ -4,12 +4,12 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/load.ts';
 import type { HealthCheck } from '../observability/health.ts';
 import type { Metrics } from '../observability/metrics.ts';
-import { memoryCacheStore, QueryCache, redisCacheStore } from '../query/cache.ts';
-import { EventsStore } from '../query/events-store.ts';
-import { startGrpcServer, type GrpcServer } from '../query/grpc/server.ts';
-import { QueryService } from '../query/query-service.ts';
-import { StatsService } from '../query/stats-service.ts';
-import { StatsStore } from '../query/stats-store.ts';
+import { memoryCacheStore, QueryCache, redisCacheStore } from './cache.ts';
+import { EventsStore } from '../store/events-store.ts';
+import { startGrpcServer, type GrpcServer } from './grpc/server.ts';
+import { QueryService } from './query-service.ts';
+import { StatsService } from './stats-service.ts';
+import { StatsStore } from '../store/stats-store.ts';
 import { DataVersions } from '../store/data-versions.ts';
 
 export interface QueryLayer {

@@ -3,13 +3,13 @@ import type { MessageToProduce } from '@platformatic/kafka';
 import type { Logger } from 'pino';
 import type { TallyEvent } from '../event/types.ts';
 import { TallyError } from '../errors/tally-error.ts';
-import type { EventSink } from '../ingest/ingest-service.ts';
-import { MicroBatcher } from '../ingest/micro-batcher.ts';
+import type { EventSink } from './ingest-service.ts';
+import { MicroBatcher } from './micro-batcher.ts';
 import type { HealthCheck } from '../observability/health.ts';
 import type { Metrics } from '../observability/metrics.ts';
-import { kafkaClientOptions } from './client-options.ts';
+import { kafkaClientOptions } from '../kafka/client-options.ts';
 import { withTimeout } from '../util/with-timeout.ts';
-import { encodeEvent } from './codec.ts';
+import { encodeEvent } from '../kafka/codec.ts';
 
 type Message = MessageToProduce<string, string, string, string>;
 /** `handedOver`: the batcher passed it to #commit, which from then on releases its bytes. */

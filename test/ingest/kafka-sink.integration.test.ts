@@ -6,7 +6,7 @@ import type { TallyEvent } from '../../src/event/types.ts';
 import { TallyError } from '../../src/errors/tally-error.ts';
 import { decodeEventMessage, PROJECT_HEADER } from '../../src/kafka/codec.ts';
 import { dlqTopic } from '../../src/kafka/dead-letters.ts';
-import { KafkaProducerSink } from '../../src/kafka/producer-sink.ts';
+import { KafkaProducerSink } from '../../src/ingest/kafka-sink.ts';
 import { ensureTopics } from '../../src/kafka/topics.ts';
 import { createMetrics } from '../../src/observability/metrics.ts';
 import { readTopic, startTestKafka } from '../helpers/kafka.ts';
