@@ -1,6 +1,7 @@
 import { Value } from '@sinclair/typebox/value';
 import { ConfigSchema, type RawConfig } from './schema.ts';
 import { TallyError } from '../errors/tally-error.ts';
+import { databaseUrlFromDbVariables, kafkaBrokerList, redisUrlFromAddress } from '../compat/env.ts';
 
 export type DatabaseConfig =
   { kind: 'embedded'; dataDir: string } | { kind: 'external'; connectionString: string };
@@ -55,23 +56,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 const IGNORED_TALLY_VARS = new Set(['TALLY_REQUIRE_ALL_SUITES', 'TALLY_COMPAT_DATABASE_URL']);
 
 function databaseConfig(raw: RawConfig): DatabaseConfig {
-  if (raw.DATABASE_URL) return { kind: 'external', connectionString: raw.DATABASE_URL };
-  const anyDbVar = [raw.DB_HOST, raw.DB_PORT, raw.DB_USER, raw.DB_PASSWORD, raw.DB_NAME].some(
-    (v) => v !== undefined,
-  );
-  if (!anyDbVar) return { kind: 'embedded', dataDir: raw.TALLY_DATA_DIR };
-  // Seed 000's defaults for whichever DB_* variable is missing.
-  const url = new URL('postgresql://localhost');
-  url.hostname = raw.DB_HOST ?? 'localhost';
-  url.port = String(raw.DB_PORT ?? 5432);
-  url.username = encodeURIComponent(raw.DB_USER ?? 'postgres');
-  url.password = encodeURIComponent(raw.DB_PASSWORD ?? 'postgres');
-  url.pathname = `/${encodeURIComponent(raw.DB_NAME ?? 'analytics')}`;
-  return { kind: 'external', connectionString: url.toString() };
+  const connectionString = raw.DATABASE_URL || databaseUrlFromDbVariables(raw);
+  if (connectionString === undefined) return { kind: 'embedded', dataDir: raw.TALLY_DATA_DIR };
+  return { kind: 'external', connectionString };
 }
 
 function kafkaConfig(raw: RawConfig): Config['kafka'] {
-  const list = raw.KAFKA_BROKERS ?? raw.KAFKA_BROKER;
+  const list = kafkaBrokerList(raw);
   if (!list) return undefined;
   return {
     brokers: splitList(list),
@@ -82,10 +73,7 @@ function kafkaConfig(raw: RawConfig): Config['kafka'] {
 }
 
 function redisUrl(raw: RawConfig): string | undefined {
-  if (raw.REDIS_URL) return raw.REDIS_URL;
-  if (raw.REDIS_ADDR) return raw.REDIS_ADDR.includes('://') ? raw.REDIS_ADDR : `redis://${raw.REDIS_ADDR}`;
-  if (raw.REDIS_HOST) return `redis://${raw.REDIS_HOST}:${raw.REDIS_PORT ?? 6379}`;
-  return undefined;
+  return raw.REDIS_URL || redisUrlFromAddress(raw);
 }
 
 export function splitList(value: string): string[] {

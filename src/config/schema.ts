@@ -4,7 +4,9 @@ import { Type, type Static } from '@sinclair/typebox';
  * Every environment variable Tally reads, declared once. Values arrive as strings and are
  * converted to the declared type before validation; anything not listed here is ignored, but
  * a `TALLY_*` variable that is not listed is rejected as a likely typo.
- * Names without the `TALLY_` prefix are the seeds' own (see ../shared/seeds).
+ * Names without the `TALLY_` prefix are the earlier systems' own, so that their deployments start
+ * Tally unchanged (README.md, "Compatibility with the earlier systems"); the ones that only
+ * stand for another setting are turned into it in src/compat/env.ts.
  */
 const Port = Type.Integer({ minimum: 0, maximum: 65535 });
 
@@ -25,7 +27,7 @@ export const ConfigSchema = Type.Object({
     { default: 'info' },
   ),
 
-  // PostgreSQL
+  // PostgreSQL: DATABASE_URL, or the earlier systems' DB_* (src/compat/env.ts)
   DATABASE_URL: Type.Optional(Type.String({ pattern: '^postgres(ql)?://' })),
   DB_HOST: Type.Optional(Type.String({ minLength: 1 })),
   DB_PORT: Type.Optional(Port),
@@ -54,9 +56,7 @@ export const ConfigSchema = Type.Object({
     minimum: 0,
     maximum: 60000,
     // 0: under load batches still grow, from what arrives while the previous write is in flight,
-    // and no write waits for a timer. Interleaved A/B (8 s runs, 50 connections): single-event
-    // POSTs to tally ingest +13–40 % req/s against 2 ms; embedded ingest, batched ingest and
-    // the processor within the noise.
+    // and no write waits for a timer (figures: docs/benchmarks.md).
     default: 0,
     description:
       'With no write in flight, how long a new batch waits for more events (embedded ingest, the Kafka producer of tally ingest, the processor; the processor never waits longer than FLUSH_INTERVAL_SEC). 0: at once; what arrives during a write still becomes the next batch',
@@ -69,10 +69,10 @@ export const ConfigSchema = Type.Object({
       'Embedded ingest: most micro-batch transactions committing at once (each holds a PostgreSQL connection)',
   }),
 
-  // Kafka (seed names first)
+  // Kafka (the earlier systems' names first)
   KAFKA_BROKERS: Type.Optional(Type.String({ minLength: 1 })),
   KAFKA_BROKER: Type.Optional(
-    Type.String({ minLength: 1, description: 'Seed 003 spelling of KAFKA_BROKERS' }),
+    Type.String({ minLength: 1, description: "An earlier system's spelling of KAFKA_BROKERS" }),
   ),
   KAFKA_TOPIC: Type.String({ default: 'incoming.user_activity', minLength: 1 }),
   KAFKA_GROUP_ID: Type.String({ default: 'user-activity-consumer-group', minLength: 1 }),
@@ -116,7 +116,7 @@ export const ConfigSchema = Type.Object({
     description: 'Consumed Kafka values larger than this go to the dead-letter topic (too_large)',
   }),
 
-  // Redis
+  // Redis: REDIS_URL, or the earlier systems' REDIS_ADDR or REDIS_HOST/REDIS_PORT (src/compat/env.ts)
   REDIS_URL: Type.Optional(Type.String({ pattern: '^rediss?://' })),
   REDIS_ADDR: Type.Optional(Type.String({ minLength: 1 })),
   REDIS_HOST: Type.Optional(Type.String({ minLength: 1 })),
