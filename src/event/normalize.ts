@@ -1,4 +1,5 @@
 import { v7 as uuidv7 } from 'uuid';
+import { METADATA, PROPERTIES_NAMES, TIMESTAMP_NAMES, TYPE_NAMES } from '../compat/event-shapes.ts';
 import { LIMITS } from './limits.ts';
 import { parseTimestamp } from './timestamp.ts';
 import type { NormalizeResult, ValidationIssue } from './types.ts';
@@ -14,8 +15,8 @@ export interface NormalizeContext {
 const MAX_PROPERTY_DEPTH = 32;
 
 /**
- * Turns one incoming item, in any shape Tally recognises (canonical, seed 000 `/activity`,
- * seed 003 `/ingest`, seed 004 `user-events`), into a validated canonical event.
+ * Turns one incoming item, canonical or in an earlier system's shape (the field names of
+ * src/compat/event-shapes.ts), into a validated canonical event.
  * Never throws: problems come back as a list of field issues.
  */
 export function normalizeEvent(input: unknown, ctx: NormalizeContext): NormalizeResult {
@@ -23,25 +24,21 @@ export function normalizeEvent(input: unknown, ctx: NormalizeContext): Normalize
     return fail('(event)', 'TALLY_NOT_AN_OBJECT', 'each event must be a JSON object');
   }
   const src = input as Record<string, unknown>;
-  const metadata = isPlainObject(src.metadata) ? src.metadata : undefined;
+  const nested = src[METADATA.name];
+  const metadata = isPlainObject(nested) ? nested : undefined;
   const issues: ValidationIssue[] = [];
 
   const eventId = optionalString(src, 'event_id', LIMITS.eventId, issues);
-  const type = requiredString(
-    src,
-    firstPresent(src, ['type', 'event_type', 'activity_type']),
-    LIMITS.type,
-    issues,
-  );
+  const type = requiredString(src, firstPresent(src, TYPE_NAMES), LIMITS.type, issues);
   const userId = requiredString(src, 'user_id', LIMITS.userId, issues);
   const pageUrl =
     src.page_url !== undefined || metadata === undefined
       ? optionalString(src, 'page_url', LIMITS.url, issues)
-      : optionalString(metadata, 'page_url', LIMITS.url, issues, 'metadata.page_url');
+      : optionalString(metadata, 'page_url', LIMITS.url, issues, METADATA.pageUrl);
   const referrer =
     src.referrer !== undefined || metadata === undefined
       ? optionalString(src, 'referrer', LIMITS.url, issues)
-      : optionalString(metadata, 'referrer', LIMITS.url, issues, 'metadata.referrer');
+      : optionalString(metadata, 'referrer', LIMITS.url, issues, METADATA.referrer);
   const sessionId = optionalString(src, 'session_id', LIMITS.shortField, issues);
   const service = optionalString(src, 'service', LIMITS.shortField, issues);
   const properties = readProperties(src, metadata, issues);
@@ -71,7 +68,7 @@ function readEventTime(
   ctx: NormalizeContext,
   issues: ValidationIssue[],
 ): number | undefined {
-  const field = firstPresent(src, ['timestamp', 'time_stamp']);
+  const field = firstPresent(src, TIMESTAMP_NAMES);
   const raw = src[field];
   let ts = ctx.receivedAt;
   if (raw !== undefined && raw !== null) {
@@ -123,19 +120,12 @@ function readProperties(
   metadata: Record<string, unknown> | undefined,
   issues: ValidationIssue[],
 ): string | null {
-  let field = 'properties';
-  let value: unknown = src.properties;
-  if (value === undefined && src.data !== undefined) {
-    field = 'data';
-    value = src.data;
-  }
+  let field = firstDefined(src, PROPERTIES_NAMES);
+  let value: unknown = src[field];
   if (value === undefined && metadata !== undefined) {
-    // Seed 000 keeps page_url and referrer in metadata; anything else in it becomes a property.
-    const rest = Object.fromEntries(
-      Object.entries(metadata).filter(([k]) => k !== 'page_url' && k !== 'referrer'),
-    );
+    const rest = Object.fromEntries(Object.entries(metadata).filter(([k]) => !METADATA.isLifted(k)));
     if (Object.keys(rest).length === 0) return null;
-    field = 'metadata';
+    field = METADATA.name;
     value = rest;
   }
   if (value === undefined || value === null) return null;
@@ -222,8 +212,21 @@ function optionalString(
   return value;
 }
 
-function firstPresent(src: Record<string, unknown>, names: string[]): string {
-  return names.find((n) => src[n] !== undefined && src[n] !== null) ?? names[0];
+/** The first of `names` whose value is neither undefined nor null; else the first name. */
+function firstPresent(src: Record<string, unknown>, names: readonly string[]): string {
+  for (let i = 0; i < names.length; i++) {
+    const value = src[names[i]];
+    if (value !== undefined && value !== null) return names[i];
+  }
+  return names[0];
+}
+
+/** The first of `names` whose value is not undefined (null counts as given); else the first name. */
+function firstDefined(src: Record<string, unknown>, names: readonly string[]): string {
+  for (let i = 0; i < names.length; i++) {
+    if (src[names[i]] !== undefined) return names[i];
+  }
+  return names[0];
 }
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
