@@ -32,6 +32,7 @@ export interface AuthDeps {
 // assets, and the tracker script. The dashboard's data calls carry the user's read key.
 const OPEN_ROUTES = new Set(['/health', '/ready', '/metrics', '/', '/dashboard/:name', '/tally.js']);
 const OPS_ROUTES = new Set(['/health', '/ready', '/metrics']);
+// The ingest routes: Tally's own and the earlier systems' (src/compat/ingest-routes.ts).
 const WRITE_ROUTES = new Set(['/v1/events', '/activity', '/ingest', '/v1/collect']);
 // TRICKY: navigator.sendBeacon cannot set headers, so the beacon route also takes the key as
 // `?key=` (a write key: it can only add events). Nowhere else: keys in URLs end up in logs.
@@ -133,9 +134,9 @@ export function isLoopbackHost(host: string): boolean {
 }
 
 /**
- * DESIGN.md: with no keys configured Tally serves one `default` project without auth, so it
- * must not be reachable from the network. Throws (refusing to start) when `host` is not a
- * loopback address and no key exists, unless the operator explicitly allowed it.
+ * With no keys configured Tally serves one `default` project without auth (README.md, "API keys
+ * and projects"), so it must not be reachable from the network. Throws (refusing to start) when
+ * `host` is not a loopback address and no key exists, unless the operator explicitly allowed it.
  */
 export function assertSafeBinding(host: string, keys: KeySet, allowUnauthenticated: boolean): void {
   if (keys.authRequired || allowUnauthenticated || isLoopbackHost(host)) return;

@@ -1,5 +1,6 @@
 import cors from '@fastify/cors';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { COMPAT_INGEST_ROUTES } from '../compat/ingest-routes.ts';
 import { TallyError } from '../errors/tally-error.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { asksNotToTrack, browserOriginRefused, collectCorsOptions, originMatcher } from './collect-cors.ts';
@@ -27,8 +28,8 @@ const JSON_TYPES = ['application/json', 'application/x-ndjson', 'application/ndj
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
 /**
- * Ingest endpoints: `POST /v1/events` (Tally's own), `POST /activity` (seed 000),
- * `POST /ingest` (seed 003) and `POST /v1/collect` (browser beacons, text/plain).
+ * Ingest endpoints: `POST /v1/events` (Tally's own), the earlier systems' routes
+ * (src/compat/ingest-routes.ts) and `POST /v1/collect` (browser beacons, text/plain).
  */
 export function ingestRoutes(deps: IngestRoutesDeps) {
   return async function plugin(app: FastifyInstance): Promise<void> {
@@ -105,12 +106,13 @@ export function ingestRoutes(deps: IngestRoutesDeps) {
       { schema: schema('Ingest one event, a JSON array, or NDJSON', 202) },
       handle('/v1/events', 202, false),
     );
-    app.post(
-      '/activity',
-      { schema: schema('Seed 000 activity event', 200) },
-      handle('/activity', 200, false),
-    );
-    app.post('/ingest', { schema: schema('Seed 003 click event', 200) }, handle('/ingest', 200, false));
+    for (const route of COMPAT_INGEST_ROUTES) {
+      app.post(
+        route.path,
+        { schema: schema(route.summary, route.status) },
+        handle(route.path, route.status, false),
+      );
+    }
     app.post(
       '/v1/collect',
       { schema: schema('Browser beacon (text/plain JSON)', 202) },
