@@ -1,9 +1,7 @@
-import { Type, type Static } from '@sinclair/typebox';
+import type { Static } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import {
   errorResponses,
-  EventCountQuery,
-  EventCountResponse,
   EventTypesResponse,
   LimitQuery,
   RangeQuery,
@@ -15,9 +13,8 @@ import {
   UserEventsResponse,
   UserParams,
 } from './schemas.ts';
-import { ErrorSchema } from '../http/schemas.ts';
 import type { QueryService } from './query-service.ts';
-import { readGetBody } from './get-body.ts';
+import { addEventCountRoute } from '../compat/event-count-route.ts';
 
 export interface QueryRoutesDeps {
   query: QueryService;
@@ -31,7 +28,7 @@ const serialized = new WeakMap<object, Json>();
 /**
  * Sends an answer through the route's response schema. A frozen answer is one the near cache
  * hands out again and again, so its JSON is kept with it (weakly, gone with the entry) and later
- * hits skip serialization: for 720 hourly points that was over a third of a cached request's time.
+ * hits skip serialization, a large part of a cached request's time (figures: docs/benchmarks.md).
  */
 function sendAnswer(reply: FastifyReply, answer: object): Json {
   let body = serialized.get(answer);
@@ -43,7 +40,10 @@ function sendAnswer(reply: FastifyReply, answer: object): Json {
   return body;
 }
 
-/** The REST query API under /v1 and seed 003's `GET /analytics/events` (see DESIGN.md "HTTP API"). */
+/**
+ * The REST query API under /v1 (README.md, "Query"), and an earlier system's question
+ * `GET /analytics/events` (src/compat/event-count-route.ts).
+ */
 export function queryRoutes(deps: QueryRoutesDeps) {
   const { query, projectOf } = deps;
   return async function plugin(app: FastifyInstance): Promise<void> {
@@ -113,37 +113,6 @@ export function queryRoutes(deps: QueryRoutesDeps) {
           await query.userEvents(projectOf(request), { ...request.query, ...request.params }),
         ),
     );
-    app.get(
-      '/analytics/events',
-      {
-        schema: {
-          tags,
-          summary: "Seed 003: the count of a user's events on a page",
-          description:
-            "Takes `user_id` and `page_url` from the query string or, as seed 003's gateway did, from a JSON " +
-            'body sent with GET (`-H "Content-Type: application/json" -d \'{"user_id": ..., "page_url": ...}\'`). ' +
-            'Query parameters win over body fields. The count covers all stored raw events of that user on ' +
-            'exactly that page URL.',
-          querystring: Type.Partial(EventCountQuery),
-          // 400 also covers TALLY_INVALID_JSON (a body that does not parse).
-          response: {
-            200: EventCountResponse,
-            ...errorResponses,
-            413: { ...ErrorSchema, description: 'TALLY_BODY_TOO_LARGE: a GET body over 64 KiB' },
-            415: { ...ErrorSchema, description: 'TALLY_UNSUPPORTED_MEDIA_TYPE: a GET body that is not JSON' },
-          },
-        },
-      },
-      async (request, reply) => {
-        const body = await readGetBody(request.raw, request.headers);
-        return sendAnswer(
-          reply,
-          await query.eventCount(projectOf(request), {
-            ...body,
-            ...(request.query as Record<string, unknown>),
-          }),
-        );
-      },
-    );
+    addEventCountRoute(app, { query, projectOf, send: sendAnswer });
   };
 }

@@ -5,8 +5,9 @@ import { TallyError } from '../errors/tally-error.ts';
 const MAX_GET_BODY_BYTES = 64 * 1024;
 
 /**
- * The JSON object sent as the body of a GET (seed 003's gateway: `curl -X GET -d '{...}'`).
- * Fastify parses no body on GET, so the route reads the stream itself; no body gives `{}`.
+ * The JSON object sent as the body of a GET, as an earlier system's gateway asks its questions
+ * (`curl -X GET -H 'Content-Type: application/json' -d '{...}'`). Fastify parses no body on GET,
+ * so the route reads the stream itself; no body gives `{}`.
  */
 export async function readGetBody(
   raw: IncomingMessage,
