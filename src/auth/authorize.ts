@@ -1,7 +1,7 @@
 import type { Scope } from './api-keys.ts';
 import type { KeySet } from './key-set.ts';
 
-/** The project a request acts on while no API key exists (DESIGN.md "Auth"). */
+/** The project a request acts on while no API key exists (README.md, "API keys and projects"). */
 export const DEFAULT_PROJECT = 'default';
 
 export type Authorization =

@@ -4,8 +4,9 @@ import cliProgress from 'cli-progress';
 import { v7 as uuidv7 } from 'uuid';
 
 /**
- * `tally send N`: what seed 000's `test-producer.sh N` did — random, realistic user activity in
- * the seed's `POST /activity` shape — against a running Tally, with a progress bar and a summary.
+ * `tally send N`: what an earlier system's `test-producer.sh N` did (README.md, "Compatibility
+ * with the earlier systems") — random, realistic user activity in its `POST /activity` shape —
+ * against a running Tally, with a progress bar and a summary.
  * Each event carries an event_id, so a retried request never counts twice.
  */
 export interface SendOptions {

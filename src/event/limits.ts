@@ -1,4 +1,4 @@
-/** Field limits from DESIGN.md ("Event"). Lengths are counted in UTF-16 code units. */
+/** Field limits, as README.md ("Ingest") lists them. Lengths are counted in UTF-16 code units. */
 export const LIMITS = {
   eventId: 128,
   type: 128,

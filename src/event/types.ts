@@ -1,4 +1,4 @@
-/** The canonical event, after normalisation and validation (DESIGN.md, "Event"). */
+/** The canonical event, after normalisation and validation (its fields: README.md, "Ingest"). */
 export interface TallyEvent {
   project: string;
   eventId: string;

@@ -169,7 +169,8 @@ export class KafkaProducerSink implements EventSink {
     } catch (err) {
       // TRICKY: after a failed send the idempotent producer's sequence numbers may no longer
       // match the broker's; a new producer (new producer id) starts clean. Duplicates that a
-      // retry may cause are removed downstream by event_id (DESIGN.md, guarantee 2).
+      // retry may cause are removed downstream: the batch transaction stores each event_id once
+      // (ARCHITECTURE.md, "The way of an event").
       if (this.#producer === producer) {
         this.#producer = undefined;
         producer.close(true).catch(() => undefined);

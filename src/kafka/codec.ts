@@ -4,9 +4,10 @@ import { normalizeEvent } from '../event/normalize.ts';
 import type { TallyEvent, ValidationIssue } from '../event/types.ts';
 
 /**
- * The Kafka message contract. Ingest writes each accepted event as canonical JSON (DESIGN.md,
- * "Event"), already skew-corrected, with its receive time; the processor reads that back and
- * also any seed shape that other producers write straight into a topic.
+ * The Kafka message contract. Ingest writes each accepted event as canonical JSON (the fields of
+ * src/event/types.ts), already skew-corrected, with its receive time; the processor reads that
+ * back and also the earlier systems' shapes (src/compat/event-shapes.ts), which their producers
+ * write straight into a topic.
  */
 export const PROJECT_HEADER = 'tally-project';
 export const DEFAULT_PROJECT = 'default';

@@ -8,7 +8,8 @@ export function createMetrics(registry: Registry = new Registry(), options: { de
   const registers = [registry];
   return {
     registry,
-    // Seed 004's names.
+    // An earlier system's names, which the dashboards and alerts of its deployments scrape
+    // (README.md, "Compatibility with the earlier systems").
     eventsProcessed: new Counter({
       name: 'analytics_events_processed_total',
       help: 'Events processed (stored for the first time), by type and emitting service',

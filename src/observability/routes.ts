@@ -10,6 +10,8 @@ export interface OpsRoutesDeps {
   isStopping: () => boolean;
 }
 
+// The liveness answer of an earlier system, whose deployments' health checks read it (README.md,
+// "Compatibility with the earlier systems").
 const Health = Type.Object(
   { status: Type.Literal('healthy'), service: Type.String() },
   { description: 'The process is up (seed 004 shape)' },
