@@ -108,7 +108,23 @@ test(
         assert.deepEqual(await everyAnswer(tally, defaultRead, range), zero);
         // The dedup keys moved too: the same events sent to the new project are duplicates there.
         await send(targetWrite);
-        assert.deepEqual(await everyAnswer(tally, targetRead, range), before);
+        const after = await everyAnswer(tally, targetRead, range);
+        assert.deepEqual(after, before);
+        // The user numbering came along: a new user of the new project counts as one more user.
+        const fresh = await fetch(`${tally.url}/v1/events`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${targetWrite}` },
+          body: JSON.stringify({ type: 'click', user_id: `new-user-${run}` }),
+        });
+        assert.equal(fresh.status, 202);
+        const summary = (answers: Record<string, unknown>) =>
+          Object.entries(answers).find(([path]) => path.startsWith('/v1/stats/summary'))![1] as {
+            unique_users: number;
+          };
+        assert.equal(
+          summary(await everyAnswer(tally, targetRead, range)).unique_users,
+          summary(before).unique_users + 1,
+        );
       }),
       { numRuns: 4 },
     );
