@@ -86,7 +86,10 @@ export class ApiKeyStore {
    * Creates a key and returns it with its record; the key is not recoverable afterwards. `first`
    * is true when no key (revoked ones included) existed before: auth has just been switched on.
    */
-  async create(project: string, scope: Scope): Promise<{ key: string; record: ApiKeyRecord; first: boolean }> {
+  async create(
+    project: string,
+    scope: Scope,
+  ): Promise<{ key: string; record: ApiKeyRecord; first: boolean }> {
     if (!isValidProject(project)) {
       throw new Error(
         `invalid project name ${JSON.stringify(project)}: 1-128 characters of letters, digits, '.', '_' or '-', starting with a letter or digit`,

@@ -72,7 +72,9 @@ export function formatKeyTable(keys: readonly ApiKeyRecord[]): string {
   return rows
     .map((r) =>
       r
-        .map((cell, c) => (c === 0 ? cell.padStart(widths[c]) : c === r.length - 1 ? cell : cell.padEnd(widths[c])))
+        .map((cell, c) =>
+          c === 0 ? cell.padStart(widths[c]) : c === r.length - 1 ? cell : cell.padEnd(widths[c]),
+        )
         .join('  '),
     )
     .join('\n');
@@ -135,7 +137,9 @@ export function registerAdminCommands(program: Command, configOrExit: () => Conf
         const config = configOrExit();
         const { key, record, keylessEvents } = await withDatabase(config, async (db) => {
           const created = await new ApiKeyStore(db.pool).create(opts.project, opts.scope);
-          const keylessEvents = created.first ? await countProjectEvents(db.pool, KEYLESS_PROJECT) : undefined;
+          const keylessEvents = created.first
+            ? await countProjectEvents(db.pool, KEYLESS_PROJECT)
+            : undefined;
           return { ...created, keylessEvents };
         });
         if (keylessEvents !== undefined) process.stderr.write(firstKeyNotice(keylessEvents));
@@ -153,7 +157,9 @@ export function registerAdminCommands(program: Command, configOrExit: () => Conf
         const config = configOrExit();
         const list = await withDatabase(config, (db) => new ApiKeyStore(db.pool).list());
         if (list.length === 0) {
-          process.stdout.write(`no API keys: the API is open (project "${KEYLESS_PROJECT}") on loopback only\n`);
+          process.stdout.write(
+            `no API keys: the API is open (project "${KEYLESS_PROJECT}") on loopback only\n`,
+          );
           return;
         }
         process.stdout.write(`${formatKeyTable(list)}\n`);

@@ -111,7 +111,10 @@ export function liveOwner(dataDir: string): LockOwner | undefined {
 
 export function alreadyRunning(dataDir: string, owner: LockOwner): TallyError {
   const port = owner.pgPort === undefined ? 'starting' : `port ${owner.pgPort}`;
-  return new TallyError('TALLY_ALREADY_RUNNING', `Tally is already running on ${dataDir} (pid ${owner.pid}, ${port})`);
+  return new TallyError(
+    'TALLY_ALREADY_RUNNING',
+    `Tally is already running on ${dataDir} (pid ${owner.pid}, ${port})`,
+  );
 }
 
 function createExclusively(path: string, owner: LockOwner): boolean {

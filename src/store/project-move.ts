@@ -72,7 +72,10 @@ export async function moveProjectData(pool: pg.Pool, from: string, to: string): 
     const events = await countProjectEvents(client, from);
     const rows: Record<string, number> = {};
     for (const table of [...MOVED_TABLES, 'dead_letters']) {
-      const result = await client.query(`UPDATE tally.${table} SET project = $2 WHERE project = $1`, [from, to]);
+      const result = await client.query(`UPDATE tally.${table} SET project = $2 WHERE project = $1`, [
+        from,
+        to,
+      ]);
       rows[table] = result.rowCount ?? 0;
     }
     rows.user_numbers =
@@ -110,7 +113,11 @@ export async function moveProjectData(pool: pg.Pool, from: string, to: string): 
 }
 
 /** The tables among `tables` that hold at least one row of `project`. */
-async function tablesHolding(client: pg.PoolClient, tables: readonly string[], project: string): Promise<string[]> {
+async function tablesHolding(
+  client: pg.PoolClient,
+  tables: readonly string[],
+  project: string,
+): Promise<string[]> {
   const { rows } = await client.query<Record<string, boolean>>(
     `SELECT ${tables.map((t) => `EXISTS (SELECT 1 FROM tally.${t} WHERE project = $1) AS ${t}`).join(', ')}`,
     [project],

@@ -64,7 +64,10 @@ test(
     const created = await tally(['keys', 'create', '--project', 'shop', '--scope', 'write'], env);
     assert.equal(created.code, 0, created.stderr);
     assert.match(created.stderr, /first API key: from now on every request needs a key/);
-    assert.match(created.stderr, /the 3 events of the keyless project "default" are no longer served without a key/);
+    assert.match(
+      created.stderr,
+      /the 3 events of the keyless project "default" are no longer served without a key/,
+    );
     assert.match(created.stderr, /tally keys create --project default --scope read/);
     assert.match(created.stderr, /tally projects move default <project>/);
     const lines = created.stdout.trimEnd().split('\n');
@@ -108,15 +111,19 @@ test(
 
     // Columns line up whatever the widths: ids up to 10, a long project name, a revoked state.
     for (let i = 0; i < 8; i++) {
-      assert.equal((await tally(['keys', 'create', '--project', 'a-longer-project-name', '--scope', 'read'], env)).code, 0);
+      assert.equal(
+        (await tally(['keys', 'create', '--project', 'a-longer-project-name', '--scope', 'read'], env)).code,
+        0,
+      );
     }
     const table = (await tally(['keys', 'list'], env)).stdout.trimEnd().split('\n');
     assert.equal(table.length, 11, 'a header and ten keys');
-    assert.match(table[0], /^\s*id  prefix\s+scope  project\s+state$/);
+    assert.match(table[0], /^\s*id {2}prefix\s+scope {2}project\s+state$/);
     const starts = ['prefix', 'scope', 'project', 'state'].map((column) => table[0].indexOf(column));
     for (const row of table) {
       assert.equal(row.length >= starts[3], true, row);
-      for (const s of starts) assert.match(row.slice(s - 2, s + 1), /^  \S$/, `column at ${s} in ${JSON.stringify(row)}`);
+      for (const s of starts)
+        assert.match(row.slice(s - 2, s + 1), /^ {2}\S$/, `column at ${s} in ${JSON.stringify(row)}`);
       assert.match(row.slice(0, starts[0] - 2), /^\s*(id|\d+)$/, 'ids right-aligned');
     }
 
@@ -124,7 +131,9 @@ test(
     const moved = await tally(['projects', 'move', 'default', 'archive'], env);
     assert.equal(moved.code, 0, moved.stderr);
     assert.match(moved.stdout, /^moved project default into archive: 3 events/);
-    const archiveKey = (await tally(['keys', 'create', '--project', 'archive', '--scope', 'read'], env)).stdout
+    const archiveKey = (
+      await tally(['keys', 'create', '--project', 'archive', '--scope', 'read'], env)
+    ).stdout
       .trimEnd()
       .split('\n')
       .at(-1)!;

@@ -20,7 +20,8 @@ function tally(args: string[], env: Record<string, string>): Promise<{ code: num
       process.execPath,
       [MAIN, ...args],
       { env: { ...process.env, TALLY_LOG_LEVEL: 'warn', ...env }, timeout: 120_000 },
-      (err, _stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stderr }),
+      (err, _stdout, stderr) =>
+        resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stderr }),
     );
   });
 }
@@ -79,14 +80,19 @@ test(
     const second = await tally(['start'], { ...env, SERVER_PORT: String(await findFreePort()) });
     assert.notEqual(second.code, 0, second.stderr);
     assert.ok(
-      second.stderr.includes(`Tally is already running on ${dataDir} (pid ${first.child.pid}, port ${pg.port})`),
+      second.stderr.includes(
+        `Tally is already running on ${dataDir} (pid ${first.child.pid}, port ${pg.port})`,
+      ),
       second.stderr,
     );
 
     // The first one is still whole: healthy, ingesting, on the same PostgreSQL.
     assert.equal((await fetch(`${first.url}/health`)).status, 200);
     await ingest(first, 'e1');
-    assert.equal(await until('the event to be counted', async () => ((await events(first)) === 1 ? 1 : undefined)), 1);
+    assert.equal(
+      await until('the event to be counted', async () => ((await events(first)) === 1 ? 1 : undefined)),
+      1,
+    );
     assert.equal(findRunningEmbeddedPostgres(dataDir)?.port, pg.port);
     assert.equal(first.child.exitCode, null);
 

@@ -56,7 +56,10 @@ test('one owner per data dir: a second acquire refuses naming the owner, release
   const dir = await tempDir(t);
   const lock = await acquireDataDirLock(dir);
   assert.equal(readLock(dir).pid, process.pid);
-  assert.equal((await refusal(dir)).message, `Tally is already running on ${dir} (pid ${process.pid}, starting)`);
+  assert.equal(
+    (await refusal(dir)).message,
+    `Tally is already running on ${dir} (pid ${process.pid}, starting)`,
+  );
   lock.record(54321);
   assert.equal(
     (await refusal(dir)).message,
@@ -145,12 +148,12 @@ async function race(t: TestContext, dir: string, n: number): Promise<string[]> {
 test('starts racing on a fresh data dir: exactly one wins', { timeout: 60_000 }, async (t) => {
   const dir = await tempDir(t);
   const outcomes = await race(t, dir, 6);
-  assert.deepEqual(outcomes, [...Array(5).fill('TALLY_ALREADY_RUNNING'), 'won']);
+  assert.deepEqual(outcomes, [...Array<string>(5).fill('TALLY_ALREADY_RUNNING'), 'won']);
 });
 
 test('starts racing to take over a stale lock: exactly one wins', { timeout: 60_000 }, async (t) => {
   const dir = await tempDir(t);
   writeLock(dir, { pid: await deadPid(), startedAt: '1' });
   const outcomes = await race(t, dir, 6);
-  assert.deepEqual(outcomes, [...Array(5).fill('TALLY_ALREADY_RUNNING'), 'won']);
+  assert.deepEqual(outcomes, [...Array<string>(5).fill('TALLY_ALREADY_RUNNING'), 'won']);
 });

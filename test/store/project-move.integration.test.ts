@@ -35,14 +35,20 @@ async function everyAnswer(tally: TestTally, key: string, range: { from: string;
     return [path, await res.json()] as const;
   };
   const r = `from=${encodeURIComponent(range.from)}&to=${encodeURIComponent(range.to)}`;
-  const paths = [`/v1/stats/summary?${r}`, `/v1/stats/top-pages?${r}&limit=1000`, `/v1/stats/event-types?${r}&limit=1000`];
+  const paths = [
+    `/v1/stats/summary?${r}`,
+    `/v1/stats/top-pages?${r}&limit=1000`,
+    `/v1/stats/event-types?${r}&limit=1000`,
+  ];
   for (const metric of ['events', 'page_views', 'unique_users']) {
     for (const interval of ['minute', 'hour', 'day']) {
       paths.push(`/v1/stats/timeseries?${r}&metric=${metric}&interval=${interval}`);
     }
   }
   paths.push(`/v1/stats/timeseries?${r}&metric=events&interval=hour&event_type=click`);
-  paths.push(`/v1/stats/timeseries?${r}&metric=page_views&interval=minute&page_url=${encodeURIComponent(PAGES[0])}`);
+  paths.push(
+    `/v1/stats/timeseries?${r}&metric=page_views&interval=minute&page_url=${encodeURIComponent(PAGES[0])}`,
+  );
   for (const user of USERS) {
     paths.push(`/v1/users/${user}/events?limit=1000`);
     for (const page of PAGES) {
