@@ -82,7 +82,9 @@ export class DataDirLock {
  * `tally.lock.takeover-<hash of that content>` exclusively, checks the lock still holds that
  * content, and only then renames its own lock over it. A second taker of the same stale lock
  * fails to create that file (or, once it is gone again, finds the content changed) and
- * re-evaluates: the new owner is alive, so it refuses.
+ * re-evaluates: the new owner is alive, so it refuses. A taker killed between its claim and its
+ * rename leaves a claim of a dead process, which the next start clears before retrying; only two
+ * starts clearing that same dead claim within microseconds of each other could both take over.
  */
 export async function acquireDataDirLock(dataDir: string): Promise<DataDirLock> {
   mkdirSync(dataDir, { recursive: true });
