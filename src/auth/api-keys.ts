@@ -2,6 +2,9 @@ import { createHash, randomBytes } from 'node:crypto';
 import type pg from 'pg';
 
 export type Scope = 'read' | 'write';
+
+/** The project of requests made without a key, while no key exists (see `tally keys create`). */
+export const KEYLESS_PROJECT = 'default';
 export const SCOPES: readonly Scope[] = ['read', 'write'];
 
 export interface ApiKeyRecord {
@@ -79,8 +82,14 @@ export class ApiKeyStore {
     this.#pool = pool;
   }
 
-  /** Creates a key and returns it with its record; the key is not recoverable afterwards. */
-  async create(project: string, scope: Scope): Promise<{ key: string; record: ApiKeyRecord }> {
+  /**
+   * Creates a key and returns it with its record; the key is not recoverable afterwards. `first`
+   * is true when no key (revoked ones included) existed before: auth has just been switched on.
+   */
+  async create(
+    project: string,
+    scope: Scope,
+  ): Promise<{ key: string; record: ApiKeyRecord; first: boolean }> {
     if (!isValidProject(project)) {
       throw new Error(
         `invalid project name ${JSON.stringify(project)}: 1-128 characters of letters, digits, '.', '_' or '-', starting with a letter or digit`,
@@ -90,12 +99,14 @@ export class ApiKeyStore {
     for (let attempt = 0; ; attempt++) {
       const key = generateKey();
       try {
-        const { rows } = await this.#pool.query<KeyRow>(
-          `INSERT INTO tally.api_keys (project, scope, key_hash, prefix) VALUES ($1, $2, $3, $4)
-           RETURNING id, project, scope, prefix, created_at, revoked_at`,
+        // The CTE reads the table as it was before this INSERT.
+        const { rows } = await this.#pool.query<KeyRow & { first: boolean }>(
+          `WITH before AS (SELECT NOT EXISTS (SELECT 1 FROM tally.api_keys) AS first)
+           INSERT INTO tally.api_keys (project, scope, key_hash, prefix) VALUES ($1, $2, $3, $4)
+           RETURNING id, project, scope, prefix, created_at, revoked_at, (SELECT first FROM before)`,
           [project, scope, hashKey(key), displayPrefix(key)],
         );
-        return { key, record: toRecord(rows[0]) };
+        return { key, record: toRecord(rows[0]), first: rows[0].first };
       } catch (err) {
         if ((err as { code?: string }).code !== '23505' || attempt >= 3) throw err;
       }

@@ -1,16 +1,28 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { ApiKeyStore, SCOPES, isValidProject, type ApiKeyRecord, type Scope } from '../auth/api-keys.ts';
+import {
+  ApiKeyStore,
+  KEYLESS_PROJECT,
+  SCOPES,
+  isValidProject,
+  type ApiKeyRecord,
+  type Scope,
+} from '../auth/api-keys.ts';
 import type { Config } from '../config/load.ts';
 import { pino } from 'pino';
+import { TallyError } from '../errors/tally-error.ts';
 import { openDatabase, type Database } from '../store/database.ts';
 import { findRunningEmbeddedPostgres } from '../store/embedded-postgres.ts';
+import { countProjectEvents, moveProjectData } from '../store/project-move.ts';
 
 /**
  * Opens the database for a short admin command: the embedded server already running under
  * `tally start` when there is one (it is left running), otherwise a fresh one (stopped after),
  * or DATABASE_URL. Migrations are applied either way.
  */
-async function withDatabase<T>(config: Config, fn: (db: Database) => Promise<T>): Promise<T> {
+async function withDatabase<T>(
+  config: Config,
+  fn: (db: Database, shared: boolean) => Promise<T>,
+): Promise<T> {
   // stderr, and quiet: stdout is for the command's answer (a new key must be its last line).
   const level = config.raw.TALLY_LOG_LEVEL === 'info' ? 'warn' : config.raw.TALLY_LOG_LEVEL;
   const logger = pino({ name: 'tally', level }, pino.destination(2));
@@ -22,15 +34,65 @@ async function withDatabase<T>(config: Config, fn: (db: Database) => Promise<T>)
     : config.database;
   const db = await openDatabase(target, { poolSize: 2, applicationName: 'tally-admin', logger });
   try {
-    return await fn(db);
+    // shared: other Tally processes may be using this database right now.
+    return await fn(db, target.kind === 'external');
   } finally {
     await db.stop();
   }
 }
 
-function formatKey(k: ApiKeyRecord): string {
-  const state = k.revokedAt ? `revoked ${k.revokedAt.toISOString()}` : 'active';
-  return [String(k.id).padStart(4), k.prefix.padEnd(15), k.scope.padEnd(5), k.project, state].join('  ');
+/** Runs an admin command; a TallyError (e.g. TALLY_ALREADY_RUNNING) is one line on stderr, exit 1. */
+function admin<A extends unknown[]>(action: (...args: A) => Promise<void>): (...args: A) => Promise<void> {
+  return async (...args) => {
+    try {
+      await action(...args);
+    } catch (err) {
+      if (!(err instanceof TallyError)) throw err;
+      process.stderr.write(`tally: ${err.message} (${err.code})\n`);
+      process.exitCode = 1;
+    }
+  };
+}
+
+const KEY_COLUMNS = ['id', 'prefix', 'scope', 'project', 'state'] as const;
+
+/** Keys as a table: a header row, columns as wide as their widest cell, ids right-aligned. */
+export function formatKeyTable(keys: readonly ApiKeyRecord[]): string {
+  const rows = [
+    [...KEY_COLUMNS],
+    ...keys.map((k) => [
+      String(k.id),
+      k.prefix,
+      k.scope,
+      k.project,
+      k.revokedAt ? `revoked ${k.revokedAt.toISOString()}` : 'active',
+    ]),
+  ];
+  const widths = KEY_COLUMNS.map((_, c) => Math.max(...rows.map((r) => r[c].length)));
+  return rows
+    .map((r) =>
+      r
+        .map((cell, c) =>
+          c === 0 ? cell.padStart(widths[c]) : c === r.length - 1 ? cell : cell.padEnd(widths[c]),
+        )
+        .join('  '),
+    )
+    .join('\n');
+}
+
+/** What changes when the first key is created, and how to keep the keyless project's data. */
+export function firstKeyNotice(keylessEvents: number): string {
+  const lines = [
+    'tally: this is the first API key: from now on every request needs a key, and requests without one are refused (401), within seconds on running instances.',
+  ];
+  if (keylessEvents > 0) {
+    lines.push(
+      `tally: the ${keylessEvents} events of the keyless project "${KEYLESS_PROJECT}" are no longer served without a key. To keep them, either`,
+      `  read them with a key of that project:  tally keys create --project ${KEYLESS_PROJECT} --scope read`,
+      `  or move them into a named, empty project:  tally projects move ${KEYLESS_PROJECT} <project>`,
+    );
+  }
+  return `${lines.join('\n')}\n`;
 }
 
 function projectName(value: string): string {
@@ -40,68 +102,112 @@ function projectName(value: string): string {
   return value;
 }
 
-/** `tally migrate` and `tally keys create|list|revoke`. */
+/** `tally migrate`, `tally keys create|list|revoke` and `tally projects move`. */
 export function registerAdminCommands(program: Command, configOrExit: () => Config): void {
   program
     .command('migrate')
     .description('Apply the database schema (embedded PostgreSQL or DATABASE_URL) and exit')
-    .action(async () => {
-      const config = configOrExit();
-      await withDatabase(config, async (db) => {
-        // openDatabase has migrated; report the state.
-        const { rows } = await db.pool.query<{ name: string }>(
-          'SELECT name FROM tally.schema_migrations ORDER BY name',
-        );
-        process.stdout.write(
-          `schema up to date on ${db.description}: ${rows.map((r) => r.name).join(', ')}\n`,
-        );
-      });
-    });
+    .action(
+      admin(async () => {
+        const config = configOrExit();
+        await withDatabase(config, async (db) => {
+          // openDatabase has migrated; report the state.
+          const { rows } = await db.pool.query<{ name: string }>(
+            'SELECT name FROM tally.schema_migrations ORDER BY name',
+          );
+          process.stdout.write(
+            `schema up to date on ${db.description}: ${rows.map((r) => r.name).join(', ')}\n`,
+          );
+        });
+      }),
+    );
 
   const keys = program.command('keys').description('Manage API keys (stored hashed in PostgreSQL)');
   keys
     .command('create')
-    .description('Create an API key; the key is printed once, as the last line')
+    .description(
+      'Create an API key; the key is printed once, as the last line. The first key switches keyless access off',
+    )
     .requiredOption('--project <name>', 'project the key reads or writes', projectName)
     .addOption(
       new Option('--scope <scope>', 'write (ingest) or read (queries)').choices(SCOPES).makeOptionMandatory(),
     )
-    .action(async (opts: { project: string; scope: Scope }) => {
-      const config = configOrExit();
-      const { key, record } = await withDatabase(config, (db) =>
-        new ApiKeyStore(db.pool).create(opts.project, opts.scope),
-      );
-      process.stdout.write(
-        `created ${record.scope} key ${record.id} (${record.prefix}…) for project ${record.project}.\n` +
-          `Store it now: Tally keeps only its hash and cannot show it again.\n${key}\n`,
-      );
-    });
+    .action(
+      admin(async (opts: { project: string; scope: Scope }) => {
+        const config = configOrExit();
+        const { key, record, keylessEvents } = await withDatabase(config, async (db) => {
+          const created = await new ApiKeyStore(db.pool).create(opts.project, opts.scope);
+          const keylessEvents = created.first
+            ? await countProjectEvents(db.pool, KEYLESS_PROJECT)
+            : undefined;
+          return { ...created, keylessEvents };
+        });
+        if (keylessEvents !== undefined) process.stderr.write(firstKeyNotice(keylessEvents));
+        process.stdout.write(
+          `created ${record.scope} key ${record.id} (${record.prefix}…) for project ${record.project}.\n` +
+            `Store it now: Tally keeps only its hash and cannot show it again.\n${key}\n`,
+        );
+      }),
+    );
   keys
     .command('list')
     .description('List API keys (id, prefix, scope, project, state); keys themselves are never shown')
-    .action(async () => {
-      const config = configOrExit();
-      const list = await withDatabase(config, (db) => new ApiKeyStore(db.pool).list());
-      if (list.length === 0) {
-        process.stdout.write('no API keys: the API is open (project "default") on loopback only\n');
-        return;
-      }
-      process.stdout.write(
-        `  id  prefix           scope  project  state\n${list.map(formatKey).join('\n')}\n`,
-      );
-    });
+    .action(
+      admin(async () => {
+        const config = configOrExit();
+        const list = await withDatabase(config, (db) => new ApiKeyStore(db.pool).list());
+        if (list.length === 0) {
+          process.stdout.write(
+            `no API keys: the API is open (project "${KEYLESS_PROJECT}") on loopback only\n`,
+          );
+          return;
+        }
+        process.stdout.write(`${formatKeyTable(list)}\n`);
+      }),
+    );
   keys
     .command('revoke')
     .description('Revoke a key by id or prefix; running instances stop accepting it within seconds')
     .argument('<id|prefix>')
-    .action(async (idOrPrefix: string) => {
-      const config = configOrExit();
-      const revoked = await withDatabase(config, (db) => new ApiKeyStore(db.pool).revoke(idOrPrefix));
-      if (!revoked) {
-        process.stderr.write(`tally: no API key with id or prefix ${JSON.stringify(idOrPrefix)}\n`);
-        process.exitCode = 1;
-        return;
-      }
-      process.stdout.write(`revoked: ${formatKey(revoked)}\n`);
-    });
+    .action(
+      admin(async (idOrPrefix: string) => {
+        const config = configOrExit();
+        const revoked = await withDatabase(config, (db) => new ApiKeyStore(db.pool).revoke(idOrPrefix));
+        if (!revoked) {
+          process.stderr.write(`tally: no API key with id or prefix ${JSON.stringify(idOrPrefix)}\n`);
+          process.exitCode = 1;
+          return;
+        }
+        process.stdout.write(`revoked:\n${formatKeyTable([revoked])}\n`);
+      }),
+    );
+
+  const projects = program.command('projects').description("Manage projects' stored data");
+  projects
+    .command('move')
+    .description(
+      `Move all stored data of project <from> (e.g. the keyless "${KEYLESS_PROJECT}") into project <to>, which must hold none; one transaction`,
+    )
+    .argument('<from>', 'project whose data moves', projectName)
+    .argument('<to>', 'empty project that receives it', projectName)
+    .action(
+      admin(async (from: string, to: string) => {
+        const config = configOrExit();
+        const { moved, shared } = await withDatabase(config, async (db, shared) => ({
+          moved: await moveProjectData(db.pool, from, to),
+          shared,
+        }));
+        process.stdout.write(
+          `moved project ${from} into ${to}: ${moved.events} events (${Object.entries(moved.rows)
+            .map(([table, n]) => `${table} ${n}`)
+            .join(', ')})\n`,
+        );
+        if (shared) {
+          // known-user-rows.ts: a running process remembers which users of `from` it has stored.
+          process.stderr.write(
+            `tally: restart the Tally processes that were running before writing to project ${from} again (they remember its users and would miss them in its unique-user counts)\n`,
+          );
+        }
+      }),
+    );
 }

@@ -24,6 +24,9 @@ export const ERROR_CODES = {
   TALLY_KAFKA_UNAVAILABLE: { status: 503, retriable: true },
   TALLY_FENCED: { status: 409, retriable: false },
   TALLY_INTERNAL: { status: 500, retriable: false },
+  TALLY_ALREADY_RUNNING: { status: 409, retriable: false },
+  TALLY_PROJECT_HAS_DATA: { status: 409, retriable: false },
+  TALLY_PROJECT_EMPTY: { status: 404, retriable: false },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

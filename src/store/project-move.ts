@@ -1,0 +1,126 @@
+import type pg from 'pg';
+import { TallyError } from '../errors/tally-error.ts';
+import { VERSIONS_CHANNEL } from './data-versions.ts';
+
+/**
+ * The tables whose rows belong to one project (migrations 001, 004, 005), in the order a batch
+ * transaction writes them, which is the order the move locks them in.
+ */
+const MOVED_TABLES = [
+  'event_ids',
+  'events',
+  'rollup_events',
+  'rollup_pages',
+  'rollup_users',
+  'rollup_user_bits',
+] as const;
+/** Copied, not moved: see moveProjectData. */
+const NUMBER_TABLES = ['user_numbers', 'user_number_counters'] as const;
+
+export interface ProjectMove {
+  from: string;
+  to: string;
+  /** Events the moved rollups count (day level). */
+  events: number;
+  /** Rows moved (or copied, for the user numbers) per table. */
+  rows: Record<string, number>;
+}
+
+/** Events counted in `project`'s rollups (day level: every event counts once there). */
+export async function countProjectEvents(db: pg.Pool | pg.PoolClient, project: string): Promise<number> {
+  const { rows } = await db.query<{ n: string }>(
+    'SELECT coalesce(sum(count), 0) AS n FROM tally.rollup_events WHERE project = $1 AND level = 2',
+    [project],
+  );
+  return Number(rows[0].n);
+}
+
+/**
+ * Moves every stored row of project `from` into project `to`, which must hold nothing, in one
+ * transaction: raw events, dedup keys, rollups, user bits and dead letters. Both projects' data
+ * versions are bumped, so no cached answer of either is served again. Throws
+ * TALLY_PROJECT_HAS_DATA when `to` holds data, TALLY_PROJECT_EMPTY when `from` holds none.
+ *
+ * TRICKY: the user numbers (migration 005) are copied, and `from` keeps its own. A running
+ * process caches numbers per (project, user) and never re-reads them (user-numbers.ts); were
+ * `from`'s numbers gone, its next new users would be numbered again from 0 and share numbers
+ * with users it still has cached, merging them in the unique-user bits. Kept, the numbering of
+ * `from` stays valid; a number only names a user, so the copies in `from` count nothing.
+ *
+ * The tables are locked against writes (reads go on) for the move's duration, so no batch can
+ * commit rows for `from` between two of its statements.
+ */
+export async function moveProjectData(pool: pg.Pool, from: string, to: string): Promise<ProjectMove> {
+  if (from === to) {
+    throw new TallyError('TALLY_PROJECT_HAS_DATA', `cannot move project ${from} into itself`);
+  }
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    const locked = [...MOVED_TABLES, ...NUMBER_TABLES, 'data_versions', 'dead_letters'];
+    await client.query(`LOCK TABLE ${locked.map((t) => `tally.${t}`).join(', ')} IN EXCLUSIVE MODE`);
+    const targetHas = await tablesHolding(client, [...MOVED_TABLES, ...NUMBER_TABLES], to);
+    if (targetHas.length > 0) {
+      throw new TallyError(
+        'TALLY_PROJECT_HAS_DATA',
+        `project ${to} already holds data (${targetHas.join(', ')}); move into a new project name instead, merging is not supported`,
+      );
+    }
+    if ((await tablesHolding(client, MOVED_TABLES, from)).length === 0) {
+      throw new TallyError('TALLY_PROJECT_EMPTY', `project ${from} holds no data to move`);
+    }
+    const events = await countProjectEvents(client, from);
+    const rows: Record<string, number> = {};
+    for (const table of [...MOVED_TABLES, 'dead_letters']) {
+      const result = await client.query(`UPDATE tally.${table} SET project = $2 WHERE project = $1`, [
+        from,
+        to,
+      ]);
+      rows[table] = result.rowCount ?? 0;
+    }
+    rows.user_numbers =
+      (
+        await client.query(
+          'INSERT INTO tally.user_numbers (project, user_id, num) SELECT $2, user_id, num FROM tally.user_numbers WHERE project = $1',
+          [from, to],
+        )
+      ).rowCount ?? 0;
+    rows.user_number_counters =
+      (
+        await client.query(
+          'INSERT INTO tally.user_number_counters (project, next) SELECT $2, next FROM tally.user_number_counters WHERE project = $1',
+          [from, to],
+        )
+      ).rowCount ?? 0;
+    // data-versions.ts: bumped in the transaction that changes the data, and announced on commit.
+    await client.query(
+      `WITH v AS (
+         INSERT INTO tally.data_versions AS v (project, version) SELECT unnest($1::text[]), 1
+         ON CONFLICT (project) DO UPDATE SET version = v.version + 1, updated_at = now()
+         RETURNING project, version
+       )
+       SELECT pg_notify('${VERSIONS_CHANNEL}', version || ' ' || project) FROM v`,
+      [[from, to].sort()],
+    );
+    await client.query('COMMIT');
+    return { from, to, events, rows };
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  } finally {
+    client.release();
+  }
+}
+
+/** The tables among `tables` that hold at least one row of `project`. */
+async function tablesHolding(
+  client: pg.PoolClient,
+  tables: readonly string[],
+  project: string,
+): Promise<string[]> {
+  const { rows } = await client.query<Record<string, boolean>>(
+    `SELECT ${tables.map((t) => `EXISTS (SELECT 1 FROM tally.${t} WHERE project = $1) AS ${t}`).join(', ')}`,
+    [project],
+  );
+  return tables.filter((t) => rows[0][t]);
+}
