@@ -3,9 +3,12 @@ import type { Logger } from 'pino';
 
 const SHUTDOWN_DEADLINE_MS = 28_000;
 
+const LAUNCHER_POLL_MS = 500;
+
 /**
- * Wires SIGTERM, SIGINT and fatal errors to one guarded `stop()`. A clean stop exits 0; a
- * stop that overruns the deadline (Kubernetes kills at 30 s) or a fatal error exits 1.
+ * Wires SIGTERM, SIGINT, SIGHUP (a closed terminal) and fatal errors to one guarded `stop()`. A
+ * clean stop exits 0; a stop that overruns the deadline (Kubernetes kills at 30 s) or a fatal
+ * error exits 1.
  */
 export function handleShutdown(stop: () => Promise<void>, logger: Logger): void {
   let stopping: Promise<void> | undefined;
@@ -30,6 +33,9 @@ export function handleShutdown(stop: () => Promise<void>, logger: Logger): void 
   };
   process.on('SIGTERM', () => shutdown('SIGTERM', 0));
   process.on('SIGINT', () => shutdown('SIGINT', 0));
+  // Node's default for SIGHUP is to exit at once, which would leave the embedded PostgreSQL
+  // (its own session, started by pg_ctl) running.
+  process.on('SIGHUP', () => shutdown('SIGHUP', 0));
   process.on('uncaughtException', (err) => {
     logger.fatal({ err }, 'uncaught exception');
     shutdown('uncaughtException', 1);
@@ -53,4 +59,21 @@ export function stopWhenOrphaned(): void {
     worker.exitedAfterDisconnect = true;
     process.kill(process.pid, 'SIGTERM');
   });
+}
+
+/**
+ * Under `npm start` / `npm run tally`: stop like on SIGHUP when npm exits. npm forwards only
+ * SIGINT and SIGTERM to its script, so a SIGHUP (or SIGKILL) sent to npm alone would otherwise
+ * leave Tally running with no parent, and the embedded PostgreSQL with it. Outside npm, a
+ * launcher that exits (a shell running `tally start &`) is no reason to stop.
+ */
+export function stopWithNpm(): void {
+  if (process.env.npm_lifecycle_event === undefined) return;
+  const launcher = process.ppid;
+  const poll = setInterval(() => {
+    if (process.ppid === launcher) return;
+    clearInterval(poll);
+    process.kill(process.pid, 'SIGHUP');
+  }, LAUNCHER_POLL_MS);
+  poll.unref();
 }
