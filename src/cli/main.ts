@@ -64,8 +64,7 @@ program
     const tally = await startEmbeddedTally(config, logger).catch((err: unknown) =>
       exitOnStartFailure(err, logger),
     );
-    handleShutdown(() => tally.stop(), logger);
-    stopWithNpm();
+    stopWithNpm(handleShutdown(() => tally.stop(), logger));
     logger.info(
       `Tally is up: API ${tally.url} (docs ${tally.url}/docs, metrics ${tally.url}/metrics), gRPC ${config.host}:${tally.grpcPort}; ${tally.database.description}`,
     );
@@ -81,8 +80,7 @@ program
     const role = await startQueryRole(config, logger).catch((err: unknown) =>
       exitOnStartFailure(err, logger),
     );
-    handleShutdown(() => role.stop(), logger);
-    stopWithNpm();
+    stopWithNpm(handleShutdown(() => role.stop(), logger));
     logger.info(
       `Tally query is up: REST ${role.url} (docs ${role.url}/docs), gRPC ${config.host}:${role.grpcPort}, cache ${role.cacheKind}; ${role.database.description}`,
     );
@@ -100,8 +98,7 @@ program
       const primary = await startProcessPrimary(config, logger).catch((err: unknown) =>
         exitOnStartFailure(err, logger),
       );
-      handleShutdown(() => primary.stop(), logger);
-      stopWithNpm();
+      stopWithNpm(handleShutdown(() => primary.stop(), logger));
       logger.info(
         `Tally processor is up: ${config.raw.NUM_WORKERS} worker(s); metrics ${primary.url}/metrics`,
       );
@@ -130,16 +127,15 @@ program
     const logger = createLogger(config.raw.TALLY_LOG_LEVEL);
     if (cluster.isPrimary && config.raw.TALLY_INGEST_WORKERS > 1) {
       const primary = startIngestPrimary(config, logger);
-      handleShutdown(() => primary.stop(), logger);
-      stopWithNpm();
+      stopWithNpm(handleShutdown(() => primary.stop(), logger));
       logger.info(`Tally ingest: starting ${config.raw.TALLY_INGEST_WORKERS} workers on one port`);
       return;
     }
     const ingest = await startIngestRole(config, logger, { clusterWorker: cluster.isWorker }).catch(
       (err: unknown) => exitOnStartFailure(err, logger),
     );
-    handleShutdown(() => ingest.stop(), logger);
-    if (cluster.isPrimary) stopWithNpm();
+    const shutdown = handleShutdown(() => ingest.stop(), logger);
+    if (cluster.isPrimary) stopWithNpm(shutdown);
     if (cluster.isWorker) {
       stopWhenOrphaned();
       // The primary stops trying once one worker has started (WorkerPool onStartFailure).
