@@ -6,7 +6,14 @@ import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { findFreePort } from '../../src/util/free-port.ts';
-import { isAlive, livingInGroup, portBound, postmasterRunning, until } from '../helpers/process-group.ts';
+import {
+  isAlive,
+  livingInGroup,
+  portBound,
+  postmasterRunning,
+  stopLeftoverPostmaster,
+  until,
+} from '../helpers/process-group.ts';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -44,6 +51,7 @@ async function npmStart(t: TestContext): Promise<NpmStart> {
   const npmPid = npm.pid!;
   t.after(async () => {
     for (const pid of livingInGroup(npmPid)) process.kill(pid, 'SIGKILL');
+    await stopLeftoverPostmaster(dataDir);
     await rm(dataDir, { recursive: true, force: true });
   });
   await until(

@@ -11,6 +11,7 @@ import {
   portBound,
   postmasterRunning,
   runToExit,
+  stopLeftoverPostmaster,
   type Finished,
 } from '../helpers/process-group.ts';
 
@@ -23,7 +24,10 @@ export async function tallyToExit(
   env: Record<string, string>,
 ): Promise<Finished & { pid: number; dataDir: string }> {
   const dataDir = await mkdtemp(join(tmpdir(), `tally-start-up-${role}-`));
-  t.after(() => rm(dataDir, { recursive: true, force: true }));
+  t.after(async () => {
+    await stopLeftoverPostmaster(dataDir);
+    await rm(dataDir, { recursive: true, force: true });
+  });
   const run = await runToExit(process.execPath, [MAIN, role], {
     env: { ...process.env, TALLY_DATA_DIR: dataDir, TALLY_LOG_LEVEL: 'info', ...env },
   });
