@@ -43,6 +43,32 @@ function exitOnStartFailure(err: unknown, logger: Logger): never {
   process.exit(known ? 2 : 1);
 }
 
+/**
+ * Serves a role until SIGTERM, SIGINT, SIGHUP, a fatal error or (under npm) npm's exit, then
+ * stops it. A signal during start-up stops the role once it is up, rather than killing the
+ * process with the embedded PostgreSQL left running; a failed start ends in exitOnStartFailure.
+ */
+async function serve<T extends { stop(): Promise<void> }>(
+  starting: Promise<T>,
+  logger: Logger,
+  options: { clusterWorker: boolean },
+): Promise<T> {
+  const shutdown = handleShutdown(
+    () =>
+      starting.then(
+        (role) => role.stop(),
+        () => undefined,
+      ),
+    logger,
+  );
+  // Registered before any signal can arrive, so a failed start exits with its one line first.
+  const started = starting.catch((err: unknown) => exitOnStartFailure(err, logger));
+  // A cluster worker's parent is the primary: stopWhenOrphaned watches it.
+  if (options.clusterWorker) stopWhenOrphaned();
+  else stopWithNpm(shutdown);
+  return started;
+}
+
 const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
   version: string;
 };
@@ -61,10 +87,7 @@ program
     const config = configOrExit();
     const logger = createLogger(config.raw.TALLY_LOG_LEVEL);
     routeGrpcLogs(logger);
-    const tally = await startEmbeddedTally(config, logger).catch((err: unknown) =>
-      exitOnStartFailure(err, logger),
-    );
-    stopWithNpm(handleShutdown(() => tally.stop(), logger));
+    const tally = await serve(startEmbeddedTally(config, logger), logger, { clusterWorker: false });
     logger.info(
       `Tally is up: API ${tally.url} (docs ${tally.url}/docs, metrics ${tally.url}/metrics), gRPC ${config.host}:${tally.grpcPort}; ${tally.database.description}`,
     );
@@ -77,10 +100,7 @@ program
     const config = configOrExit();
     const logger = createLogger(config.raw.TALLY_LOG_LEVEL);
     routeGrpcLogs(logger);
-    const role = await startQueryRole(config, logger).catch((err: unknown) =>
-      exitOnStartFailure(err, logger),
-    );
-    stopWithNpm(handleShutdown(() => role.stop(), logger));
+    const role = await serve(startQueryRole(config, logger), logger, { clusterWorker: false });
     logger.info(
       `Tally query is up: REST ${role.url} (docs ${role.url}/docs), gRPC ${config.host}:${role.grpcPort}, cache ${role.cacheKind}; ${role.database.description}`,
     );
@@ -95,19 +115,12 @@ program
     const config = configOrExit();
     const logger = createLogger(config.raw.TALLY_LOG_LEVEL);
     if (cluster.isPrimary) {
-      const primary = await startProcessPrimary(config, logger).catch((err: unknown) =>
-        exitOnStartFailure(err, logger),
-      );
-      stopWithNpm(handleShutdown(() => primary.stop(), logger));
+      const primary = await serve(startProcessPrimary(config, logger), logger, { clusterWorker: false });
       logger.info(
         `Tally processor is up: ${config.raw.NUM_WORKERS} worker(s); metrics ${primary.url}/metrics`,
       );
     } else {
-      const worker = await startProcessWorker(config, logger).catch((err: unknown) =>
-        exitOnStartFailure(err, logger),
-      );
-      handleShutdown(() => worker.stop(), logger);
-      stopWhenOrphaned();
+      await serve(startProcessWorker(config, logger), logger, { clusterWorker: true });
     }
   });
 
@@ -126,18 +139,14 @@ program
     }
     const logger = createLogger(config.raw.TALLY_LOG_LEVEL);
     if (cluster.isPrimary && config.raw.TALLY_INGEST_WORKERS > 1) {
-      const primary = startIngestPrimary(config, logger);
-      stopWithNpm(handleShutdown(() => primary.stop(), logger));
+      await serve(Promise.resolve(startIngestPrimary(config, logger)), logger, { clusterWorker: false });
       logger.info(`Tally ingest: starting ${config.raw.TALLY_INGEST_WORKERS} workers on one port`);
       return;
     }
-    const ingest = await startIngestRole(config, logger, { clusterWorker: cluster.isWorker }).catch(
-      (err: unknown) => exitOnStartFailure(err, logger),
-    );
-    const shutdown = handleShutdown(() => ingest.stop(), logger);
-    if (cluster.isPrimary) stopWithNpm(shutdown);
+    const ingest = await serve(startIngestRole(config, logger, { clusterWorker: cluster.isWorker }), logger, {
+      clusterWorker: cluster.isWorker,
+    });
     if (cluster.isWorker) {
-      stopWhenOrphaned();
       // The primary stops trying once one worker has started (WorkerPool onStartFailure).
       process.send?.({ tally: 'ready' } satisfies WorkerMessage);
     }
