@@ -1,5 +1,4 @@
 import type { KeySet } from '../auth/key-set.ts';
-import { startRoleAuth } from '../auth/start-auth.ts';
 import { projectOf } from '../auth/http-auth.ts';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
@@ -19,7 +18,7 @@ import { BatchProcessor } from '../process/batch-processor.ts';
 import { queryRoutes } from '../query/routes.ts';
 import { BatchWriter } from '../store/batch-writer.ts';
 import { DataVersions } from '../store/data-versions.ts';
-import { openDatabase, type Database } from '../store/database.ts';
+import type { Database } from '../store/database.ts';
 import { RawPartitions } from '../store/partitions.ts';
 import { createQueryLayer } from '../query/query-layer.ts';
 import { runRole, type RoleRunner } from './role-runner.ts';
@@ -48,24 +47,14 @@ export function startEmbeddedTally(config: Config, logger: Logger): Promise<Embe
   const raw = config.raw;
   return runRole(logger, async (runner) => {
     const metrics = createMetrics();
-    const database = await runner.open(
-      'PostgreSQL',
-      () =>
-        openDatabase(config.database, {
-          poolSize: raw.TALLY_DB_POOL_SIZE,
-          applicationName: 'tally-start',
-          logger,
-          // As in `tally process`: a member frozen mid-transaction must not block the group (docs/kafka.md).
-          idleInTransactionTimeoutMs: config.kafka ? 10_000 : undefined,
-        }),
-      (db) => db.stop(),
-    );
-    // API keys; refuses a non-loopback TALLY_HOST while none exists (SECURITY.md).
-    const security = await runner.open(
-      'API keys',
-      () => startRoleAuth(config, database.pool, logger),
-      (s) => s.stop(),
-    );
+    const database = await runner.database(config.database, {
+      poolSize: raw.TALLY_DB_POOL_SIZE,
+      applicationName: 'tally-start',
+      logger,
+      // As in `tally process`: a member frozen mid-transaction must not block the group (docs/kafka.md).
+      idleInTransactionTimeoutMs: config.kafka ? 10_000 : undefined,
+    });
+    const security = await runner.auth(config, database.pool);
     const partitions = new RawPartitions(database.pool, raw.TALLY_RAW_RETENTION_DAYS);
     // Moved by this process's commits before their 202s: a client reads its own writes.
     const versions = new DataVersions(database.pool, logger);

@@ -5,9 +5,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/load.ts';
 import { TallyError } from '../errors/tally-error.ts';
 import { projectOf } from '../auth/http-auth.ts';
-import { startRoleAuth } from '../auth/start-auth.ts';
 import { buildApp } from '../http/build-app.ts';
-import { openDatabase } from '../store/database.ts';
 import { KafkaProducerSink } from '../ingest/kafka-sink.ts';
 import { ensureTopics } from '../kafka/topics.ts';
 import { primaryClusterMetrics, shareWorkerMetrics } from '../observability/cluster-metrics.ts';
@@ -73,17 +71,9 @@ export function startIngestRole(
     // other role; without, it has no keys and serves the `default` project (SECURITY.md).
     const keysDb =
       config.database.kind === 'external'
-        ? await runner.open(
-            'PostgreSQL',
-            () => openDatabase(config.database, { poolSize: 2, applicationName: 'tally-ingest', logger }),
-            (db) => db.stop(),
-          )
+        ? await runner.database(config.database, { poolSize: 2, applicationName: 'tally-ingest', logger })
         : undefined;
-    const security = await runner.open(
-      'API keys',
-      () => startRoleAuth(config, keysDb?.pool, logger),
-      (s) => s.stop(),
-    );
+    const security = await runner.auth(config, keysDb?.pool);
     const sink = new KafkaProducerSink({
       brokers,
       topic,

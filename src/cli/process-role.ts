@@ -11,7 +11,6 @@ import { ensureTopics } from '../kafka/topics.ts';
 import { KafkaProcessor } from '../process/kafka-processor.ts';
 import { WorkerPool, type WorkerMessage } from './worker-pool.ts';
 import { BatchWriter } from '../store/batch-writer.ts';
-import { openDatabase } from '../store/database.ts';
 import { startEmbeddedPostgres } from '../store/embedded-postgres.ts';
 import { RawPartitions } from '../store/partitions.ts';
 import { TALLY_V8_FLAGS } from './v8-flags.ts';
@@ -49,14 +48,9 @@ export function startProcessPrimary(config: Config, logger: Logger): Promise<Sto
         : undefined;
     const connectionString =
       storage.kind === 'external' ? storage.connectionString : (embedded?.connectionString ?? '');
-    const database = await runner.open(
-      'PostgreSQL',
-      () =>
-        openDatabase(
-          { kind: 'external', connectionString },
-          { poolSize: 2, applicationName: 'tally-process', logger },
-        ),
-      (db) => db.stop(),
+    const database = await runner.database(
+      { kind: 'external', connectionString },
+      { poolSize: 2, applicationName: 'tally-process', logger },
     );
     const topics = [kafka.topic, ...kafka.extraTopics];
     await ensureTopics({ brokers: kafka.brokers, topics, partitions: raw.TALLY_KAFKA_PARTITIONS });
@@ -103,19 +97,14 @@ export function startProcessWorker(config: Config, logger: Logger): Promise<Stop
     const kafka = kafkaOf(config);
     const metrics = createMetrics();
     if (cluster.isWorker) shareWorkerMetrics(metrics.registry);
-    const database = await runner.open(
-      'PostgreSQL',
-      () =>
-        openDatabase(config.database, {
-          poolSize: raw.TALLY_DB_POOL_SIZE,
-          applicationName: `tally-process-${process.pid}`,
-          logger,
-          // TRICKY: a worker frozen mid-transaction (SIGSTOP, a VM pause) keeps its row locks and would
-          // block the member that took its partitions; PostgreSQL ends such a session after this.
-          idleInTransactionTimeoutMs: IDLE_IN_TRANSACTION_TIMEOUT_MS,
-        }),
-      (db) => db.stop(),
-    );
+    const database = await runner.database(config.database, {
+      poolSize: raw.TALLY_DB_POOL_SIZE,
+      applicationName: `tally-process-${process.pid}`,
+      logger,
+      // TRICKY: a worker frozen mid-transaction (SIGSTOP, a VM pause) keeps its row locks and would
+      // block the member that took its partitions; PostgreSQL ends such a session after this.
+      idleInTransactionTimeoutMs: IDLE_IN_TRANSACTION_TIMEOUT_MS,
+    });
     const partitions = new RawPartitions(database.pool, raw.TALLY_RAW_RETENTION_DAYS);
     const writer = new BatchWriter({ pool: database.pool, partitions, storeRaw: raw.TALLY_STORE_RAW });
     const processor = new KafkaProcessor(

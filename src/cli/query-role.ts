@@ -3,7 +3,6 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/load.ts';
 import { grpcProjectOf } from '../auth/grpc-project.ts';
 import { projectOf } from '../auth/http-auth.ts';
-import { startRoleAuth } from '../auth/start-auth.ts';
 import { buildApp } from '../http/build-app.ts';
 import { LiveFeed } from '../dashboard/live-feed.ts';
 import { PipelineStatus } from '../dashboard/pipeline-status.ts';
@@ -12,7 +11,7 @@ import { dashboardRoutes } from '../dashboard/routes.ts';
 import { createMetrics } from '../observability/metrics.ts';
 import { opsRoutes } from '../observability/routes.ts';
 import { queryRoutes } from '../query/routes.ts';
-import { openDatabase, type Database } from '../store/database.ts';
+import type { Database } from '../store/database.ts';
 import { createQueryLayer } from '../query/query-layer.ts';
 import { runRole } from './role-runner.ts';
 
@@ -34,22 +33,13 @@ export function startQueryRole(config: Config, logger: Logger): Promise<QueryRol
   const raw = config.raw;
   return runRole(logger, async (runner) => {
     const metrics = createMetrics();
-    const database = await runner.open(
-      'PostgreSQL',
-      () =>
-        openDatabase(config.database, {
-          poolSize: raw.TALLY_DB_POOL_SIZE,
-          applicationName: 'tally-query',
-          logger,
-        }),
-      (db) => db.stop(),
-    );
-    // API keys, as in `tally start`: with keys, a read key picks the project (SECURITY.md).
-    const security = await runner.open(
-      'API keys',
-      () => startRoleAuth(config, database.pool, logger),
-      (s) => s.stop(),
-    );
+    const database = await runner.database(config.database, {
+      poolSize: raw.TALLY_DB_POOL_SIZE,
+      applicationName: 'tally-query',
+      logger,
+    });
+    // As in `tally start`: with keys, a read key picks the project (SECURITY.md).
+    const security = await runner.auth(config, database.pool);
     const layer = createQueryLayer({ pool: database.pool, config, metrics, logger });
     runner.onStop('query layer', () => layer.stop());
     // The dashboard lives here too; this process commits no batches, so the live feed polls rollups.

@@ -1,6 +1,10 @@
 import type { FastifyInstance } from 'fastify';
+import type pg from 'pg';
 import type { Logger } from 'pino';
+import { startRoleAuth, type AuthSetup } from '../auth/start-auth.ts';
+import type { Config, DatabaseConfig } from '../config/load.ts';
 import { TallyError } from '../errors/tally-error.ts';
+import { openDatabase, type Database } from '../store/database.ts';
 
 /** A port a role listens on and the setting that chooses it, for a start-up error that says what to change. */
 export interface PortSetting {
@@ -46,6 +50,27 @@ export class RoleRunner {
     const opened = await create();
     this.onStop(what, () => release(opened));
     return opened;
+  }
+
+  /** Opens PostgreSQL (the embedded server, or DATABASE_URL) with the schema up to date; closed last. */
+  database(config: DatabaseConfig, options: Parameters<typeof openDatabase>[1]): Promise<Database> {
+    return this.open(
+      'PostgreSQL',
+      () => openDatabase(config, options),
+      (db) => db.stop(),
+    );
+  }
+
+  /**
+   * Loads the API keys (kept fresh) from `pool`, none without one; refuses an open API on a
+   * non-loopback TALLY_HOST (SECURITY.md).
+   */
+  auth(config: Config, pool: pg.Pool | undefined): Promise<AuthSetup> {
+    return this.open(
+      'API keys',
+      () => startRoleAuth(config, pool, this.#logger),
+      (s) => s.stop(),
+    );
   }
 
   /**
