@@ -34,12 +34,21 @@ function configOrExit(): Config {
  * TallyErrors name the setting that changes the outcome; anything else is unexpected, and its
  * stack is logged at debug level.
  */
-function exitOnStartFailure(err: unknown, logger: Logger): never {
+async function exitOnStartFailure(err: unknown, logger: Logger): Promise<never> {
   const known = err instanceof TallyError;
   if (!known) logger.debug({ err }, 'start-up failed');
   const message = err instanceof Error ? err.message : String(err);
   const line = (known ? message : `could not start: ${message}`).replace(/\s*\n\s*/g, ' ');
-  process.stderr.write(`tally: ${line}\n`);
+  if (cluster.isWorker) {
+    // The primary says it (worker-pool.ts): once, however many workers fail the same way.
+    const failed: WorkerMessage = { tally: 'start-failed', line };
+    await new Promise<void>((resolve) => {
+      if (process.send === undefined || !process.connected) resolve();
+      else process.send(failed, () => resolve());
+    });
+  } else {
+    process.stderr.write(`tally: ${line}\n`);
+  }
   process.exit(known ? 2 : 1);
 }
 

@@ -19,6 +19,21 @@ test('start-up failures of the Kafka roles: one line naming the setting, nothing
     assert.match(run.stderr, new RegExp(`port ${busy} \\(SERVER_PORT\\) is already in use`));
   });
 
+  await t.test(
+    'tally ingest, TALLY_INGEST_WORKERS=2: SERVER_PORT in use → the primary says it once, exits 1',
+    async (t) => {
+      const busy = await holdPort(t);
+      const run = await tallyToExit(t, 'ingest', {
+        ...kafka(),
+        SERVER_PORT: String(busy),
+        TALLY_INGEST_WORKERS: '2',
+      });
+      // Exit 1 as before for a worker that cannot start (test/kafka/ingest-workers.integration.test.ts).
+      await assertCleanFailure(run, 'SERVER_PORT', [], 1);
+      assert.match(run.stderr, new RegExp(`port ${busy} \\(SERVER_PORT\\) is already in use`));
+    },
+  );
+
   await t.test('tally process: METRICS_PORT in use (its embedded PostgreSQL stopped)', async (t) => {
     const busy = await holdPort(t);
     const run = await tallyToExit(t, 'process', { ...kafka(), METRICS_PORT: String(busy) });
