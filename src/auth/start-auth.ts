@@ -46,26 +46,13 @@ export async function startAuth(options: StartAuthOptions): Promise<AuthSetup> {
   return { auth: { keys, rateLimitPerSec: options.rateLimitPerSec }, keys, stop: () => keys.stop() };
 }
 
-/**
- * `startAuth` as every role runs it, from the loaded config; `onError` releases what the role
- * opened before (the error is rethrown).
- */
-export async function startRoleAuth(
-  config: Config,
-  pool: pg.Pool | undefined,
-  logger: Logger,
-  onError: () => Promise<void>,
-): Promise<AuthSetup> {
-  try {
-    return await startAuth({
-      pool,
-      logger,
-      rateLimitPerSec: config.raw.TALLY_RATE_LIMIT,
-      host: config.host,
-      allowUnauthenticated: config.raw.TALLY_ALLOW_UNAUTHENTICATED,
-    });
-  } catch (err) {
-    await onError();
-    throw err;
-  }
+/** `startAuth` as every role runs it, from the loaded config. */
+export function startRoleAuth(config: Config, pool: pg.Pool | undefined, logger: Logger): Promise<AuthSetup> {
+  return startAuth({
+    pool,
+    logger,
+    rateLimitPerSec: config.raw.TALLY_RATE_LIMIT,
+    host: config.host,
+    allowUnauthenticated: config.raw.TALLY_ALLOW_UNAUTHENTICATED,
+  });
 }

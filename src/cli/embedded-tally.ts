@@ -1,6 +1,6 @@
 import type { KeySet } from '../auth/key-set.ts';
-import { startRoleAuth } from '../auth/start-auth.ts';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { projectOf } from '../auth/http-auth.ts';
+import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from '../config/load.ts';
 import { dashboardRoutes } from '../dashboard/routes.ts';
@@ -8,6 +8,7 @@ import { LiveFeed } from '../dashboard/live-feed.ts';
 import { PipelineStatus } from '../dashboard/pipeline-status.ts';
 import { grpcProjectOf } from '../auth/grpc-project.ts';
 import { buildApp } from '../http/build-app.ts';
+import type { EventSink } from '../ingest/ingest-service.ts';
 import { ingestPlugin } from '../ingest/plugin.ts';
 import { startKafkaPipeline } from './kafka-pipeline.ts';
 import { MicroBatcher } from '../ingest/micro-batcher.ts';
@@ -17,9 +18,10 @@ import { BatchProcessor } from '../process/batch-processor.ts';
 import { queryRoutes } from '../query/routes.ts';
 import { BatchWriter } from '../store/batch-writer.ts';
 import { DataVersions } from '../store/data-versions.ts';
-import { openDatabase, type Database } from '../store/database.ts';
+import type { Database } from '../store/database.ts';
 import { RawPartitions } from '../store/partitions.ts';
 import { createQueryLayer } from '../query/query-layer.ts';
+import { runRole, type RoleRunner } from './role-runner.ts';
 
 export interface EmbeddedTally {
   app: FastifyInstance;
@@ -35,36 +37,102 @@ export interface EmbeddedTally {
 }
 
 const HOUR_MS = 3_600_000;
-const DEFAULT_PROJECT = 'default';
 
 /**
  * The all-in-one Tally: HTTP ingest → micro-batcher → one PostgreSQL transaction per batch, or
  * with KAFKA_BROKERS set, HTTP ingest → Kafka → consumer → the same transaction; queries read
- * the rollups. Listens on `config.serverPort`.
+ * the rollups. Listens on `config.serverPort` and TALLY_GRPC_PORT.
  */
-export async function startEmbeddedTally(config: Config, logger: Logger): Promise<EmbeddedTally> {
+export function startEmbeddedTally(config: Config, logger: Logger): Promise<EmbeddedTally> {
   const raw = config.raw;
-  const metrics = createMetrics();
-  const database = await openDatabase(config.database, {
-    poolSize: raw.TALLY_DB_POOL_SIZE,
-    applicationName: 'tally-start',
-    logger,
-    // As in `tally process`: a member frozen mid-transaction must not block the group (docs/kafka.md).
-    idleInTransactionTimeoutMs: config.kafka ? 10_000 : undefined,
+  return runRole(logger, async (runner) => {
+    const metrics = createMetrics();
+    const database = await runner.database(config.database, {
+      poolSize: raw.TALLY_DB_POOL_SIZE,
+      applicationName: 'tally-start',
+      logger,
+      // As in `tally process`: a member frozen mid-transaction must not block the group (docs/kafka.md).
+      idleInTransactionTimeoutMs: config.kafka ? 10_000 : undefined,
+    });
+    const security = await runner.auth(config, database.pool);
+    const partitions = new RawPartitions(database.pool, raw.TALLY_RAW_RETENTION_DAYS);
+    // Moved by this process's commits before their 202s: a client reads its own writes.
+    const versions = new DataVersions(database.pool, logger);
+    const writer = new BatchWriter({
+      pool: database.pool,
+      partitions,
+      storeRaw: raw.TALLY_STORE_RAW,
+      onVersions: (v) => versions.observe(v),
+    });
+    const live = new LiveFeed();
+    const processor = new BatchProcessor({ writer, metrics, logger, onCommit: live.onCommit });
+    // With KAFKA_BROKERS: HTTP ingest → Kafka → in-process consumer → the same transaction;
+    // without, HTTP ingest → micro-batcher → the transaction.
+    const kafka = config.kafka
+      ? await startKafkaPipeline(runner, config, config.kafka, {
+          pool: database.pool,
+          processor,
+          metrics,
+          logger,
+        })
+      : undefined;
+    const sink = kafka?.sink ?? startMicroBatcher(runner, config, processor);
+    const queryLayer = createQueryLayer({ pool: database.pool, config, metrics, logger, versions });
+    runner.onStop('query layer', () => queryLayer.stop());
+    const retention = setInterval(() => {
+      partitions.applyRetention().then(
+        (r) => r.dropped.length > 0 && logger.info(r, 'retention applied'),
+        (err: unknown) => logger.warn({ err }, 'retention failed'),
+      );
+    }, HOUR_MS);
+    retention.unref();
+    runner.onStop('retention', () => clearInterval(retention));
+    const app = await runner.app(() =>
+      buildApp({
+        logger,
+        title: 'Tally',
+        requestTimeoutMs: raw.TALLY_REQUEST_TIMEOUT_MS,
+        auth: security.auth,
+        plugins: [
+          ingestPlugin({ raw, sink, metrics, projectOf, isStopping: runner.isStopping }),
+          queryRoutes({ query: queryLayer.query, projectOf }),
+          dashboardRoutes({
+            live,
+            pipeline: new PipelineStatus({
+              pool: database.pool,
+              metrics,
+              live,
+              mode: config.kafka ? 'kafka' : 'embedded',
+            }),
+            projectOf,
+            honorDnt: raw.TALLY_HONOR_DNT,
+          }),
+          opsRoutes({
+            serviceName: raw.TALLY_SERVICE_NAME ?? 'tally',
+            registry: metrics.registry,
+            checks: [database.health, ...(kafka?.checks ?? []), ...queryLayer.checks],
+            isStopping: runner.isStopping,
+          }),
+        ],
+      }),
+    );
+    // gRPC first: Fastify logs "Server listening", which should be the last word of a good start.
+    const grpc = await runner.listenGrpc(
+      () => queryLayer.startGrpc(config.host, raw.TALLY_GRPC_PORT, grpcProjectOf(security.keys)),
+      { host: config.host, port: raw.TALLY_GRPC_PORT, setting: 'TALLY_GRPC_PORT' },
+    );
+    const url = await runner.listen(app, {
+      host: config.host,
+      port: config.serverPort,
+      setting: 'SERVER_PORT',
+    });
+    return { app, database, metrics, keys: security.keys, url, grpcPort: grpc.port };
   });
-  // API keys; refuses a non-loopback TALLY_HOST while none exists (SECURITY.md).
-  const security = await startRoleAuth(config, database.pool, logger, () => database.stop());
-  const partitions = new RawPartitions(database.pool, raw.TALLY_RAW_RETENTION_DAYS);
-  // Moved by this process's commits before their 202s: a client reads its own writes.
-  const versions = new DataVersions(database.pool, logger);
-  const writer = new BatchWriter({
-    pool: database.pool,
-    partitions,
-    storeRaw: raw.TALLY_STORE_RAW,
-    onVersions: (v) => versions.observe(v),
-  });
-  const live = new LiveFeed();
-  const processor = new BatchProcessor({ writer, metrics, logger, onCommit: live.onCommit });
+}
+
+/** The sink of `tally start` without Kafka: batches of accepted events, each committed before its 202s. */
+function startMicroBatcher(runner: RoleRunner, config: Config, processor: BatchProcessor): EventSink {
+  const raw = config.raw;
   const batcher = new MicroBatcher({
     // A client is waiting: retry a failing database for a few seconds, then answer 503.
     commit: async (events) =>
@@ -74,96 +142,6 @@ export async function startEmbeddedTally(config: Config, logger: Logger): Promis
     maxQueuedEvents: raw.BATCH_SIZE * 20,
     maxInFlight: raw.TALLY_MAX_INFLIGHT_BATCHES,
   });
-  // With KAFKA_BROKERS: HTTP ingest → Kafka → in-process consumer → the same transaction.
-  const kafka = config.kafka
-    ? await startKafkaPipeline(config, config.kafka, {
-        pool: database.pool,
-        processor,
-        metrics,
-        logger,
-      }).catch(async (err: unknown) => {
-        await database.stop();
-        throw err;
-      })
-    : undefined;
-  let stopping = false;
-  const projectOf = (request: FastifyRequest) => request.tallyAuth?.project ?? DEFAULT_PROJECT;
-  const queryLayer = createQueryLayer({ pool: database.pool, config, metrics, logger, versions });
-  const app = await buildApp({
-    logger,
-    title: 'Tally',
-    requestTimeoutMs: raw.TALLY_REQUEST_TIMEOUT_MS,
-    auth: security.auth,
-    plugins: [
-      ingestPlugin({
-        raw,
-        sink: kafka?.sink ?? { submit: (events) => batcher.submit(events) },
-        metrics,
-        projectOf,
-        isStopping: () => stopping,
-      }),
-      queryRoutes({ query: queryLayer.query, projectOf }),
-      dashboardRoutes({
-        live,
-        pipeline: new PipelineStatus({
-          pool: database.pool,
-          metrics,
-          live,
-          mode: config.kafka ? 'kafka' : 'embedded',
-        }),
-        projectOf,
-        honorDnt: raw.TALLY_HONOR_DNT,
-      }),
-      opsRoutes({
-        serviceName: raw.TALLY_SERVICE_NAME ?? 'tally',
-        registry: metrics.registry,
-        checks: [database.health, ...(kafka?.checks ?? []), ...queryLayer.checks],
-        isStopping: () => stopping,
-      }),
-    ],
-  });
-  app.addHook('onClose', async () => security.stop());
-  const retention = setInterval(() => {
-    partitions.applyRetention().then(
-      (r) => r.dropped.length > 0 && logger.info(r, 'retention applied'),
-      (err: unknown) => logger.warn({ err }, 'retention failed'),
-    );
-  }, HOUR_MS);
-  retention.unref();
-
-  let url: string;
-  let grpcPort: number;
-  try {
-    url = await app.listen({ host: config.host, port: config.serverPort });
-    grpcPort = (await queryLayer.startGrpc(config.host, raw.TALLY_GRPC_PORT, grpcProjectOf(security.keys)))
-      .port;
-  } catch (err) {
-    await app.close();
-    await queryLayer.stop();
-    await kafka?.stop();
-    await database.stop();
-    throw err;
-  }
-
-  let stopped: Promise<void> | undefined;
-  return {
-    app,
-    database,
-    metrics,
-    keys: security.keys,
-    url,
-    grpcPort,
-    stop() {
-      stopped ??= (async () => {
-        // Order matters (STYLE.md): refuse new intake, let in-flight requests commit, then close.
-        stopping = true;
-        clearInterval(retention);
-        await Promise.allSettled([app.close(), queryLayer.stop()]);
-        await batcher.stop();
-        await kafka?.stop();
-        await database.stop();
-      })();
-      return stopped;
-    },
-  };
+  runner.onStop('micro-batcher', () => batcher.stop());
+  return { submit: (events) => batcher.submit(events) };
 }

@@ -22,7 +22,9 @@ export function startIngestPrimary(config: Config, logger: Logger): Stoppable {
     v8Flags: TALLY_V8_FLAGS,
     logger,
     // Like a single `tally ingest` that cannot start: exit non-zero rather than restart forever.
-    onStartFailure: () => {
+    // Said once here, however many workers failed the same way (a port in use fails them all).
+    onStartFailure: (line) => {
+      process.stderr.write(`tally: ${line ?? 'an ingest worker could not start (see the log)'}\n`);
       void pool.stop().finally(() => process.exit(1));
     },
   });

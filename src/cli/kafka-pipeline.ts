@@ -8,20 +8,21 @@ import type { HealthCheck } from '../observability/health.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { BatchProcessor } from '../process/batch-processor.ts';
 import { KafkaProcessor } from '../process/kafka-processor.ts';
+import type { RoleRunner } from './role-runner.ts';
 
 export interface KafkaPipeline {
   /** Where the ingest routes put accepted events: Kafka (202 once acknowledged). */
   sink: EventSink;
   checks: HealthCheck[];
-  /** Stops intake into Kafka first, then the processor (which commits its in-flight batch). */
-  stop(): Promise<void>;
 }
 
 /**
  * `tally start` with KAFKA_BROKERS: ingest publishes to Kafka and an in-process processor (one
  * consumer group member) writes to PostgreSQL, exactly as `tally ingest` + `tally process` do.
+ * On stop, intake into Kafka stops first, then the processor (which commits its in-flight batch).
  */
 export async function startKafkaPipeline(
+  runner: RoleRunner,
   config: Config,
   kafka: NonNullable<Config['kafka']>,
   deps: { pool: pg.Pool; processor: BatchProcessor; metrics: Metrics; logger: Logger },
@@ -55,18 +56,8 @@ export async function startKafkaPipeline(
     },
     deps,
   );
-  try {
-    await consumer.start();
-  } catch (err) {
-    await Promise.allSettled([consumer.stop(), sink.stop()]);
-    throw err;
-  }
-  return {
-    sink,
-    checks: [sink.health, consumer.health],
-    async stop() {
-      await sink.stop();
-      await consumer.stop();
-    },
-  };
+  runner.onStop('Kafka consumer', () => consumer.stop());
+  runner.onStop('Kafka producer', () => sink.stop());
+  await consumer.start();
+  return { sink, checks: [sink.health, consumer.health] };
 }

@@ -1,13 +1,17 @@
+import { readFileSync } from 'node:fs';
 import cluster from 'node:cluster';
 import type { Logger } from 'pino';
 
 const SHUTDOWN_DEADLINE_MS = 28_000;
 
+const LAUNCHER_POLL_MS = 500;
+
 /**
- * Wires SIGTERM, SIGINT and fatal errors to one guarded `stop()`. A clean stop exits 0; a
- * stop that overruns the deadline (Kubernetes kills at 30 s) or a fatal error exits 1.
+ * Wires SIGTERM, SIGINT, SIGHUP (a closed terminal) and fatal errors to one guarded `stop()`. A
+ * clean stop exits 0; a stop that overruns the deadline (Kubernetes kills at 30 s) or a fatal
+ * error exits 1.
  */
-export function handleShutdown(stop: () => Promise<void>, logger: Logger): void {
+export function handleShutdown(stop: () => Promise<void>, logger: Logger): (reason: string) => void {
   let stopping: Promise<void> | undefined;
   const shutdown = (reason: string, exitCode: number) => {
     if (stopping) return;
@@ -30,6 +34,9 @@ export function handleShutdown(stop: () => Promise<void>, logger: Logger): void 
   };
   process.on('SIGTERM', () => shutdown('SIGTERM', 0));
   process.on('SIGINT', () => shutdown('SIGINT', 0));
+  // Node's default for SIGHUP is to exit at once, which would leave the embedded PostgreSQL
+  // (its own session, started by pg_ctl) running.
+  process.on('SIGHUP', () => shutdown('SIGHUP', 0));
   process.on('uncaughtException', (err) => {
     logger.fatal({ err }, 'uncaught exception');
     shutdown('uncaughtException', 1);
@@ -38,6 +45,7 @@ export function handleShutdown(stop: () => Promise<void>, logger: Logger): void 
     logger.fatal({ err }, 'unhandled rejection');
     shutdown('unhandledRejection', 1);
   });
+  return (reason) => shutdown(reason, 0);
 }
 
 /**
@@ -53,4 +61,35 @@ export function stopWhenOrphaned(): void {
     worker.exitedAfterDisconnect = true;
     process.kill(process.pid, 'SIGTERM');
   });
+}
+
+/**
+ * Under `npm start` / `npm run tally`: stop (with `stop`) when npm exits. npm forwards SIGINT
+ * and SIGTERM only to the `sh -c` running its script, and that shell (dash) does not hand the
+ * signal on; SIGHUP or SIGKILL to npm alone reaches neither. Either way Tally would be left
+ * running with no parent, and the embedded PostgreSQL with it. Outside npm, a launcher that
+ * exits (a shell running `tally start &`) is no reason to stop.
+ */
+export function stopWithNpm(stop: (reason: string) => void): void {
+  if (process.env.npm_lifecycle_event === undefined) return;
+  const parent = process.ppid;
+  // Linux: also watch the shell's own parent (npm). Elsewhere only the parent is watched.
+  const grandparent = parentOf(parent);
+  const poll = setInterval(() => {
+    if (process.ppid === parent && parentOf(parent) === grandparent) return;
+    clearInterval(poll);
+    stop('npm exited');
+  }, LAUNCHER_POLL_MS);
+  poll.unref();
+}
+
+/** The parent of process `pid` (from /proc on Linux); undefined where that cannot be read. */
+function parentOf(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // After "pid (command) ": state, then ppid. The command itself may contain spaces or ')'.
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  } catch {
+    return undefined;
+  }
 }

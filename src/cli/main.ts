@@ -1,14 +1,16 @@
 import cluster from 'node:cluster';
+import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError } from 'commander';
 import { loadConfig, type Config } from '../config/load.ts';
 import { TallyError } from '../errors/tally-error.ts';
-import { createLogger } from '../observability/logger.ts';
+import { createLogger, type Logger } from '../observability/logger.ts';
 import type { WorkerMessage } from './worker-pool.ts';
 import { registerAdminCommands } from './admin-commands.ts';
+import { routeGrpcLogs } from './grpc-logs.ts';
 import { startEmbeddedTally } from './embedded-tally.ts';
 import { startIngestPrimary } from './ingest-primary.ts';
 import { startIngestRole } from './ingest-role.ts';
-import { handleShutdown, stopWhenOrphaned } from './lifecycle.ts';
+import { handleShutdown, stopWhenOrphaned, stopWithNpm } from './lifecycle.ts';
 import { startProcessPrimary, startProcessWorker } from './process-role.ts';
 import { startQueryRole } from './query-role.ts';
 import { formatReplaySummary, runReplay, type ReplayCommandOptions } from './replay-command.ts';
@@ -26,7 +28,64 @@ function configOrExit(): Config {
   }
 }
 
-const program = new Command('tally').description('Real-time user-activity analytics').showHelpAfterError();
+/**
+ * A role that cannot start (a port in use, a bad setting, a data directory already in use) has
+ * released what it opened (role-runner.ts); this says why in one line and exits non-zero.
+ * TallyErrors name the setting that changes the outcome; anything else is unexpected, and its
+ * stack is logged at debug level.
+ */
+async function exitOnStartFailure(err: unknown, logger: Logger): Promise<never> {
+  const known = err instanceof TallyError;
+  if (!known) logger.debug({ err }, 'start-up failed');
+  const message = err instanceof Error ? err.message : String(err);
+  const line = (known ? message : `could not start: ${message}`).replace(/\s*\n\s*/g, ' ');
+  if (cluster.isWorker) {
+    // The primary says it (worker-pool.ts): once, however many workers fail the same way.
+    const failed: WorkerMessage = { tally: 'start-failed', line };
+    await new Promise<void>((resolve) => {
+      if (process.send === undefined || !process.connected) resolve();
+      else process.send(failed, () => resolve());
+    });
+  } else {
+    process.stderr.write(`tally: ${line}\n`);
+  }
+  process.exit(known ? 2 : 1);
+}
+
+/**
+ * Serves a role until SIGTERM, SIGINT, SIGHUP, a fatal error or (under npm) npm's exit, then
+ * stops it. A signal during start-up stops the role once it is up, rather than killing the
+ * process with the embedded PostgreSQL left running; a failed start ends in exitOnStartFailure.
+ */
+async function serve<T extends { stop(): Promise<void> }>(
+  starting: Promise<T>,
+  logger: Logger,
+  options: { clusterWorker: boolean },
+): Promise<T> {
+  const shutdown = handleShutdown(
+    () =>
+      starting.then(
+        (role) => role.stop(),
+        () => undefined,
+      ),
+    logger,
+  );
+  // Registered before any signal can arrive, so a failed start exits with its one line first.
+  const started = starting.catch((err: unknown) => exitOnStartFailure(err, logger));
+  // A cluster worker's parent is the primary: stopWhenOrphaned watches it.
+  if (options.clusterWorker) stopWhenOrphaned();
+  else stopWithNpm(shutdown);
+  return started;
+}
+
+const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+  version: string;
+};
+
+const program = new Command('tally')
+  .description('Real-time user-activity analytics')
+  .version(version, '-v, --version', 'print the version of Tally')
+  .showHelpAfterError();
 // tally migrate, tally keys create|list|revoke
 registerAdminCommands(program, configOrExit);
 
@@ -36,13 +95,8 @@ program
   .action(async () => {
     const config = configOrExit();
     const logger = createLogger(config.raw.TALLY_LOG_LEVEL);
-    const tally = await startEmbeddedTally(config, logger).catch((err: unknown) => {
-      // e.g. refusing a non-loopback TALLY_HOST without API keys: say why, not a stack trace.
-      if (!(err instanceof TallyError && err.code === 'TALLY_CONFIG_INVALID')) throw err;
-      process.stderr.write(`tally: ${err.message}\n`);
-      process.exit(2);
-    });
-    handleShutdown(() => tally.stop(), logger);
+    routeGrpcLogs(logger);
+    const tally = await serve(startEmbeddedTally(config, logger), logger, { clusterWorker: false });
     logger.info(
       `Tally is up: API ${tally.url} (docs ${tally.url}/docs, metrics ${tally.url}/metrics), gRPC ${config.host}:${tally.grpcPort}; ${tally.database.description}`,
     );
@@ -54,8 +108,8 @@ program
   .action(async () => {
     const config = configOrExit();
     const logger = createLogger(config.raw.TALLY_LOG_LEVEL);
-    const role = await startQueryRole(config, logger);
-    handleShutdown(() => role.stop(), logger);
+    routeGrpcLogs(logger);
+    const role = await serve(startQueryRole(config, logger), logger, { clusterWorker: false });
     logger.info(
       `Tally query is up: REST ${role.url} (docs ${role.url}/docs), gRPC ${config.host}:${role.grpcPort}, cache ${role.cacheKind}; ${role.database.description}`,
     );
@@ -70,15 +124,12 @@ program
     const config = configOrExit();
     const logger = createLogger(config.raw.TALLY_LOG_LEVEL);
     if (cluster.isPrimary) {
-      const primary = await startProcessPrimary(config, logger);
-      handleShutdown(() => primary.stop(), logger);
+      const primary = await serve(startProcessPrimary(config, logger), logger, { clusterWorker: false });
       logger.info(
         `Tally processor is up: ${config.raw.NUM_WORKERS} worker(s); metrics ${primary.url}/metrics`,
       );
     } else {
-      const worker = await startProcessWorker(config, logger);
-      handleShutdown(() => worker.stop(), logger);
-      stopWhenOrphaned();
+      await serve(startProcessWorker(config, logger), logger, { clusterWorker: true });
     }
   });
 
@@ -97,15 +148,14 @@ program
     }
     const logger = createLogger(config.raw.TALLY_LOG_LEVEL);
     if (cluster.isPrimary && config.raw.TALLY_INGEST_WORKERS > 1) {
-      const primary = startIngestPrimary(config, logger);
-      handleShutdown(() => primary.stop(), logger);
+      await serve(Promise.resolve(startIngestPrimary(config, logger)), logger, { clusterWorker: false });
       logger.info(`Tally ingest: starting ${config.raw.TALLY_INGEST_WORKERS} workers on one port`);
       return;
     }
-    const ingest = await startIngestRole(config, logger, { clusterWorker: cluster.isWorker });
-    handleShutdown(() => ingest.stop(), logger);
+    const ingest = await serve(startIngestRole(config, logger, { clusterWorker: cluster.isWorker }), logger, {
+      clusterWorker: cluster.isWorker,
+    });
     if (cluster.isWorker) {
-      stopWhenOrphaned();
       // The primary stops trying once one worker has started (WorkerPool onStartFailure).
       process.send?.({ tally: 'ready' } satisfies WorkerMessage);
     }

@@ -12,7 +12,9 @@ export type WorkerMessage =
       /** A group member with a live session (false while Kafka is unreachable). */
       consuming: boolean;
     }
-  | { tally: 'ready' };
+  | { tally: 'ready' }
+  /** A worker that cannot start: its one-line reason (main.ts exitOnStartFailure), said once by the primary. */
+  | { tally: 'start-failed'; line: string };
 
 export interface WorkerPoolOptions {
   /** What the workers are, for the logs: `processor`, `ingest`. */
@@ -28,7 +30,7 @@ export interface WorkerPoolOptions {
    * Called, instead of a restart, when a worker dies before any worker ever said `ready`: the
    * role cannot start (bad configuration, Kafka unreachable), as a single process would exit.
    */
-  onStartFailure?: () => void;
+  onStartFailure?: (line: string | undefined) => void;
 }
 
 const RESTART_MIN_DELAY_MS = 200;
@@ -112,21 +114,27 @@ export class WorkerPool {
 
   #fork(): void {
     const worker = cluster.fork(this.#options.env);
-    const entry = { worker, startedAt: Date.now(), consuming: false };
+    const entry = {
+      worker,
+      startedAt: Date.now(),
+      consuming: false,
+      startFailure: undefined as string | undefined,
+    };
     this.#workers.set(worker.id, entry);
     worker.on('message', (message: WorkerMessage) => {
       if (message?.tally === 'status') entry.consuming = message.consuming;
       if (message?.tally === 'ready') this.#everReady = true;
+      if (message?.tally === 'start-failed') entry.startFailure = message.line;
     });
     worker.on('exit', (code, signal) => {
       this.#workers.delete(worker.id);
       if (this.#stopping) return;
       if (this.#options.onStartFailure !== undefined && !this.#everReady) {
         this.#options.logger.error(
-          { pid: worker.process.pid, code, signal },
+          { pid: worker.process.pid, code, signal, reason: entry.startFailure },
           `${this.#options.role} worker failed to start; stopping`,
         );
-        this.#options.onStartFailure();
+        this.#options.onStartFailure(entry.startFailure);
         return;
       }
       const lived = Date.now() - entry.startedAt;
@@ -136,7 +144,7 @@ export class WorkerPool {
           ? 0
           : Math.min(RESTART_MAX_DELAY_MS, RESTART_MIN_DELAY_MS * 2 ** (this.#quickDeaths - 1));
       this.#options.logger.warn(
-        { pid: worker.process.pid, code, signal, restartInMs: delay },
+        { pid: worker.process.pid, code, signal, reason: entry.startFailure, restartInMs: delay },
         `${this.#options.role} worker died; restarting it`,
       );
       const t = setTimeout(() => {

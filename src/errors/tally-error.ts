@@ -5,6 +5,7 @@
  */
 export const ERROR_CODES = {
   TALLY_CONFIG_INVALID: { status: 500, retriable: false },
+  TALLY_PORT_IN_USE: { status: 500, retriable: false },
   TALLY_VALIDATION_FAILED: { status: 400, retriable: false },
   TALLY_INVALID_JSON: { status: 400, retriable: false },
   TALLY_INVALID_QUERY: { status: 400, retriable: false },

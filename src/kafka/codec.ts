@@ -1,5 +1,6 @@
 import { isUtf8 } from 'node:buffer';
 import sjson from 'secure-json-parse';
+import { DEFAULT_PROJECT } from '../auth/authorize.ts';
 import { normalizeEvent } from '../event/normalize.ts';
 import type { TallyEvent, ValidationIssue } from '../event/types.ts';
 
@@ -10,7 +11,7 @@ import type { TallyEvent, ValidationIssue } from '../event/types.ts';
  * write straight into a topic.
  */
 export const PROJECT_HEADER = 'tally-project';
-export const DEFAULT_PROJECT = 'default';
+export { DEFAULT_PROJECT };
 
 export interface EncodedEvent {
   /** Partitioning key: project + user, so one user's events stay in order on one partition. */
