@@ -14,6 +14,9 @@ import { spawnTally, type ChildTally } from './child-tally.ts';
 import { prng, type OracleEvent } from './oracle.ts';
 import { storedCount } from './stored-state.ts';
 
+// Polling lives in ./poll.ts; suites import it from here too.
+export { waitFor } from './poll.ts';
+
 export type KafkaMessage = MessageToProduce<Buffer, Buffer, Buffer, Buffer>;
 
 export interface TestPostgres {
@@ -180,29 +183,6 @@ export async function spawnProcessor(t: TestContext, env: ProcessorEnv): Promise
   return child;
 }
 
-/** Polls `probe` until it returns true; fails with `what` (and the last probe error) at the deadline. */
-export async function waitFor(
-  what: string,
-  probe: () => Promise<boolean> | boolean,
-  timeoutMs = 60_000,
-  everyMs = 200,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError: unknown;
-  for (;;) {
-    try {
-      if (await probe()) return;
-    } catch (err) {
-      lastError = err;
-    }
-    if (Date.now() > deadline)
-      throw new Error(
-        `timed out waiting for ${what}${lastError ? ` (last error: ${lastError instanceof Error ? lastError.message : JSON.stringify(lastError)})` : ''}`,
-      );
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
-
 /** Sum of the samples of `name` in a Prometheus text page whose labels include `labels`. */
 export async function metricValue(
   baseUrl: string,
@@ -233,6 +213,25 @@ export async function workerPids(primaryPid: number): Promise<number[]> {
   } catch {
     return [];
   }
+}
+
+/**
+ * How many partitions of `topic` consumer group `groupId` has stored up to `ends` (end offsets by
+ * partition, as endOffsets in ./kafka.ts gives them): the next offset in tally.positions has
+ * reached the partition's end.
+ */
+export async function partitionsStoredUpTo(
+  db: pg.Pool,
+  groupId: string,
+  topic: string,
+  ends: readonly bigint[],
+): Promise<number> {
+  const { rows } = await db.query<{ partition: number; next_offset: string }>(
+    'SELECT partition, next_offset FROM tally.positions WHERE group_id = $1 AND topic = $2',
+    [groupId, topic],
+  );
+  const stored = new Map(rows.map((r) => [r.partition, BigInt(r.next_offset)]));
+  return ends.filter((end, partition) => (stored.get(partition) ?? 0n) >= end).length;
 }
 
 /** A `waitFor` probe: true once the project has `n` distinct events stored. */

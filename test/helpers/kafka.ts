@@ -39,6 +39,21 @@ export interface ReadMessage {
   headers: Map<string, string>;
 }
 
+/** The end offset (high watermark) of each partition of `topic`, by partition number. */
+export async function endOffsets(bootstrap: string, topic: string): Promise<bigint[]> {
+  const consumer = new Consumer({
+    groupId: `tally-test-offsets-${randomUUID()}`,
+    clientId: 'tally-test-offsets',
+    bootstrapBrokers: [bootstrap],
+    retries: 5,
+  });
+  try {
+    return (await consumer.listOffsets({ topics: [topic] })).get(topic) ?? [];
+  } finally {
+    await consumer.close(true);
+  }
+}
+
 /** Every message of `topic` up to its end offsets at the time of the call, in partition/offset order. */
 export async function readTopic(bootstrap: string, topic: string): Promise<ReadMessage[]> {
   const consumer = new Consumer({
