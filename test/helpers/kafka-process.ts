@@ -11,6 +11,7 @@ import { openDatabase } from '../../src/store/database.ts';
 import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from '../../src/store/embedded-postgres.ts';
 import { findFreePort } from '../../src/util/free-port.ts';
 import { spawnTally, type ChildTally } from './child-tally.ts';
+import { cleanupAfter, guardTempDir } from './interrupt.ts';
 import { prng, type OracleEvent } from './oracle.ts';
 import { storedCount } from './stored-state.ts';
 
@@ -31,6 +32,7 @@ export interface TestPostgres {
 /** A throwaway PostgreSQL server (embedded-postgres binaries), migrated, removed after the test. */
 export async function startTestPostgres(t: TestContext): Promise<TestPostgres> {
   const dataDir = await mkdtemp(join(tmpdir(), 'tally-pg-'));
+  guardTempDir(t, dataDir);
   const port = await findFreePort();
   let handle: EmbeddedPostgresHandle | undefined = await startEmbeddedPostgres({ dataDir, port });
   const connectionString = handle.connectionString;
@@ -41,7 +43,7 @@ export async function startTestPostgres(t: TestContext): Promise<TestPostgres> {
   await db.stop();
   const pool = new pg.Pool({ connectionString, max: 3 });
   pool.on('error', () => undefined);
-  t.after(async () => {
+  cleanupAfter(t, async () => {
     await pool.end().catch(() => undefined);
     await handle?.stop();
     await rm(dataDir, { recursive: true, force: true });
