@@ -48,7 +48,8 @@ function ceilMinute(t: number): number {
 function readTime(value: string, field: string, tz: string): number {
   if (isDateOnly(value)) {
     const t = parseDayStart(value, tz);
-    if (t === undefined) throw invalid(field, `${field} is not a calendar date (got ${value})`);
+    if (t === undefined)
+      throw invalid(field, `${field} must be a calendar date from 1970 to 9999 (got ${value})`);
     return t;
   }
   const t = /^\d+$/.test(value) ? parseTimestamp(Number(value)) : parseTimestamp(value);

@@ -50,7 +50,10 @@ test('a date that is not in the calendar is a coded 400 naming the field', () =>
       },
     );
   }
-  assert.throws(() => resolveRange({ from: '2026-02-30' }), /from is not a calendar date \(got 2026-02-30\)/);
+  assert.throws(
+    () => resolveRange({ from: '2026-02-30' }),
+    /from must be a calendar date from 1970 to 9999 \(got 2026-02-30\)/,
+  );
   // Leap day of a leap year is a day.
   assert.equal(resolveRange({ from: '2028-02-29', to: '2028-03-01' }).from, Date.UTC(2028, 1, 29));
 });
