@@ -1,3 +1,5 @@
+import { DateTime } from 'luxon';
+
 // ISO-8601 date-time with optional seconds/fraction and optional zone (no zone = UTC).
 const ISO_DATE_TIME =
   /^(\d{4})-(\d{2})-(\d{2})[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?(Z|z|[+-]\d{2}(?::?\d{2})?)?$/;
@@ -37,5 +39,29 @@ export function parseTimestamp(value: unknown): number | undefined {
     if (offH > 23 || offM > 59) return undefined;
     t -= sign * (offH * 60 + offM) * 60_000;
   }
+  return t >= MIN_MS && t <= MAX_MS ? t : undefined;
+}
+
+const ISO_DATE = /^(\d{4})-(\d{2})-(\d{2})$/;
+
+/** Whether `value` is written as a date only (`YYYY-MM-DD`), valid or not. */
+export function isDateOnly(value: string): boolean {
+  return ISO_DATE.test(value);
+}
+
+/**
+ * Reads a date-only `YYYY-MM-DD` as the first instant of that day in IANA zone `zone`
+ * (epoch ms), or undefined when it is not a calendar date (2026-02-30, 2026-13-01) or the zone
+ * is unknown. Where a zone's clocks jump over midnight (DST at 00:00), the day starts at the
+ * first time that exists, 01:00.
+ */
+export function parseDayStart(value: string, zone: string): number | undefined {
+  const m = ISO_DATE.exec(value);
+  if (m === null) return undefined;
+  const [year, month, day] = m.slice(1).map(Number);
+  // Luxon refuses a day the month does not have (it does not roll 02-30 into March).
+  const start = DateTime.fromObject({ year, month, day }, { zone });
+  if (!start.isValid) return undefined;
+  const t = start.toMillis();
   return t >= MIN_MS && t <= MAX_MS ? t : undefined;
 }

@@ -1,6 +1,7 @@
 import Fastify, {
   LogController,
   type FastifyBaseLogger,
+  type FastifyReply,
   type FastifyInstance,
   type FastifyPluginAsync,
 } from 'fastify';
@@ -42,6 +43,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     },
   });
   installErrorHandler(app);
+  endJsonWithNewline(app);
   // TRICKY: close() reaps the keep-alive connections idle at that moment; a request still
   // in flight then (waiting for Kafka or PostgreSQL) leaves its connection open and idle
   // afterwards, and the client may hold it for the whole keep-alive timeout (72 s), stalling
@@ -64,4 +66,29 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   // The OpenAPI 3 document generated from the route schemas (also at /docs/json, browsable at /docs).
   app.get('/docs/openapi.json', { schema: { hide: true } }, () => app.swagger());
   return app;
+}
+
+const JSON_TYPE = /^application\/([a-z.+-]*\+)?json\b/i;
+const NEWLINE = Buffer.from('\n');
+
+/**
+ * Every JSON answer, success or error, ends with a newline, as curl users and line-based tools
+ * expect. One root onSend hook covers every route, the error handler and the 404 handler;
+ * Fastify sets Content-Length after onSend, from the final payload. Streams (SSE), compressed
+ * bodies and non-JSON types pass untouched.
+ */
+function endJsonWithNewline(app: FastifyInstance): void {
+  // A callback hook, not an async one: no promise per request on the ingest hot path.
+  app.addHook('onSend', (_request, reply, payload, done) => done(null, withNewline(reply, payload)));
+}
+
+function withNewline(reply: FastifyReply, payload: unknown): unknown {
+  const type = reply.getHeader('content-type');
+  if (typeof type !== 'string' || !JSON_TYPE.test(type) || reply.hasHeader('content-encoding'))
+    return payload;
+  if (typeof payload === 'string')
+    return payload.length === 0 || payload.endsWith('\n') ? payload : `${payload}\n`;
+  if (Buffer.isBuffer(payload) && payload.length > 0 && payload.at(-1) !== 0x0a)
+    return Buffer.concat([payload, NEWLINE]);
+  return payload;
 }

@@ -83,7 +83,8 @@ export class QueryService {
     }));
   }
 
-  #range(q: Static<typeof RangeQuery>) {
+  /** `q.tz` where the question has a zone (timeseries), else UTC: where a date-only day starts. */
+  #range(q: Static<typeof RangeQuery> & { tz?: string }) {
     return resolveRange(q, this.#deps.now?.() ?? Date.now());
   }
 

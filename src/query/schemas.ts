@@ -10,21 +10,24 @@ function StringEnum<const T extends readonly string[]>(
   return Type.Unsafe<T[number]>({ type: 'string', enum: [...values], default: defaultValue, description });
 }
 
-const Time = Type.String({ description: 'ISO-8601 date-time or epoch milliseconds', maxLength: 64 });
+const Time = Type.String({ maxLength: 64 });
 
-export const RangeQuery = Type.Object(
-  {
+/** `from` and `to`, described for a query whose date-only values start their day in `zone`. */
+function rangeFields(zone: string) {
+  const forms = `ISO-8601 date-time, epoch milliseconds, or a date (YYYY-MM-DD) meaning that day's start (00:00) in ${zone}`;
+  return {
     from: Type.Optional({
       ...Time,
-      description: 'Range start, inclusive (floored to the minute). Default: to − 24 h',
+      description: `Range start, inclusive (floored to the minute): ${forms}. Default: to − 24 h`,
     }),
     to: Type.Optional({
       ...Time,
-      description: 'Range end, exclusive (rounded up to the minute). Default: now',
+      description: `Range end, exclusive (rounded up to the minute): ${forms}. Default: now`,
     }),
-  },
-  { additionalProperties: false },
-);
+  };
+}
+
+export const RangeQuery = Type.Object(rangeFields('UTC'), { additionalProperties: false });
 
 export const LimitQuery = Type.Object(
   {
@@ -36,7 +39,7 @@ export const LimitQuery = Type.Object(
 
 export const TimeseriesQuery = Type.Object(
   {
-    ...RangeQuery.properties,
+    ...rangeFields('`tz`'),
     metric: StringEnum(
       ['events', 'page_views', 'unique_users'],
       'events',

@@ -1,5 +1,5 @@
 import { TallyError } from '../errors/tally-error.ts';
-import { parseTimestamp } from '../event/timestamp.ts';
+import { isDateOnly, parseDayStart, parseTimestamp } from '../event/timestamp.ts';
 import { piecesFor, type Piece } from './range-pieces.ts';
 import { PAGE_VIEW, type StatsStore } from '../store/stats-store.ts';
 import { estimateBuckets, isValidZone, zonedBuckets, type Interval } from './time-buckets.ts';
@@ -19,16 +19,23 @@ export interface Range {
 export interface RangeInput {
   from?: string | undefined;
   to?: string | undefined;
+  /** The query's IANA zone, where a date-only `from`/`to` starts its day; default UTC. */
+  tz?: string | undefined;
 }
 
 /**
  * Turns `from`/`to` query values into a minute-aligned [from, to) range (rollups are per
- * minute: `from` is floored, `to` is rounded up). Default: the last 24 hours.
+ * minute: `from` is floored, `to` is rounded up). Default: the last 24 hours. A date-only value
+ * (`2026-12-01`) is that day's start in `tz`, so `from=2026-12-01&to=2026-12-02` is that one day.
  */
 export function resolveRange(input: RangeInput, now = Date.now()): Range {
-  const to = input.to === undefined ? Math.ceil(now / MINUTE) * MINUTE : ceilMinute(readTime(input.to, 'to'));
+  const tz = input.tz ?? 'UTC';
+  if (!isValidZone(tz))
+    throw invalid('tz', `tz must be an IANA time zone name such as Europe/Paris (got ${tz})`);
+  const to =
+    input.to === undefined ? Math.ceil(now / MINUTE) * MINUTE : ceilMinute(readTime(input.to, 'to', tz));
   const from =
-    input.from === undefined ? to - DAY : Math.floor(readTime(input.from, 'from') / MINUTE) * MINUTE;
+    input.from === undefined ? to - DAY : Math.floor(readTime(input.from, 'from', tz) / MINUTE) * MINUTE;
   if (from >= to) throw invalid('from', 'from must be earlier than to');
   if (to - from > MAX_RANGE_MS) throw invalid('from', 'range must be at most 3660 days');
   return { from, to };
@@ -38,9 +45,16 @@ function ceilMinute(t: number): number {
   return Math.ceil(t / MINUTE) * MINUTE;
 }
 
-function readTime(value: string, field: string): number {
+function readTime(value: string, field: string, tz: string): number {
+  if (isDateOnly(value)) {
+    const t = parseDayStart(value, tz);
+    if (t === undefined)
+      throw invalid(field, `${field} must be a calendar date from 1970 to 9999 (got ${value})`);
+    return t;
+  }
   const t = /^\d+$/.test(value) ? parseTimestamp(Number(value)) : parseTimestamp(value);
-  if (t === undefined) throw invalid(field, `${field} must be an ISO-8601 date-time or epoch milliseconds`);
+  if (t === undefined)
+    throw invalid(field, `${field} must be a date (YYYY-MM-DD), an ISO-8601 date-time or epoch milliseconds`);
   return t;
 }
 

@@ -36,7 +36,6 @@ test('container HEALTHCHECK: 0 when /health answers 200 on the role port, 1 othe
   // PID 1 here is not a tally role, so the script falls back to `start` (SERVER_PORT).
   assert.equal(await healthcheck({ SERVER_PORT: String(healthy.port) }), 0);
   assert.equal(await healthcheck({ SERVER_PORT: String(sick.port) }), 1);
-  healthy.server.close();
-  await new Promise((r) => setTimeout(r, 10));
+  await new Promise((closed) => healthy.server.close(closed));
   assert.equal(await healthcheck({ SERVER_PORT: String(healthy.port) }), 1, 'nothing listening');
 });

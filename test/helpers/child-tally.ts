@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { stopOnInterrupt } from './interrupt.ts';
 
 const MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 
@@ -21,6 +22,7 @@ export async function spawnTally(
     env: { ...process.env, TALLY_LOG_LEVEL: 'info', TALLY_GRPC_PORT: '0', ...env, SERVER_PORT: String(port) },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  stopOnInterrupt(child);
   let out = '';
   child.stdout.on('data', (c: Buffer) => (out += c.toString()));
   child.stderr.on('data', (c: Buffer) => (out += c.toString()));

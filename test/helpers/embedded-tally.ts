@@ -5,6 +5,7 @@ import type { TestContext } from 'node:test';
 import { pino } from 'pino';
 import { loadConfig } from '../../src/config/load.ts';
 import { startEmbeddedTally, type EmbeddedTally } from '../../src/cli/embedded-tally.ts';
+import { cleanupAfter, guardTempDir } from './interrupt.ts';
 
 export interface TestTally extends EmbeddedTally {
   dataDir: string;
@@ -13,6 +14,7 @@ export interface TestTally extends EmbeddedTally {
 /** Starts an all-in-one Tally on a free port with its own embedded PostgreSQL; removed after the test. */
 export async function startTestTally(t: TestContext, env: Record<string, string> = {}): Promise<TestTally> {
   const dataDir = await mkdtemp(join(tmpdir(), 'tally-test-'));
+  guardTempDir(t, dataDir);
   const config = loadConfig({
     TALLY_DATA_DIR: dataDir,
     SERVER_PORT: '0',
@@ -21,7 +23,7 @@ export async function startTestTally(t: TestContext, env: Record<string, string>
     ...env,
   });
   const tally = await startEmbeddedTally(config, pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }));
-  t.after(async () => {
+  cleanupAfter(t, async () => {
     await tally.stop();
     await rm(dataDir, { recursive: true, force: true });
   });

@@ -11,8 +11,12 @@ import { openDatabase } from '../../src/store/database.ts';
 import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from '../../src/store/embedded-postgres.ts';
 import { findFreePort } from '../../src/util/free-port.ts';
 import { spawnTally, type ChildTally } from './child-tally.ts';
+import { cleanupAfter, guardTempDir } from './interrupt.ts';
 import { prng, type OracleEvent } from './oracle.ts';
 import { storedCount } from './stored-state.ts';
+
+// Polling lives in ./poll.ts; suites import it from here too.
+export { waitFor } from './poll.ts';
 
 export type KafkaMessage = MessageToProduce<Buffer, Buffer, Buffer, Buffer>;
 
@@ -28,6 +32,7 @@ export interface TestPostgres {
 /** A throwaway PostgreSQL server (embedded-postgres binaries), migrated, removed after the test. */
 export async function startTestPostgres(t: TestContext): Promise<TestPostgres> {
   const dataDir = await mkdtemp(join(tmpdir(), 'tally-pg-'));
+  guardTempDir(t, dataDir);
   const port = await findFreePort();
   let handle: EmbeddedPostgresHandle | undefined = await startEmbeddedPostgres({ dataDir, port });
   const connectionString = handle.connectionString;
@@ -38,7 +43,7 @@ export async function startTestPostgres(t: TestContext): Promise<TestPostgres> {
   await db.stop();
   const pool = new pg.Pool({ connectionString, max: 3 });
   pool.on('error', () => undefined);
-  t.after(async () => {
+  cleanupAfter(t, async () => {
     await pool.end().catch(() => undefined);
     await handle?.stop();
     await rm(dataDir, { recursive: true, force: true });
@@ -180,29 +185,6 @@ export async function spawnProcessor(t: TestContext, env: ProcessorEnv): Promise
   return child;
 }
 
-/** Polls `probe` until it returns true; fails with `what` (and the last probe error) at the deadline. */
-export async function waitFor(
-  what: string,
-  probe: () => Promise<boolean> | boolean,
-  timeoutMs = 60_000,
-  everyMs = 200,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError: unknown;
-  for (;;) {
-    try {
-      if (await probe()) return;
-    } catch (err) {
-      lastError = err;
-    }
-    if (Date.now() > deadline)
-      throw new Error(
-        `timed out waiting for ${what}${lastError ? ` (last error: ${lastError instanceof Error ? lastError.message : JSON.stringify(lastError)})` : ''}`,
-      );
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-}
-
 /** Sum of the samples of `name` in a Prometheus text page whose labels include `labels`. */
 export async function metricValue(
   baseUrl: string,
@@ -233,6 +215,25 @@ export async function workerPids(primaryPid: number): Promise<number[]> {
   } catch {
     return [];
   }
+}
+
+/**
+ * How many partitions of `topic` consumer group `groupId` has stored up to `ends` (end offsets by
+ * partition, as endOffsets in ./kafka.ts gives them): the next offset in tally.positions has
+ * reached the partition's end.
+ */
+export async function partitionsStoredUpTo(
+  db: pg.Pool,
+  groupId: string,
+  topic: string,
+  ends: readonly bigint[],
+): Promise<number> {
+  const { rows } = await db.query<{ partition: number; next_offset: string }>(
+    'SELECT partition, next_offset FROM tally.positions WHERE group_id = $1 AND topic = $2',
+    [groupId, topic],
+  );
+  const stored = new Map(rows.map((r) => [r.partition, BigInt(r.next_offset)]));
+  return ends.filter((end, partition) => (stored.get(partition) ?? 0n) >= end).length;
 }
 
 /** A `waitFor` probe: true once the project has `n` distinct events stored. */

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { Consumer, MessagesStreamModes } from '@platformatic/kafka';
 import { startKafkaBroker, type KafkaBroker } from '../../scripts/kafka/broker.ts';
+import { cleanupAfter, guardTempDir } from './interrupt.ts';
 import { requireTool } from './require-tool.ts';
 
 /**
@@ -16,6 +17,7 @@ export async function startTestKafka(t: TestContext): Promise<KafkaBroker | unde
   if (!requireTool(t, 'java', 'Kafka broker', ['-version'])) return undefined;
   if (!requireTool(t, 'mvn', 'fetches the Kafka jars')) return undefined;
   const dataDir = await mkdtemp(join(tmpdir(), 'tally-kafka-'));
+  guardTempDir(t, dataDir);
   let broker: KafkaBroker;
   try {
     broker = await startKafkaBroker({ dataDir, heapMb: 384 });
@@ -23,7 +25,7 @@ export async function startTestKafka(t: TestContext): Promise<KafkaBroker | unde
     await rm(dataDir, { recursive: true, force: true });
     throw err;
   }
-  t.after(async () => {
+  cleanupAfter(t, async () => {
     await broker.stop();
     await rm(dataDir, { recursive: true, force: true });
   });
@@ -37,6 +39,21 @@ export interface ReadMessage {
   key: Buffer | undefined;
   value: Buffer | undefined;
   headers: Map<string, string>;
+}
+
+/** The end offset (high watermark) of each partition of `topic`, by partition number. */
+export async function endOffsets(bootstrap: string, topic: string): Promise<bigint[]> {
+  const consumer = new Consumer({
+    groupId: `tally-test-offsets-${randomUUID()}`,
+    clientId: 'tally-test-offsets',
+    bootstrapBrokers: [bootstrap],
+    retries: 5,
+  });
+  try {
+    return (await consumer.listOffsets({ topics: [topic] })).get(topic) ?? [];
+  } finally {
+    await consumer.close(true);
+  }
 }
 
 /** Every message of `topic` up to its end offsets at the time of the call, in partition/offset order. */

@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { Socket } from 'node:net';
 import { findFreePort } from '../../src/util/free-port.ts';
+import { stopOnInterrupt } from './interrupt.ts';
 
 export interface TestRedis {
   port: number;
@@ -37,6 +38,7 @@ export async function startTestRedis(): Promise<TestRedis> {
       ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
       { stdio: 'ignore' },
     );
+    stopOnInterrupt(child);
     const deadline = Date.now() + 10_000;
     while (!(await ping(port))) {
       if (Date.now() > deadline) throw new Error(`redis-server did not answer on port ${port}`);

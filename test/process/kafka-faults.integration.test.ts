@@ -10,6 +10,7 @@ import {
   postBatch,
   spawnIngest,
   metricValue,
+  partitionsStoredUpTo,
   produce,
   spawnProcessor,
   startTestPostgres,
@@ -18,7 +19,7 @@ import {
   waitFor,
   workerPids,
 } from '../helpers/kafka-process.ts';
-import { startTestKafka } from '../helpers/kafka.ts';
+import { endOffsets, startTestKafka } from '../helpers/kafka.ts';
 import { prng } from '../helpers/oracle.ts';
 import { assertExactlyOnce, storedCount } from '../helpers/stored-state.ts';
 
@@ -77,6 +78,7 @@ test(
           const victim = processors[Math.floor(random() * 2)];
           const pid = await onlyWorker(victim);
           // Random moments: before, during or after a batch's transaction (batches flush every 200 ms).
+          // A fixed wait on purpose: the random kill moment is what is under test.
           await new Promise((r) => setTimeout(r, 100 + Math.floor(random() * 900)));
           process.kill(pid, 'SIGKILL');
           await waitFor(
@@ -98,7 +100,7 @@ test(
       await createTopic(bootstrap, topic);
       const env = { bootstrap, topic, groupId: `g-${randomUUID()}`, databaseUrl: db.connectionString };
       // The sleeper lets each new batch linger for LINGER ms, so it is frozen with a batch in hand:
-      // the freeze comes about 1 s after the batch's first message, well inside the linger.
+      // the freeze comes a moment after the batch's first message, well inside the linger.
       const LINGER = 8000;
       const sleeper = await spawnProcessor(t, {
         ...env,
@@ -126,7 +128,15 @@ test(
       );
       const frozen = await onlyWorker(sleeper);
       await produce(producer, topic, messages.slice(first, first + 3000), { chunk: 500 });
-      await sleep(1000); // the sleeper's fetch delivers them
+      // The sleeper's fetch cannot be seen from outside; the other member storing its own share of
+      // the same messages shows they have reached the group's fetches.
+      const ends = await endOffsets(bootstrap, topic);
+      const sleeperOwns = await ownedPartitions(sleeper, topic);
+      await waitFor(
+        'the other member to store its share of them',
+        async () =>
+          (await partitionsStoredUpTo(db.pool, env.groupId, topic, ends)) >= PARTITIONS - sleeperOwns,
+      );
       process.kill(frozen, 'SIGSTOP');
       const frozenAt = Date.now();
       try {
@@ -143,6 +153,7 @@ test(
         // TRICKY: the sleeper's linger timer must be due when it wakes, so that it writes its stale
         // batch (and meets the fence) before a heartbeat tells it the partitions moved. Told first,
         // it drops the batch unwritten, which is also correct but proves nothing about the fence.
+        // A fixed wait on purpose: the linger time passing is the condition under test.
         await sleep(Math.max(0, frozenAt + LINGER + 1000 - Date.now()));
       } finally {
         process.kill(frozen, 'SIGCONT');

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
+import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { loadConfig } from '../../src/config/load.ts';
 import { startQueryRole, type QueryRole } from '../../src/cli/query-role.ts';
@@ -103,7 +104,15 @@ test('Redis cache shared by two query processes; fresh after each commit; Redis 
   const c1 = await cacheCounters(one.url);
   assert.deepEqual(await summary(one.url), { events: 2, unique_users: 2 });
   assert.equal((await cacheCounters(one.url)).misses - c1.misses, 1);
-  // The other process, over gRPC, finds the answer process one cached in Redis.
+  // The other process, over gRPC, finds the answer process one cached in Redis (written after
+  // process one answered, so wait for it to be there).
+  const inRedis = new Redis(redis.url, { lazyConnect: true });
+  t.after(() => inRedis.disconnect());
+  await until(
+    'process one to store its answer in Redis',
+    () => inRedis.dbsize(),
+    (n) => n > 0,
+  );
   const c2 = await cacheCounters(two.url);
   const viaGrpc = await grpcTwo.call('GetSummary', { from: FROM, to: TO });
   assert.equal(viaGrpc.events, 2);

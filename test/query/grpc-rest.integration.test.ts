@@ -70,6 +70,14 @@ function questions(): Question[] {
     rpc: 'GetTimeseries',
     params: { ...ragged, event_type: 'click', page_url: PAGES[3], interval: 'day' },
   });
+  // Date-only: that day's start in `tz` (timeseries), in UTC elsewhere.
+  const day = { from: '2025-01-11', to: '2025-01-12' };
+  qs.push({ rest: '/v1/stats/summary', rpc: 'GetSummary', params: day });
+  qs.push({
+    rest: '/v1/stats/timeseries',
+    rpc: 'GetTimeseries',
+    params: { ...day, tz: 'Asia/Kolkata', interval: 'hour' },
+  });
   for (const user of ['u-1', 'u-2', 'u-69']) {
     qs.push({
       rest: `/v1/users/${user}/events`,
@@ -156,6 +164,26 @@ test('REST and gRPC give identical answers, and both match the oracle', async (t
       expected.size,
     );
   }
+  // A date-only range is one whole day: UTC for the summary, Kolkata's day for the timeseries.
+  const utcDay = await getJson(`${tally.url}/v1/stats/summary?from=2025-01-11&to=2025-01-12`);
+  assert.deepEqual(utcDay.body, {
+    from: '2025-01-11T00:00:00.000Z',
+    to: '2025-01-12T00:00:00.000Z',
+    ...oracle.summary(Date.UTC(2025, 0, 11), Date.UTC(2025, 0, 12)),
+  });
+  const kolkataDay = await client.call('GetTimeseries', {
+    from: '2025-01-11',
+    to: '2025-01-12',
+    tz: 'Asia/Kolkata',
+    interval: 'day',
+  });
+  const dayStart = Date.UTC(2025, 0, 11) - KOLKATA;
+  assert.equal(kolkataDay.from, iso(dayStart));
+  assert.equal(kolkataDay.to, iso(dayStart + DAY));
+  assert.deepEqual(kolkataDay.points, [
+    { t: '2025-01-11T00:00:00+05:30', value: oracle.summary(dayStart, dayStart + DAY).events },
+  ]);
+
   const top = await client.call('GetTopPages', { from: iso(from), to: iso(to), limit: 3 });
   assert.deepEqual(top.pages, oracle.topPages().slice(0, 3));
   const count = await client.call('GetEventCount', { user_id: 'u-2', page_url: PAGES[1] });
@@ -179,6 +207,8 @@ test('gRPC: INVALID_ARGUMENT names the field; health and reflection answer', asy
   const cases: [string, Record<string, unknown>, string][] = [
     ['GetSummary', { from: '2025-01-02T00:00:00Z', to: '2025-01-01T00:00:00Z' }, 'from'],
     ['GetSummary', { to: 'yesterday-ish' }, 'to'],
+    ['GetSummary', { from: '2025-02-29' }, 'from'],
+    ['GetTimeseries', { from: '2025-01-01', to: '2025-13-01', tz: 'Asia/Kolkata' }, 'to'],
     ['GetTimeseries', { metric: 'revenue' }, 'metric'],
     ['GetTimeseries', { interval: 'week' }, 'interval'],
     ['GetTimeseries', { tz: 'Mars/Olympus' }, 'tz'],
@@ -201,6 +231,18 @@ test('gRPC: INVALID_ARGUMENT names the field; health and reflection answer', asy
       assert.deepEqual(err.metadata.get('tally-error-code').length, 1);
       return true;
     });
+  }
+
+  for (const [query, field] of [
+    ['from=2026-02-30', 'from'],
+    ['from=2026-12-01&to=2026-13-01&tz=Asia/Kolkata', 'to'],
+  ]) {
+    const rest = await getJson<{ code: string; errors: { field: string }[] }>(
+      `${tally.url}/v1/stats/timeseries?${query}`,
+    );
+    assert.equal(rest.status, 400, query);
+    assert.equal(rest.body.code, 'TALLY_INVALID_QUERY');
+    assert.equal(rest.body.errors[0].field, field, query);
   }
 
   assert.equal(await client.health(''), 'SERVING');

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
+import fc from 'fast-check';
 import type pg from 'pg';
 import { pino } from 'pino';
 import { TallyError } from '../../src/errors/tally-error.ts';
@@ -82,4 +83,45 @@ test('cache: the second identical question is a hit, a new version is a miss', a
   version = 2;
   await query.summary('default', range);
   assert.equal((await metrics.cacheMisses.get()).values[0].value, 2);
+});
+
+/**
+ * The oracle for a day's start, without luxon: the first minute whose calendar date in `zone`
+ * (as Intl formats it) is `day` or later. Local dates only move forward, so binary search works.
+ */
+function dayStartByIntl(day: string, zone: string): number {
+  const format = new Intl.DateTimeFormat('en-CA', {
+    timeZone: zone,
+    year: 'numeric',
+    month: '2-digit',
+    day: '2-digit',
+  });
+  const midnightUtc = Date.parse(`${day}T00:00:00Z`);
+  let lo = (midnightUtc - 26 * 3_600_000) / 60_000; // local date still before `day`
+  let hi = (midnightUtc + 26 * 3_600_000) / 60_000; // local date already `day` or later
+  while (hi - lo > 1) {
+    const mid = Math.floor((lo + hi) / 2);
+    if (format.format(mid * 60_000) >= day) hi = mid;
+    else lo = mid;
+  }
+  return hi * 60_000;
+}
+
+test('property: a date-only from is the day’s start in the zone the answer is in', async () => {
+  const { query } = service(() => Promise.resolve({ rows: [] }));
+  const zones = Intl.supportedValuesOf('timeZone');
+  // From 1980: before 1972 some zones were not a whole number of minutes off UTC.
+  const days = fc
+    .date({ min: new Date(Date.UTC(1980, 0, 1)), max: new Date(Date.UTC(2099, 11, 30)), noInvalidDate: true })
+    .map((d) => d.toISOString().slice(0, 10));
+  await fc.assert(
+    fc.asyncProperty(days, fc.constantFrom(...zones), async (day, tz) => {
+      const next = new Date(Date.parse(day) + 86_400_000).toISOString().slice(0, 10);
+      // A day a zone skipped (Pacific/Apia, 2011-12-30) is an empty range, a 400.
+      fc.pre(dayStartByIntl(day, tz) < dayStartByIntl(next, tz));
+      const answer = await query.timeseries('default', { from: day, to: next, tz, interval: 'day' });
+      assert.equal(answer.from, new Date(dayStartByIntl(day, tz)).toISOString(), `${day} in ${tz}`);
+      assert.equal(answer.to, new Date(dayStartByIntl(next, tz)).toISOString(), `${next} in ${tz}`);
+    }),
+  );
 });

@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import type { TallyEvent } from '../../src/event/types.ts';
 import { BatchWriter } from '../../src/store/batch-writer.ts';
@@ -8,6 +7,7 @@ import { DataVersions, VERSIONS_CHANNEL } from '../../src/store/data-versions.ts
 import { RawPartitions } from '../../src/store/partitions.ts';
 import { startTestPostgres } from '../helpers/kafka-process.ts';
 import { toTallyEvent } from '../helpers/oracle.ts';
+import { eventually, waitFor } from '../helpers/poll.ts';
 
 let nextId = 0;
 function event(project: string): TallyEvent {
@@ -15,25 +15,10 @@ function event(project: string): TallyEvent {
   return toTallyEvent({ event_id: `dv-${nextId++}`, type: 'click', user_id: 'u', ts }, project);
 }
 
-async function until(what: string, ok: () => boolean | Promise<boolean>, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await ok())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
+const until = (what: string, ok: () => boolean | Promise<boolean>) => waitFor(what, ok, 20_000, 20);
 
 /** Retries while the pool still hands out connections that died with a stopped server. */
-async function retrying<T>(fn: () => Promise<T>): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await fn();
-    } catch (err) {
-      if (attempt >= 10) throw err;
-      await sleep(200);
-    }
-  }
-}
+const retrying = <T>(fn: () => Promise<T>) => eventually('a query after the restart', fn, 20_000, 50);
 
 async function stored(pool: pg.Pool, project: string): Promise<number> {
   const { rows } = await pool.query<{ version: string }>(
