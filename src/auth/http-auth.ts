@@ -13,8 +13,6 @@ declare module 'fastify' {
   }
 }
 
-export { DEFAULT_PROJECT };
-
 export interface AuthDeps {
   keys: KeySet;
   /** Requests per second per API key (per client address for requests without a key). */

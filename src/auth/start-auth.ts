@@ -2,7 +2,7 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { Config } from '../config/load.ts';
 import { assertSafeBinding, type AuthDeps } from './http-auth.ts';
-import { ApiKeyStore } from './api-keys.ts';
+import { ApiKeyStore } from '../store/api-keys-store.ts';
 import { KeySet } from './key-set.ts';
 
 export interface StartAuthOptions {

@@ -1,17 +1,13 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import {
-  ApiKeyStore,
-  KEYLESS_PROJECT,
-  SCOPES,
-  isValidProject,
-  type ApiKeyRecord,
-  type Scope,
-} from '../auth/api-keys.ts';
+import { SCOPES, createApiKey, isValidProject, type ApiKeyRecord, type Scope } from '../auth/api-keys.ts';
+import { DEFAULT_PROJECT } from '../auth/authorize.ts';
+import { ApiKeyStore } from '../store/api-keys-store.ts';
 import type { Config } from '../config/load.ts';
 import { pino } from 'pino';
 import { TallyError } from '../errors/tally-error.ts';
 import { openDatabase, type Database } from '../store/database.ts';
 import { findRunningEmbeddedPostgres } from '../store/embedded-postgres.ts';
+import { appliedMigrations } from '../store/migrate.ts';
 import { countProjectEvents, moveProjectData } from '../store/project-move.ts';
 
 /**
@@ -87,9 +83,9 @@ export function firstKeyNotice(keylessEvents: number): string {
   ];
   if (keylessEvents > 0) {
     lines.push(
-      `tally: the ${keylessEvents} events of the keyless project "${KEYLESS_PROJECT}" are no longer served without a key. To keep them, either`,
-      `  read them with a key of that project:  tally keys create --project ${KEYLESS_PROJECT} --scope read`,
-      `  or move them into a named, empty project:  tally projects move ${KEYLESS_PROJECT} <project>`,
+      `tally: the ${keylessEvents} events of the keyless project "${DEFAULT_PROJECT}" are no longer served without a key. To keep them, either`,
+      `  read them with a key of that project:  tally keys create --project ${DEFAULT_PROJECT} --scope read`,
+      `  or move them into a named, empty project:  tally projects move ${DEFAULT_PROJECT} <project>`,
     );
   }
   return `${lines.join('\n')}\n`;
@@ -112,12 +108,8 @@ export function registerAdminCommands(program: Command, configOrExit: () => Conf
         const config = configOrExit();
         await withDatabase(config, async (db) => {
           // openDatabase has migrated; report the state.
-          const { rows } = await db.pool.query<{ name: string }>(
-            'SELECT name FROM tally.schema_migrations ORDER BY name',
-          );
-          process.stdout.write(
-            `schema up to date on ${db.description}: ${rows.map((r) => r.name).join(', ')}\n`,
-          );
+          const applied = await appliedMigrations(db.pool);
+          process.stdout.write(`schema up to date on ${db.description}: ${applied.join(', ')}\n`);
         });
       }),
     );
@@ -136,9 +128,9 @@ export function registerAdminCommands(program: Command, configOrExit: () => Conf
       admin(async (opts: { project: string; scope: Scope }) => {
         const config = configOrExit();
         const { key, record, keylessEvents } = await withDatabase(config, async (db) => {
-          const created = await new ApiKeyStore(db.pool).create(opts.project, opts.scope);
+          const created = await createApiKey(new ApiKeyStore(db.pool), opts.project, opts.scope);
           const keylessEvents = created.first
-            ? await countProjectEvents(db.pool, KEYLESS_PROJECT)
+            ? await countProjectEvents(db.pool, DEFAULT_PROJECT)
             : undefined;
           return { ...created, keylessEvents };
         });
@@ -158,7 +150,7 @@ export function registerAdminCommands(program: Command, configOrExit: () => Conf
         const list = await withDatabase(config, (db) => new ApiKeyStore(db.pool).list());
         if (list.length === 0) {
           process.stdout.write(
-            `no API keys: the API is open (project "${KEYLESS_PROJECT}") on loopback only\n`,
+            `no API keys: the API is open (project "${DEFAULT_PROJECT}") on loopback only\n`,
           );
           return;
         }
@@ -186,7 +178,7 @@ export function registerAdminCommands(program: Command, configOrExit: () => Conf
   projects
     .command('move')
     .description(
-      `Move all stored data of project <from> (e.g. the keyless "${KEYLESS_PROJECT}") into project <to>, which must hold none; one transaction`,
+      `Move all stored data of project <from> (e.g. the keyless "${DEFAULT_PROJECT}") into project <to>, which must hold none; one transaction`,
     )
     .argument('<from>', 'project whose data moves', projectName)
     .argument('<to>', 'empty project that receives it', projectName)

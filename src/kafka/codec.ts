@@ -11,7 +11,6 @@ import type { TallyEvent, ValidationIssue } from '../event/types.ts';
  * write straight into a topic.
  */
 export const PROJECT_HEADER = 'tally-project';
-export { DEFAULT_PROJECT };
 
 export interface EncodedEvent {
   /** Partitioning key: project + user, so one user's events stay in order on one partition. */

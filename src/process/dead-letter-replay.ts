@@ -8,7 +8,8 @@ import {
 import type { Message, MessageToProduce } from '@platformatic/kafka';
 import { TallyError } from '../errors/tally-error.ts';
 import { FETCH_MAX_BYTES, kafkaClientOptions } from '../kafka/client-options.ts';
-import { DEFAULT_PROJECT, decodeEventMessage } from '../kafka/codec.ts';
+import { DEFAULT_PROJECT } from '../auth/authorize.ts';
+import { decodeEventMessage } from '../kafka/codec.ts';
 import { DLQ_HEADERS, DLQ_SUFFIX } from '../kafka/dead-letters.ts';
 
 export interface ReplayOptions {

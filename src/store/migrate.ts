@@ -49,3 +49,11 @@ export async function migrate(pool: pg.Pool): Promise<MigrationResult> {
     client.release();
   }
 }
+
+/** The names of the migrations applied to this database, in order. */
+export async function appliedMigrations(pool: pg.Pool): Promise<string[]> {
+  const { rows } = await pool.query<{ name: string }>(
+    'SELECT name FROM tally.schema_migrations ORDER BY name',
+  );
+  return rows.map((r) => r.name);
+}

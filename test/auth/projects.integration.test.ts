@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ApiKeyStore } from '../../src/auth/api-keys.ts';
+import { createApiKey } from '../../src/auth/api-keys.ts';
+import { ApiKeyStore } from '../../src/store/api-keys-store.ts';
 import { startTestTally } from '../helpers/embedded-tally.ts';
 
 interface Summary {
@@ -30,10 +31,10 @@ test('a key reads and writes only its own project', { timeout: 120_000 }, async 
   );
 
   const store = new ApiKeyStore(tally.database.pool);
-  const shopW = (await store.create('shop', 'write')).key;
-  const shopR = (await store.create('shop', 'read')).key;
-  const blogW = (await store.create('blog', 'write')).key;
-  const blogR = (await store.create('blog', 'read')).key;
+  const shopW = (await createApiKey(store, 'shop', 'write')).key;
+  const shopR = (await createApiKey(store, 'shop', 'read')).key;
+  const blogW = (await createApiKey(store, 'blog', 'write')).key;
+  const blogR = (await createApiKey(store, 'blog', 'read')).key;
   await tally.keys.refresh();
 
   assert.equal((await post('/v1/events', { type: 'x', user_id: 'u' })).status, 401);

@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import fc from 'fast-check';
-import { ApiKeyStore } from '../../src/auth/api-keys.ts';
+import { createApiKey } from '../../src/auth/api-keys.ts';
+import { ApiKeyStore } from '../../src/store/api-keys-store.ts';
 import { startTestTally } from '../helpers/embedded-tally.ts';
 
 /**
@@ -287,8 +288,8 @@ test(
   async (t) => {
     const tally = await startTestTally(t, { TALLY_RATE_LIMIT: '1000000' });
     const store = new ApiKeyStore(tally.database.pool);
-    const writeKey = (await store.create('fuzz', 'write')).key;
-    const readKey = (await store.create('fuzz', 'read')).key;
+    const writeKey = (await createApiKey(store, 'fuzz', 'write')).key;
+    const readKey = (await createApiKey(store, 'fuzz', 'read')).key;
     await tally.keys.refresh();
 
     const accepted = new Set<string>();

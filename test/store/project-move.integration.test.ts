@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { ApiKeyStore } from '../../src/auth/api-keys.ts';
+import { createApiKey } from '../../src/auth/api-keys.ts';
+import { ApiKeyStore } from '../../src/store/api-keys-store.ts';
 import { TallyError } from '../../src/errors/tally-error.ts';
 import { moveProjectData } from '../../src/store/project-move.ts';
 import { startTestTally, type TestTally } from '../helpers/embedded-tally.ts';
@@ -64,8 +65,8 @@ test(
   async (t) => {
     const tally = await startTestTally(t);
     const store = new ApiKeyStore(tally.database.pool);
-    const defaultWrite = (await store.create('default', 'write')).key;
-    const defaultRead = (await store.create('default', 'read')).key;
+    const defaultWrite = (await createApiKey(store, 'default', 'write')).key;
+    const defaultRead = (await createApiKey(store, 'default', 'read')).key;
     const now = Date.now();
     const range = {
       from: new Date(Math.floor(now / MINUTE_MS) * MINUTE_MS - 3 * 60 * MINUTE_MS).toISOString(),
@@ -98,9 +99,9 @@ test(
 
         const target = `moved-${run}`;
         const empty = `never-used-${run}`;
-        const targetRead = (await store.create(target, 'read')).key;
-        const targetWrite = (await store.create(target, 'write')).key;
-        const emptyRead = (await store.create(empty, 'read')).key;
+        const targetRead = (await createApiKey(store, target, 'read')).key;
+        const targetWrite = (await createApiKey(store, target, 'write')).key;
+        const emptyRead = (await createApiKey(store, empty, 'read')).key;
         await tally.keys.refresh();
         // Read twice: the second answer comes from the cache, which the move must not let through.
         await everyAnswer(tally, defaultRead, range);
