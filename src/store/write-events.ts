@@ -62,14 +62,12 @@ export async function writeEvents(
   const p = new SqlParams();
   const named = args.map(([name, value, type]) => `${name} => ${p.add(value, type)}`);
   const text = `SELECT fresh, projects, versions FROM tally.write_events(${named.join(', ')})`;
-  const { rows } = await client.query<{ fresh: number[]; projects: string[]; versions: string[] }>({
+  const { rows } = await client.query<{ fresh: boolean[]; projects: string[]; versions: string[] }>({
     name: 'tally-write-events',
     text,
     values: p.values,
   });
-  const fresh = new Array<boolean>(events.length).fill(false);
-  for (const i of rows[0].fresh) fresh[i - 1] = true;
-  const { projects, versions } = rows[0];
+  const { fresh, projects, versions } = rows[0];
   return {
     fresh,
     versions: new Map(projects.map((project, i) => [project, Number(versions[i])])),

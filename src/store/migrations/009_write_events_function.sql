@@ -6,8 +6,8 @@
 -- The events come as parallel arrays, one element per event, unique by (project, event_id) and
 -- sorted by it. In order, which is also the order in which every batch takes its row locks (the
 -- shared rows last, see src/store/rollup-writes.ts):
---   1. the dedup keys; the events whose key was new now are the fresh ones (returned as 1-based
---      positions in the arrays);
+--   1. the dedup keys; the events whose key was new now are the fresh ones (`fresh`, returned:
+--      one flag per event);
 --   2. the raw rows of the fresh events at or after p_raw_cutoff (epoch ms; NULL: raw storage off);
 --   3. the (bucket, user) rows of rollup_users given (computed by the caller from all the events);
 --   4. the data version of each project with a fresh event, with a NOTIFY
@@ -26,7 +26,7 @@ CREATE FUNCTION tally.write_events(
   p_session_id text[], p_service text[], p_properties text[],
   p_users_project text[], p_users_level int2[], p_users_bucket float8[], p_users_user_id text[],
   p_bits_project text[], p_bits_level int2[], p_bits_bucket float8[], p_bits_chunk int4[], p_bits_hex text[],
-  OUT fresh int4[], OUT projects text[], OUT versions int8[]
+  OUT fresh bool[], OUT projects text[], OUT versions int8[]
 ) LANGUAGE plpgsql AS $$
 BEGIN
   WITH k AS (
@@ -35,12 +35,12 @@ BEGIN
     ON CONFLICT DO NOTHING
     RETURNING project, event_id
   )
-  SELECT coalesce(array_agg(x.i::int4 ORDER BY x.i), '{}') INTO fresh
+  SELECT array_agg(k.event_id IS NOT NULL ORDER BY x.i) INTO fresh
     FROM unnest(p_project, p_event_id) WITH ORDINALITY AS x(p, id, i)
-    JOIN k ON k.project = x.p AND k.event_id = x.id;
+    LEFT JOIN k ON k.project = x.p AND k.event_id = x.id;
   projects := '{}';
   versions := '{}';
-  IF cardinality(fresh) = 0 THEN
+  IF array_position(fresh, true) IS NULL THEN
     RETURN;
   END IF;
 
@@ -51,8 +51,7 @@ BEGIN
       FROM unnest(p_project, p_event_id, p_type, p_user_id, p_ts, p_received_at,
                   p_page_url, p_referrer, p_session_id, p_service, p_properties)
              WITH ORDINALITY AS x(p, id, t, u, ts, r, pu, rf, s, sv, pr, i)
-      JOIN unnest(fresh) AS f(i) ON f.i = x.i
-     WHERE x.ts >= p_raw_cutoff;
+     WHERE fresh[x.i::int4] AND x.ts >= p_raw_cutoff;
   END IF;
 
   INSERT INTO tally.rollup_users (project, level, bucket, user_id)
@@ -63,9 +62,7 @@ BEGIN
   WITH v AS (
     INSERT INTO tally.data_versions AS v (project, version)
     SELECT d.p, 1
-      FROM (SELECT DISTINCT x.p
-              FROM unnest(p_project) WITH ORDINALITY AS x(p, i)
-              JOIN unnest(fresh) AS f(i) ON f.i = x.i) AS d
+      FROM (SELECT DISTINCT x.p FROM unnest(p_project) WITH ORDINALITY AS x(p, i) WHERE fresh[x.i::int4]) AS d
      ORDER BY d.p COLLATE "C"
     ON CONFLICT (project) DO UPDATE SET version = v.version + 1, updated_at = now()
     RETURNING project, version
@@ -78,8 +75,8 @@ BEGIN
   INSERT INTO tally.rollup_events AS r (project, level, bucket, type, count)
   SELECT x.p, l.level, to_timestamp(floor(x.ts / l.ms) * l.ms / 1000.0), x.t, count(*)
     FROM unnest(p_project, p_type, p_ts) WITH ORDINALITY AS x(p, t, ts, i)
-    JOIN unnest(fresh) AS f(i) ON f.i = x.i
     CROSS JOIN unnest(p_levels, p_level_ms) AS l(level, ms)
+   WHERE fresh[x.i::int4]
    GROUP BY x.p, l.level, 3, x.t
    ORDER BY x.p COLLATE "C", l.level, 3, x.t COLLATE "C"
   ON CONFLICT (project, level, bucket, type) DO UPDATE SET count = r.count + excluded.count, updated_at = now();
@@ -87,9 +84,8 @@ BEGIN
   INSERT INTO tally.rollup_pages AS r (project, level, bucket, type, page_url, count)
   SELECT x.p, l.level, to_timestamp(floor(x.ts / l.ms) * l.ms / 1000.0), x.t, x.u, count(*)
     FROM unnest(p_project, p_type, p_ts, p_page_url) WITH ORDINALITY AS x(p, t, ts, u, i)
-    JOIN unnest(fresh) AS f(i) ON f.i = x.i
     CROSS JOIN unnest(p_levels, p_level_ms) AS l(level, ms)
-   WHERE x.u IS NOT NULL
+   WHERE fresh[x.i::int4] AND x.u IS NOT NULL
    GROUP BY x.p, l.level, 3, x.t, x.u
    ORDER BY x.p COLLATE "C", l.level, 3, x.t COLLATE "C", x.u COLLATE "C"
   ON CONFLICT (project, level, bucket, type, page_url) DO UPDATE SET count = r.count + excluded.count;
