@@ -188,12 +188,12 @@ test('every batch is one statement, with events new, repeated in the batch or st
   );
 
   // All stored already: nothing is counted, and no data version moves.
-  let versionsMoved = 0;
+  const moved: string[] = [];
   const replayWriter = new BatchWriter({
     pool,
     partitions: new RawPartitions(pool, undefined),
     storeRaw: true,
-    onVersions: (v) => (versionsMoved += v.size),
+    onVersions: (v) => moved.push(...v.keys()),
   });
   const replay = await replayWriter.write({ events: events.slice(0, 30) });
   assert.equal(replay.inserted, 0);
@@ -201,7 +201,12 @@ test('every batch is one statement, with events new, repeated in the batch or st
     replay.fresh,
     events.slice(0, 30).map(() => false),
   );
-  assert.equal(versionsMoved, 0);
+  assert.deepEqual(moved, []);
+  // Stored events of one project next to a new one of another: only the other's version moves.
+  const other = { ...events[0], project: 'other', eventId: 'o-1' };
+  const mixed = await replayWriter.write({ events: [...events.slice(0, 5), other] });
+  assert.equal(mixed.inserted, 1);
+  assert.deepEqual(moved, ['other']);
 
   const state = await storedState(pool);
   const expected = expectedRollups(oracle);
