@@ -6,7 +6,8 @@ import { USERS_PER_CHUNK, userKey } from './user-numbers.ts';
 
 /**
  * The rollup_users rows and user bits a batch sends to tally.write_events (migration 009): the
- * (bucket, user) rows of its events not in `known`, and for each (project, level, bucket, chunk)
+ * (bucket, user) rows of its events not in `known` (all its events: those whose key turns out to
+ * be stored already derive rows that exist already, see the migration), and for each (project, level, bucket, chunk)
  * the bits of those users, to OR into rollup_user_bits, so that it always holds exactly the users
  * of rollup_users (migration 005). The bits are those of every row sent, not only of the rows
  * that turn out new: a row that already existed has its bit set already, and OR-ing it again
