@@ -17,6 +17,7 @@ import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { loadConfig } from '../src/config/load.ts';
 import { openDatabase } from '../src/store/database.ts';
+import { DAY as DAY_LEVEL, HOUR, MINUTE } from '../src/store/levels.ts';
 import { dayStart, RawPartitions } from '../src/store/partitions.ts';
 
 // The project a Tally without API keys serves, so a plain `tally query` on this database answers.
@@ -88,9 +89,9 @@ try {
   }
 
   const levels: [number, string][] = [
-    [0, 'minute'],
-    [1, 'hour'],
-    [2, 'day'],
+    [MINUTE.level, 'minute'],
+    [HOUR.level, 'hour'],
+    [DAY_LEVEL.level, 'day'],
   ];
   for (const [level, unit] of levels) {
     await step(

@@ -13,6 +13,7 @@ import { pino } from 'pino';
 import { loadConfig } from '../src/config/load.ts';
 import { piecesFor } from '../src/query/range-pieces.ts';
 import { resolveRange, StatsService } from '../src/query/stats-service.ts';
+import { DAY as DAY_LEVEL, HOUR, MINUTE as MINUTE_LEVEL } from '../src/store/levels.ts';
 import { StatsStore } from '../src/store/stats-store.ts';
 import { openDatabase } from '../src/store/database.ts';
 
@@ -59,7 +60,7 @@ try {
   const s = new StatsStore(explaining(database.pool, 'summary'));
   const pieces = piecesFor(range.from, range.to, 0);
   process.stdout.write(
-    `Pieces (level 0 minute, 1 hour, 2 day): ${pieces.map((p) => `L${p.level} ${new Date(p.from).toISOString()}→${new Date(p.to).toISOString()}`).join(', ')}\n\n`,
+    `Pieces (level ${MINUTE_LEVEL.level} minute, ${HOUR.level} hour, ${DAY_LEVEL.level} day): ${pieces.map((p) => `L${p.level} ${new Date(p.from).toISOString()}→${new Date(p.to).toISOString()}`).join(', ')}\n\n`,
   );
   await s.eventCounts('default', pieces, {});
   await s.eventCounts('default', pieces, { type: 'page_view' });

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { DAY } from '../store/levels.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { LiveFeed } from './live-feed.ts';
 
@@ -38,8 +39,8 @@ export class PipelineStatus {
       // Every commit that stores events touches the day-level rollup: a small index range per project,
       // and it also sees commits made by other processes (distributed mode) and before a restart.
       pool.query<{ t: Date | null }>(
-        'SELECT max(updated_at) AS t FROM tally.rollup_events WHERE project = $1 AND level = 2',
-        [project],
+        'SELECT max(updated_at) AS t FROM tally.rollup_events WHERE project = $1 AND level = $2',
+        [project, DAY.level],
       ),
       this.#lag(),
     ]);

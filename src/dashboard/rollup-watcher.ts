@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
+import { DAY } from '../store/levels.ts';
 import type { LiveFeed } from './live-feed.ts';
 
 export interface RollupWatcherDeps {
@@ -9,8 +10,6 @@ export interface RollupWatcherDeps {
   intervalMs?: number;
   now?: () => number;
 }
-
-const DAY_MS = 86_400_000;
 
 /**
  * Feeds a `LiveFeed` in a process that does not commit batches itself (`tally query`): once a
@@ -61,11 +60,11 @@ export class RollupWatcher {
     const { pool, live, logger } = this.#deps;
     const now = (this.#deps.now ?? Date.now)();
     try {
-      const since = new Date(Math.floor(now / DAY_MS) * DAY_MS - DAY_MS);
+      const since = new Date(Math.floor(now / DAY.ms) * DAY.ms - DAY.ms);
       const { rows } = await pool.query<{ project: string; total: string }>(
         `SELECT project, sum(count) AS total FROM tally.rollup_events
-          WHERE project = ANY($1) AND level = 2 AND bucket >= $2 GROUP BY project`,
-        [[...this.#watchers.keys()], since],
+          WHERE project = ANY($1) AND level = $3 AND bucket >= $2 GROUP BY project`,
+        [[...this.#watchers.keys()], since, DAY.level],
       );
       const totals = new Map(rows.map((r) => [r.project, Number(r.total)]));
       for (const project of this.#watchers.keys()) {

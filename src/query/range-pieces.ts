@@ -1,4 +1,4 @@
-import { LEVELS } from '../store/rollup-deltas.ts';
+import { DAY, HOUR, MINUTE } from '../store/levels.ts';
 
 /** A stretch of time served by one rollup level: buckets of `level` with start in [from, to). */
 export interface Piece {
@@ -8,8 +8,6 @@ export interface Piece {
   /** Which output bucket the piece belongs to. */
   index: number;
 }
-
-const [MINUTE, HOUR, DAY] = LEVELS;
 
 /**
  * Covers [from, to) (minute-aligned epoch ms) with as few rollup buckets as possible: whole

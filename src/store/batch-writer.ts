@@ -5,8 +5,8 @@ import { compareStrings } from '../util/compare-strings.ts';
 import { classifyPgError } from './pg-errors.ts';
 import { dayStart, type RawPartitions } from './partitions.ts';
 import { KnownUserRows } from './known-user-rows.ts';
-import { newBatchRollups, NOTIFY_VERSION, upsertRollups } from './rollup-writes.ts';
 import { UserNumbers } from './user-numbers.ts';
+import { writeEvents, type StoredEvents } from './write-events.ts';
 
 export interface DeadLetter {
   project: string | null;
@@ -55,6 +55,11 @@ export interface BatchWriterDeps {
  * The processing core's storage step: in ONE transaction, advance the source positions (fenced),
  * record dead letters, insert dedup keys, store raw rows and add rollup deltas derived only from
  * the events inserted now. Either everything commits or nothing does.
+ *
+ * The events go in one call of tally.write_events (write-events.ts). A batch with no positions
+ * and no dead letters (every HTTP batch) is that one statement, in its own implicit transaction:
+ * one round trip. The processor's batches open a transaction around it for their positions and
+ * dead letters.
  */
 export class BatchWriter {
   readonly #deps: BatchWriterDeps;
@@ -68,6 +73,8 @@ export class BatchWriter {
 
   async write(input: BatchInput): Promise<BatchResult> {
     const { first, unique } = dedupeWithinBatch(input.events);
+    const positions = input.positions ?? [];
+    const deadLetters = input.deadLetters ?? [];
     const cutoff = this.#deps.partitions.cutoff();
     if (this.#deps.storeRaw) {
       await this.#deps.partitions.ensure(unique.filter((e) => e.ts >= cutoff).map((e) => dayStart(e.ts)));
@@ -80,101 +87,49 @@ export class BatchWriter {
     } catch (err) {
       throw classifyPgError(err);
     }
+    const transaction = positions.length > 0 || deadLetters.length > 0;
     let broken = false;
     try {
-      const simple = (input.positions ?? []).length === 0 && (input.deadLetters ?? []).length === 0;
-      if (simple && unique.length > 0) {
-        const versions = await this.#writeAllNew(client, unique, cutoff, numbers);
-        if (versions !== undefined) {
-          this.#deps.onVersions?.(versions);
-          return {
-            fresh: first,
-            inserted: unique.length,
-            duplicates: input.events.length - unique.length,
-            insertedEvents: unique,
-          };
-        }
+      if (transaction) {
+        await client.query('BEGIN');
+        for (const p of positions) await advancePosition(client, p);
+        if (deadLetters.length > 0) await insertDeadLetters(client, deadLetters);
       }
-      await client.query('BEGIN');
-      for (const p of input.positions ?? []) await advancePosition(client, p);
-      if (input.deadLetters && input.deadLetters.length > 0)
-        await insertDeadLetters(client, input.deadLetters);
-      const freshKeys = await insertEventIds(client, unique, this.#deps.storeRaw ? cutoff : undefined);
-      const inserted = unique.filter((e) => freshKeys.has(e));
-      // Last before COMMIT (see rollup-writes.ts), with the data versions.
-      const { sentUserRows, versions } = await upsertRollups(client, inserted, numbers, this.#knownUserRows);
-      await client.query('COMMIT');
-      this.#knownUserRows.remember(sentUserRows);
-      this.#deps.onVersions?.(versions);
-      const fresh = input.events.map((e, i) => first[i] && freshKeys.has(e));
+      const stored: StoredEvents =
+        unique.length === 0
+          ? { fresh: [], versions: new Map(), sentUserRows: [] }
+          : await writeEvents(
+              client,
+              unique,
+              this.#deps.storeRaw ? cutoff : undefined,
+              numbers,
+              this.#knownUserRows,
+            );
+      if (transaction) await client.query('COMMIT');
+      this.#knownUserRows.remember(stored.sentUserRows);
+      this.#deps.onVersions?.(stored.versions);
+      const inserted = unique.filter((_e, i) => stored.fresh[i]);
+      const freshKeys = new EventKeys();
+      for (const e of inserted) freshKeys.add(e.project, e.eventId);
       return {
-        fresh,
+        fresh: input.events.map((e, i) => first[i] && freshKeys.has(e)),
         inserted: inserted.length,
         duplicates: input.events.length - inserted.length,
         insertedEvents: inserted,
       };
     } catch (err) {
-      await client.query('ROLLBACK').catch(() => {
-        broken = true;
-      });
+      // Alone, the failed statement has rolled its implicit transaction back already.
+      if (transaction) {
+        await client.query('ROLLBACK').catch(() => {
+          broken = true;
+        });
+      }
       throw classifyPgError(err);
     } finally {
       client.release(broken);
     }
   }
-
-  /**
-   * The common case in ONE statement, so in its own implicit transaction: a batch whose events
-   * are all new (no duplicates in PostgreSQL) stores its keys, raw rows and rollups in one round
-   * trip instead of five (BEGIN, keys and raw rows, rollup_users, shared rollups, COMMIT). Each
-   * round trip also waits its turn on an event loop busy with HTTP: for single-event POSTs
-   * (25-event batches) +29 to +60 % requests/s in an interleaved A/B (scratch measurement). When
-   * some keys already exist, tally.require_all_new (migration 008) aborts the statement, and
-   * nothing of it stays: resolves undefined, and the caller takes the long way, which stores
-   * exactly the new events, on the same connection (its implicit transaction has ended; a
-   * connection released with an error would be destroyed). Returns the new data versions
-   * otherwise. The processor's batches take the long way (they advance positions under the
-   * fence); only its bisection of a refused batch (write-batch.ts) sends batches without them.
-   */
-  async #writeAllNew(
-    client: pg.PoolClient,
-    events: readonly TallyEvent[],
-    cutoff: number,
-    numbers: ReadonlyMap<string, number>,
-  ): Promise<Map<string, number> | undefined> {
-    const storeRaw = this.#deps.storeRaw;
-    const keys = storeRaw
-      ? rawColumns(events, cutoff)
-      : [events.map((e) => e.project), events.map((e) => e.eventId)];
-    const guard = keys.length + 1;
-    const allNew = `tally.require_all_new($${guard}, (SELECT count(*) FROM fresh))`;
-    const rollups = newBatchRollups(
-      events,
-      numbers,
-      this.#knownUserRows,
-      guard + 1,
-      // The raw rows right after the keys, as on the long way: otherwise this batch would insert
-      // them while holding the shared rows every concurrent batch waits for (see newBatchRollups).
-      storeRaw ? `CASE WHEN ${allNew} THEN (SELECT count(*) FROM raw) >= 0 END` : allNew,
-    );
-    try {
-      const { rows } = await client.query<{ project: string; version: string | number }>({
-        name: storeRaw ? 'tally-write-new-batch-raw' : 'tally-write-new-batch',
-        text: `WITH ${storeRaw ? EVENT_IDS_AND_RAW : EVENT_IDS}, ${rollups.ctes}
-         SELECT project, version, ${NOTIFY_VERSION} FROM versions`,
-        values: [...keys, events.length, ...rollups.values],
-      });
-      this.#knownUserRows.remember(rollups.sentUserRows);
-      return new Map(rows.map((v) => [v.project, Number(v.version)]));
-    } catch (err) {
-      if ((err as { code?: string }).code === SOME_ALREADY_STORED) return undefined;
-      throw err;
-    }
-  }
 }
-
-/** SQLSTATE of tally.require_all_new. */
-const SOME_ALREADY_STORED = 'TL001';
 
 /** A set of (project, event_id) keys, without building a key string per event. */
 class EventKeys {
@@ -251,98 +206,6 @@ async function insertDeadLetters(client: pg.PoolClient, rows: readonly DeadLette
       rows.map((r) => r.offset),
     ],
   );
-}
-
-/** CTE `fresh`: inserts the dedup keys ($1 projects, $2 event ids), returns those new now. */
-const EVENT_IDS = `fresh AS (
-       INSERT INTO tally.event_ids (project, event_id)
-       SELECT * FROM unnest($1::text[], $2::text[])
-       ON CONFLICT DO NOTHING
-       RETURNING project, event_id
-     )`;
-
-/**
- * EVENT_IDS, then CTE `raw`: the raw rows ($1 … $12, rawColumns) of the events whose key was new
- * and whose day is inside the retention window (returns a row each, for the one-statement write
- * to read it before the rollups). The keys go in in `events` order (sorted, see
- * dedupeWithinBatch); the raw rows join the keys actually inserted, so a key another batch holds
- * is neither returned nor stored twice.
- */
-const EVENT_IDS_AND_RAW = `${EVENT_IDS}, raw AS (
-       INSERT INTO tally.events
-         (project, event_id, type, user_id, ts, received_at, page_url, referrer, session_id, service, properties)
-       SELECT x.p, x.id, x.t, x.u, to_timestamp(x.ts / 1000.0), to_timestamp(x.r / 1000.0), x.pu, x.rf, x.s, x.sv, x.pr::jsonb
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[], $6::float8[],
-                     $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::bool[])
-           AS x(p, id, t, u, ts, r, pu, rf, s, sv, pr, keep)
-         JOIN fresh f ON f.project = x.p AND f.event_id = x.id
-        WHERE x.keep
-       RETURNING 1
-     )`;
-
-/**
- * Inserts the dedup keys and, when `cutoff` is given, in the same statement (one round trip) the
- * raw rows of the new events inside the retention window. Returns the new keys.
- *
- * Named: parsed and planned once per connection instead of once per batch (about 13 % less CPU
- * per event at 50-event batches, scratch measurement). TRICKY: behind PgBouncer in transaction
- * mode this needs PgBouncer ≥ 1.21 with max_prepared_statements set.
- */
-async function insertEventIds(
-  client: pg.PoolClient,
-  events: readonly TallyEvent[],
-  cutoff: number | undefined,
-): Promise<EventKeys> {
-  const fresh = new EventKeys();
-  if (events.length === 0) return fresh;
-  const { rows } = await client.query<{ project: string; event_id: string }>(
-    cutoff === undefined
-      ? {
-          name: 'tally-insert-event-ids',
-          text: `WITH ${EVENT_IDS} SELECT project, event_id FROM fresh`,
-          values: [events.map((e) => e.project), events.map((e) => e.eventId)],
-        }
-      : {
-          name: 'tally-insert-event-ids-and-raw',
-          text: `WITH ${EVENT_IDS_AND_RAW} SELECT project, event_id FROM fresh`,
-          values: rawColumns(events, cutoff),
-        },
-  );
-  for (const r of rows) fresh.add(r.project, r.event_id);
-  return fresh;
-}
-
-/** The parameters of EVENT_IDS_AND_RAW, one array per column. */
-function rawColumns(events: readonly TallyEvent[], cutoff: number): unknown[] {
-  const n = events.length;
-  const project = new Array<string>(n);
-  const id = new Array<string>(n);
-  const type = new Array<string>(n);
-  const user = new Array<string>(n);
-  const ts = new Array<number>(n);
-  const received = new Array<number>(n);
-  const pageUrl = new Array<string | null>(n);
-  const referrer = new Array<string | null>(n);
-  const session = new Array<string | null>(n);
-  const service = new Array<string | null>(n);
-  const properties = new Array<string | null>(n);
-  const keep = new Array<boolean>(n);
-  for (let i = 0; i < n; i++) {
-    const e = events[i];
-    project[i] = e.project;
-    id[i] = e.eventId;
-    type[i] = e.type;
-    user[i] = e.userId;
-    ts[i] = e.ts;
-    received[i] = e.receivedAt;
-    pageUrl[i] = e.pageUrl;
-    referrer[i] = e.referrer;
-    session[i] = e.sessionId;
-    service[i] = e.service;
-    properties[i] = e.properties;
-    keep[i] = e.ts >= cutoff;
-  }
-  return [project, id, type, user, ts, received, pageUrl, referrer, session, service, properties, keep];
 }
 
 function usersByProject(events: readonly TallyEvent[]): Map<string, Set<string>> {

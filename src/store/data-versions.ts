@@ -4,8 +4,8 @@ import { withTimeout } from '../util/with-timeout.ts';
 
 /**
  * The per-project data version behind the query cache: a counter in `tally.data_versions` that
- * every committing batch bumps inside its own transaction (the last statement of the batch,
- * src/store/rollup-writes.ts).
+ * every committing batch bumps inside its own transaction (tally.write_events, migration 009,
+ * called by src/store/write-events.ts).
  *
  * TRICKY: the bump must be transactional with the data. A counter bumped outside the transaction
  * (a sequence's nextval, a Redis INCR before COMMIT) can be seen before the data, and an answer

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import pg from 'pg';
 import { startEmbeddedPostgres } from '../../src/store/embedded-postgres.ts';
+import { MINUTE } from '../../src/store/levels.ts';
 import { findFreePort } from '../../src/util/free-port.ts';
 import { spawnTally } from '../helpers/child-tally.ts';
 
@@ -81,7 +82,7 @@ test(
       const stored = new Map(rows.map((r) => [r.event_id, Number(r.n)]));
       for (const id of acked) assert.equal(stored.get(id), 1, `acknowledged ${id} stored exactly once`);
       const rollup = await client.query<{ n: string }>(
-        'SELECT sum(count) AS n FROM tally.rollup_events WHERE level = 0',
+        `SELECT sum(count) AS n FROM tally.rollup_events WHERE level = ${MINUTE.level}`,
       );
       assert.equal(Number(rollup.rows[0].n), stored.size, 'rollups count every stored event once');
       assert.equal(summary.events, stored.size);

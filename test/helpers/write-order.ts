@@ -1,6 +1,6 @@
 import type pg from 'pg';
 
-/** The order in which both ways of BatchWriter insert, shared rows last (see rollup-writes.ts). */
+/** The order in which BatchWriter inserts, shared rows last (see rollup-writes.ts, migration 009). */
 export const WRITE_ORDER = ['keys', 'raw', 'users', 'version', 'shared'];
 
 /**

@@ -7,6 +7,7 @@ import { promisify } from 'node:util';
 import { Producer } from '@platformatic/kafka';
 import { DLQ_HEADERS, dlqTopic } from '../../src/kafka/dead-letters.ts';
 import { ensureTopics } from '../../src/kafka/topics.ts';
+import { MINUTE } from '../../src/store/levels.ts';
 import { readTopic, startTestKafka } from '../helpers/kafka.ts';
 import { spawnProcessor, startTestPostgres, waitFor } from '../helpers/kafka-process.ts';
 
@@ -163,7 +164,7 @@ test('tally replay moves the dead letters that now pass back to their source top
     ['acme/a', 'default/b', 'default/new', 'default/t-new', 'default/t-old'],
   );
   const counts = await db.pool.query<{ events: string }>(
-    'SELECT sum(count) AS events FROM tally.rollup_events WHERE level = 0',
+    `SELECT sum(count) AS events FROM tally.rollup_events WHERE level = ${MINUTE.level}`,
   );
   assert.equal(Number(counts.rows[0].events), inTopic);
 });

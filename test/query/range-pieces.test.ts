@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { piecesFor } from '../../src/query/range-pieces.ts';
+import { DAY, HOUR, MINUTE } from '../../src/store/levels.ts';
 
 const H = 3_600_000;
 const M = 60_000;
@@ -13,11 +14,11 @@ test('uses days, then hours, then minutes, and covers the range exactly once', (
   assert.deepEqual(
     pieces.map((p) => [p.level, p.from, p.to]),
     [
-      [0, from, 3 * D - H],
-      [1, 3 * D - H, 3 * D],
-      [2, 3 * D, 5 * D],
-      [1, 5 * D, 5 * D + 2 * H],
-      [0, 5 * D + 2 * H, to],
+      [MINUTE.level, from, 3 * D - H],
+      [HOUR.level, 3 * D - H, 3 * D],
+      [DAY.level, 3 * D, 5 * D],
+      [HOUR.level, 5 * D, 5 * D + 2 * H],
+      [MINUTE.level, 5 * D + 2 * H, to],
     ],
   );
   assert.ok(pieces.every((p) => p.index === 7));
@@ -28,12 +29,14 @@ test('a Kolkata day (18:30 to 18:30 UTC) needs minutes at both ends', () => {
   const pieces = piecesFor(from, from + D, 0);
   assert.deepEqual(
     pieces.map((p) => p.level),
-    [0, 1, 0],
+    [MINUTE.level, HOUR.level, MINUTE.level],
   );
   const covered = pieces.reduce((sum, p) => sum + (p.to - p.from), 0);
   assert.equal(covered, D);
 });
 
 test('a short range inside one hour is minutes only', () => {
-  assert.deepEqual(piecesFor(10 * M, 20 * M, 0), [{ level: 0, from: 10 * M, to: 20 * M, index: 0 }]);
+  assert.deepEqual(piecesFor(10 * M, 20 * M, 0), [
+    { level: MINUTE.level, from: 10 * M, to: 20 * M, index: 0 },
+  ]);
 });

@@ -110,8 +110,8 @@ test('a batch that fails at COMMIT leaves no rollup_users rows remembered: the r
   const events = oracle.map((e) => toTallyEvent(e));
   await writer.write({ events: events.slice(0, 20) });
 
-  // Fault injection: the next transaction runs every statement, then fails at COMMIT (a deferred
-  // trigger, so it hits the one-statement write and the long way alike).
+  // Fault injection: the next batch runs every insert, then fails at COMMIT (a deferred trigger,
+  // which PostgreSQL runs at the end of the batch's statement, its implicit transaction).
   await pool.query(`
     CREATE TABLE public.fail_commit (armed boolean NOT NULL);
     INSERT INTO public.fail_commit VALUES (true);
@@ -122,7 +122,7 @@ test('a batch that fails at COMMIT leaves no rollup_users rows remembered: the r
     END $$;
     CREATE CONSTRAINT TRIGGER fail_commit AFTER INSERT ON tally.rollup_users
       DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION public.fail_commit();`);
-  // All new: the one statement. Ten stored already: the long way.
+  // All new, then ten stored already.
   await assert.rejects(writer.write({ events: events.slice(20) }), /injected: failure at COMMIT/);
   await assert.rejects(writer.write({ events: events.slice(10) }), /injected: failure at COMMIT/);
   await pool.query('UPDATE public.fail_commit SET armed = false');
@@ -154,7 +154,7 @@ function recordStatementNames(pool: pg.Pool): string[] {
   return names;
 }
 
-test('a batch of new events is stored in one statement; one with stored events the long way, exactly once', async (t) => {
+test('every batch is one statement, with events new, repeated in the batch or stored already: exactly once', async (t) => {
   const { pool, writer } = await writerOnOwnPool(t, 4);
   const names = recordStatementNames(pool);
   let connections = 0;
@@ -164,21 +164,17 @@ test('a batch of new events is stored in one statement; one with stored events t
 
   // New events, one of them twice in the batch: no transaction of its own.
   const first = await writer.write({ events: [...events.slice(0, 40), events[3]] });
-  assert.deepEqual(names, ['tally-write-new-batch-raw'], 'one statement');
+  assert.deepEqual(names, ['tally-write-events'], 'one statement');
   assert.equal(first.inserted, 40);
   assert.equal(first.duplicates, 1);
   assert.deepEqual(first.fresh, [...events.slice(0, 40).map(() => true), false]);
 
-  // Half of this batch is stored already: the statement aborts and the long way stores the rest.
+  // Half of this batch is stored already: the same statement stores and counts the rest.
   const second = await writer.write({ events: events.slice(20, 90) });
-  assert.deepEqual(
-    names.slice(1).filter((n) => n !== 'tally-insert-rollup-users'),
-    ['tally-write-new-batch-raw', 'tally-insert-event-ids-and-raw', 'tally-upsert-shared-rollups'],
-    'the statement, then the long way',
-  );
-  // A statement sent with pool.query while the batch holds its client would open a second one.
-  assert.equal(connections, 1, 'both ways ran on the one connection, never destroyed');
+  assert.deepEqual(names, ['tally-write-events', 'tally-write-events'], 'one statement again');
+  assert.equal(connections, 1, 'both ran on the one connection, never destroyed');
   assert.equal(second.inserted, 50);
+  assert.equal(second.duplicates, 20);
   assert.deepEqual(
     second.fresh,
     events.slice(20, 90).map((_e, i) => i >= 20),
@@ -191,36 +187,116 @@ test('a batch of new events is stored in one statement; one with stored events t
       .sort(),
   );
 
+  // All stored already: nothing is counted, and no data version moves.
+  const moved: string[] = [];
+  const replayWriter = new BatchWriter({
+    pool,
+    partitions: new RawPartitions(pool, undefined),
+    storeRaw: true,
+    onVersions: (v) => moved.push(...v.keys()),
+  });
+  const replay = await replayWriter.write({ events: events.slice(0, 30) });
+  assert.equal(replay.inserted, 0);
+  assert.deepEqual(
+    replay.fresh,
+    events.slice(0, 30).map(() => false),
+  );
+  assert.deepEqual(moved, []);
+  // Stored events of one project next to a new one of another: only the other's version moves.
+  const other = { ...events[0], project: 'other', eventId: 'o-1' };
+  const mixed = await replayWriter.write({ events: [...events.slice(0, 5), other] });
+  assert.equal(mixed.inserted, 1);
+  assert.deepEqual(moved, ['other']);
+
   const state = await storedState(pool);
   const expected = expectedRollups(oracle);
   assert.deepEqual(state.eventIds, events.map((e) => e.eventId).sort());
-  assert.equal(state.raw.length, events.length, 'the aborted statement left no raw row behind');
+  assert.equal(state.raw.length, events.length, 'no raw row stored twice');
   assert.deepEqual(state.events, expected.events);
   assert.deepEqual(state.pages, expected.pages);
   assert.deepEqual(state.users, expected.users);
   assert.deepEqual(state.userBits, expected.users, 'the user bit strings hold the same users');
 });
 
-// The shared rows (data version, counters, bits) are wanted by every concurrent batch: both ways
-// lock them last, after the dedup keys, the raw rows and rollup_users.
-test('both ways insert keys, raw rows and rollup_users before they lock the data version', async (t) => {
+// The processor's batches: the positions are the fence (DESIGN.md guarantee 2), so the events,
+// the dead letters and the positions commit together or not at all.
+test('a batch with positions and dead letters commits them with its events; a fenced one stores nothing', async (t) => {
   const { pool, writer } = await writerOnOwnPool(t, 2);
-  const names = recordStatementNames(pool);
+  const oracle = cyclingEvents(20, { users: 3, minutes: 2, pages: 2 });
+  const events = oracle.map((e) => toTallyEvent(e));
+  const deadLetter = {
+    project: 'default',
+    reason: 'invalid_json',
+    detail: 'not JSON',
+    payload: Buffer.from('{'),
+    source: 'kafka' as const,
+    topic: 'events',
+    partition: 0,
+    offset: 9,
+  };
+  const position = { groupId: 'g', topic: 'events', partition: 0, expected: null, next: 10 };
+  const ok = await writer.write({
+    events: events.slice(0, 10),
+    deadLetters: [deadLetter],
+    positions: [position],
+  });
+  assert.equal(ok.inserted, 10);
+
+  // Another consumer moved the partition on: this one's batch must leave no trace.
+  await pool.query(`UPDATE tally.positions SET next_offset = 15`);
+  await assert.rejects(
+    writer.write({
+      events: events.slice(10),
+      deadLetters: [{ ...deadLetter, offset: 19 }],
+      positions: [{ ...position, expected: 10, next: 20 }],
+    }),
+    { code: 'TALLY_FENCED' },
+  );
+  const state = await storedState(pool);
+  const expected = expectedRollups(oracle.slice(0, 10));
+  assert.deepEqual(
+    state.eventIds,
+    events
+      .slice(0, 10)
+      .map((e) => e.eventId)
+      .sort(),
+  );
+  assert.equal(state.raw.length, 10);
+  assert.deepEqual(state.events, expected.events);
+  assert.deepEqual(state.users, expected.users);
+  assert.deepEqual(state.userBits, expected.users);
+  const { rows } = await pool.query<{ offset: string }>('SELECT "offset" FROM tally.dead_letters');
+  assert.deepEqual(
+    rows.map((r) => Number(r.offset)),
+    [9],
+  );
+  const { rows: positions } = await pool.query<{ next_offset: string }>(
+    'SELECT next_offset FROM tally.positions',
+  );
+  assert.deepEqual(
+    positions.map((r) => Number(r.next_offset)),
+    [15],
+  );
+});
+
+// The shared rows (data version, counters, bits) are wanted by every concurrent batch: a batch
+// locks them last, after the dedup keys, the raw rows and rollup_users, whether its events are
+// all new or not, with or without positions.
+test('a batch inserts keys, raw rows and rollup_users before it locks the data version', async (t) => {
+  const { pool, writer } = await writerOnOwnPool(t, 2);
   const order = await recordWriteOrder(pool);
   const base = Date.UTC(2024, 0, 1);
-  const events = Array.from({ length: 30 }, (_, i) =>
+  const events = Array.from({ length: 40 }, (_, i) =>
     toTallyEvent({ event_id: `e-${i}`, type: 'click', user_id: `u-${i}`, ts: base + i, page_url: '/' }),
   );
 
   await writer.write({ events: events.slice(0, 20) });
-  assert.deepEqual(names.splice(0), ['tally-write-new-batch-raw']);
-  assert.deepEqual(await order(), WRITE_ORDER, 'the one statement');
-  await writer.write({ events: events.slice(10) });
-  assert.deepEqual(names.splice(0), [
-    'tally-write-new-batch-raw',
-    'tally-insert-event-ids-and-raw',
-    'tally-insert-rollup-users',
-    'tally-upsert-shared-rollups',
-  ]);
-  assert.deepEqual(await order(), WRITE_ORDER, 'the long way');
+  assert.deepEqual(await order(), WRITE_ORDER, 'all new');
+  await writer.write({ events: events.slice(10, 30) });
+  assert.deepEqual(await order(), WRITE_ORDER, 'some stored already');
+  await writer.write({
+    events: events.slice(25),
+    positions: [{ groupId: 'g', topic: 'events', partition: 0, expected: null, next: 40 }],
+  });
+  assert.deepEqual(await order(), WRITE_ORDER, 'with positions');
 });

@@ -2,7 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import type { TallyEvent } from '../../src/event/types.ts';
-import { LEVELS, rollupDeltas } from '../../src/store/rollup-deltas.ts';
+import { DAY, HOUR, LEVELS, MINUTE } from '../../src/store/levels.ts';
+import { rollupUserRows } from '../../src/store/rollup-deltas.ts';
 
 const MIDNIGHT = Date.parse('2026-03-01T00:00:00Z');
 
@@ -22,7 +23,7 @@ function event(fields: Partial<TallyEvent> & Pick<TallyEvent, 'ts'>): TallyEvent
   };
 }
 
-type Tuple = [project: string, level: number, bucket: number, name: string, page: string];
+type Tuple = [project: string, level: number, bucket: number, user: string];
 
 function compareTuples(a: Tuple, b: Tuple): number {
   for (let i = 0; i < a.length; i++) {
@@ -32,53 +33,25 @@ function compareTuples(a: Tuple, b: Tuple): number {
   return 0;
 }
 
-/** The deltas by the definition: one row per distinct tuple, counted, in tuple order. */
+/** The user rows by the definition: one row per distinct tuple, in tuple order. */
 function expected(events: readonly TallyEvent[]) {
-  const count = (tuples: Tuple[]) => {
-    const rows = new Map<string, { t: Tuple; n: number }>();
-    for (const t of tuples) {
-      const k = JSON.stringify(t);
-      const row = rows.get(k);
-      if (row) row.n += 1;
-      else rows.set(k, { t, n: 1 });
+  const rows = new Map<string, Tuple>();
+  for (const e of events) {
+    for (const { level, ms } of LEVELS) {
+      const t: Tuple = [e.project, level, Math.floor(e.ts / ms) * ms, e.userId];
+      rows.set(JSON.stringify(t), t);
     }
-    return [...rows.values()].sort((a, b) => compareTuples(a.t, b.t));
-  };
-  const per = (f: (e: TallyEvent, level: number, bucket: number) => Tuple | undefined) =>
-    count(
-      events.flatMap((e) =>
-        LEVELS.map(({ level, ms }) => f(e, level, Math.floor(e.ts / ms) * ms)).filter((t) => t !== undefined),
-      ),
-    );
-  const types = per((e, l, b) => [e.project, l, b, e.type, '']);
-  const pages = per((e, l, b) => (e.pageUrl === null ? undefined : [e.project, l, b, e.type, e.pageUrl]));
-  const users = per((e, l, b) => [e.project, l, b, e.userId, '']);
+  }
+  const users = [...rows.values()].sort(compareTuples);
   return {
-    events: {
-      project: types.map((r) => r.t[0]),
-      level: types.map((r) => r.t[1]),
-      bucket: types.map((r) => r.t[2]),
-      type: types.map((r) => r.t[3]),
-      count: types.map((r) => r.n),
-    },
-    pages: {
-      project: pages.map((r) => r.t[0]),
-      level: pages.map((r) => r.t[1]),
-      bucket: pages.map((r) => r.t[2]),
-      type: pages.map((r) => r.t[3]),
-      pageUrl: pages.map((r) => r.t[4]),
-      count: pages.map((r) => r.n),
-    },
-    users: {
-      project: users.map((r) => r.t[0]),
-      level: users.map((r) => r.t[1]),
-      bucket: users.map((r) => r.t[2]),
-      userId: users.map((r) => r.t[3]),
-    },
+    project: users.map((t) => t[0]),
+    level: users.map((t) => t[1]),
+    bucket: users.map((t) => t[2]),
+    userId: users.map((t) => t[3]),
   };
 }
 
-test('one row per project, level, bucket and type, page or user, counted, in key order', () => {
+test('one row per project, level, bucket and user, in key order', () => {
   // Few distinct values, so that rows collect several events; strings with quotes, NULs and
   // prefixes of each other, where an order of escaped key strings would differ from this one.
   const text = fc.constantFrom('a', 'a!', 'a"', 'a\u0000b', 'ab', 'é', '\u{1F600}', '');
@@ -104,7 +77,7 @@ test('one row per project, level, bucket and type, page or user, counted, in key
       ),
       (fields) => {
         const events = fields.map((f) => event(f));
-        assert.deepEqual(rollupDeltas(events), expected(events));
+        assert.deepEqual(rollupUserRows(events), expected(events));
       },
     ),
     { numRuns: 300 },
@@ -112,12 +85,7 @@ test('one row per project, level, bucket and type, page or user, counted, in key
 });
 
 test('the minute, hour and day that start at the same instant are three rows', () => {
-  const d = rollupDeltas([event({ ts: MIDNIGHT }), event({ ts: MIDNIGHT + 30_000, pageUrl: '/x' })]);
-  assert.deepEqual(d.events.level, [0, 1, 2]);
-  assert.deepEqual(d.events.bucket, [MIDNIGHT, MIDNIGHT, MIDNIGHT]);
-  assert.deepEqual(d.events.count, [2, 2, 2]);
-  assert.deepEqual(d.pages.level, [0, 1, 2]);
-  assert.deepEqual(d.pages.count, [1, 1, 1]);
-  assert.deepEqual(d.users.level, [0, 1, 2]);
-  assert.deepEqual(d.users.bucket, [MIDNIGHT, MIDNIGHT, MIDNIGHT]);
+  const d = rollupUserRows([event({ ts: MIDNIGHT }), event({ ts: MIDNIGHT + 30_000, pageUrl: '/x' })]);
+  assert.deepEqual(d.level, [MINUTE.level, HOUR.level, DAY.level]);
+  assert.deepEqual(d.bucket, [MIDNIGHT, MIDNIGHT, MIDNIGHT]);
 });
