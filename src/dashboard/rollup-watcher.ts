@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { DAY } from '../store/levels.ts';
+import { StatsStore } from '../store/stats-store.ts';
 import type { LiveFeed } from './live-feed.ts';
 
 export interface RollupWatcherDeps {
@@ -21,6 +22,7 @@ export interface RollupWatcherDeps {
  */
 export class RollupWatcher {
   readonly #deps: RollupWatcherDeps;
+  readonly #stats: StatsStore;
   readonly #watchers = new Map<string, number>();
   readonly #seen = new Map<string, number>();
   #timer: NodeJS.Timeout | undefined;
@@ -28,6 +30,7 @@ export class RollupWatcher {
 
   constructor(deps: RollupWatcherDeps) {
     this.#deps = deps;
+    this.#stats = new StatsStore(deps.pool);
   }
 
   /** Starts polling `project` (shared between callers); the returned function stops this caller's interest. */
@@ -57,16 +60,11 @@ export class RollupWatcher {
   async poll(): Promise<void> {
     if (this.#polling || this.#watchers.size === 0) return;
     this.#polling = true;
-    const { pool, live, logger } = this.#deps;
+    const { live, logger } = this.#deps;
     const now = (this.#deps.now ?? Date.now)();
     try {
       const since = new Date(Math.floor(now / DAY.ms) * DAY.ms - DAY.ms);
-      const { rows } = await pool.query<{ project: string; total: string }>(
-        `SELECT project, sum(count) AS total FROM tally.rollup_events
-          WHERE project = ANY($1) AND level = $3 AND bucket >= $2 GROUP BY project`,
-        [[...this.#watchers.keys()], since, DAY.level],
-      );
-      const totals = new Map(rows.map((r) => [r.project, Number(r.total)]));
+      const totals = await this.#stats.dayTotalsSince([...this.#watchers.keys()], since);
       for (const project of this.#watchers.keys()) {
         const total = totals.get(project) ?? 0;
         const before = this.#seen.get(project);

@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import type { Piece } from '../query/range-pieces.ts';
+import { DAY } from './levels.ts';
 
 export const PAGE_VIEW = 'page_view';
 
@@ -114,6 +115,16 @@ export class StatsStore {
       [...pieceParams(project, pieces), limit],
     );
     return rows;
+  }
+
+  /** Per project, the events counted in the day-level rollups of days starting at or after `since`. */
+  async dayTotalsSince(projects: readonly string[], since: Date): Promise<Map<string, number>> {
+    const { rows } = await this.#pool.query<{ project: string; total: string }>(
+      `SELECT project, sum(count) AS total FROM tally.rollup_events
+        WHERE project = ANY($1) AND level = $3 AND bucket >= $2 GROUP BY project`,
+      [projects, since, DAY.level],
+    );
+    return new Map(rows.map((r) => [r.project, Number(r.total)]));
   }
 
   async #byIndex(sql: string, params: unknown[]): Promise<Map<number, number>> {
