@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { TallyError } from '../errors/tally-error.ts';
 import { VERSIONS_CHANNEL } from './data-versions.ts';
+import { DAY } from './levels.ts';
 
 /**
  * The tables whose rows belong to one project (migrations 001, 004, 005), in the order a batch
@@ -29,8 +30,8 @@ export interface ProjectMove {
 /** Events counted in `project`'s rollups (day level: every event counts once there). */
 export async function countProjectEvents(db: pg.Pool | pg.PoolClient, project: string): Promise<number> {
   const { rows } = await db.query<{ n: string }>(
-    'SELECT coalesce(sum(count), 0) AS n FROM tally.rollup_events WHERE project = $1 AND level = 2',
-    [project],
+    'SELECT coalesce(sum(count), 0) AS n FROM tally.rollup_events WHERE project = $1 AND level = $2',
+    [project, DAY.level],
   );
   return Number(rows[0].n);
 }
