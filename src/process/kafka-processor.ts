@@ -19,6 +19,7 @@ import { BatchBuilder, type PendingBatch } from './batch-builder.ts';
 import type { BatchProcessor, RetryPolicy } from './batch-processor.ts';
 import { writeBatch } from './write-batch.ts';
 import { LagMonitor } from './lag-monitor.ts';
+import { StallDetector } from './stall-detector.ts';
 
 export interface KafkaProcessorOptions {
   brokers: string[];
@@ -37,6 +38,8 @@ export interface KafkaProcessorOptions {
   retry: RetryPolicy;
   /** How long stop() waits for the in-flight batch when PostgreSQL is down. */
   stopTimeoutMs?: number;
+  /** With lag and no progress for this long the processor reports itself stalled (default 60 s). */
+  stallTimeoutMs?: number;
 }
 
 export interface KafkaProcessorDeps {
@@ -50,6 +53,7 @@ const STREAM_HIGH_WATER_MARK = 1024;
 const FETCH_MAX_WAIT_MS = 500;
 const REBUILD_MIN_DELAY_MS = 100;
 const REBUILD_MAX_DELAY_MS = 5000;
+const DEFAULT_STALL_TIMEOUT_MS = 60_000;
 
 /**
  * `tally process`: one member of the consumer group. Each assignment (and each refused commit)
@@ -66,6 +70,7 @@ export class KafkaProcessor {
   readonly #producer: Producer<Buffer, Buffer, Buffer, Buffer>;
   readonly #builder: BatchBuilder;
   readonly #lag: LagMonitor;
+  readonly #stalls: StallDetector;
   /** Bumped by every rebuild: messages of older streams are ignored. */
   #generation = 0;
   #stream: MessagesStream<Buffer, Buffer, Buffer, Buffer> | undefined;
@@ -112,11 +117,19 @@ export class KafkaProcessor {
       maxFutureSkewMs: options.maxFutureSkewMs,
       maxMessageBytes: options.maxMessageBytes,
     });
+    this.#stalls = new StallDetector(
+      { metrics: deps.metrics, logger: deps.logger },
+      options.stallTimeoutMs ?? DEFAULT_STALL_TIMEOUT_MS,
+    );
     this.#lag = new LagMonitor({
       consumer: this.#consumer,
       metrics: deps.metrics,
       logger: deps.logger,
       positions: () => this.#expected,
+      stalls: this.#stalls,
+      pool: deps.pool,
+      groupId: options.groupId,
+      topics: options.topics,
     });
   }
 
@@ -151,10 +164,17 @@ export class KafkaProcessor {
     this.#lag.start();
   }
 
+  /** Down while not a live group member, and while stalled (lag and no progress, see StallDetector). */
   readonly health: HealthCheck = {
     name: 'kafka',
-    check: () => Promise.resolve(this.#consumer.isActive() ? 'ok' : 'down'),
+    check: () =>
+      Promise.resolve(this.#consumer.isActive() && this.#stalls.stalledReason === undefined ? 'ok' : 'down'),
   };
+
+  /** Why the processor cannot make progress, or undefined while it does. */
+  get stalledReason(): string | undefined {
+    return this.#stalls.stalledReason;
+  }
 
   /** Commits the batch in flight and what is buffered, leaves the group, closes the clients. */
   stop(): Promise<void> {
@@ -259,6 +279,7 @@ export class KafkaProcessor {
       for (const p of batch.poison) metrics.deadLetters.inc({ reason: p.reason });
       for (const p of batch.positions) this.#expected.set(partitionKey(p.topic, p.partition), p.next);
       this.#rebuildFailures = 0;
+      this.#stalls.progressed();
       this.#consumer
         .commit({
           offsets: batch.positions.map((p) => ({
