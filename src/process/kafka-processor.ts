@@ -53,6 +53,7 @@ type KafkaStream = MessagesStream<Buffer, Buffer, Buffer, Buffer>;
 const STREAM_HIGH_WATER_MARK = 1024;
 const FETCH_MAX_WAIT_MS = 500;
 const DEFAULT_STALL_TIMEOUT_MS = 60_000;
+const JOIN_MARGIN_MS = 10_000;
 
 /** How long the group waits for members to rejoin during a rebalance. */
 function rebalanceTimeoutMs(sessionTimeoutMs: number): number {
@@ -116,6 +117,7 @@ export class KafkaProcessor {
         groupId: options.groupId,
         topics: options.topics,
         retry: options.retry,
+        joinTimeoutMs: rebalanceTimeoutMs(session) + session + JOIN_MARGIN_MS,
       },
       {
         consumer: this.#consumer,
@@ -181,6 +183,14 @@ export class KafkaProcessor {
     this.#consumer.on('consumer:heartbeat:error', ({ error }) =>
       this.#deps.logger.debug({ err: error }, 'heartbeat failed'),
     );
+    // The client's heartbeats stopped without an error (a rejoin that never completed): nothing
+    // else would say so, and the member would sit out of the group unread. Rejoin from a rebuild.
+    this.#consumer.on('consumer:heartbeat:stalled', ({ stalledFor, lastError }) => {
+      if (this.#stopping) return;
+      this.#deps.logger.warn({ stalledFor, err: lastError }, 'consumer heartbeats stalled; rejoining');
+      this.#rebalancer.failed();
+      this.#rebalancer.schedule('heartbeats stalled');
+    });
     // TRICKY: a rejoin that fails (Kafka unreachable) is reported as the consumer's 'error' event
     // and ends the heartbeats; unhandled, it would crash the process. Rejoin from a rebuild.
     this.#consumer.on('error', (err: Error) => {

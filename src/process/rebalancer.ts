@@ -8,6 +8,7 @@ import {
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import type { Metrics } from '../observability/metrics.ts';
+import { withTimeout } from '../util/with-timeout.ts';
 import { partitionKey, readPositions, type TopicPartition } from '../store/positions.ts';
 import type { AssignedPositions } from './assigned-positions.ts';
 import type { RetryPolicy } from './batch-processor.ts';
@@ -19,6 +20,8 @@ export interface RebalancerOptions {
   topics: readonly string[];
   /** Backoff while PostgreSQL cannot be read. */
   retry: RetryPolicy;
+  /** Longer than a legitimate join can take (the rebalance timeout). */
+  joinTimeoutMs: number;
 }
 
 export interface RebalancerDeps {
@@ -38,6 +41,7 @@ export interface RebalancerDeps {
 
 const REBUILD_MIN_DELAY_MS = 100;
 const REBUILD_MAX_DELAY_MS = 5000;
+const CLOSE_TIMEOUT_MS = 5000;
 
 /**
  * Rebalance handling: each assignment (and each refused commit or failed stream) starts a new
@@ -139,7 +143,12 @@ export class Rebalancer {
     if (this.#superseded(generation)) return;
     if (!consumer.isActive()) {
       // The join announces the new assignment, which schedules the rebuild that reads positions.
-      await consumer.joinGroup({});
+      // Bounded, so that a join that never answers cannot hold up every later rebuild.
+      await withTimeout(
+        consumer.joinGroup({}),
+        this.#options.joinTimeoutMs,
+        () => new Error('joining the group timed out'),
+      );
       return;
     }
     const partitions = assigned(consumer.assignments ?? [], this.#options.topics);
@@ -162,8 +171,14 @@ export class Rebalancer {
     const stream = await consumer.consume(this.streamOptions(offsets));
     this.#deps.attach(stream, generation);
     this.#stream = stream;
-    old?.pause();
-    await old?.close().catch((err: unknown) => logger.debug({ err }, 'closing old stream failed'));
+    if (old !== undefined) {
+      old.pause();
+      // TRICKY: rebuilds are serialised, so one that waits forever would leave every later
+      // assignment unread, silently (issue #19). The old stream is done with either way.
+      await withTimeout(old.close(), CLOSE_TIMEOUT_MS, () => new Error('the old stream did not close')).catch(
+        (err: unknown) => logger.warn({ err }, 'closing the old stream failed; going on without it'),
+      );
+    }
     logger.info(
       { reason, positions: Object.fromEntries(positions.snapshot()) },
       'consuming from stored positions',

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { test, type TestContext } from 'node:test';
+import { Consumer } from '@platformatic/kafka';
 import { pino } from 'pino';
 import { LiveFeed } from '../../src/dashboard/live-feed.ts';
 import { PipelineStatus } from '../../src/dashboard/pipeline-status.ts';
@@ -10,6 +11,7 @@ import { BatchProcessor } from '../../src/process/batch-processor.ts';
 import { KafkaProcessor } from '../../src/process/kafka-processor.ts';
 import { BatchWriter } from '../../src/store/batch-writer.ts';
 import { RawPartitions } from '../../src/store/partitions.ts';
+import { withTimeout } from '../../src/util/with-timeout.ts';
 import {
   generateEvents,
   produce,
@@ -70,7 +72,8 @@ function startProcessor(
     },
     { pool: db.pool, processor: new BatchProcessor({ writer: gated, metrics, logger }), metrics, logger },
   );
-  t.after(() => processor.stop());
+  // Bounded: a processor whose rebuilds are stuck must fail the test, not hang it.
+  t.after(() => withTimeout(processor.stop(), 30_000, () => new Error(`processor ${name}: stop() hung`)));
   return { processor, metrics, warnings };
 }
 
@@ -158,3 +161,70 @@ async function scenario(
   assert.equal((await pipeline.status('default')).consumer_lag?.total, 0);
   await assertExactlyOnce(db.pool, oracle);
 }
+
+test(
+  'an old stream that never closes does not hold up later rebalances (issue #19)',
+  { timeout: 5 * 60_000 },
+  async (t) => {
+    const broker = await startTestKafka(t);
+    if (!broker) return;
+    const db = await startTestPostgres(t);
+    const env = { bootstrap: broker.bootstrap, topic: `close-${randomUUID()}`, groupId: `g-${randomUUID()}` };
+    await ensureTopics({ brokers: [env.bootstrap], topics: [env.topic], partitions: 2 });
+    // Fault injection: once armed, closing any stream of member a never finishes.
+    let armed = false;
+    const leaked: { close(): Promise<void> }[] = [];
+    interface Closable {
+      close(): Promise<void>;
+    }
+    type Consume = (this: Consumer, ...args: unknown[]) => Promise<Closable>;
+    const proto = Consumer.prototype as unknown as { consume: Consume };
+    const consume = proto.consume;
+    proto.consume = async function (...args) {
+      const stream = await consume.apply(this, args);
+      const close = stream.close.bind(stream);
+      if (this.clientId === 'stall-a') {
+        stream.close = () => {
+          if (!armed) return close();
+          leaked.push({ close });
+          return new Promise<void>(() => undefined);
+        };
+      }
+      return stream;
+    };
+    t.after(async () => {
+      proto.consume = consume;
+      await Promise.allSettled(leaked.map((s) => s.close()));
+    });
+    const gate: Gate = { closed: false };
+    const { oracle, messages } = generateEvents(3000, 23, 0.05);
+    const third = Math.floor(messages.length / 3);
+    const producer = testProducer(t, env.bootstrap);
+    const a = startProcessor(t, db, env, gate, 'a');
+    try {
+      await a.processor.start();
+      await produce(producer, env.topic, messages.slice(0, third), { chunk: 500 });
+      await waitFor(
+        'the first third stored',
+        storedCountProbe(db.pool, new Set(messages.slice(0, third)).size),
+      );
+      armed = true;
+      // b joins (a's rebuild meets the stream that never closes), then leaves (another rebalance).
+      const b = startProcessor(t, db, env, gate, 'b');
+      await b.processor.start();
+      await produce(producer, env.topic, messages.slice(third, 2 * third), { chunk: 500 });
+      await b.processor.stop();
+      await produce(producer, env.topic, messages.slice(2 * third), { chunk: 500 });
+      await waitFor('everything stored by a alone', storedCountProbe(db.pool, oracle.length), 60_000);
+      assert.ok(leaked.length > 0, 'the fault was injected');
+      assert.ok(
+        a.warnings.some((w) => w.includes('closing the old stream failed')),
+        'the stuck close is logged',
+      );
+    } finally {
+      // The processors' stop() closes their streams.
+      armed = false;
+    }
+    await assertExactlyOnce(db.pool, oracle);
+  },
+);
