@@ -1,4 +1,5 @@
-import { Admin } from '@platformatic/kafka';
+import { Admin, findErrorBy } from '@platformatic/kafka';
+import { TallyError } from '../errors/tally-error.ts';
 import { kafkaClientOptions } from './client-options.ts';
 import { dlqTopic } from './dead-letters.ts';
 
@@ -9,35 +10,91 @@ import { dlqTopic } from './dead-letters.ts';
  */
 export const TOPIC_MAX_MESSAGE_BYTES = 8 * 1024 * 1024;
 
+const DEFAULT_RETRY_FOR_MS = 30_000;
+const MIN_DELAY_MS = 100;
+const MAX_DELAY_MS = 2_000;
+
 export interface EnsureTopicsOptions {
   brokers: readonly string[];
   topics: readonly string[];
   partitions: number;
+  /** How long transient failures (broker unreachable, controller moving) are retried. */
+  retryForMs?: number;
 }
 
 /**
  * Creates each topic and its `<topic>.dlq` when missing (the broker does not auto-create them),
  * with `partitions` partitions and `max.message.bytes` = TOPIC_MAX_MESSAGE_BYTES. Existing
- * topics are left as they are; safe when several instances start at once.
+ * topics are left as they are. Idempotent and race-free: any number of instances may call it at
+ * once, and all of them succeed once the topics exist.
  */
 export async function ensureTopics(options: EnsureTopicsOptions): Promise<void> {
-  const admin = new Admin(kafkaClientOptions(options.brokers, 'tally-topics'));
-  try {
-    const wanted = [...new Set(options.topics.flatMap((t) => [t, dlqTopic(t)]))];
-    const existing = new Set(await admin.listTopics());
-    const missing = wanted.filter((t) => !existing.has(t));
-    if (missing.length === 0) return;
-    const configs = [{ name: 'max.message.bytes', value: String(TOPIC_MAX_MESSAGE_BYTES) }];
-    for (const topic of missing) {
-      try {
-        // replicas -1: the broker's default.replication.factor.
-        await admin.createTopics({ topics: [topic], partitions: options.partitions, replicas: -1, configs });
-      } catch (err) {
-        // Another instance may have created it meanwhile.
-        if (!(await admin.listTopics()).includes(topic)) throw err;
+  const wanted = [...new Set(options.topics.flatMap((t) => [t, dlqTopic(t)]))];
+  const deadline = Date.now() + (options.retryForMs ?? DEFAULT_RETRY_FOR_MS);
+  for (let attempt = 0; ; attempt++) {
+    const admin = new Admin(kafkaClientOptions(options.brokers, 'tally-topics'));
+    try {
+      const existing = new Set(await admin.listTopics());
+      for (const topic of wanted.filter((t) => !existing.has(t))) {
+        await createTopic(admin, topic, options.partitions);
       }
+      return;
+    } catch (err) {
+      if (!isTransient(err)) {
+        throw new TallyError(
+          'TALLY_CONFIG_INVALID',
+          `Kafka refused to create the topics ${wanted.join(', ')} (check TALLY_KAFKA_PARTITIONS and the broker's settings): ${describe(err)}`,
+          { cause: err },
+        );
+      }
+      if (Date.now() >= deadline) {
+        throw new TallyError(
+          'TALLY_KAFKA_UNAVAILABLE',
+          `could not create the topics ${wanted.join(', ')} on ${options.brokers.join(',')}: ${describe(err)}`,
+          { cause: err },
+        );
+      }
+    } finally {
+      await admin.close().catch(() => undefined);
     }
-  } finally {
-    await admin.close();
+    const ceiling = Math.min(MAX_DELAY_MS, MIN_DELAY_MS * 2 ** attempt);
+    const delay = Math.min(ceiling / 2 + Math.random() * (ceiling / 2), Math.max(0, deadline - Date.now()));
+    await new Promise((r) => setTimeout(r, delay));
   }
+}
+
+async function createTopic(admin: Admin, topic: string, partitions: number): Promise<void> {
+  try {
+    // replicas -1: the broker's default.replication.factor.
+    await admin.createTopics({
+      topics: [topic],
+      partitions,
+      replicas: -1,
+      configs: [{ name: 'max.message.bytes', value: String(TOPIC_MAX_MESSAGE_BYTES) }],
+    });
+  } catch (err) {
+    // TRICKY: another instance created it between our listTopics and this call. The broker's
+    // answer is authoritative; its metadata may not list the topic yet (issue #19), so asking
+    // listTopics again, as this code once did, failed the loser of the race.
+    if (findErrorBy(err as Error, 'apiId', 'TOPIC_ALREADY_EXISTS')) return;
+    throw err;
+  }
+}
+
+/**
+ * Whether another attempt may succeed: everything but options the client rejects and an answer
+ * from the broker that says no for good (a protocol error it marks as not retriable, such as
+ * INVALID_PARTITIONS).
+ */
+function isTransient(err: unknown): boolean {
+  if (!(err instanceof Error)) return true;
+  if (findErrorBy(err, 'code', 'PLT_KFK_USER')) return false;
+  const refusal = findErrorBy(err, 'code', 'PLT_KFK_PROTOCOL') as { canRetry?: boolean } | null;
+  return refusal === null || refusal.canRetry === true;
+}
+
+function describe(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const nested = err instanceof AggregateError ? err.errors.map(describe).join('; ') : '';
+  return nested === '' ? err.message : `${err.message} (${nested})`;
 }

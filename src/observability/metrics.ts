@@ -82,6 +82,23 @@ export function createMetrics(registry: Registry = new Registry(), options: { de
       labelNames: ['topic', 'partition'] as const,
       registers,
     }),
+    consumerLagSum: new Gauge({
+      name: 'tally_consumer_lag_sum',
+      help: 'Messages between the committed positions and the high watermarks, summed over the partitions this process owns',
+      registers,
+    }),
+    processorStalled: new Gauge({
+      name: 'tally_processor_stalled',
+      help: 'Processors with lag that made no progress for the stall timeout (1 while stalled)',
+      registers,
+    }),
+    processorSecondsSinceProgress: new Gauge({
+      name: 'tally_processor_seconds_since_progress',
+      help: 'Seconds since the processor last committed a batch or had nothing to do',
+      // Summed over workers this would mean nothing: report the worst.
+      aggregator: 'max',
+      registers,
+    }),
     cacheHits: new Counter({ name: 'tally_cache_hits_total', help: 'Query cache hits', registers }),
     cacheMisses: new Counter({ name: 'tally_cache_misses_total', help: 'Query cache misses', registers }),
     lastCommit: new Gauge({
