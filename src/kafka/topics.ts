@@ -2,6 +2,7 @@ import { Admin, findErrorBy } from '@platformatic/kafka';
 import { TallyError } from '../errors/tally-error.ts';
 import { kafkaClientOptions } from './client-options.ts';
 import { dlqTopic } from './dead-letters.ts';
+import { isTransientKafkaError, retryTransient } from './transient.ts';
 
 /**
  * Largest record Tally's topics accept. Ingest never writes more than ~100 KiB per event, but
@@ -11,8 +12,6 @@ import { dlqTopic } from './dead-letters.ts';
 export const TOPIC_MAX_MESSAGE_BYTES = 8 * 1024 * 1024;
 
 const DEFAULT_RETRY_FOR_MS = 30_000;
-const MIN_DELAY_MS = 100;
-const MAX_DELAY_MS = 2_000;
 
 export interface EnsureTopicsOptions {
   brokers: readonly string[];
@@ -30,36 +29,34 @@ export interface EnsureTopicsOptions {
  */
 export async function ensureTopics(options: EnsureTopicsOptions): Promise<void> {
   const wanted = [...new Set(options.topics.flatMap((t) => [t, dlqTopic(t)]))];
-  const deadline = Date.now() + (options.retryForMs ?? DEFAULT_RETRY_FOR_MS);
-  for (let attempt = 0; ; attempt++) {
-    const admin = new Admin(kafkaClientOptions(options.brokers, 'tally-topics'));
-    try {
-      const existing = new Set(await admin.listTopics());
-      for (const topic of wanted.filter((t) => !existing.has(t))) {
-        await createTopic(admin, topic, options.partitions);
-      }
-      return;
-    } catch (err) {
-      if (!isTransient(err)) {
-        throw new TallyError(
-          'TALLY_CONFIG_INVALID',
-          `Kafka refused to create the topics ${wanted.join(', ')} (check TALLY_KAFKA_PARTITIONS and the broker's settings): ${describe(err)}`,
-          { cause: err },
-        );
-      }
-      if (Date.now() >= deadline) {
-        throw new TallyError(
-          'TALLY_KAFKA_UNAVAILABLE',
-          `could not create the topics ${wanted.join(', ')} on ${options.brokers.join(',')}: ${describe(err)}`,
-          { cause: err },
-        );
-      }
-    } finally {
-      await admin.close().catch(() => undefined);
+  try {
+    await retryTransient(
+      async () => {
+        const admin = new Admin(kafkaClientOptions(options.brokers, 'tally-topics'));
+        try {
+          const existing = new Set(await admin.listTopics());
+          for (const topic of wanted.filter((t) => !existing.has(t))) {
+            await createTopic(admin, topic, options.partitions);
+          }
+        } finally {
+          await admin.close().catch(() => undefined);
+        }
+      },
+      { forMs: options.retryForMs ?? DEFAULT_RETRY_FOR_MS },
+    );
+  } catch (err) {
+    if (!isTransientKafkaError(err)) {
+      throw new TallyError(
+        'TALLY_CONFIG_INVALID',
+        `Kafka refused to create the topics ${wanted.join(', ')} (check TALLY_KAFKA_PARTITIONS and the broker's settings): ${describe(err)}`,
+        { cause: err },
+      );
     }
-    const ceiling = Math.min(MAX_DELAY_MS, MIN_DELAY_MS * 2 ** attempt);
-    const delay = Math.min(ceiling / 2 + Math.random() * (ceiling / 2), Math.max(0, deadline - Date.now()));
-    await new Promise((r) => setTimeout(r, delay));
+    throw new TallyError(
+      'TALLY_KAFKA_UNAVAILABLE',
+      `could not create the topics ${wanted.join(', ')} on ${options.brokers.join(',')}: ${describe(err)}`,
+      { cause: err },
+    );
   }
 }
 
@@ -79,18 +76,6 @@ async function createTopic(admin: Admin, topic: string, partitions: number): Pro
     if (findErrorBy(err as Error, 'apiId', 'TOPIC_ALREADY_EXISTS')) return;
     throw err;
   }
-}
-
-/**
- * Whether another attempt may succeed: everything but options the client rejects and an answer
- * from the broker that says no for good (a protocol error it marks as not retriable, such as
- * INVALID_PARTITIONS).
- */
-function isTransient(err: unknown): boolean {
-  if (!(err instanceof Error)) return true;
-  if (findErrorBy(err, 'code', 'PLT_KFK_USER')) return false;
-  const refusal = findErrorBy(err, 'code', 'PLT_KFK_PROTOCOL') as { canRetry?: boolean } | null;
-  return refusal === null || refusal.canRetry === true;
 }
 
 function describe(err: unknown): string {

@@ -9,6 +9,7 @@ import {
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { FETCH_MAX_BYTES } from '../kafka/client-options.ts';
+import { retryTransient } from '../kafka/transient.ts';
 import type { HealthCheck } from '../observability/health.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { partitionKey } from '../store/positions.ts';
@@ -53,6 +54,8 @@ type KafkaStream = MessagesStream<Buffer, Buffer, Buffer, Buffer>;
 const STREAM_HIGH_WATER_MARK = 1024;
 const FETCH_MAX_WAIT_MS = 500;
 const DEFAULT_STALL_TIMEOUT_MS = 60_000;
+/** How long start() keeps trying to join the group while Kafka answers with transient errors. */
+const START_RETRY_FOR_MS = 60_000;
 const JOIN_MARGIN_MS = 10_000;
 
 /** How long the group waits for members to rejoin during a rebalance. */
@@ -202,7 +205,17 @@ export class KafkaProcessor {
     // The first consume() joins the group; the join event then replaces this stream with one that
     // starts at the stored positions. Nothing is read from it: its generation is already stale.
     // It starts at the end of the log so that it fetches (and drops) as little as possible.
-    const first = await this.#consumer.consume(this.#rebalancer.streamOptions([], false));
+    // A broker that has just started answers the first join with NOT_COORDINATOR (or refuses the
+    // connection) for a few seconds: a processor started with it must wait, not exit.
+    const first = await retryTransient(
+      () => this.#consumer.consume(this.#rebalancer.streamOptions([], false)),
+      {
+        forMs: START_RETRY_FOR_MS,
+        isStopping: () => this.#stopping,
+        onRetry: (err, attempt) =>
+          this.#deps.logger.warn({ err, attempt }, 'joining the consumer group failed; retrying'),
+      },
+    );
     this.#attach(first, -1);
     if (!this.#rebalancer.adoptFirst(first)) await first.close();
     await this.#rebalancer.settled();
