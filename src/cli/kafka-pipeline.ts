@@ -50,6 +50,7 @@ export async function startKafkaPipeline(
       flushIntervalMs: raw.FLUSH_INTERVAL_SEC * 1000,
       lingerMs: raw.TALLY_BATCH_LINGER_MS,
       sessionTimeoutMs: raw.TALLY_KAFKA_SESSION_TIMEOUT_MS,
+      stallTimeoutMs: raw.TALLY_STALL_TIMEOUT_SEC * 1000,
       maxFutureSkewMs: raw.TALLY_MAX_FUTURE_SKEW_SEC * 1000,
       maxMessageBytes: raw.TALLY_MAX_MESSAGE_BYTES,
       retry: { maxRetryTimeMs: Number.POSITIVE_INFINITY, minDelayMs: 100, maxDelayMs: 5000 },

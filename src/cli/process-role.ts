@@ -117,6 +117,7 @@ export function startProcessWorker(config: Config, logger: Logger): Promise<Stop
         flushIntervalMs: raw.FLUSH_INTERVAL_SEC * 1000,
         lingerMs: raw.TALLY_BATCH_LINGER_MS,
         sessionTimeoutMs: raw.TALLY_KAFKA_SESSION_TIMEOUT_MS,
+        stallTimeoutMs: raw.TALLY_STALL_TIMEOUT_SEC * 1000,
         maxFutureSkewMs: raw.TALLY_MAX_FUTURE_SKEW_SEC * 1000,
         maxMessageBytes: raw.TALLY_MAX_MESSAGE_BYTES,
         // Nobody waits on a Kafka batch: retry PostgreSQL until it is back (or the partitions move).

@@ -104,6 +104,13 @@ export const ConfigSchema = Type.Object({
   NUM_WORKERS: Type.Integer({ minimum: 1, maximum: 64, default: 1 }),
   BATCH_SIZE: Type.Integer({ minimum: 1, maximum: 100000, default: 5000 }),
   FLUSH_INTERVAL_SEC: Type.Number({ exclusiveMinimum: 0, maximum: 3600, default: 0.5 }),
+  TALLY_STALL_TIMEOUT_SEC: Type.Integer({
+    minimum: 1,
+    maximum: 86400,
+    default: 60,
+    description:
+      'A processor whose partitions have lag and that has committed nothing for this long logs a warning, sets tally_processor_stalled and fails /ready',
+  }),
   TALLY_KAFKA_SESSION_TIMEOUT_MS: Type.Integer({
     minimum: 1000,
     maximum: 300000,

@@ -1,6 +1,6 @@
 import type pg from 'pg';
-import { DAY } from '../store/levels.ts';
 import type { Metrics } from '../observability/metrics.ts';
+import { deadLetterSummary, lastCommitAt } from '../store/pipeline-store.ts';
 import type { LiveFeed } from './live-feed.ts';
 
 export interface PipelineStatusDeps {
@@ -29,30 +29,18 @@ export class PipelineStatus {
   async status(project: string) {
     const { pool, live, mode } = this.#deps;
     const [dead, committed, lag] = await Promise.all([
-      pool.query<{ total: string; unreplayed: string; last_at: Date | null }>(
-        // Messages that could not be parsed have no project: they concern every reader.
-        `SELECT count(*) AS total, count(*) FILTER (WHERE replayed_at IS NULL) AS unreplayed,
-                max(received_at) AS last_at
-           FROM tally.dead_letters WHERE project = $1 OR project IS NULL`,
-        [project],
-      ),
-      // Every commit that stores events touches the day-level rollup: a small index range per project,
-      // and it also sees commits made by other processes (distributed mode) and before a restart.
-      pool.query<{ t: Date | null }>(
-        'SELECT max(updated_at) AS t FROM tally.rollup_events WHERE project = $1 AND level = $2',
-        [project, DAY.level],
-      ),
+      deadLetterSummary(pool, project),
+      lastCommitAt(pool, project),
       this.#lag(),
     ]);
-    const row = dead.rows[0];
-    const lastCommit = Math.max(committed.rows[0]?.t?.getTime() ?? 0, live.lastCommit(project) ?? 0);
+    const lastCommit = Math.max(committed?.getTime() ?? 0, live.lastCommit(project) ?? 0);
     return {
       mode,
       consumer_lag: lag,
       dead_letters: {
-        total: Number(row.total),
-        unreplayed: Number(row.unreplayed),
-        last_at: row.last_at?.toISOString() ?? null,
+        total: dead.total,
+        unreplayed: dead.unreplayed,
+        last_at: dead.lastAt?.toISOString() ?? null,
       },
       last_commit: lastCommit > 0 ? new Date(lastCommit).toISOString() : null,
     };
