@@ -23,9 +23,8 @@ export function kafkaClientOptions(brokers: readonly string[], clientId: string)
  * record of a fetch response is decoded into a Message and pushed into the stream's buffer at
  * once (MessagesStream#pushRecords ignores push() returning false). So one fetch is what a
  * consumer buffers beyond what it is working on. The limit counts bytes on the wire, i.e.
- * compressed: 8 MiB of lz4-compressed bench events was ~200,000 messages (~1 KB of heap each)
- * per fetch, and 1 GB of RSS. 256 KiB is ~6,000 such events, about one BATCH_SIZE;
- * uncompressed, ~1,000. Kafka still returns a larger first record batch whole, so big events
- * are not starved.
+ * compressed, so a large limit means many times its size in heap; 256 KiB is about one
+ * BATCH_SIZE of compressed events (figures: docs/benchmarks.md). Kafka still returns a larger
+ * first record batch whole, so big events are not starved.
  */
 export const FETCH_MAX_BYTES = 256 * 1024;
