@@ -8,6 +8,7 @@ import type { HealthCheck } from '../observability/health.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { BatchProcessor } from '../process/batch-processor.ts';
 import { KafkaProcessor } from '../process/kafka-processor.ts';
+import { consumedTopics, kafkaProcessorOptions } from './kafka-processor-options.ts';
 import type { RoleRunner } from './role-runner.ts';
 
 export interface KafkaPipeline {
@@ -28,7 +29,7 @@ export async function startKafkaPipeline(
   deps: { pool: pg.Pool; processor: BatchProcessor; metrics: Metrics; logger: Logger },
 ): Promise<KafkaPipeline> {
   const raw = config.raw;
-  const topics = [kafka.topic, ...kafka.extraTopics];
+  const topics = consumedTopics(kafka);
   await ensureTopics({ brokers: kafka.brokers, topics, partitions: raw.TALLY_KAFKA_PARTITIONS });
   const sink = new KafkaProducerSink({
     brokers: kafka.brokers,
@@ -41,20 +42,7 @@ export async function startKafkaPipeline(
     maxInFlightBytes: raw.TALLY_INGEST_MAX_INFLIGHT_BYTES,
   });
   const consumer = new KafkaProcessor(
-    {
-      brokers: kafka.brokers,
-      groupId: kafka.groupId,
-      topics,
-      clientId: `tally-start-${process.pid}`,
-      batchSize: raw.BATCH_SIZE,
-      flushIntervalMs: raw.FLUSH_INTERVAL_SEC * 1000,
-      lingerMs: raw.TALLY_BATCH_LINGER_MS,
-      sessionTimeoutMs: raw.TALLY_KAFKA_SESSION_TIMEOUT_MS,
-      stallTimeoutMs: raw.TALLY_STALL_TIMEOUT_SEC * 1000,
-      maxFutureSkewMs: raw.TALLY_MAX_FUTURE_SKEW_SEC * 1000,
-      maxMessageBytes: raw.TALLY_MAX_MESSAGE_BYTES,
-      retry: { maxRetryTimeMs: Number.POSITIVE_INFINITY, minDelayMs: 100, maxDelayMs: 5000 },
-    },
+    kafkaProcessorOptions(config, kafka, `tally-start-${process.pid}`),
     deps,
   );
   runner.onStop('Kafka consumer', () => consumer.stop());

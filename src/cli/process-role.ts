@@ -9,6 +9,7 @@ import { opsRoutes } from '../observability/routes.ts';
 import { BatchProcessor } from '../process/batch-processor.ts';
 import { ensureTopics } from '../kafka/topics.ts';
 import { KafkaProcessor } from '../process/kafka-processor.ts';
+import { consumedTopics, kafkaProcessorOptions } from './kafka-processor-options.ts';
 import { WorkerPool, type WorkerMessage } from './worker-pool.ts';
 import { BatchWriter } from '../store/batch-writer.ts';
 import { startEmbeddedPostgres } from '../store/embedded-postgres.ts';
@@ -52,7 +53,7 @@ export function startProcessPrimary(config: Config, logger: Logger): Promise<Sto
       { kind: 'external', connectionString },
       { poolSize: 2, applicationName: 'tally-process', logger },
     );
-    const topics = [kafka.topic, ...kafka.extraTopics];
+    const topics = consumedTopics(kafka);
     await ensureTopics({ brokers: kafka.brokers, topics, partitions: raw.TALLY_KAFKA_PARTITIONS });
     const pool = new WorkerPool({
       role: 'processor',
@@ -108,22 +109,13 @@ export function startProcessWorker(config: Config, logger: Logger): Promise<Stop
     const partitions = new RawPartitions(database.pool, raw.TALLY_RAW_RETENTION_DAYS);
     const writer = new BatchWriter({ pool: database.pool, partitions, storeRaw: raw.TALLY_STORE_RAW });
     const processor = new KafkaProcessor(
+      kafkaProcessorOptions(config, kafka, `tally-process-${process.pid}`),
       {
-        brokers: kafka.brokers,
-        groupId: kafka.groupId,
-        topics: [kafka.topic, ...kafka.extraTopics],
-        clientId: `tally-process-${process.pid}`,
-        batchSize: raw.BATCH_SIZE,
-        flushIntervalMs: raw.FLUSH_INTERVAL_SEC * 1000,
-        lingerMs: raw.TALLY_BATCH_LINGER_MS,
-        sessionTimeoutMs: raw.TALLY_KAFKA_SESSION_TIMEOUT_MS,
-        stallTimeoutMs: raw.TALLY_STALL_TIMEOUT_SEC * 1000,
-        maxFutureSkewMs: raw.TALLY_MAX_FUTURE_SKEW_SEC * 1000,
-        maxMessageBytes: raw.TALLY_MAX_MESSAGE_BYTES,
-        // Nobody waits on a Kafka batch: retry PostgreSQL until it is back (or the partitions move).
-        retry: { maxRetryTimeMs: Number.POSITIVE_INFINITY, minDelayMs: 100, maxDelayMs: 5000 },
+        pool: database.pool,
+        processor: new BatchProcessor({ writer, metrics, logger }),
+        metrics,
+        logger,
       },
-      { pool: database.pool, processor: new BatchProcessor({ writer, metrics, logger }), metrics, logger },
     );
     runner.onStop('Kafka consumer', () => processor.stop());
     await processor.start();

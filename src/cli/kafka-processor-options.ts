@@ -1,0 +1,34 @@
+import type { Config } from '../config/load.ts';
+import type { KafkaProcessorOptions } from '../process/kafka-processor.ts';
+
+/** The topics a processor consumes: the main one and TALLY_EXTRA_TOPICS. */
+export function consumedTopics(kafka: NonNullable<Config['kafka']>): string[] {
+  return [kafka.topic, ...kafka.extraTopics];
+}
+
+/**
+ * A consumer group member's settings from the config, the same for `tally process` workers and
+ * the in-process consumer of `tally start` on Kafka. Nobody waits on a Kafka batch, so a failing
+ * PostgreSQL is retried until it is back (or the partitions move).
+ */
+export function kafkaProcessorOptions(
+  config: Config,
+  kafka: NonNullable<Config['kafka']>,
+  clientId: string,
+): KafkaProcessorOptions {
+  const { raw } = config;
+  return {
+    brokers: kafka.brokers,
+    groupId: kafka.groupId,
+    topics: consumedTopics(kafka),
+    clientId,
+    batchSize: raw.BATCH_SIZE,
+    flushIntervalMs: raw.FLUSH_INTERVAL_SEC * 1000,
+    lingerMs: raw.TALLY_BATCH_LINGER_MS,
+    sessionTimeoutMs: raw.TALLY_KAFKA_SESSION_TIMEOUT_MS,
+    stallTimeoutMs: raw.TALLY_STALL_TIMEOUT_SEC * 1000,
+    maxFutureSkewMs: raw.TALLY_MAX_FUTURE_SKEW_SEC * 1000,
+    maxMessageBytes: raw.TALLY_MAX_MESSAGE_BYTES,
+    retry: { maxRetryTimeMs: Number.POSITIVE_INFINITY, minDelayMs: 100, maxDelayMs: 5000 },
+  };
+}
