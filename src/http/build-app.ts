@@ -9,7 +9,8 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { Logger } from 'pino';
 import type { AuthDeps } from '../auth/http-auth.ts';
-import { installErrorHandler } from './error-handler.ts';
+import { TallyError } from '../errors/tally-error.ts';
+import { errorBody, installErrorHandler } from './error-handler.ts';
 import { installHardening } from './hardening.ts';
 
 export interface AppDeps {
@@ -38,6 +39,21 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     },
     connectionTimeout: deps.requestTimeoutMs,
     return503OnClosing: true,
+    // A URL Fastify cannot route (bad percent-encoding, an over-long parameter) gets Tally's coded
+    // error JSON, not Fastify's own body.
+    frameworkErrors: (error, _request, reply) => {
+      const known = error.code === 'FST_ERR_BAD_URL' || error.code === 'FST_ERR_MAX_PARAM_LENGTH';
+      const err = known
+        ? new TallyError('TALLY_INVALID_QUERY', `url: ${error.message}`, {
+            details: [{ index: 0, field: 'url', code: 'TALLY_INVALID_QUERY', message: error.message }],
+          })
+        : new TallyError('TALLY_INTERNAL', 'internal error');
+      // TRICKY: this reply skips the app's hooks (no route context yet), so the newline is added here.
+      void (reply as FastifyReply)
+        .code(err.statusCode)
+        .type('application/json; charset=utf-8')
+        .send(`${JSON.stringify(errorBody(err))}\n`);
+    },
     ajv: {
       customOptions: { removeAdditional: false, coerceTypes: true, useDefaults: true, allErrors: true },
     },

@@ -32,19 +32,23 @@ export interface ErrorBody {
   errors?: FieldError[];
 }
 
-/** Sends `err` as Tally's error JSON; 503s carry Retry-After. */
-export function sendError(reply: FastifyReply, err: TallyError): FastifyReply {
-  const body: ErrorBody = {
+/** Tally's error JSON for `err`. */
+export function errorBody(err: TallyError): ErrorBody {
+  return {
     statusCode: err.statusCode,
     code: err.code,
     error: REASONS[err.statusCode] ?? 'Error',
     message: err.message,
     ...(err.details ? { errors: [...err.details] } : {}),
   };
+}
+
+/** Sends `err` as Tally's error JSON; 503s carry Retry-After. */
+export function sendError(reply: FastifyReply, err: TallyError): FastifyReply {
   // The rate limiter sets its own Retry-After (seconds until the window resets).
   if ((err.statusCode === 503 || err.statusCode === 429) && !reply.hasHeader('retry-after'))
     void reply.header('retry-after', '1');
-  return reply.code(err.statusCode).send(body);
+  return reply.code(err.statusCode).send(errorBody(err));
 }
 
 /** Every error leaves as `{statusCode, code, error, message, errors?}` with a TALLY_* code. */

@@ -75,3 +75,16 @@ test('non-JSON, compressed, streamed and empty answers pass untouched', async (t
   assert.equal(empty.statusCode, 204);
   assert.equal(empty.body, '');
 });
+
+test('a URL Fastify cannot route is a coded 400 naming the url, ending with a newline', async (t) => {
+  const a = await app(t);
+  const url = new URL(await a.listen({ host: '127.0.0.1', port: 0 }));
+  // inject() would normalise the URL; a raw request keeps the broken percent-encoding.
+  const res = await fetch(`${url.origin}/object/%zz%`);
+  const text = await res.text();
+  assert.equal(res.status, 400);
+  assert.ok(text.endsWith('}\n'), text);
+  const body = JSON.parse(text) as { code: string; errors: { field: string }[] };
+  assert.equal(body.code, 'TALLY_INVALID_QUERY');
+  assert.equal(body.errors[0].field, 'url');
+});
