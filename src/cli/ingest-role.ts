@@ -1,5 +1,4 @@
 import type { FastifyInstance } from 'fastify';
-import pRetry from 'p-retry';
 import { Gauge } from 'prom-client';
 import type { Logger } from 'pino';
 import type { Config } from '../config/load.ts';
@@ -7,7 +6,7 @@ import { TallyError } from '../errors/tally-error.ts';
 import { projectOf } from '../auth/http-auth.ts';
 import { buildApp } from '../http/build-app.ts';
 import { KafkaProducerSink } from '../ingest/kafka-sink.ts';
-import { ensureTopics } from '../kafka/topics.ts';
+import { ensureRoleTopics } from './kafka-processor-options.ts';
 import { primaryClusterMetrics, shareWorkerMetrics } from '../observability/cluster-metrics.ts';
 import { createMetrics, type Metrics } from '../observability/metrics.ts';
 import { opsRoutes } from '../observability/routes.ts';
@@ -55,18 +54,7 @@ export function startIngestRole(
     // First: the primary's /metrics sum waits for every worker's answer, a starting one's too.
     if (options.clusterWorker) shareWorkerMetrics(metrics.registry);
     // Kafka may come up after us (compose, Kubernetes): wait for it a while rather than crash-loop.
-    await pRetry(() => ensureTopics({ brokers, topics: [topic], partitions: raw.TALLY_KAFKA_PARTITIONS }), {
-      maxRetryTime: STARTUP_WAIT_MS,
-      retries: Number.POSITIVE_INFINITY,
-      minTimeout: 250,
-      maxTimeout: 5_000,
-      randomize: true,
-      onFailedAttempt: ({ error, attemptNumber }) =>
-        logger.warn(
-          { err: error, attemptNumber },
-          `Kafka (${brokers.join(',')}) is not reachable yet; retrying`,
-        ),
-    });
+    await ensureRoleTopics(config, kafka, [topic], logger, STARTUP_WAIT_MS);
     // API keys live in PostgreSQL: with DATABASE_URL/DB_* set, ingest checks them like every
     // other role; without, it has no keys and serves the `default` project (SECURITY.md).
     const keysDb =

@@ -3,12 +3,12 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/load.ts';
 import type { EventSink } from '../ingest/ingest-service.ts';
 import { KafkaProducerSink } from '../ingest/kafka-sink.ts';
-import { ensureTopics } from '../kafka/topics.ts';
 import type { HealthCheck } from '../observability/health.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import type { BatchProcessor } from '../process/batch-processor.ts';
 import { KafkaProcessor } from '../process/kafka-processor.ts';
-import { consumedTopics, kafkaProcessorOptions } from './kafka-processor-options.ts';
+import { consumedTopics, ensureRoleTopics, kafkaProcessorOptions } from './kafka-processor-options.ts';
+import { shutdownRequested } from './lifecycle.ts';
 import type { RoleRunner } from './role-runner.ts';
 
 export interface KafkaPipeline {
@@ -30,7 +30,7 @@ export async function startKafkaPipeline(
 ): Promise<KafkaPipeline> {
   const raw = config.raw;
   const topics = consumedTopics(kafka);
-  await ensureTopics({ brokers: kafka.brokers, topics, partitions: raw.TALLY_KAFKA_PARTITIONS });
+  await ensureRoleTopics(config, kafka, topics, deps.logger);
   const sink = new KafkaProducerSink({
     brokers: kafka.brokers,
     topic: kafka.topic,
@@ -41,10 +41,10 @@ export async function startKafkaPipeline(
     ackTimeoutMs: raw.TALLY_KAFKA_ACK_TIMEOUT_MS,
     maxInFlightBytes: raw.TALLY_INGEST_MAX_INFLIGHT_BYTES,
   });
-  const consumer = new KafkaProcessor(
-    kafkaProcessorOptions(config, kafka, `tally-start-${process.pid}`),
-    deps,
-  );
+  const consumer = new KafkaProcessor(kafkaProcessorOptions(config, kafka, `tally-start-${process.pid}`), {
+    ...deps,
+    abortStart: shutdownRequested,
+  });
   runner.onStop('Kafka consumer', () => consumer.stop());
   runner.onStop('Kafka producer', () => sink.stop());
   await consumer.start();

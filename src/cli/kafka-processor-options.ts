@@ -1,5 +1,8 @@
+import type { Logger } from 'pino';
 import type { Config } from '../config/load.ts';
+import { ensureTopics } from '../kafka/topics.ts';
 import type { KafkaProcessorOptions } from '../process/kafka-processor.ts';
+import { shutdownRequested } from './lifecycle.ts';
 
 /** The topics a processor consumes: the main one and TALLY_EXTRA_TOPICS. */
 export function consumedTopics(kafka: NonNullable<Config['kafka']>): string[] {
@@ -31,4 +34,26 @@ export function kafkaProcessorOptions(
     maxMessageBytes: raw.TALLY_MAX_MESSAGE_BYTES,
     retry: { maxRetryTimeMs: Number.POSITIVE_INFINITY, minDelayMs: 100, maxDelayMs: 5000 },
   };
+}
+
+/**
+ * Creates the role's topics, waiting up to `retryForMs` for a broker that is not reachable yet
+ * (compose and Kubernetes may start Kafka after Tally) and giving up at once on a shutdown.
+ */
+export function ensureRoleTopics(
+  config: Config,
+  kafka: NonNullable<Config['kafka']>,
+  topics: readonly string[],
+  logger: Logger,
+  retryForMs?: number,
+): Promise<void> {
+  return ensureTopics({
+    brokers: kafka.brokers,
+    topics,
+    partitions: config.raw.TALLY_KAFKA_PARTITIONS,
+    retryForMs,
+    isStopping: shutdownRequested,
+    onRetry: (err, attempt) =>
+      logger.warn({ err, attempt }, `Kafka (${kafka.brokers.join(',')}) is not reachable yet; retrying`),
+  });
 }

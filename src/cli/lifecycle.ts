@@ -11,10 +11,22 @@ const LAUNCHER_POLL_MS = 500;
  * clean stop exits 0; a stop that overruns the deadline (Kubernetes kills at 30 s) or a fatal
  * error exits 1.
  */
+let shutdownStarted = false;
+
+/**
+ * True once a signal or a fatal error has asked this process to stop. Start-up steps that wait
+ * (for Kafka, say) give up when it is, so a Ctrl-C during a slow start releases what the start
+ * opened well inside the shutdown deadline.
+ */
+export function shutdownRequested(): boolean {
+  return shutdownStarted;
+}
+
 export function handleShutdown(stop: () => Promise<void>, logger: Logger): (reason: string) => void {
   let stopping: Promise<void> | undefined;
   const shutdown = (reason: string, exitCode: number) => {
     if (stopping) return;
+    shutdownStarted = true;
     logger.info({ reason }, 'shutting down');
     const deadline = setTimeout(() => {
       logger.error('shutdown took too long; exiting');

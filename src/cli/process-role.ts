@@ -7,9 +7,9 @@ import { ClusterRegistry, shareWorkerMetrics } from '../observability/cluster-me
 import { createMetrics } from '../observability/metrics.ts';
 import { opsRoutes } from '../observability/routes.ts';
 import { BatchProcessor } from '../process/batch-processor.ts';
-import { ensureTopics } from '../kafka/topics.ts';
 import { KafkaProcessor } from '../process/kafka-processor.ts';
-import { consumedTopics, kafkaProcessorOptions } from './kafka-processor-options.ts';
+import { consumedTopics, ensureRoleTopics, kafkaProcessorOptions } from './kafka-processor-options.ts';
+import { shutdownRequested } from './lifecycle.ts';
 import { WorkerPool, type WorkerMessage } from './worker-pool.ts';
 import { BatchWriter } from '../store/batch-writer.ts';
 import { startEmbeddedPostgres } from '../store/embedded-postgres.ts';
@@ -54,7 +54,7 @@ export function startProcessPrimary(config: Config, logger: Logger): Promise<Sto
       { poolSize: 2, applicationName: 'tally-process', logger },
     );
     const topics = consumedTopics(kafka);
-    await ensureTopics({ brokers: kafka.brokers, topics, partitions: raw.TALLY_KAFKA_PARTITIONS });
+    await ensureRoleTopics(config, kafka, topics, logger);
     const pool = new WorkerPool({
       role: 'processor',
       size: raw.NUM_WORKERS,
@@ -115,6 +115,7 @@ export function startProcessWorker(config: Config, logger: Logger): Promise<Stop
         processor: new BatchProcessor({ writer, metrics, logger }),
         metrics,
         logger,
+        abortStart: shutdownRequested,
       },
     );
     runner.onStop('Kafka consumer', () => processor.stop());

@@ -19,6 +19,10 @@ export interface EnsureTopicsOptions {
   partitions: number;
   /** How long transient failures (broker unreachable, controller moving) are retried. */
   retryForMs?: number;
+  /** Give up retrying once this says so (the process is shutting down). */
+  isStopping?: () => boolean;
+  /** Told of each failed attempt that will be retried. */
+  onRetry?: (err: unknown, attempt: number) => void;
 }
 
 /**
@@ -42,7 +46,11 @@ export async function ensureTopics(options: EnsureTopicsOptions): Promise<void> 
           await admin.close().catch(() => undefined);
         }
       },
-      { forMs: options.retryForMs ?? DEFAULT_RETRY_FOR_MS },
+      {
+        forMs: options.retryForMs ?? DEFAULT_RETRY_FOR_MS,
+        isStopping: options.isStopping,
+        onRetry: options.onRetry,
+      },
     );
   } catch (err) {
     if (!isTransientKafkaError(err)) {

@@ -47,6 +47,8 @@ export interface KafkaProcessorDeps {
   processor: BatchProcessor;
   metrics: Metrics;
   logger: Logger;
+  /** start() stops waiting for the group once this says so (the process is shutting down). */
+  abortStart?: () => boolean;
 }
 
 type KafkaStream = MessagesStream<Buffer, Buffer, Buffer, Buffer>;
@@ -211,7 +213,7 @@ export class KafkaProcessor {
       () => this.#consumer.consume(this.#rebalancer.streamOptions([], false)),
       {
         forMs: START_RETRY_FOR_MS,
-        isStopping: () => this.#stopping,
+        isStopping: () => this.#stopping || this.#deps.abortStart?.() === true,
         onRetry: (err, attempt) =>
           this.#deps.logger.warn({ err, attempt }, 'joining the consumer group failed; retrying'),
       },
