@@ -134,10 +134,9 @@ function createExclusively(path: string, owner: LockOwner): boolean {
 
 function takeOver(path: string, staleText: string, me: LockOwner): boolean {
   const claim = `${path}.takeover-${createHash('sha256').update(staleText).digest('hex').slice(0, 16)}`;
-  try {
-    writeFileSync(claim, JSON.stringify(me), { flag: 'wx' });
-  } catch (err) {
-    if ((err as { code?: string }).code !== 'EEXIST') throw err;
+  // Linked into place whole (never seen empty), so a concurrent start cannot mistake a claim
+  // being written for a dead one and clear it.
+  if (!createExclusively(claim, me)) {
     // Another start is taking it over. If that one died half-way, clear its claim and retry.
     const taker = readOwner(claim);
     if (typeof taker !== 'object' || !isOwnerAlive(taker)) rmQuietly(claim);
@@ -148,7 +147,8 @@ function takeOver(path: string, staleText: string, me: LockOwner): boolean {
     replaceAtomically(path, me);
     return true;
   } finally {
-    rmQuietly(claim);
+    const holder = readOwner(claim);
+    if (typeof holder === 'object' && sameProcess(holder, me)) rmQuietly(claim);
   }
 }
 
