@@ -9,6 +9,7 @@ import { openDatabase, type Database } from '../store/database.ts';
 import { findRunningEmbeddedPostgres } from '../store/embedded-postgres.ts';
 import { appliedMigrations } from '../store/migrate.ts';
 import { countProjectEvents, moveProjectData } from '../store/project-move.ts';
+import { classifyPgError, isPgError } from '../store/pg-errors.ts';
 
 /**
  * Opens the database for a short admin command: the embedded server already running under
@@ -43,8 +44,11 @@ function admin<A extends unknown[]>(action: (...args: A) => Promise<void>): (...
     try {
       await action(...args);
     } catch (err) {
-      if (!(err instanceof TallyError)) throw err;
-      process.stderr.write(`tally: ${err.message} (${err.code})\n`);
+      // A PostgreSQL error (a deadlock, a lost connection) gets its code too.
+      const coded = err instanceof TallyError ? err : isPgError(err) ? classifyPgError(err) : undefined;
+      if (coded === undefined) throw err;
+      const retry = coded.retriable ? '; try again' : '';
+      process.stderr.write(`tally: ${coded.message} (${coded.code})${retry}\n`);
       process.exitCode = 1;
     }
   };

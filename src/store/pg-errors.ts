@@ -33,3 +33,9 @@ export function classifyPgError(err: unknown): TallyError {
     cause: err,
   });
 }
+
+/** Whether `err` came from PostgreSQL (a SQLSTATE) or from the connection to it. */
+export function isPgError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && (/^[0-9A-Z]{5}$/.test(code) || RETRIABLE_NODE_CODES.has(code));
+}

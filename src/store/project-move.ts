@@ -17,6 +17,24 @@ const MOVED_TABLES = [
 ] as const;
 /** Copied, not moved: see moveProjectData. */
 const NUMBER_TABLES = ['user_numbers', 'user_number_counters'] as const;
+/**
+ * The order the move locks tables in: the writers' own order, so a move and a batch never wait
+ * on each other in a cycle. A user-number transaction (user-numbers.ts) takes the counter, then
+ * the numbers; a batch transaction (batch-writer.ts, then tally.write_events) takes the dead
+ * letters, the keys, the raw rows, rollup_users, the data version, then the shared rollups.
+ */
+const LOCK_ORDER = [
+  'user_number_counters',
+  'user_numbers',
+  'dead_letters',
+  'event_ids',
+  'events',
+  'rollup_users',
+  'data_versions',
+  'rollup_events',
+  'rollup_pages',
+  'rollup_user_bits',
+] as const;
 
 export interface ProjectMove {
   from: string;
@@ -58,7 +76,7 @@ export async function moveProjectData(pool: pg.Pool, from: string, to: string): 
   const client = await pool.connect();
   try {
     await client.query('BEGIN');
-    const locked = [...MOVED_TABLES, ...NUMBER_TABLES, 'data_versions', 'dead_letters'];
+    const locked = LOCK_ORDER;
     await client.query(`LOCK TABLE ${locked.map((t) => `tally.${t}`).join(', ')} IN EXCLUSIVE MODE`);
     const targetHas = await tablesHolding(client, [...MOVED_TABLES, ...NUMBER_TABLES], to);
     if (targetHas.length > 0) {
