@@ -85,14 +85,28 @@ export function stopWhenOrphaned(): void {
 export function stopWithNpm(stop: (reason: string) => void): void {
   if (process.env.npm_lifecycle_event === undefined) return;
   const parent = process.ppid;
-  // Linux: also watch the shell's own parent (npm). Elsewhere only the parent is watched.
-  const grandparent = parentOf(parent);
+  // Linux: when the parent is npm's `sh -c`, also watch the shell's own parent (npm). A shell that
+  // exec'd Tally left npm itself as the parent, and npm's parent (a terminal, `nohup`) is no
+  // reason to stop. Elsewhere only the parent is watched.
+  const grandparent = SHELLS.has(commandOf(parent) ?? '') ? parentOf(parent) : undefined;
   const poll = setInterval(() => {
-    if (process.ppid === parent && parentOf(parent) === grandparent) return;
+    if (process.ppid === parent && (grandparent === undefined || parentOf(parent) === grandparent)) return;
     clearInterval(poll);
     stop('npm exited');
   }, LAUNCHER_POLL_MS);
   poll.unref();
+}
+
+const SHELLS = new Set(['sh', 'dash', 'bash', 'ash', 'zsh', 'busybox']);
+
+/** The command name of process `pid` (from /proc on Linux); undefined where that cannot be read. */
+function commandOf(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+  } catch {
+    return undefined;
+  }
 }
 
 /** The parent of process `pid` (from /proc on Linux); undefined where that cannot be read. */
