@@ -97,5 +97,6 @@ BEGIN
 END
 $$;
 
--- The guard of the former one-statement write, which tally.write_events replaces.
-DROP FUNCTION tally.require_all_new(integer, bigint);
+-- tally.require_all_new (migration 008), the guard of the former one-statement write, stays:
+-- processes of the previous version still call it during a rolling upgrade. Nothing here uses
+-- it; a later migration may drop it once no such process can be running.
