@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { findFreePort } from '../../src/util/free-port.ts';
 import {
@@ -60,8 +60,12 @@ test('tally query: TALLY_GRPC_PORT in use → one line naming it, nothing left r
   await assertCleanFailure(run, 'TALLY_GRPC_PORT', [api]);
 });
 
-test('tally start: SIGTERM during start-up (embedded PostgreSQL being created) stops it once up, nothing left', async (t) => {
-  const dataDir = await mkdtemp(join(tmpdir(), 'tally-start-up-sigterm-'));
+/**
+ * `tally start` in its own process group on a temporary data dir and a free API port, its output
+ * collected; whatever it leaves (processes, PostgreSQL, the directory) is removed after the test.
+ */
+async function startInBackground(t: TestContext, prefix: string, env: Record<string, string> = {}) {
+  const dataDir = await mkdtemp(join(tmpdir(), prefix));
   t.after(async () => {
     await stopLeftoverPostmaster(dataDir);
     await rm(dataDir, { recursive: true, force: true });
@@ -74,6 +78,7 @@ test('tally start: SIGTERM during start-up (embedded PostgreSQL being created) s
       SERVER_PORT: String(port),
       TALLY_GRPC_PORT: '0',
       TALLY_LOG_LEVEL: 'info',
+      ...env,
     },
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -85,53 +90,36 @@ test('tally start: SIGTERM during start-up (embedded PostgreSQL being created) s
   t.after(() => {
     for (const pid of livingInGroup(child.pid!)) process.kill(pid, 'SIGKILL');
   });
+  return { child, dataDir, port, closed, output: () => out };
+}
+
+test('tally start: SIGTERM during start-up (embedded PostgreSQL being created) stops it once up, nothing left', async (t) => {
+  const { child, dataDir, port, closed, output } = await startInBackground(t, 'tally-start-up-sigterm-');
   // initdb takes seconds: the signal lands well before the servers listen.
-  await until('initdb to begin', () => out.includes('creating a new PostgreSQL cluster'), 60_000);
+  await until('initdb to begin', () => output().includes('creating a new PostgreSQL cluster'), 60_000);
   child.kill('SIGTERM');
-  assert.equal(await closed, 0, out);
-  assert.match(out, /"reason":"SIGTERM","msg":"shutting down"/);
-  assert.match(out, /"msg":"stopped"/);
+  assert.equal(await closed, 0, output());
+  assert.match(output(), /"reason":"SIGTERM","msg":"shutting down"/);
+  assert.match(output(), /"msg":"stopped"/);
   assert.equal(postmasterRunning(dataDir), false, 'embedded PostgreSQL stopped');
   assert.deepEqual(livingInGroup(child.pid!), []);
   assert.equal(await portBound(port), false);
 });
 
 test('tally start waiting for an unreachable Kafka: SIGINT gives up the wait and stops it well inside the deadline, nothing left', async (t) => {
-  const dataDir = await mkdtemp(join(tmpdir(), 'tally-start-up-kafka-wait-'));
-  t.after(async () => {
-    await stopLeftoverPostmaster(dataDir);
-    await rm(dataDir, { recursive: true, force: true });
-  });
-  const port = await findFreePort();
   // A free port nobody listens on: the broker "is not reachable yet" for as long as we like.
   const kafkaPort = await findFreePort();
-  const child = spawn(process.execPath, [MAIN, 'start'], {
-    env: {
-      ...process.env,
-      TALLY_DATA_DIR: dataDir,
-      SERVER_PORT: String(port),
-      TALLY_GRPC_PORT: '0',
-      KAFKA_BROKERS: `127.0.0.1:${kafkaPort}`,
-      TALLY_LOG_LEVEL: 'info',
-    },
-    detached: true,
-    stdio: ['ignore', 'pipe', 'pipe'],
+  const { child, dataDir, closed, output } = await startInBackground(t, 'tally-start-up-kafka-wait-', {
+    KAFKA_BROKERS: `127.0.0.1:${kafkaPort}`,
   });
-  let out = '';
-  child.stdout.on('data', (c: Buffer) => (out += c.toString()));
-  child.stderr.on('data', (c: Buffer) => (out += c.toString()));
-  const closed = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
-  t.after(() => {
-    for (const pid of livingInGroup(child.pid!)) process.kill(pid, 'SIGKILL');
-  });
-  await until('the wait for Kafka', () => out.includes('is not reachable yet; retrying'), 90_000);
+  await until('the wait for Kafka', () => output().includes('is not reachable yet; retrying'), 90_000);
   assert.equal(postmasterRunning(dataDir), true, 'the embedded PostgreSQL is up while it waits');
   child.kill('SIGINT');
   const code = await closed;
   // 0: stopped by the signal; 2: the abandoned start reported in one line. Never the 28 s
   // deadline's exit 1, which would leave the embedded PostgreSQL running.
-  assert.ok(code === 0 || code === 2, `exit ${code}\n${out}`);
-  assert.doesNotMatch(out, /shutdown took too long/);
+  assert.ok(code === 0 || code === 2, `exit ${code}\n${output()}`);
+  assert.doesNotMatch(output(), /shutdown took too long/);
   assert.equal(postmasterRunning(dataDir), false, 'embedded PostgreSQL stopped');
   assert.deepEqual(livingInGroup(child.pid!), []);
 });
