@@ -59,6 +59,8 @@ export function normalizeEvent(input: unknown, ctx: NormalizeContext): Normalize
       sessionId,
       service,
       properties,
+      userAgent: null,
+      country: null,
     },
   };
 }

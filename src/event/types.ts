@@ -11,6 +11,10 @@ export interface TallyEvent {
   pageUrl: string | null;
   referrer: string | null;
   sessionId: string | null;
+  /** The browser's User-Agent (≤ 1024), from the event or, for browser ingest, the request header. */
+  userAgent: string | null;
+  /** ISO 3166-1 alpha-2, upper case: the event's own `country`, or looked up from the client address at ingest. */
+  country: string | null;
   service: string | null;
   /** Serialized JSON object, or null. */
   properties: string | null;

@@ -15,6 +15,8 @@ function event(project: string, n: number): TallyEvent {
     pageUrl: null,
     referrer: null,
     sessionId: null,
+    userAgent: null,
+    country: null,
     service: null,
     properties: null,
   };

@@ -128,6 +128,8 @@ test('/v1/pipeline adds the live snapshot; /v1/stream pushes snapshots and ends 
       pageUrl: null,
       referrer: null,
       sessionId: null,
+      userAgent: null,
+      country: null,
       service: null,
       properties: null,
     },

@@ -33,6 +33,8 @@ test('canonical event keeps every field', () => {
     sessionId: 's',
     service: 'web',
     properties: '{"a":1}',
+    userAgent: null,
+    country: null,
   });
 });
 

@@ -101,6 +101,8 @@ export function toMessage(e: OracleEvent): KafkaMessage {
     pageUrl: e.page_url ?? null,
     referrer: null,
     sessionId: null,
+    userAgent: null,
+    country: null,
     service: null,
     properties: null,
   });

@@ -123,6 +123,8 @@ export function toTallyEvent(e: OracleEvent, project = 'default'): TallyEvent {
     pageUrl: e.page_url ?? null,
     referrer: null,
     sessionId: null,
+    userAgent: null,
+    country: null,
     service: null,
     properties: null,
   };

@@ -23,6 +23,8 @@ function event(i: number): TallyEvent {
     pageUrl: `https://example.com/p/${i % 5}`,
     referrer: null,
     sessionId: null,
+    userAgent: null,
+    country: null,
     service: null,
     properties: i % 4 === 0 ? '{"n":1}' : null,
   };

@@ -14,6 +14,8 @@ function ev(id: string): TallyEvent {
     pageUrl: null,
     referrer: null,
     sessionId: null,
+    userAgent: null,
+    country: null,
     service: null,
     properties: null,
   };

@@ -48,6 +48,8 @@ test('the encoded value is the canonical JSON of the event, whatever its strings
         referrer: optional,
         sessionId: optional,
         service: optional,
+        userAgent: fc.constant(null),
+        country: fc.constant(null),
         properties: fc.option(
           fc.jsonValue().map((v) => JSON.stringify({ v })),
           { nil: null },

@@ -57,6 +57,8 @@ function roundEvents(random: () => number, project: string) {
       pageUrl: e.page_url ?? null,
       referrer: null,
       sessionId: null,
+      userAgent: null,
+      country: null,
       service: null,
       properties: null,
     });

@@ -20,6 +20,8 @@ function event(i: number, ts: number): TallyEvent {
     pageUrl: null,
     referrer: null,
     sessionId: null,
+    userAgent: null,
+    country: null,
     service: null,
     properties: null,
   };

@@ -17,6 +17,8 @@ function event(fields: Partial<TallyEvent> & Pick<TallyEvent, 'ts'>): TallyEvent
     pageUrl: null,
     referrer: null,
     sessionId: null,
+    userAgent: null,
+    country: null,
     service: null,
     properties: null,
     ...fields,
