@@ -1,4 +1,6 @@
+import { classifyChannel, clickIdKind } from './channels.ts';
 import type { TallyEvent } from './types.ts';
+import { parseUserAgent } from './user-agent.ts';
 
 /**
  * What Tally derives from an event's page_url, referrer and user_agent, once, in the writer both
@@ -30,31 +32,97 @@ export interface DerivedDimensions {
 export function deriveDimensions(
   e: Pick<TallyEvent, 'pageUrl' | 'referrer' | 'userAgent'>,
 ): DerivedDimensions {
-  // First cut, replaced by the full rule table (issue 20, helper "derive").
-  let hostname: string | null = null;
-  let path: string | null = null;
-  if (e.pageUrl !== null) {
-    try {
-      const u = new URL(e.pageUrl);
-      hostname = u.hostname.toLowerCase();
-      path = u.pathname;
-    } catch {
-      path = e.pageUrl.split(/[?#]/, 1)[0];
-    }
-  }
+  const page = parsePage(e.pageUrl);
+  const referrerHost = referrerHostOf(e.referrer, page.hostname);
+  const query = page.query === '' ? null : new URLSearchParams(page.query);
+  const utmSource = utmTag(query, 'utm_source');
+  const utmMedium = utmTag(query, 'utm_medium');
+  const utmCampaign = utmTag(query, 'utm_campaign');
+  const utmTerm = utmTag(query, 'utm_term');
+  const utmContent = utmTag(query, 'utm_content');
+  const channel = classifyChannel({
+    referrerHost,
+    utmSource,
+    utmMedium,
+    tagged: (utmSource ?? utmMedium ?? utmCampaign ?? utmTerm ?? utmContent) !== null,
+    clickId: query === null ? null : clickIdKind(query),
+    located: e.pageUrl !== null || e.referrer !== null,
+  });
+  const ua = parseUserAgent(e.userAgent);
   return {
-    hostname,
-    path,
-    referrerHost: null,
-    utmSource: null,
-    utmMedium: null,
-    utmCampaign: null,
-    utmTerm: null,
-    utmContent: null,
-    channel: null,
-    browser: null,
-    os: null,
-    device: null,
-    bot: false,
+    hostname: page.hostname,
+    path: page.path,
+    referrerHost,
+    utmSource,
+    utmMedium,
+    utmCampaign,
+    utmTerm,
+    utmContent,
+    channel,
+    browser: ua.browser,
+    os: ua.os,
+    device: ua.device,
+    bot: ua.bot,
   };
+}
+
+interface Page {
+  hostname: string | null;
+  path: string | null;
+  /** The query string without its `?`; '' when there is none. */
+  query: string;
+}
+
+const NO_PAGE: Page = { hostname: null, path: null, query: '' };
+
+function parsePage(pageUrl: string | null): Page {
+  if (pageUrl === null) return NO_PAGE;
+  const url = parseUrl(pageUrl);
+  if (url !== null && url.hostname !== '') {
+    // Special schemes (http, https, …) always have a path of at least '/'; give others the same.
+    return { hostname: url.hostname.toLowerCase(), path: url.pathname || '/', query: url.search.slice(1) };
+  }
+  // A relative, unparsable or host-less page_url ('/pricing?plan=pro', 'example.com/a',
+  // 'localhost:3000/a' – which URL reads as scheme 'localhost:' –, 'about:blank'): the text before
+  // the query string or fragment is the path, and the query string still carries its tags.
+  const end = pageUrl.search(/[?#]/);
+  if (end === -1) return { hostname: null, path: pageUrl, query: '' };
+  const path = end === 0 ? null : pageUrl.slice(0, end); // '?utm_source=x' names no page
+  const query = pageUrl[end] === '?' ? pageUrl.slice(end + 1).split('#', 1)[0] : '';
+  return { hostname: null, path, query };
+}
+
+function parseUrl(s: string): URL | null {
+  // URL.parse returns null where new URL() throws: no exception on the hot path.
+  return URL.parse(s);
+}
+
+function referrerHostOf(referrer: string | null, pageHost: string | null): string | null {
+  if (referrer === null) return null;
+  const host = parseUrl(referrer)?.hostname.toLowerCase() ?? '';
+  if (host === '') return null;
+  // A visitor moving between www.x.com and x.com has not been referred by another site.
+  if (pageHost !== null && withoutWww(host) === withoutWww(pageHost)) return null;
+  return host;
+}
+
+function withoutWww(host: string): string {
+  return host.startsWith('www.') ? host.slice(4) : host;
+}
+
+const MAX_TAG_LENGTH = 256;
+
+function utmTag(query: URLSearchParams | null, name: string): string | null {
+  const raw = query?.get(name);
+  if (raw === undefined || raw === null) return null;
+  // TRICKY: decoding can yield what PostgreSQL text refuses (a NUL from %00), and cutting can
+  // split a surrogate pair; either would fail the whole batch transaction, so both are removed.
+  let value = raw.replaceAll('\u0000', '').trim();
+  if (value === '') return null;
+  if (value.length > MAX_TAG_LENGTH) {
+    const last = value.charCodeAt(MAX_TAG_LENGTH - 1);
+    const splitsPair = last >= 0xd800 && last <= 0xdbff;
+    value = value.slice(0, splitsPair ? MAX_TAG_LENGTH - 1 : MAX_TAG_LENGTH).trimEnd();
+  }
+  return value;
 }
