@@ -105,18 +105,13 @@ const SECOND_LEVEL = new Set(['co', 'com', 'net', 'org', 'gov', 'edu', 'ac', 'ne
 
 /** What a (lower case) host names: a search engine, social network, webmail, or null (anything else). */
 export function sourceKindOfHost(host: string): SourceKind | null {
-  // Most specific domain first: mail.google.com before google.
-  for (let at = 0; at !== -1; at = nextLabel(host, at)) {
-    const kind = HOSTS.get(at === 0 ? host : host.slice(at));
+  // Domains (with a dot), most specific first: mail.google.com before the brand google.
+  for (let suffix = host; suffix.includes('.'); suffix = suffix.slice(suffix.indexOf('.') + 1)) {
+    const kind = HOSTS.get(suffix);
     if (kind !== undefined) return kind;
   }
   const brand = registrableName(host);
-  return brand === null || brand.includes('.') ? null : (HOSTS.get(brand) ?? null);
-}
-
-function nextLabel(host: string, at: number): number {
-  const dot = host.indexOf('.', at);
-  return dot === -1 ? -1 : dot + 1;
+  return brand === null ? null : (HOSTS.get(brand) ?? null);
 }
 
 function registrableName(host: string): string | null {
