@@ -50,6 +50,9 @@ const CLICK_IDS: ReadonlyArray<readonly [string, ClickIdKind]> = [
   ['dclid', 'display'], // Google Display & Video 360
 ];
 
+/** The query parameters that are ad-click ids. */
+export const CLICK_ID_PARAMS: readonly string[] = CLICK_IDS.map(([param]) => param);
+
 /** The kind of the first ad-click id present in a page's query string. */
 export function clickIdKind(query: URLSearchParams): ClickIdKind | null {
   for (const [param, kind] of CLICK_IDS) if (query.has(param)) return kind;
@@ -133,8 +136,10 @@ export function sourceKindOfTag(source: string): SourceKind | null {
   return SOURCE_NAMES.get(first) ?? HOSTS.get(first) ?? null;
 }
 
+const NO_WORDS: string[] = [];
+
 function words(s: string): string[] {
-  return s.split(/[^a-z0-9]+/).filter((w) => w !== '');
+  return s === '' ? NO_WORDS : s.split(/[^a-z0-9]+/).filter((w) => w !== '');
 }
 
 const PAID_MEDIUM = /^(.*cp.*|ppc|retargeting|paid.*)$/; // GA4's paid medium pattern

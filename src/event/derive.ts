@@ -1,4 +1,4 @@
-import { classifyChannel, clickIdKind } from './channels.ts';
+import { CLICK_ID_PARAMS, classifyChannel, clickIdKind } from './channels.ts';
 import type { TallyEvent } from './types.ts';
 import { parseUserAgent } from './user-agent.ts';
 
@@ -34,7 +34,7 @@ export function deriveDimensions(
 ): DerivedDimensions {
   const page = parsePage(e.pageUrl);
   const referrerHost = referrerHostOf(e.referrer, page.hostname);
-  const query = page.query === '' ? null : new URLSearchParams(page.query);
+  const query = TAGGED_QUERY.test(page.query) ? new URLSearchParams(page.query) : null;
   const utmSource = utmTag(query, 'utm_source');
   const utmMedium = utmTag(query, 'utm_medium');
   const utmCampaign = utmTag(query, 'utm_campaign');
@@ -65,6 +65,10 @@ export function deriveDimensions(
     bot: ua.bot,
   };
 }
+
+// Most query strings carry no tag and no click id; parsing them would be wasted on the write path.
+// URLSearchParams decodes names too, so an escaped underscore (`utm%5Fsource`) still counts.
+const TAGGED_QUERY = new RegExp(['utm(?:_|%5f)', ...CLICK_ID_PARAMS].join('|'), 'i');
 
 interface Page {
   hostname: string | null;

@@ -79,6 +79,10 @@ test('utm tags: decoded, trimmed, empty is null, at most 256 characters, storabl
   // The first of repeated tags; a malformed escape is kept as text rather than failing.
   assert.equal(derive('https://x.com/?utm_source=a&utm_source=b').utmSource, 'a');
   assert.equal(derive('https://x.com/?utm_source=100%25%zz').utmSource, '100%%zz');
+  // Names are decoded like values; untagged query strings are skipped, tagged ones are not.
+  assert.equal(derive('https://x.com/?utm%5Fsource=a').utmSource, 'a');
+  assert.equal(derive('https://x.com/?color=red&size=m').channel, 'Direct');
+  assert.equal(derive('https://x.com/?color=red&msclkid=1').channel, 'Paid Search');
   // Case-sensitive parameter names, as every analytics tool reads them.
   assert.equal(derive('https://x.com/?UTM_SOURCE=a').utmSource, null);
 
