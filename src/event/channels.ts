@@ -136,9 +136,9 @@ export function sourceKindOfTag(source: string): SourceKind | null {
   return SOURCE_NAMES.get(first) ?? HOSTS.get(first) ?? null;
 }
 
-const NO_WORDS: string[] = [];
+const NO_WORDS: readonly string[] = [];
 
-function words(s: string): string[] {
+function words(s: string): readonly string[] {
   return s === '' ? NO_WORDS : s.split(/[^a-z0-9]+/).filter((w) => w !== '');
 }
 
@@ -147,10 +147,11 @@ const EMAIL_WORDS = new Set(['email', 'emails', 'mail', 'newsletter', 'newslette
 const AFFILIATE_WORDS = new Set(['affiliate', 'affiliates']);
 const DISPLAY_WORDS = new Set(['display', 'banner', 'cpm', 'interstitial', 'expandable']);
 
-interface Facts {
+/** What the rules read, computed once per event from its {@link ChannelSignals}. */
+export interface ChannelFacts {
   medium: string;
-  mediumWords: string[];
-  sourceWords: string[];
+  mediumWords: readonly string[];
+  sourceWords: readonly string[];
   /** What the source names: utm_source when given (it overrides the referrer), else the referrer host. */
   kind: SourceKind | null;
   paid: boolean;
@@ -160,10 +161,10 @@ interface Facts {
   located: boolean;
 }
 
-const anyIn = (list: string[], set: ReadonlySet<string>): boolean => list.some((w) => set.has(w));
+const anyIn = (list: readonly string[], set: ReadonlySet<string>): boolean => list.some((w) => set.has(w));
 
 /** The rule table, first match wins; docs/channels.md lists the same rows. */
-export const CHANNEL_RULES: ReadonlyArray<{ channel: Channel; when: (f: Facts) => boolean }> = [
+export const CHANNEL_RULES: ReadonlyArray<{ channel: Channel; when: (f: ChannelFacts) => boolean }> = [
   { channel: 'Paid Search', when: (f) => (f.paid && f.kind === 'search') || f.clickId === 'search' },
   { channel: 'Paid Social', when: (f) => (f.paid && f.kind === 'social') || f.clickId === 'social' },
   {
@@ -191,10 +192,10 @@ export const CHANNEL_RULES: ReadonlyArray<{ channel: Channel; when: (f: Facts) =
 export function classifyChannel(s: ChannelSignals): Channel | null {
   const medium = s.utmMedium?.toLowerCase() ?? '';
   const source = s.utmSource?.toLowerCase() ?? null;
-  const facts: Facts = {
+  const facts: ChannelFacts = {
     medium,
     mediumWords: words(medium),
-    sourceWords: source === null ? [] : words(source),
+    sourceWords: source === null ? NO_WORDS : words(source),
     kind:
       source !== null
         ? sourceKindOfTag(source)

@@ -81,7 +81,7 @@ const NO_PAGE: Page = { hostname: null, path: null, query: '' };
 
 function parsePage(pageUrl: string | null): Page {
   if (pageUrl === null) return NO_PAGE;
-  const url = parseUrl(pageUrl);
+  const url = URL.parse(pageUrl); // null where new URL() would throw: no exceptions on the hot path
   if (url !== null && url.hostname !== '') {
     // Special schemes (http, https, …) always have a path of at least '/'; give others the same.
     return { hostname: url.hostname.toLowerCase(), path: url.pathname || '/', query: url.search.slice(1) };
@@ -96,14 +96,9 @@ function parsePage(pageUrl: string | null): Page {
   return { hostname: null, path, query };
 }
 
-function parseUrl(s: string): URL | null {
-  // URL.parse returns null where new URL() throws: no exception on the hot path.
-  return URL.parse(s);
-}
-
 function referrerHostOf(referrer: string | null, pageHost: string | null): string | null {
   if (referrer === null) return null;
-  const host = parseUrl(referrer)?.hostname.toLowerCase() ?? '';
+  const host = URL.parse(referrer)?.hostname.toLowerCase() ?? '';
   if (host === '') return null;
   // A visitor moving between www.x.com and x.com has not been referred by another site.
   if (pageHost !== null && withoutWww(host) === withoutWww(pageHost)) return null;
