@@ -15,7 +15,9 @@ export interface CountryLookup {
  * TALLY_GEOIP_DATABASE.
  */
 export function packagedDatabasePath(): string {
-  return createRequire(import.meta.url).resolve('@ip-location-db/geolite2-country-mmdb/geolite2-country.mmdb');
+  return createRequire(import.meta.url).resolve(
+    '@ip-location-db/geolite2-country-mmdb/geolite2-country.mmdb',
+  );
 }
 
 /**

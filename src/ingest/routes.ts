@@ -105,7 +105,11 @@ export function ingestRoutes(deps: IngestRoutesDeps) {
           }
           const ndjson = contentType === 'application/x-ndjson' || contentType === 'application/ndjson';
           const { items } = parseEvents(text, ndjson, deps.maxEvents);
-          const outcome = await deps.ingest.ingest(deps.projectOf(request), items, origin(request, allowText));
+          const outcome = await deps.ingest.ingest(
+            deps.projectOf(request),
+            items,
+            origin(request, allowText),
+          );
           if (outcome.accepted === 0) {
             throw new TallyError('TALLY_VALIDATION_FAILED', describeRejection(outcome), {
               details: outcome.rejected,
