@@ -6,7 +6,7 @@ import { classifyPgError } from './pg-errors.ts';
 import { dayStart, type RawPartitions } from './partitions.ts';
 import { KnownUserRows } from './known-user-rows.ts';
 import { UserNumbers } from './user-numbers.ts';
-import { writeEvents, type StoredEvents } from './write-events.ts';
+import { writeEvents, type Derive, type StoredEvents } from './write-events.ts';
 
 export interface DeadLetter {
   project: string | null;
@@ -51,6 +51,8 @@ export interface BatchWriterDeps {
   storeRaw: boolean;
   /** A gap longer than this between one user's events starts a new visit (TALLY_SESSION_TIMEOUT_MIN); default 30 min. */
   sessionTimeoutMs?: number;
+  /** The dimensions of an event (default: src/event/derive.ts); tests pin bot flags with their own. */
+  derive?: Derive;
   /** Called right after each commit with the data versions it moved (this process's query cache). */
   onVersions?: (versions: ReadonlyMap<string, number>) => void;
 }
@@ -112,6 +114,7 @@ export class BatchWriter {
               numbers,
               this.#knownUserRows,
               this.#deps.sessionTimeoutMs ?? DEFAULT_SESSION_TIMEOUT_MS,
+              this.#deps.derive,
             );
       if (transaction) await client.query('COMMIT');
       this.#knownUserRows.remember(stored.sentUserRows);

@@ -1,10 +1,13 @@
 import type pg from 'pg';
-import { deriveDimensions } from '../event/derive.ts';
+import { deriveDimensions, type DerivedDimensions } from '../event/derive.ts';
 import type { TallyEvent } from '../event/types.ts';
 import type { KnownUserRows } from './known-user-rows.ts';
 import { LEVELS } from './levels.ts';
 import { rollupUserArgs } from './rollup-writes.ts';
 import { SqlParams } from './sql-params.ts';
+
+/** What the writer derives from each event: src/event/derive.ts's deriveDimensions. */
+export type Derive = (e: TallyEvent) => DerivedDimensions;
 
 export interface StoredEvents {
   /** For each of the events given: true when its key was new, so it was stored and counted now. */
@@ -35,8 +38,9 @@ export async function writeEvents(
   numbers: ReadonlyMap<string, number>,
   known: KnownUserRows,
   sessionTimeoutMs: number,
+  derive: Derive = deriveDimensions,
 ): Promise<StoredEvents> {
-  const cols = eventColumns(events, rawCutoff !== undefined);
+  const cols = eventColumns(events, rawCutoff !== undefined, derive);
   const rollups = rollupUserArgs(events, numbers, known, cols.bot);
   const { users, bits } = rollups;
   const raw = cols.raw;
@@ -104,7 +108,7 @@ export async function writeEvents(
  * dimensions once: the columns every event sends (its key, and what the rollups need: bots are
  * left out of them), and with raw storage on the columns only raw rows need.
  */
-function eventColumns(events: readonly TallyEvent[], withRaw: boolean) {
+function eventColumns(events: readonly TallyEvent[], withRaw: boolean, derive: Derive) {
   const n = events.length;
   const project = new Array<string>(n);
   const eventId = new Array<string>(n);
@@ -115,7 +119,7 @@ function eventColumns(events: readonly TallyEvent[], withRaw: boolean) {
   const raw = withRaw ? rawArrays(n) : undefined;
   for (let i = 0; i < n; i++) {
     const e = events[i];
-    const d = deriveDimensions(e);
+    const d = derive(e);
     project[i] = e.project;
     eventId[i] = e.eventId;
     type[i] = e.type;
