@@ -62,6 +62,7 @@ export function startEmbeddedTally(config: Config, logger: Logger): Promise<Embe
       pool: database.pool,
       partitions,
       storeRaw: raw.TALLY_STORE_RAW,
+      sessionTimeoutMs: raw.TALLY_SESSION_TIMEOUT_MIN * 60_000,
       onVersions: (v) => versions.observe(v),
     });
     const live = new LiveFeed();

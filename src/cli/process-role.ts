@@ -107,7 +107,12 @@ export function startProcessWorker(config: Config, logger: Logger): Promise<Stop
       idleInTransactionTimeoutMs: IDLE_IN_TRANSACTION_TIMEOUT_MS,
     });
     const partitions = new RawPartitions(database.pool, raw.TALLY_RAW_RETENTION_DAYS);
-    const writer = new BatchWriter({ pool: database.pool, partitions, storeRaw: raw.TALLY_STORE_RAW });
+    const writer = new BatchWriter({
+      pool: database.pool,
+      partitions,
+      storeRaw: raw.TALLY_STORE_RAW,
+      sessionTimeoutMs: raw.TALLY_SESSION_TIMEOUT_MIN * 60_000,
+    });
     const processor = new KafkaProcessor(
       kafkaProcessorOptions(config, kafka, `tally-process-${process.pid}`),
       {

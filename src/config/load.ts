@@ -2,6 +2,7 @@ import { Value } from '@sinclair/typebox/value';
 import { ConfigSchema, type RawConfig } from './schema.ts';
 import { TallyError } from '../errors/tally-error.ts';
 import { databaseUrlFromDbVariables, kafkaBrokerList, redisUrlFromAddress } from '../compat/env.ts';
+import { parseTrustedProxies } from '../ingest/client-address.ts';
 
 export type DatabaseConfig =
   { kind: 'embedded'; dataDir: string } | { kind: 'external'; connectionString: string };
@@ -37,6 +38,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   for (const error of Value.Errors(ConfigSchema, converted)) {
     const name = error.path.replace(/^\//, '');
     problems.push(`${name}: ${error.message} (got ${JSON.stringify(input[name])})`);
+  }
+  const proxies = (converted as Partial<RawConfig>).TALLY_TRUSTED_PROXIES;
+  if (typeof proxies === 'string') {
+    try {
+      parseTrustedProxies(proxies);
+    } catch (err) {
+      problems.push(`TALLY_TRUSTED_PROXIES: ${(err as Error).message}`);
+    }
   }
   if (problems.length > 0) {
     throw new TallyError('TALLY_CONFIG_INVALID', `Invalid configuration:\n  ${problems.join('\n  ')}`);

@@ -134,6 +134,26 @@ export const ConfigSchema = Type.Object({
   // Browser tracker / abuse limits
   TALLY_CORS_ORIGINS: Type.String({ default: '*' }),
   TALLY_HONOR_DNT: Type.Boolean({ default: false }),
+  TALLY_TRUSTED_PROXIES: Type.String({
+    default: '',
+    description:
+      'Comma-separated IP addresses and CIDR ranges of the proxies in front of ingest: only a request whose socket peer is one of them has its X-Forwarded-For believed (the right-most entry that is not a trusted proxy is the client). Empty: never',
+  }),
+  TALLY_GEOIP_DATABASE: Type.Optional(
+    Type.String({
+      minLength: 1,
+      description:
+        'Path of the MaxMind (.mmdb) country database the ingest looks client addresses up in; unset: the packaged GeoLite2 copy (@ip-location-db/geolite2-country-mmdb); `off`: no lookups',
+    }),
+  ),
+
+  // Web analytics
+  TALLY_SESSION_TIMEOUT_MIN: Type.Integer({
+    minimum: 1,
+    maximum: 1440,
+    default: 30,
+    description: "A gap longer than this (minutes) between one user's events starts a new visit",
+  }),
   TALLY_RATE_LIMIT: Type.Integer({
     minimum: 1,
     default: 1000,

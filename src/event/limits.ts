@@ -5,6 +5,7 @@ export const LIMITS = {
   userId: 256,
   url: 2048,
   shortField: 256,
+  userAgent: 1024,
   propertiesBytes: 32 * 1024,
 } as const;
 

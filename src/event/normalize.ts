@@ -41,6 +41,8 @@ export function normalizeEvent(input: unknown, ctx: NormalizeContext): Normalize
       : optionalString(metadata, 'referrer', LIMITS.url, issues, METADATA.referrer);
   const sessionId = optionalString(src, 'session_id', LIMITS.shortField, issues);
   const service = optionalString(src, 'service', LIMITS.shortField, issues);
+  const userAgent = optionalString(src, 'user_agent', LIMITS.userAgent, issues);
+  const country = readCountry(src, issues);
   const properties = readProperties(src, metadata, issues);
   const ts = readEventTime(src, ctx, issues);
 
@@ -59,8 +61,8 @@ export function normalizeEvent(input: unknown, ctx: NormalizeContext): Normalize
       sessionId,
       service,
       properties,
-      userAgent: null,
-      country: null,
+      userAgent,
+      country,
     },
   };
 }
@@ -115,6 +117,27 @@ function readEventTime(
     return undefined;
   }
   return ts;
+}
+
+const COUNTRY_CODE = /^[A-Za-z]{2}$/;
+
+/** `country`: an ISO 3166-1 alpha-2 code, stored upper case; absent or empty means unknown. */
+function readCountry(src: Record<string, unknown>, issues: ValidationIssue[]): string | null {
+  const value = src.country;
+  if (value === undefined || value === null || value === '') return null;
+  if (typeof value !== 'string') {
+    issues.push({ field: 'country', code: 'TALLY_INVALID_TYPE', message: 'country must be a string' });
+    return null;
+  }
+  if (!COUNTRY_CODE.test(value)) {
+    issues.push({
+      field: 'country',
+      code: 'TALLY_INVALID_VALUE',
+      message: 'country must be an ISO 3166-1 alpha-2 code: two letters, such as "DE" or "us"',
+    });
+    return null;
+  }
+  return value.toUpperCase();
 }
 
 function readProperties(

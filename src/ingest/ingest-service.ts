@@ -20,6 +20,14 @@ export interface IngestOutcome {
   rejected: FieldError[];
 }
 
+/** What the request itself tells about its events' sender, for the fields the events leave out. */
+export interface RequestOrigin {
+  /** The request's User-Agent (browser routes only, ≤ 1024 characters); null: none to add. */
+  userAgent: string | null;
+  /** The country of the client address, or null; called at most once, when an event has none. */
+  country: () => string | null;
+}
+
 export interface IngestServiceDeps {
   sink: EventSink;
   metrics: Metrics;
@@ -37,19 +45,27 @@ export class IngestService {
     this.#deps = deps;
   }
 
-  async ingest(project: string, items: readonly BodyItem[]): Promise<IngestOutcome> {
+  /**
+   * `origin` fills in, for each valid event without them, `user_agent` and `country`: an event's
+   * own values always win.
+   */
+  async ingest(project: string, items: readonly BodyItem[], origin?: RequestOrigin): Promise<IngestOutcome> {
     const receivedAt = Date.now();
     const ctx = { project, receivedAt, maxFutureSkewMs: this.#deps.maxFutureSkewMs };
     const events: TallyEvent[] = [];
     const rejected: FieldError[] = [];
+    // The request's country, looked up once, when the first event without one needs it.
+    const country = { looked: false, value: null as string | null };
     items.forEach((item, index) => {
       if (!item.ok) {
         rejected.push({ index, field: '(line)', code: item.code, message: item.message });
         return;
       }
       const result = normalizeEvent(item.value, ctx);
-      if (result.ok) events.push(result.event);
-      else rejected.push(...result.issues.map((issue: ValidationIssue) => ({ index, ...issue })));
+      if (result.ok) {
+        if (origin !== undefined) completeFromOrigin(result.event, origin, country);
+        events.push(result.event);
+      } else rejected.push(...result.issues.map((issue: ValidationIssue) => ({ index, ...issue })));
     });
     const { metrics } = this.#deps;
     const rejectedItems = new Set(rejected.map((r) => r.index)).size;
@@ -61,5 +77,20 @@ export class IngestService {
     metrics.ingestEvents.inc({ outcome: 'accepted' }, events.length - (duplicates ?? 0));
     if (duplicates) metrics.ingestEvents.inc({ outcome: 'duplicate' }, duplicates);
     return { accepted: events.length, duplicates, eventIds: events.map((e) => e.eventId), rejected };
+  }
+}
+
+function completeFromOrigin(
+  event: TallyEvent,
+  origin: RequestOrigin,
+  country: { looked: boolean; value: string | null },
+): void {
+  if (event.userAgent === null) event.userAgent = origin.userAgent;
+  if (event.country === null) {
+    if (!country.looked) {
+      country.value = origin.country();
+      country.looked = true;
+    }
+    event.country = country.value;
   }
 }

@@ -1,5 +1,7 @@
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { RawConfig } from '../config/schema.ts';
+import { parseTrustedProxies } from './client-address.ts';
+import { openCountryLookup, type CountryLookup } from './geo.ts';
 import { IngestService, type EventSink } from './ingest-service.ts';
 import { ingestRoutes } from './routes.ts';
 import type { Metrics } from '../observability/metrics.ts';
@@ -13,8 +15,19 @@ export interface IngestPluginDeps {
   isStopping: () => boolean;
 }
 
-/** The ingest endpoints over a sink, as `tally start` (micro-batcher) and `tally ingest` (Kafka) serve them. */
+/**
+ * The ingest endpoints over a sink, as `tally start` (micro-batcher) and `tally ingest` (Kafka)
+ * serve them. Registering it opens the country database (TALLY_GEOIP_DATABASE), once per app, so
+ * both modes resolve `country` at ingest, before an event is batched or encoded for Kafka.
+ */
 export function ingestPlugin(deps: IngestPluginDeps): FastifyPluginAsync {
+  return async function ingest(app) {
+    const geo = await openCountryLookup(deps.raw.TALLY_GEOIP_DATABASE);
+    await app.register(routesOf(deps, geo));
+  };
+}
+
+function routesOf(deps: IngestPluginDeps, geo: CountryLookup | undefined): FastifyPluginAsync {
   const { raw, metrics } = deps;
   const ingest = new IngestService({
     sink: deps.sink,
@@ -29,6 +42,9 @@ export function ingestPlugin(deps: IngestPluginDeps): FastifyPluginAsync {
     maxEvents: raw.TALLY_MAX_EVENTS_PER_REQUEST,
     corsOrigins: raw.TALLY_CORS_ORIGINS,
     honorDnt: raw.TALLY_HONOR_DNT,
+    geo,
+    // Validated at start by loadConfig (src/config/load.ts).
+    trustedProxies: parseTrustedProxies(raw.TALLY_TRUSTED_PROXIES),
     projectOf: deps.projectOf,
     isStopping: deps.isStopping,
   });

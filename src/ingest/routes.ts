@@ -2,10 +2,13 @@ import cors from '@fastify/cors';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { COMPAT_INGEST_ROUTES } from '../compat/ingest-routes.ts';
 import { TallyError } from '../errors/tally-error.ts';
+import { LIMITS } from '../event/limits.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { asksNotToTrack, browserOriginRefused, collectCorsOptions, originMatcher } from './collect-cors.ts';
+import { clientAddress, type TrustedProxies } from './client-address.ts';
 import { decompress, parseEvents } from './decode-body.ts';
-import type { IngestOutcome, IngestService } from './ingest-service.ts';
+import type { CountryLookup } from './geo.ts';
+import type { IngestOutcome, IngestService, RequestOrigin } from './ingest-service.ts';
 import { ingestResponseSchemas } from './schemas.ts';
 
 export interface IngestRoutesDeps {
@@ -18,6 +21,10 @@ export interface IngestRoutesDeps {
   corsOrigins?: string;
   /** Drop beacons from browsers sending `DNT: 1` or `Sec-GPC: 1` (TALLY_HONOR_DNT). */
   honorDnt?: boolean;
+  /** The country of a client address (TALLY_GEOIP_DATABASE); omitted: no lookups. */
+  geo?: CountryLookup;
+  /** Proxies whose X-Forwarded-For is believed (TALLY_TRUSTED_PROXIES); omitted: none. */
+  trustedProxies?: TrustedProxies;
   /** Which project a request writes to (auth decides; `default` without keys). */
   projectOf: (request: FastifyRequest) => string;
   /** True while shutting down: new ingest requests get 503. */
@@ -26,6 +33,8 @@ export interface IngestRoutesDeps {
 
 const JSON_TYPES = ['application/json', 'application/x-ndjson', 'application/ndjson', 'text/plain'];
 const utf8 = new TextDecoder('utf-8', { fatal: true });
+const NO_PROXIES: TrustedProxies = { empty: true, has: () => false };
+const NO_COUNTRY = () => null;
 
 /**
  * Ingest endpoints: `POST /v1/events` (Tally's own), the earlier systems' routes
@@ -42,6 +51,26 @@ export function ingestRoutes(deps: IngestRoutesDeps) {
       { parseAs: 'buffer', bodyLimit: deps.maxBodyBytes },
       (_req, body, done) => done(null, body),
     );
+
+    const geo = deps.geo;
+    const trusted = deps.trustedProxies ?? NO_PROXIES;
+    // The User-Agent only for browser beacons (server-side senders set user_agent themselves);
+    // the country for every route. TRICKY: the client address is used for the lookup and
+    // dropped, never stored or logged (README.md, "Ingest").
+    const origin = (request: FastifyRequest, browser: boolean): RequestOrigin => ({
+      userAgent: browser ? headerUserAgent(request.headers['user-agent']) : null,
+      country:
+        geo === undefined
+          ? NO_COUNTRY
+          : () => {
+              const address = clientAddress(
+                request.socket.remoteAddress,
+                request.headers['x-forwarded-for'],
+                trusted,
+              );
+              return address === undefined ? null : geo.country(address);
+            },
+    });
 
     const handle = (route: string, successStatus: number, allowText: boolean) =>
       async function handler(request: FastifyRequest, reply: FastifyReply) {
@@ -76,7 +105,11 @@ export function ingestRoutes(deps: IngestRoutesDeps) {
           }
           const ndjson = contentType === 'application/x-ndjson' || contentType === 'application/ndjson';
           const { items } = parseEvents(text, ndjson, deps.maxEvents);
-          const outcome = await deps.ingest.ingest(deps.projectOf(request), items);
+          const outcome = await deps.ingest.ingest(
+            deps.projectOf(request),
+            items,
+            origin(request, allowText),
+          );
           if (outcome.accepted === 0) {
             throw new TallyError('TALLY_VALIDATION_FAILED', describeRejection(outcome), {
               details: outcome.rejected,
@@ -119,6 +152,11 @@ export function ingestRoutes(deps: IngestRoutesDeps) {
       handle('/v1/collect', 202, true),
     );
   };
+}
+
+function headerUserAgent(value: string | undefined): string | null {
+  if (value === undefined || value === '') return null;
+  return value.length > LIMITS.userAgent ? value.slice(0, LIMITS.userAgent) : value;
 }
 
 function responseBody(o: IngestOutcome) {

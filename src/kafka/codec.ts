@@ -27,6 +27,9 @@ export function encodeEvent(event: TallyEvent): EncodedEvent {
   if (event.referrer !== null) value += `,"referrer":${JSON.stringify(event.referrer)}`;
   if (event.sessionId !== null) value += `,"session_id":${JSON.stringify(event.sessionId)}`;
   if (event.service !== null) value += `,"service":${JSON.stringify(event.service)}`;
+  if (event.userAgent !== null) value += `,"user_agent":${JSON.stringify(event.userAgent)}`;
+  // Resolved at ingest from the client address, which never reaches Kafka.
+  if (event.country !== null) value += `,"country":${JSON.stringify(event.country)}`;
   // properties is already serialized JSON: spliced in rather than parsed and stringified again.
   if (event.properties !== null) value += `,"properties":${event.properties}`;
   return {

@@ -33,6 +33,11 @@ export function createMetrics(registry: Registry = new Registry(), options: { de
       help: 'Events stored in PostgreSQL by this process',
       registers,
     }),
+    botEvents: new Counter({
+      name: 'tally_bot_events_total',
+      help: 'Events stored for the first time that are bots (stored raw, left out of the rollups)',
+      registers,
+    }),
     // Ingest.
     ingestRequests: new Counter({
       name: 'tally_ingest_requests_total',

@@ -72,6 +72,7 @@ export class BatchProcessor {
     metrics.processingDuration.observe(elapsedMs / 1000);
     metrics.batchSize.observe(result.fresh.length);
     metrics.eventsStored.inc(result.inserted);
+    if (result.insertedBots > 0) metrics.botEvents.inc(result.insertedBots);
     metrics.lastCommit.set(now / 1000);
     const counts = new Map<string, { type: string; service: string; n: number }>();
     for (const e of result.insertedEvents) {

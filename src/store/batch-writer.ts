@@ -6,7 +6,7 @@ import { classifyPgError } from './pg-errors.ts';
 import { dayStart, type RawPartitions } from './partitions.ts';
 import { KnownUserRows } from './known-user-rows.ts';
 import { UserNumbers } from './user-numbers.ts';
-import { writeEvents, type StoredEvents } from './write-events.ts';
+import { writeEvents, type Derive, type StoredEvents } from './write-events.ts';
 
 export interface DeadLetter {
   project: string | null;
@@ -41,12 +41,18 @@ export interface BatchResult {
   duplicates: number;
   /** Committed events, for metrics and live updates. */
   insertedEvents: TallyEvent[];
+  /** How many of the committed events are bots (stored raw, in no rollup). */
+  insertedBots: number;
 }
 
 export interface BatchWriterDeps {
   pool: pg.Pool;
   partitions: RawPartitions;
   storeRaw: boolean;
+  /** A gap longer than this between one user's events starts a new visit (TALLY_SESSION_TIMEOUT_MIN); default 30 min. */
+  sessionTimeoutMs?: number;
+  /** The dimensions of an event (default: src/event/derive.ts); tests pin bot flags with their own. */
+  derive?: Derive;
   /** Called right after each commit with the data versions it moved (this process's query cache). */
   onVersions?: (versions: ReadonlyMap<string, number>) => void;
 }
@@ -61,6 +67,9 @@ export interface BatchWriterDeps {
  * one round trip. The processor's batches open a transaction around it for their positions and
  * dead letters.
  */
+/** TALLY_SESSION_TIMEOUT_MIN's default, in ms. */
+export const DEFAULT_SESSION_TIMEOUT_MS = 30 * 60_000;
+
 export class BatchWriter {
   readonly #deps: BatchWriterDeps;
   readonly #userNumbers: UserNumbers;
@@ -97,18 +106,22 @@ export class BatchWriter {
       }
       const stored: StoredEvents =
         unique.length === 0
-          ? { fresh: [], versions: new Map(), sentUserRows: [] }
+          ? { fresh: [], versions: new Map(), sentUserRows: [], bot: [] }
           : await writeEvents(
               client,
               unique,
               this.#deps.storeRaw ? cutoff : undefined,
               numbers,
               this.#knownUserRows,
+              this.#deps.sessionTimeoutMs ?? DEFAULT_SESSION_TIMEOUT_MS,
+              this.#deps.derive,
             );
       if (transaction) await client.query('COMMIT');
       this.#knownUserRows.remember(stored.sentUserRows);
       this.#deps.onVersions?.(stored.versions);
       const inserted = unique.filter((_e, i) => stored.fresh[i]);
+      let insertedBots = 0;
+      for (let i = 0; i < unique.length; i++) if (stored.fresh[i] && stored.bot[i]) insertedBots++;
       const freshKeys = new EventKeys();
       for (const e of inserted) freshKeys.add(e.project, e.eventId);
       return {
@@ -116,6 +129,7 @@ export class BatchWriter {
         inserted: inserted.length,
         duplicates: input.events.length - inserted.length,
         insertedEvents: inserted,
+        insertedBots,
       };
     } catch (err) {
       // Alone, the failed statement has rolled its implicit transaction back already.

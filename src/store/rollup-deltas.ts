@@ -27,13 +27,18 @@ interface Row {
  * The rows are found through nested maps keyed by the events' own strings, not by a key string
  * built per event: each event derives a row at each of three levels, and a JSON key for each
  * costs CPU and garbage per event on the hot path.
+ *
+ * `isBot` (parallel to `events`): the events that are bots derive no rows, as they add to no
+ * rollup (migration 012); a flag array rather than a filtered copy of the batch.
  */
-export function rollupUserRows(events: readonly TallyEvent[]): UserRows {
+export function rollupUserRows(events: readonly TallyEvent[], isBot?: readonly boolean[]): UserRows {
   // project → bucket + level (buckets are whole minutes, so this tells the levels of one instant
   // apart) → user.
   const projects = new Map<string, Map<number, Set<string>>>();
   const rows: Row[] = [];
-  for (const e of events) {
+  for (let i = 0; i < events.length; i++) {
+    if (isBot?.[i] === true) continue;
+    const e = events[i];
     let buckets = projects.get(e.project);
     if (buckets === undefined) {
       buckets = new Map<number, Set<string>>();

@@ -12,7 +12,8 @@ import { USERS_PER_CHUNK, userKey } from './user-numbers.ts';
  * of rollup_users (migration 005). The bits are those of every row sent, not only of the rows
  * that turn out new: a row that already existed has its bit set already, and OR-ing it again
  * changes nothing. `sentUserRows`: the keys of the rows sent, for `known.remember` once the
- * transaction has committed.
+ * transaction has committed. Bot events (`isBot`, parallel to `events`) derive neither rows nor
+ * bits: bots are in no rollup (migration 012).
  *
  * TRICKY: the counters, the bit strings and the data version are shared by every batch (all
  * batches of a minute add to the same rollup_events rows, and to the same hour and day rows for
@@ -26,8 +27,9 @@ export function rollupUserArgs(
   events: readonly TallyEvent[],
   numbers: ReadonlyMap<string, number>,
   known: KnownUserRows,
+  isBot?: readonly boolean[],
 ): { users: UserRows; bits: UserBitRows; sentUserRows: string[] } {
-  const users = unknownUserRows(rollupUserRows(events), known);
+  const users = unknownUserRows(rollupUserRows(events, isBot), known);
   return { users, bits: userBitRows(users, numbers), sentUserRows: users.keys };
 }
 

@@ -1,9 +1,13 @@
 import type pg from 'pg';
+import { deriveDimensions, type DerivedDimensions } from '../event/derive.ts';
 import type { TallyEvent } from '../event/types.ts';
 import type { KnownUserRows } from './known-user-rows.ts';
 import { LEVELS } from './levels.ts';
 import { rollupUserArgs } from './rollup-writes.ts';
 import { SqlParams } from './sql-params.ts';
+
+/** What the writer derives from each event: src/event/derive.ts's deriveDimensions. */
+export type Derive = (e: TallyEvent) => DerivedDimensions;
 
 export interface StoredEvents {
   /** For each of the events given: true when its key was new, so it was stored and counted now. */
@@ -12,13 +16,17 @@ export interface StoredEvents {
   versions: Map<string, number>;
   /** The rollup_users rows sent, for `known.remember` once the transaction has committed. */
   sentUserRows: string[];
+  /** For each of the events given: true when deriveDimensions found it a bot. */
+  bot: boolean[];
 }
 
 /**
  * Stores `events` (unique by (project, event_id), sorted by it: see dedupeWithinBatch) with ONE
- * call of tally.write_events (migration 009): their dedup keys, the raw rows of those whose key
- * was new and whose time is at or after `rawCutoff` (undefined: raw storage off), and the rollups
- * of those. One round trip; inside an open transaction it joins it, alone it is its own.
+ * call of tally.write_events (migration 012): their dedup keys, the raw rows of those whose key
+ * was new and whose time is at or after `rawCutoff` (undefined: raw storage off) with the
+ * dimensions derived from each (src/event/derive.ts), the rollups of those that are not bots,
+ * and the visits (sessions, with `sessionTimeoutMs`) the raw rows touch. One round trip; inside
+ * an open transaction it joins it, alone it is its own.
  *
  * Named: parsed and planned once per connection instead of once per batch. TRICKY: behind
  * PgBouncer in transaction mode this needs PgBouncer ≥ 1.21 with max_prepared_statements set.
@@ -29,19 +37,23 @@ export async function writeEvents(
   rawCutoff: number | undefined,
   numbers: ReadonlyMap<string, number>,
   known: KnownUserRows,
+  sessionTimeoutMs: number,
+  derive: Derive = deriveDimensions,
 ): Promise<StoredEvents> {
-  const rollups = rollupUserArgs(events, numbers, known);
+  const cols = eventColumns(events, rawCutoff !== undefined, derive);
+  const rollups = rollupUserArgs(events, numbers, known, cols.bot);
   const { users, bits } = rollups;
-  const raw = rawCutoff === undefined ? undefined : rawColumns(events);
+  const raw = cols.raw;
   // [parameter of tally.write_events, value, SQL type]
   const args: [string, unknown, string][] = [
     ['p_levels', LEVELS.map((l) => l.level), 'int2[]'],
     ['p_level_ms', LEVELS.map((l) => l.ms), 'float8[]'],
-    ['p_project', events.map((e) => e.project), 'text[]'],
-    ['p_event_id', events.map((e) => e.eventId), 'text[]'],
-    ['p_type', events.map((e) => e.type), 'text[]'],
-    ['p_ts', events.map((e) => e.ts), 'float8[]'],
-    ['p_page_url', events.map((e) => e.pageUrl), 'text[]'],
+    ['p_project', cols.project, 'text[]'],
+    ['p_event_id', cols.eventId, 'text[]'],
+    ['p_type', cols.type, 'text[]'],
+    ['p_ts', cols.ts, 'float8[]'],
+    ['p_page_url', cols.pageUrl, 'text[]'],
+    ['p_is_bot', cols.bot, 'bool[]'],
     ['p_raw_cutoff', rawCutoff ?? null, 'float8'],
     ['p_user_id', raw?.userId ?? null, 'text[]'],
     ['p_received_at', raw?.receivedAt ?? null, 'float8[]'],
@@ -49,6 +61,21 @@ export async function writeEvents(
     ['p_session_id', raw?.sessionId ?? null, 'text[]'],
     ['p_service', raw?.service ?? null, 'text[]'],
     ['p_properties', raw?.properties ?? null, 'text[]'],
+    ['p_user_agent', raw?.userAgent ?? null, 'text[]'],
+    ['p_country', raw?.country ?? null, 'text[]'],
+    ['p_hostname', raw?.hostname ?? null, 'text[]'],
+    ['p_path', raw?.path ?? null, 'text[]'],
+    ['p_referrer_host', raw?.referrerHost ?? null, 'text[]'],
+    ['p_utm_source', raw?.utmSource ?? null, 'text[]'],
+    ['p_utm_medium', raw?.utmMedium ?? null, 'text[]'],
+    ['p_utm_campaign', raw?.utmCampaign ?? null, 'text[]'],
+    ['p_utm_term', raw?.utmTerm ?? null, 'text[]'],
+    ['p_utm_content', raw?.utmContent ?? null, 'text[]'],
+    ['p_channel', raw?.channel ?? null, 'text[]'],
+    ['p_browser', raw?.browser ?? null, 'text[]'],
+    ['p_os', raw?.os ?? null, 'text[]'],
+    ['p_device', raw?.device ?? null, 'text[]'],
+    ['p_timeout_ms', sessionTimeoutMs, 'float8'],
     ['p_users_project', users.project, 'text[]'],
     ['p_users_level', users.level, 'int2[]'],
     ['p_users_bucket', users.bucket, 'float8[]'],
@@ -72,28 +99,80 @@ export async function writeEvents(
     fresh,
     versions: new Map(projects.map((project, i) => [project, Number(versions[i])])),
     sentUserRows: rollups.sentUserRows,
+    bot: cols.bot,
   };
 }
 
-/** The columns only raw rows need, one array each. */
-function rawColumns(events: readonly TallyEvent[]) {
+/**
+ * The per-event arrays of tally.write_events, in one pass over the batch, deriving each event's
+ * dimensions once: the columns every event sends (its key, and what the rollups need: bots are
+ * left out of them), and with raw storage on the columns only raw rows need.
+ */
+function eventColumns(events: readonly TallyEvent[], withRaw: boolean, derive: Derive) {
   const n = events.length;
-  const out = {
-    userId: new Array<string>(n),
-    receivedAt: new Array<number>(n),
-    referrer: new Array<string | null>(n),
-    sessionId: new Array<string | null>(n),
-    service: new Array<string | null>(n),
-    properties: new Array<string | null>(n),
-  };
+  const project = new Array<string>(n);
+  const eventId = new Array<string>(n);
+  const type = new Array<string>(n);
+  const ts = new Array<number>(n);
+  const pageUrl = new Array<string | null>(n);
+  const bot = new Array<boolean>(n);
+  const raw = withRaw ? rawArrays(n) : undefined;
   for (let i = 0; i < n; i++) {
     const e = events[i];
-    out.userId[i] = e.userId;
-    out.receivedAt[i] = e.receivedAt;
-    out.referrer[i] = e.referrer;
-    out.sessionId[i] = e.sessionId;
-    out.service[i] = e.service;
-    out.properties[i] = e.properties;
+    const d = derive(e);
+    project[i] = e.project;
+    eventId[i] = e.eventId;
+    type[i] = e.type;
+    ts[i] = e.ts;
+    pageUrl[i] = e.pageUrl;
+    bot[i] = d.bot;
+    if (raw === undefined) continue;
+    raw.userId[i] = e.userId;
+    raw.receivedAt[i] = e.receivedAt;
+    raw.referrer[i] = e.referrer;
+    raw.sessionId[i] = e.sessionId;
+    raw.service[i] = e.service;
+    raw.properties[i] = e.properties;
+    raw.userAgent[i] = e.userAgent;
+    raw.country[i] = e.country;
+    raw.hostname[i] = d.hostname;
+    raw.path[i] = d.path;
+    raw.referrerHost[i] = d.referrerHost;
+    raw.utmSource[i] = d.utmSource;
+    raw.utmMedium[i] = d.utmMedium;
+    raw.utmCampaign[i] = d.utmCampaign;
+    raw.utmTerm[i] = d.utmTerm;
+    raw.utmContent[i] = d.utmContent;
+    raw.channel[i] = d.channel;
+    raw.browser[i] = d.browser;
+    raw.os[i] = d.os;
+    raw.device[i] = d.device;
   }
-  return out;
+  return { project, eventId, type, ts, pageUrl, bot, raw };
+}
+
+function rawArrays(n: number) {
+  const text = () => new Array<string | null>(n);
+  return {
+    userId: new Array<string>(n),
+    receivedAt: new Array<number>(n),
+    referrer: text(),
+    sessionId: text(),
+    service: text(),
+    properties: text(),
+    userAgent: text(),
+    country: text(),
+    hostname: text(),
+    path: text(),
+    referrerHost: text(),
+    utmSource: text(),
+    utmMedium: text(),
+    utmCampaign: text(),
+    utmTerm: text(),
+    utmContent: text(),
+    channel: text(),
+    browser: text(),
+    os: text(),
+    device: text(),
+  };
 }

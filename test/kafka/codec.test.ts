@@ -32,6 +32,30 @@ test('an encoded event decodes to the same event', () => {
   assert.deepEqual(decoded, { ok: true, event: normalized.event });
 });
 
+test('user_agent and country travel through Kafka: what ingest resolved is what the processor stores', () => {
+  const receivedAt = Date.parse('2026-01-01T00:00:05Z');
+  const normalized = normalizeEvent(
+    { type: 'page_view', user_id: 'u1', page_url: 'https://shop.example/a' },
+    { project: 'shop', receivedAt, maxFutureSkewMs: 300_000 },
+  );
+  assert.ok(normalized.ok);
+  // As ingest completes it from the request: the User-Agent header and the client's country.
+  const event = { ...normalized.event, userAgent: 'Mozilla/5.0 (X11; Linux x86_64) "quoted"', country: 'US' };
+  const encoded = encodeEvent(event);
+  assert.equal((JSON.parse(encoded.value) as { country: string }).country, 'US');
+  const decoded = decodeEventMessage(Buffer.from(encoded.value), { ...ctx, project: 'shop' });
+  assert.deepEqual(decoded, { ok: true, event });
+});
+
+test('a message with a bad country is a dead letter naming the field', () => {
+  const decoded = decodeEventMessage(Buffer.from('{"type":"a","user_id":"u","country":"Germany"}'), ctx);
+  assert.equal(decoded.ok, false);
+  if (!decoded.ok) {
+    assert.equal(decoded.reason, 'invalid_event');
+    assert.match(decoded.detail, /^country: /);
+  }
+});
+
 test('the encoded value is the canonical JSON of the event, whatever its strings hold', () => {
   const text = fc.string({ unit: 'binary', minLength: 1, maxLength: 40 });
   const optional = fc.option(text, { nil: null });
@@ -48,8 +72,8 @@ test('the encoded value is the canonical JSON of the event, whatever its strings
         referrer: optional,
         sessionId: optional,
         service: optional,
-        userAgent: fc.constant(null),
-        country: fc.constant(null),
+        userAgent: optional,
+        country: optional,
         properties: fc.option(
           fc.jsonValue().map((v) => JSON.stringify({ v })),
           { nil: null },
@@ -67,6 +91,8 @@ test('the encoded value is the canonical JSON of the event, whatever its strings
           referrer: event.referrer ?? undefined,
           session_id: event.sessionId ?? undefined,
           service: event.service ?? undefined,
+          user_agent: event.userAgent ?? undefined,
+          country: event.country ?? undefined,
           properties: event.properties === null ? undefined : (JSON.parse(event.properties) as unknown),
         };
         assert.equal(value, JSON.stringify(canonical));

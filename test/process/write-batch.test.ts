@@ -32,7 +32,7 @@ function fakes() {
       if (input.events.some((e) => e.eventId.endsWith('-bad')))
         return Promise.reject(new TallyError('TALLY_DB_ERROR', 'PostgreSQL: refused'));
       calls.push(input);
-      return Promise.resolve({ fresh: [], inserted: 0, duplicates: 0, insertedEvents: [] });
+      return Promise.resolve({ fresh: [], inserted: 0, duplicates: 0, insertedEvents: [], insertedBots: 0 });
     },
   };
   const producer = {
