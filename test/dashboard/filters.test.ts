@@ -41,7 +41,11 @@ test('a clicked value becomes `<dimension>==<value>` with `|` and `\\` escaped, 
 
 test('clicking replaces a filter on the same dimension and keeps the others in order', () => {
   const start = ['channel==Email', 'device!=desktop', 'page~=/blog'];
-  assert.deepEqual(f.withFilter(start, 'device', 'mobile'), ['channel==Email', 'page~=/blog', 'device==mobile']);
+  assert.deepEqual(f.withFilter(start, 'device', 'mobile'), [
+    'channel==Email',
+    'page~=/blog',
+    'device==mobile',
+  ]);
   assert.deepEqual(f.withFilter([], 'country', 'DE'), ['country==DE']);
 });
 
