@@ -4,20 +4,22 @@ import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { pino } from 'pino';
 import { startEmbeddedTally, type EmbeddedTally } from '../../src/cli/embedded-tally.ts';
 import { loadConfig } from '../../src/config/load.ts';
 import { findFreePort } from '../../src/util/free-port.ts';
 import { requireTool } from '../helpers/require-tool.ts';
+import {
+  DESKTOP_UA,
+  eventually,
+  getJson,
+  launchChromium,
+  PHONE_UA,
+  teardownStack,
+  tileValue,
+} from './browser-harness.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
-// The tracker's pages run with real browsers' user agents: Tally flags headless Chromium's own
-// ("HeadlessChrome") as a bot and leaves bots out of every number (issue 20).
-const DESKTOP_UA =
-  'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36';
-const PHONE_UA =
-  'Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1';
 const ARTIFACTS = new URL('../../test-artifacts/', import.meta.url);
 
 interface UserEvents {
@@ -28,31 +30,6 @@ interface UserEvents {
     session_id: string | null;
     properties: Record<string, unknown> | null;
   }[];
-}
-
-/** Polls `probe` until it returns a value that `ok` accepts; fails with the last value after `ms`. */
-async function eventually<T>(probe: () => Promise<T>, ok: (v: T) => boolean, ms: number, what: string) {
-  const deadline = Date.now() + ms;
-  let last: T;
-  for (;;) {
-    last = await probe();
-    if (ok(last)) return last;
-    if (Date.now() > deadline) assert.fail(`${what}: still ${JSON.stringify(last)} after ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-async function getJson<T>(url: string): Promise<T> {
-  const res = await fetch(url);
-  assert.equal(res.status, 200, url);
-  return (await res.json()) as T;
-}
-
-function tileValue(page: Page, id: string): Promise<number | null> {
-  // Browser-side code is passed as text: the test project is type-checked without the DOM library.
-  return page.evaluate<number | null>(
-    `(() => { const v = document.getElementById(${JSON.stringify(id)})?.dataset.value; return v === undefined ? null : Number(v); })()`,
-  );
 }
 
 /**
@@ -86,22 +63,9 @@ test(
   { timeout: 240_000 },
   async (t) => {
     if (!requireTool(t, 'chromium', 'drives the dashboard and tracker tests', ['--version'])) return;
-    // TRICKY: node:test runs after-hooks in registration order; teardown must run in reverse
-    // (the browser before Tally, Tally before its data directory), so it is one hook over a stack.
-    const teardown: (() => Promise<unknown>)[] = [];
-    t.after(async () => {
-      const failures = [];
-      for (const step of teardown.reverse()) {
-        try {
-          await step();
-        } catch (err) {
-          failures.push(err);
-        }
-      }
-      if (failures.length > 0) throw failures[0];
-    });
+    const defer = teardownStack(t);
     const dataDir = await mkdtemp(join(tmpdir(), 'tally-dashboard-'));
-    teardown.push(() => rm(dataDir, { recursive: true, force: true }));
+    defer(() => rm(dataDir, { recursive: true, force: true }));
     const [tallyPort, sitePort] = [await findFreePort(), await findFreePort()];
     const site = `http://127.0.0.1:${sitePort}`;
     const startTally = () =>
@@ -116,24 +80,15 @@ test(
         pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }),
       );
     let tally: EmbeddedTally = await startTally();
-    teardown.push(() => tally.stop());
+    defer(() => tally.stop());
     const api = tally.url;
 
     const server = siteServer(api);
     await new Promise<void>((resolve) => server.listen(sitePort, '127.0.0.1', resolve));
-    teardown.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    defer(() => new Promise<void>((resolve) => server.close(() => resolve())));
 
-    const browser: Browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--no-sandbox',
-        '--disable-background-networking',
-        '--disable-gpu',
-        '--disable-component-update',
-        '--no-first-run',
-      ],
-    });
-    teardown.push(() => browser.close());
+    const browser: Browser = await launchChromium();
+    defer(() => browser.close());
 
     await t.test('the tracker sends page views (load and History API) and custom events', async () => {
       // A browser asking not to be tracked sends nothing (TALLY_HONOR_DNT=true is baked into tally.js).
@@ -345,7 +300,7 @@ test(
       // The server's key check is played by the browser context: every /v1 request without the
       // right key gets the 401 Tally answers, so this exercises the page's side of the contract.
       const context = await browser.newContext();
-      teardown.push(() => context.close());
+      defer(() => context.close());
       const seen: { path: string; auth: string | undefined }[] = [];
       await context.route(/\/v1\//, async (route) => {
         const auth = route.request().headers().authorization;

@@ -58,6 +58,7 @@ test('chips read as sentences; countries get a flag and a name', () => {
   assert.match(f.countryLabel('DE'), /^🇩🇪 \S/);
   assert.equal(f.describeFilter('country==FR').startsWith('Country is 🇫🇷 '), true);
   assert.equal(f.countryLabel('not a code'), 'not a code');
+  assert.equal(f.countryLabel('XX'), 'XX', 'no flag for a code that names no region');
 });
 
 test('the URL holds the view: filters in order and the range; unknown ranges fall back', () => {

@@ -220,15 +220,20 @@ async function load() {
   const query = statsQuery();
   const tz = encodeURIComponent(state.tz);
   const view = { interval, range: state.range, tz: state.tz };
+  // Answers for a view the user has already left are dropped (the next load shows the new one).
+  const key = viewSearch(state) + state.tz;
+  const current = (render) => (body) => viewSearch(state) + state.tz === key && render(body);
   const parts = await Promise.allSettled([
-    api(`/v1/stats/summary?${query}`).then(renderTiles),
+    api(`/v1/stats/summary?${query}`).then(current(renderTiles)),
     api('/v1/pipeline').then(renderPipeline),
     Promise.all(
       METRICS.map(([m]) => api(`/v1/stats/timeseries?${query}&metric=${m}&interval=${interval}&tz=${tz}`)),
-    ).then((series) => {
-      $('chart-title').textContent = `Activity per ${interval}`;
-      drawChart(series, view);
-    }),
+    ).then(
+      current((series) => {
+        $('chart-title').textContent = `Activity per ${interval}`;
+        drawChart(series, view);
+      }),
+    ),
     ...panels.map((panel) => loadPanel(panel, query)),
   ]);
   const failed = parts.find((p) => p.status === 'rejected');

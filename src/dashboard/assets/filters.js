@@ -97,9 +97,10 @@ export function countryLabel(code) {
   try {
     name = regionNames?.of(code) ?? code;
   } catch {
-    // An unassigned code: the code itself is the best name there is.
+    // Not a region code Intl knows: the code itself is the best name there is.
   }
-  return `${flag} ${name}`;
+  // Without a name the code is no real region (e.g. XX), and neither would its flag be.
+  return name === code ? code : `${flag} ${name}`;
 }
 
 /** How a value of `dimension` reads in the page. */

@@ -20,15 +20,15 @@ export function setPercent(el, p) {
   show(el, typeof p === 'number' ? `${oneDecimal.format(p)} %` : '–', p);
 }
 
-/** A duration given in seconds, as "42 s", "3 min 07 s" or "2 h 05 min". */
+/** A duration given in seconds, as "42s", "3m 07s" or "2h 05m" (short enough for a tile). */
 export function setDuration(el, sec) {
   let text = '–';
   if (typeof sec === 'number') {
     const s = Math.round(sec);
     const pad = (n) => String(n).padStart(2, '0');
-    if (s < 60) text = `${s} s`;
-    else if (s < 3600) text = `${Math.floor(s / 60)} min ${pad(s % 60)} s`;
-    else text = `${Math.floor(s / 3600)} h ${pad(Math.floor(s / 60) % 60)} min`;
+    if (s < 60) text = `${s}s`;
+    else if (s < 3600) text = `${Math.floor(s / 60)}m ${pad(s % 60)}s`;
+    else text = `${Math.floor(s / 3600)}h ${pad(Math.floor(s / 60) % 60)}m`;
   }
   show(el, text, sec);
 }

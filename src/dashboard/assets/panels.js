@@ -89,7 +89,7 @@ function renderRows(panel, dimension, rows) {
       label.className = 'label';
       // The bar is drawn through the CSSOM: the page's policy forbids style attributes.
       const bar = document.createElement('span');
-      bar.className = 'bar';
+      bar.className = 'share';
       bar.style.width = `${Math.max(0, Math.min(100, row.percentage ?? 0))}%`;
       const text = valueLabel(dimension, row.value);
       let name;
