@@ -4,7 +4,7 @@
 
 import { chart } from './chart.js';
 import { describeFilter, filterParams, readView, viewSearch, withFilter } from './filters.js';
-import { count, setCount, setDuration, setPercent } from './format.js';
+import { count, duration, setCount, setDuration, setPercent } from './format.js';
 import { setUpPanels } from './panels.js';
 
 const $ = (id) => document.getElementById(id);
@@ -245,6 +245,9 @@ function renderTiles(s) {
   setCount($('tile-visits'), s.visits);
   setPercent($('tile-bounce-rate'), s.bounce_rate);
   setDuration($('tile-visit-duration'), s.visit_duration);
+  const median = s.visit_duration_median;
+  $('tile-visit-duration').title =
+    typeof median === 'number' ? `Mean; the median is ${duration(median)}` : '';
   setCount($('tile-page-views'), s.page_views);
   setCount($('tile-events'), s.events);
 }

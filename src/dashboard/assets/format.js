@@ -21,14 +21,14 @@ export function setPercent(el, p) {
 }
 
 /** A duration given in seconds, as "42s", "3m 07s" or "2h 05m" (short enough for a tile). */
+export function duration(sec) {
+  const s = Math.round(sec);
+  const pad = (n) => String(n).padStart(2, '0');
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m ${pad(s % 60)}s`;
+  return `${Math.floor(s / 3600)}h ${pad(Math.floor(s / 60) % 60)}m`;
+}
+
 export function setDuration(el, sec) {
-  let text = '–';
-  if (typeof sec === 'number') {
-    const s = Math.round(sec);
-    const pad = (n) => String(n).padStart(2, '0');
-    if (s < 60) text = `${s}s`;
-    else if (s < 3600) text = `${Math.floor(s / 60)}m ${pad(s % 60)}s`;
-    else text = `${Math.floor(s / 3600)}h ${pad(Math.floor(s / 60) % 60)}m`;
-  }
-  show(el, text, sec);
+  show(el, typeof sec === 'number' ? duration(sec) : '–', sec);
 }
