@@ -52,9 +52,12 @@ export function dashboardRoutes(deps: DashboardRoutesDeps) {
   return async function plugin(app: FastifyInstance): Promise<void> {
     const css = loadAsset('dashboard.css');
     const js = loadAsset('dashboard.js');
+    // The modules dashboard.js imports: unversioned URLs, so they are revalidated (no-cache).
+    const modules = ['chart.js', 'filters.js', 'format.js', 'panels.js'];
     const files = new Map([
       ['dashboard.css', css],
       ['dashboard.js', js],
+      ...modules.map((name) => [name, loadAsset(name)] as const),
     ]);
     // Asset URLs carry their content hash, so they can be cached forever and still change on upgrade.
     const index = loadAsset('index.html', (html) =>

@@ -1,5 +1,11 @@
-// Tally's live dashboard: plain browser JavaScript served as is (no build step, no CDN).
-// It reads the public REST API and follows GET /v1/stream for live updates.
+// Tally's live dashboard: plain browser JavaScript modules served as is (no build step, no CDN).
+// It reads the public REST API and follows GET /v1/stream for live updates. The view (filters
+// and range) lives in the URL, so a shared URL opens the same view and Back undoes a filter.
+
+import { chart } from './chart.js';
+import { describeFilter, filterParams, readView, viewSearch, withFilter } from './filters.js';
+import { count, duration, setCount, setDuration, setPercent } from './format.js';
+import { setUpPanels } from './panels.js';
 
 const $ = (id) => document.getElementById(id);
 const KEY_STORE = 'tally.readKey';
@@ -16,11 +22,9 @@ const METRICS = [
   ['page_views', 'Page views'],
   ['unique_users', 'Unique users'],
 ];
-const SVG = 'http://www.w3.org/2000/svg';
-const count = new Intl.NumberFormat();
 const rate = new Intl.NumberFormat(undefined, { maximumFractionDigits: 1 });
 
-const state = { range: '24h', tz: browserZone(), commits: null, lastCommit: 0 };
+const state = { ...readView(location.search), tz: browserZone(), commits: null, lastCommit: 0 };
 
 function browserZone() {
   try {
@@ -76,6 +80,15 @@ function showForgetButton() {
   $('forget-key').hidden = storedKey() === null;
 }
 
+/** Thrown for an answer other than 2xx; `errors` is the API's per-field list, if any. */
+class ApiError extends Error {
+  constructor(path, status, body) {
+    super(body?.message ?? `${path.split('?')[0]} answered HTTP ${status}`);
+    this.status = status;
+    this.errors = Array.isArray(body?.errors) ? body.errors : [];
+  }
+}
+
 async function api(path) {
   for (;;) {
     const sentKey = storedKey() !== null;
@@ -84,9 +97,63 @@ async function api(path) {
       await askForKey(sentKey);
       continue;
     }
-    if (!res.ok) throw new Error(`${path} answered HTTP ${res.status}`);
+    if (!res.ok) throw new ApiError(path, res.status, await res.json().catch(() => null));
     return res.json();
   }
+}
+
+// ---- The view: filters and range, kept in the URL -----------------------------------------
+
+/** Shows `view` and reloads; `how` is 'push' (a new history entry), 'replace', or null (popstate). */
+function setView(view, how) {
+  state.filters = view.filters;
+  state.range = view.range;
+  $('range').value = state.range;
+  if (how) history[how === 'push' ? 'pushState' : 'replaceState'](null, '', viewSearch(view));
+  renderChips();
+  refresh();
+}
+
+function addFilter(dimension, value) {
+  setView({ range: state.range, filters: withFilter(state.filters, dimension, value) }, 'push');
+}
+
+function renderChips(invalid = new Map()) {
+  const list = $('filter-chips');
+  list.replaceChildren(
+    ...state.filters.map((f, i) => {
+      const li = document.createElement('li');
+      li.className = 'chip';
+      li.dataset.filter = f;
+      const text = document.createElement('span');
+      text.textContent = describeFilter(f);
+      const remove = document.createElement('button');
+      remove.type = 'button';
+      remove.textContent = '×';
+      remove.setAttribute('aria-label', `Remove filter: ${text.textContent}`);
+      remove.addEventListener('click', () =>
+        setView({ range: state.range, filters: state.filters.filter((_, j) => j !== i) }, 'push'),
+      );
+      li.append(text, remove);
+      if (invalid.has(i)) {
+        li.classList.add('invalid');
+        li.title = invalid.get(i);
+      }
+      return li;
+    }),
+  );
+  $('filters').hidden = state.filters.length === 0;
+}
+
+/** A 400 naming `filter[i]` marks that chip, so the user sees which one to remove. */
+function markInvalidFilters(err) {
+  if (!(err instanceof ApiError) || err.status !== 400) return;
+  const invalid = new Map();
+  for (const e of err.errors) {
+    const m = /^filter\[(\d+)\]$/.exec(e.field ?? '');
+    if (m) invalid.set(Number(m[1]), e.message ?? 'invalid filter');
+  }
+  if (invalid.size > 0) renderChips(invalid);
 }
 
 // ---- Loading and rendering --------------------------------------------------------------
@@ -107,7 +174,10 @@ function refresh() {
   load()
     .then(
       () => ($('updated').textContent = `Updated ${new Date().toLocaleTimeString()}`),
-      (err) => ($('updated').textContent = `Could not load: ${err.message}`),
+      (err) => {
+        markInvalidFilters(err);
+        $('updated').textContent = `Could not load: ${err.message}`;
+      },
     )
     .finally(() => {
       const wait = Math.max(0, MIN_GAP_MS - (Date.now() - started));
@@ -121,51 +191,65 @@ function refresh() {
     });
 }
 
-async function load() {
-  const [span, interval] = RANGES[state.range];
+/** `from`, `to` and the filters of the current view, for every stats request. */
+function statsQuery() {
   const to = Date.now();
-  const range = `from=${to - span}&to=${to}`;
+  return `from=${to - RANGES[state.range][0]}&to=${to}${filterParams(state.filters)}`;
+}
+
+function breakdown(query) {
+  return (dimension) =>
+    api(`/v1/stats/breakdown?${query}&dimension=${encodeURIComponent(dimension)}&metrics=visitors&limit=10`);
+}
+
+/** Event types come from their own endpoint, shaped like a breakdown for the panel. */
+function eventTypes(query) {
+  return async () => {
+    const body = await api(`/v1/stats/event-types?${query}&limit=10`);
+    return { results: body.types.map((t) => ({ value: t.type, events: t.count, percentage: null })) };
+  };
+}
+
+function loadPanel(panel, query = statsQuery()) {
+  return panel.load(panel.dimension === 'event_type' ? eventTypes(query) : breakdown(query));
+}
+
+/** Every part loads and shows on its own: one failing (say, a bad filter) leaves the others. */
+async function load() {
+  const interval = RANGES[state.range][1];
+  const query = statsQuery();
   const tz = encodeURIComponent(state.tz);
-  const [summary, pages, types, pipeline, ...series] = await Promise.all([
-    api(`/v1/stats/summary?${range}`),
-    api(`/v1/stats/top-pages?${range}&limit=10`),
-    api(`/v1/stats/event-types?${range}&limit=10`),
-    api('/v1/pipeline'),
-    ...METRICS.map(([m]) => api(`/v1/stats/timeseries?${range}&metric=${m}&interval=${interval}&tz=${tz}`)),
+  const view = { interval, range: state.range, tz: state.tz };
+  // Answers for a view the user has already left are dropped (the next load shows the new one).
+  const key = viewSearch(state) + state.tz;
+  const current = (render) => (body) => viewSearch(state) + state.tz === key && render(body);
+  const parts = await Promise.allSettled([
+    api(`/v1/stats/summary?${query}`).then(current(renderTiles)),
+    api('/v1/pipeline').then(renderPipeline),
+    Promise.all(
+      METRICS.map(([m]) => api(`/v1/stats/timeseries?${query}&metric=${m}&interval=${interval}&tz=${tz}`)),
+    ).then(
+      current((series) => {
+        $('chart-title').textContent = `Activity per ${interval}`;
+        drawChart(series, view);
+      }),
+    ),
+    ...panels.map((panel) => loadPanel(panel, query)),
   ]);
-  setCount($('tile-events'), summary.events);
-  setCount($('tile-page-views'), summary.page_views);
-  setCount($('tile-unique-users'), summary.unique_users);
-  renderRows($('top-pages'), pages.pages, (p) => [p.page_url, p.views]);
-  renderRows($('event-types'), types.types, (t) => [t.type, t.count]);
-  renderPipeline(pipeline);
-  $('chart-title').textContent = `Activity per ${interval}`;
-  renderChart(series, interval);
+  const failed = parts.find((p) => p.status === 'rejected');
+  if (failed) throw failed.reason;
 }
 
-function setCount(el, n) {
-  el.textContent = count.format(n);
-  el.dataset.value = String(n);
-}
-
-function renderRows(table, rows, cells) {
-  const body = table.tBodies[0];
-  body.replaceChildren();
-  if (rows.length === 0) {
-    const td = body.insertRow().insertCell();
-    td.colSpan = 2;
-    td.className = 'empty';
-    td.textContent = 'Nothing in this range';
-    return;
-  }
-  for (const row of rows) {
-    const [label, n] = cells(row);
-    const tr = body.insertRow();
-    tr.insertCell().textContent = label;
-    const td = tr.insertCell();
-    td.className = 'num';
-    setCount(td, n);
-  }
+function renderTiles(s) {
+  setCount($('tile-visitors'), s.visitors);
+  setCount($('tile-visits'), s.visits);
+  setPercent($('tile-bounce-rate'), s.bounce_rate);
+  setDuration($('tile-visit-duration'), s.visit_duration);
+  const median = s.visit_duration_median;
+  $('tile-visit-duration').title =
+    typeof median === 'number' ? `Mean; the median is ${duration(median)}` : '';
+  setCount($('tile-page-views'), s.page_views);
+  setCount($('tile-events'), s.events);
 }
 
 function renderPipeline(p) {
@@ -194,90 +278,12 @@ function noteCommit(iso) {
   el.title = when;
 }
 
-function niceMax(v) {
-  const p = 10 ** Math.floor(Math.log10(v));
-  return [1, 2, 5, 10].map((m) => m * p).find((m) => m >= v);
-}
-
-function el(name, attrs, text) {
-  const node = document.createElementNS(SVG, name);
-  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, String(v));
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
-
-let drawn = null;
-
-// Drawn at the container's own width, so that labels keep their size on a phone.
-new ResizeObserver(() => {
-  if (drawn && drawn.width !== $('chart').clientWidth) renderChart(drawn.series, drawn.interval);
-}).observe($('chart'));
-
-function renderChart(series, interval) {
-  const W = $('chart').clientWidth || 800;
-  drawn = { series, interval, width: W };
-  const [H, L, R, T, B] = [W < 500 ? 200 : 260, 48, 12, 8, 22];
-  const n = series[0].points.length;
-  const values = series.flatMap((s) => s.points.map((p) => p.value));
-  const max = niceMax(Math.max(1, ...values));
-  const x = (i) => L + (n <= 1 ? 0 : (i * (W - L - R)) / (n - 1));
-  const y = (v) => T + (H - T - B) * (1 - v / max);
-  const svg = el('svg', { viewBox: `0 0 ${W} ${H}`, role: 'img' });
-  const peaks = METRICS.map(
-    ([, label], i) => `${label} peak ${count.format(Math.max(0, ...series[i].points.map((p) => p.value)))}`,
-  );
-  svg.setAttribute('aria-label', `Chart of ${n} ${interval} buckets. ${peaks.join(', ')}.`);
-  for (let k = 0; k <= 4; k++) {
-    const v = (max * k) / 4;
-    svg.append(el('line', { class: 'grid', x1: L, x2: W - R, y1: y(v), y2: y(v) }));
-    svg.append(el('text', { x: L - 6, y: y(v) + 4, 'text-anchor': 'end' }, count.format(v)));
-  }
-  const options =
-    interval === 'day'
-      ? { month: 'short', day: 'numeric' }
-      : state.range === '7d'
-        ? { weekday: 'short', hour: '2-digit', minute: '2-digit' }
-        : { hour: '2-digit', minute: '2-digit' };
-  const label = new Intl.DateTimeFormat(undefined, { ...options, timeZone: state.tz });
-  const step = Math.max(1, Math.ceil(n / Math.max(2, Math.floor(W / 130))));
-  for (let i = 0; i < n; i += step) {
-    const anchor = i === 0 ? 'start' : 'middle';
-    svg.append(
-      el(
-        'text',
-        { x: x(i), y: H - 4, 'text-anchor': anchor },
-        label.format(Date.parse(series[0].points[i].t)),
-      ),
-    );
-  }
-  renderChartTable(series, interval);
-  METRICS.forEach(([metric], i) => {
-    const pts = series[i].points.map((p, j) => `${x(j).toFixed(1)},${y(p.value).toFixed(1)}`).join(' ');
-    svg.append(el('polyline', { class: `series s-${metric}`, points: pts }));
-  });
-  $('chart').replaceChildren(svg);
-}
-
-/** The chart's numbers for keyboard and screen-reader users (newest bucket first). */
-function renderChartTable(series, interval) {
-  const body = $('chart-table').tBodies[0];
-  const style = interval === 'day' ? { dateStyle: 'medium' } : { dateStyle: 'short', timeStyle: 'short' };
-  const label = new Intl.DateTimeFormat(undefined, { ...style, timeZone: state.tz });
-  const rows = series[0].points.map((p, j) => {
-    const tr = document.createElement('tr');
-    const th = document.createElement('th');
-    th.scope = 'row';
-    th.textContent = label.format(Date.parse(p.t));
-    tr.append(th);
-    for (const s of series) {
-      const td = tr.insertCell();
-      td.className = 'num';
-      setCount(td, s.points[j].value);
-    }
-    return tr;
-  });
-  body.replaceChildren(...rows.reverse());
-}
+const drawChart = chart($('chart'), $('chart-table'), METRICS);
+const panels = setUpPanels({
+  onPick: addFilter,
+  // Another tab needs only its own panel reloaded; a failure already shows in the panel.
+  onTab: (panel) => void loadPanel(panel).catch(() => {}),
+});
 
 // ---- Live stream --------------------------------------------------------------------------
 
@@ -354,10 +360,12 @@ function setUpControls() {
   zones.add(state.tz);
   for (const zone of [...zones].sort()) tz.add(new Option(zone, zone, false, zone === state.tz));
   $('range').value = state.range;
-  $('range').addEventListener('change', (e) => {
-    state.range = e.target.value;
-    refresh();
-  });
+  $('range').addEventListener('change', (e) =>
+    setView({ filters: state.filters, range: e.target.value }, 'push'),
+  );
+  $('clear-filters').addEventListener('click', () => setView({ filters: [], range: state.range }, 'push'));
+  // Back and Forward step through the views (each filter or range change is an entry).
+  window.addEventListener('popstate', () => setView(readView(location.search), null));
   tz.addEventListener('change', (e) => {
     state.tz = e.target.value;
     refresh();
@@ -373,6 +381,7 @@ function setUpControls() {
 }
 
 setUpControls();
+renderChips();
 refresh();
 void follow();
 // Also refresh now and then: the range slides with time, and commits made by other processes
