@@ -138,6 +138,8 @@ const questionArb = fc.record({
   metrics: fc.shuffledSubarray(METRICS, { minLength: 1, maxLength: 4 }),
   sort: fc.option(fc.tuple(fc.constantFrom(...METRICS), fc.constantFrom('asc', 'desc'))),
   limit: fc.integer({ min: 1, max: 6 }),
+  seriesMetric: fc.constantFrom('events', 'page_views', 'unique_users', 'visitors', 'visits'),
+  interval: fc.constantFrom('hour', 'day'),
   page: fc.oneof(
     { weight: 3, arbitrary: fc.constant(1) },
     { weight: 1, arbitrary: fc.integer({ min: 2, max: 3 }) },
@@ -218,6 +220,33 @@ test('breakdown and summary equal a from-scratch computation under random filter
           assert.deepEqual(res.body, want, `summary ${params(question, {})}`);
         }
 
+        // Timeseries, top pages and event types under the same selection.
+        const series = await getJson<{ points: { value: number }[] }>(
+          `${tally.url}/v1/stats/timeseries?${params(q, { metric: qa.seriesMetric, interval: qa.interval })}`,
+        );
+        assert.equal(series.status, 200, JSON.stringify(series.body));
+        assert.deepEqual(
+          series.body.points.map((p) => p.value),
+          expectedSeries(ref, q, qa.seriesMetric, qa.interval),
+          `timeseries ${qa.seriesMetric} ${params(q, {})}`,
+        );
+        const top = await getJson(
+          `${tally.url}/v1/stats/top-pages?${params(q, { limit: String(qa.limit) })}`,
+        );
+        assert.deepEqual(
+          top.body.pages,
+          expectedTop(ref, q, 'page_url', qa.limit),
+          `top-pages ${params(q, {})}`,
+        );
+        const types = await getJson(
+          `${tally.url}/v1/stats/event-types?${params(q, { limit: String(qa.limit) })}`,
+        );
+        assert.deepEqual(
+          types.body.types,
+          expectedTop(ref, q, 'type', qa.limit),
+          `event-types ${params(q, {})}`,
+        );
+
         // Breakdown.
         const extra: Record<string, string> = {
           dimension: qa.dimension,
@@ -283,4 +312,35 @@ function expectedBreakdown(
     limit: qa.limit,
     has_more: rows.length > offset + qa.limit,
   };
+}
+
+function expectedSeries(ref: Reference, q: Question, metric: string, interval: string): number[] {
+  const size = interval === 'hour' ? 3_600_000 : DAY;
+  const values: number[] = [];
+  for (let start = Math.floor(q.from / size) * size; start < q.to; start += size) {
+    const c = ref.totals({ ...q, from: Math.max(start, q.from), to: Math.min(start + size, q.to) });
+    const byMetric: Record<string, number> = {
+      events: c.events,
+      page_views: c.page_views,
+      unique_users: c.visitors.size,
+      visitors: c.visitors.size,
+      visits: c.visits.length,
+    };
+    values.push(byMetric[metric]);
+  }
+  return values;
+}
+
+/** Top pages (page views by full URL) or event types (events by type): count desc, then name. */
+function expectedTop(ref: Reference, q: Question, by: 'page_url' | 'type', limit: number) {
+  const counts = new Map<string, number>();
+  for (const e of ref.selectedEvents(q)) {
+    if (by === 'page_url' && (e.type !== 'page_view' || e.path === null)) continue;
+    const k = by === 'type' ? e.type : `https://${e.hostname ?? 'example.com'}${e.path}`;
+    counts.set(k, (counts.get(k) ?? 0) + 1);
+  }
+  const rows = [...counts].sort(([a, x], [b, y]) => y - x || (a < b ? -1 : a > b ? 1 : 0)).slice(0, limit);
+  return by === 'type'
+    ? rows.map(([type, count]) => ({ type, count }))
+    : rows.map(([page_url, views]) => ({ page_url, views }));
 }
