@@ -158,9 +158,12 @@ export class AnalyticsStore {
     const needsVisit =
       scope.filters.some(isVisitLevel) ||
       (grouping.kind === 'dimension' && grouping.dimension.kind === 'visit');
-    // LIMIT 1: a visit per event by construction; the limit keeps a broken row from counting twice.
+    // One visit per event by construction (a user's visits of one key never overlap), so the
+    // latest visit of its user and key starting at or before it is the one: a backward scan of
+    // the sessions key stops at the first row. LIMIT 1 also keeps a broken row from counting twice.
     const visit = needsVisit
-      ? `LEFT JOIN LATERAL (SELECT * FROM tally.sessions s WHERE ${EVENT_IN_VISIT} LIMIT 1) s ON true`
+      ? `LEFT JOIN LATERAL (SELECT * FROM tally.sessions s WHERE ${EVENT_IN_VISIT}
+           ORDER BY s.started_at DESC LIMIT 1) s ON true`
       : '';
     let sql = `SELECT ${key} AS key, count(DISTINCT e.user_id)::int8 AS visitors, count(*)::int8 AS events,
         count(*) FILTER (WHERE e.type = '${PAGE_VIEW}')::int8 AS page_views
