@@ -138,3 +138,32 @@ test('property: a date-only from is the day’s start in the zone the answer is 
     }),
   );
 });
+
+test('cache: filters and bots are part of the question', async () => {
+  const { query, metrics } = service(() => Promise.resolve({ rows: [] }));
+  const range = { from: '2025-01-01T00:00:00Z', to: '2025-01-02T00:00:00Z' };
+  const asked = [
+    {},
+    { filter: ['device==mobile'] },
+    { filter: ['device==desktop'] },
+    { filter: ['device==mobile', 'country==FR'] },
+    { filter: ['country==FR', 'device==mobile'] },
+    { bots: 'include' },
+    { bots: 'only' },
+  ];
+  for (const extra of asked) await query.summary('default', { ...range, ...extra });
+  assert.equal((await metrics.cacheMisses.get()).values[0].value, asked.length);
+  // The same selection again, `bots=exclude` spelled out: all hits.
+  await query.summary('default', { ...range, bots: 'exclude' });
+  await query.summary('default', { ...range, filter: ['device==mobile'] });
+  await query.breakdown('default', { ...range, dimension: 'page', filter: ['device==mobile'] });
+  await query.breakdown('default', {
+    ...range,
+    dimension: 'page',
+    filter: ['device==mobile'],
+    metrics: 'visitors',
+  });
+  await query.breakdown('default', { ...range, dimension: 'page', filter: ['device==desktop'] });
+  assert.equal((await metrics.cacheHits.get()).values[0].value, 3);
+  assert.equal((await metrics.cacheMisses.get()).values[0].value, asked.length + 2);
+});
