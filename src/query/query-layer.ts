@@ -11,6 +11,9 @@ import { QueryService } from './query-service.ts';
 import { StatsService } from './stats-service.ts';
 import { StatsStore } from '../store/stats-store.ts';
 import { DataVersions } from '../store/data-versions.ts';
+import { AnalyticsStore } from '../store/analytics-store.ts';
+import { BreakdownService } from './breakdown-service.ts';
+import { ScopedStats } from './scoped-stats.ts';
 
 export interface QueryLayer {
   query: QueryService;
@@ -45,8 +48,11 @@ export function createQueryLayer(deps: {
     ttlSec: config.raw.TALLY_CACHE_TTL_SEC,
     logger,
   });
+  const analytics = new AnalyticsStore(pool);
+  const stats = new ScopedStats(new StatsService(new StatsStore(pool)), analytics);
   const query = new QueryService({
-    stats: new StatsService(new StatsStore(pool)),
+    stats,
+    breakdown: new BreakdownService(analytics, stats),
     events: new EventsStore(pool),
     cache,
   });

@@ -2,12 +2,24 @@ import type { Static } from '@sinclair/typebox';
 import { classifyPgError } from '../store/pg-errors.ts';
 import type { QueryCache } from './cache.ts';
 import type { EventsStore } from '../store/events-store.ts';
-import { EventCountQuery, LimitQuery, RangeQuery, TimeseriesQuery, UserEventsRequest } from './schemas.ts';
-import { resolveRange, type StatsService } from './stats-service.ts';
+import { readBreakdown, type BreakdownService } from './breakdown-service.ts';
+import { formatFilter, parseFilters } from './filters.ts';
+import type { RangeQuery } from './schemas.ts';
+import {
+  BreakdownQuery,
+  EventCountQuery,
+  LimitQuery,
+  SummaryQuery,
+  TimeseriesQuery,
+  UserEventsRequest,
+} from './schemas.ts';
+import type { ScopedStats, Selection } from './scoped-stats.ts';
+import { resolveRange } from './stats-service.ts';
 import { checkQuery } from './validate.ts';
 
 export interface QueryServiceDeps {
-  stats: StatsService;
+  stats: ScopedStats;
+  breakdown: BreakdownService;
   events: EventsStore;
   cache: QueryCache;
   now?: () => number;
@@ -28,15 +40,18 @@ export class QueryService {
   }
 
   async summary(project: string, input: Input) {
-    const range = this.#range(checkQuery(RangeQuery, input));
-    return this.#cached(project, ['summary', range.from, range.to], () =>
-      this.#deps.stats.summary(project, range),
+    const q = checkQuery(SummaryQuery, input);
+    const range = this.#range(q);
+    const sel = selection(q);
+    return this.#cached(project, ['summary', range.from, range.to, key(sel)], () =>
+      this.#deps.stats.summary(project, range, sel),
     );
   }
 
   async timeseries(project: string, input: Input) {
     const q = checkQuery(TimeseriesQuery, input);
     const range = this.#range(q);
+    const sel = selection(q);
     const query = {
       metric: q.metric,
       interval: q.interval,
@@ -44,24 +59,39 @@ export class QueryService {
       eventType: q.event_type,
       pageUrl: q.page_url,
     };
-    return this.#cached(project, ['timeseries', range.from, range.to, query], () =>
-      this.#deps.stats.timeseries(project, range, query),
+    return this.#cached(project, ['timeseries', range.from, range.to, query, key(sel)], () =>
+      this.#deps.stats.timeseries(project, range, sel, query),
     );
   }
 
   async topPages(project: string, input: Input) {
     const q = checkQuery(LimitQuery, input);
     const range = this.#range(q);
-    return this.#cached(project, ['top-pages', range.from, range.to, q.limit], () =>
-      this.#deps.stats.topPages(project, range, q.limit),
+    const sel = selection(q);
+    return this.#cached(project, ['top-pages', range.from, range.to, q.limit, key(sel)], () =>
+      this.#deps.stats.topPages(project, range, sel, q.limit),
     );
   }
 
   async eventTypes(project: string, input: Input) {
     const q = checkQuery(LimitQuery, input);
     const range = this.#range(q);
-    return this.#cached(project, ['event-types', range.from, range.to, q.limit], () =>
-      this.#deps.stats.eventTypes(project, range, q.limit),
+    const sel = selection(q);
+    return this.#cached(project, ['event-types', range.from, range.to, q.limit, key(sel)], () =>
+      this.#deps.stats.eventTypes(project, range, sel, q.limit),
+    );
+  }
+
+  /** Issue 20: one dimension's values with their metrics, under filters, sorted and paged. */
+  async breakdown(project: string, input: Input) {
+    const q = checkQuery(BreakdownQuery, input);
+    const range = this.#range(q);
+    const sel = selection(q);
+    const question = readBreakdown(q);
+    const { metrics, sort, limit, page } = question;
+    const cacheKey = ['breakdown', range.from, range.to, q.dimension, metrics, sort, limit, page, key(sel)];
+    return this.#cached(project, cacheKey, () =>
+      this.#deps.breakdown.breakdown(project, range, sel, question),
     );
   }
 
@@ -94,4 +124,13 @@ export class QueryService {
       throw classifyPgError(err);
     });
   }
+}
+
+function selection(q: { filter?: string[] | undefined; bots: Selection['bots'] }): Selection {
+  return { filters: parseFilters(q.filter), bots: q.bots };
+}
+
+/** The selection as cache-key text: filters in their canonical spelling, in order, and bots. */
+function key(sel: Selection): [string[], string] {
+  return [sel.filters.map(formatFilter), sel.bots];
 }

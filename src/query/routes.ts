@@ -1,10 +1,12 @@
 import type { Static } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import {
+  BreakdownQuery,
+  BreakdownResponse,
   errorResponses,
   EventTypesResponse,
   LimitQuery,
-  RangeQuery,
+  SummaryQuery,
   SummaryResponse,
   TimeseriesQuery,
   TimeseriesResponse,
@@ -48,13 +50,19 @@ export function queryRoutes(deps: QueryRoutesDeps) {
   const { query, projectOf } = deps;
   return async function plugin(app: FastifyInstance): Promise<void> {
     const tags = ['query'];
-    app.get<{ Querystring: Static<typeof RangeQuery> }>(
+    // A lone `filter=…` arrives as a string; the schema (and gRPC) want a list.
+    app.addHook('preValidation', async (request) => {
+      const q = request.query as Record<string, unknown> | undefined;
+      if (typeof q?.filter === 'string') q.filter = [q.filter];
+    });
+    app.get<{ Querystring: Static<typeof SummaryQuery> }>(
       '/v1/stats/summary',
       {
         schema: {
           tags,
-          summary: 'Events, page views and exact unique users in a range',
-          querystring: RangeQuery,
+          summary:
+            'Events, page views, exact visitors and visits (bounce rate, duration) in a range, under filters',
+          querystring: SummaryQuery,
           response: { 200: SummaryResponse, ...errorResponses },
         },
       },
@@ -95,6 +103,19 @@ export function queryRoutes(deps: QueryRoutesDeps) {
         },
       },
       async (request, reply) => sendAnswer(reply, await query.eventTypes(projectOf(request), request.query)),
+    );
+    app.get<{ Querystring: Static<typeof BreakdownQuery> }>(
+      '/v1/stats/breakdown',
+      {
+        schema: {
+          tags,
+          summary:
+            'Visitors, visits, page views… by page, source, device, country or property, under filters',
+          querystring: BreakdownQuery,
+          response: { 200: BreakdownResponse, ...errorResponses },
+        },
+      },
+      async (request, reply) => sendAnswer(reply, await query.breakdown(projectOf(request), request.query)),
     );
     app.get<{ Params: Static<typeof UserParams>; Querystring: Static<typeof UserEventsQuery> }>(
       '/v1/users/:user_id/events',

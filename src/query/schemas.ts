@@ -1,4 +1,4 @@
-import { Type } from '@sinclair/typebox';
+import { Type, type TSchema } from '@sinclair/typebox';
 import { ErrorSchema } from '../http/schemas.ts';
 
 // A plain `enum` gives one clear validation error ("must be equal to one of the allowed values").
@@ -27,11 +27,41 @@ function rangeFields(zone: string) {
   };
 }
 
+/**
+ * `filter` (repeatable) and `bots`, on every stats question. The filters themselves are parsed
+ * by src/query/filters.ts, which names the wrong one as `filter[i]`.
+ */
+export const filterFields = {
+  filter: Type.Optional(
+    Type.Array(
+      Type.String({
+        description:
+          '`<dimension><op><value>[|<value>…]`, op `==` is one of, `!=` is none of, `~=` contains one of (case-insensitive), `!~` contains none of; `\\|` and `\\\\` escape inside values; `(none)` with == or != means no value',
+      }),
+      {
+        description:
+          'Repeatable; filters combine with AND. Dimensions: page, hostname, entry_page, exit_page, referrer, channel, utm_source, utm_medium, utm_campaign, utm_term, utm_content, browser, os, device, country, event_type, property:<key>. At most 100 filters, 100 values a filter, 2048 characters a value',
+      },
+    ),
+  ),
+  bots: StringEnum(
+    ['exclude', 'include', 'only'],
+    'exclude',
+    'Events and visits of bots: left out (default), counted too, or only them',
+  ),
+};
+
 export const RangeQuery = Type.Object(rangeFields('UTC'), { additionalProperties: false });
+
+export const SummaryQuery = Type.Object(
+  { ...rangeFields('UTC'), ...filterFields },
+  { additionalProperties: false },
+);
 
 export const LimitQuery = Type.Object(
   {
     ...RangeQuery.properties,
+    ...filterFields,
     limit: Type.Integer({ minimum: 1, maximum: 1000, default: 10, description: 'Most rows to return' }),
   },
   { additionalProperties: false },
@@ -40,10 +70,11 @@ export const LimitQuery = Type.Object(
 export const TimeseriesQuery = Type.Object(
   {
     ...rangeFields('`tz`'),
+    ...filterFields,
     metric: StringEnum(
-      ['events', 'page_views', 'unique_users'],
+      ['events', 'page_views', 'unique_users', 'visitors', 'visits'],
       'events',
-      'What to count per bucket (unique_users is exact)',
+      'What to count per bucket (unique_users and visitors are exact distinct users; visits count in the bucket where they start)',
     ),
     interval: StringEnum(['minute', 'hour', 'day'], 'hour', 'Bucket size, aligned to the boundaries of `tz`'),
     tz: Type.String({ default: 'UTC', maxLength: 64, description: 'IANA time zone for bucket boundaries' }),
@@ -70,6 +101,10 @@ export const UserParams = Type.Object({
   user_id: Type.String({ minLength: 1, maxLength: 256, description: 'The user, as sent in events' }),
 });
 
+function Nullable<T extends TSchema>(schema: T) {
+  return Type.Union([schema, Type.Null()], { description: schema.description });
+}
+
 const RangeEcho = { from: Type.String({ format: 'date-time' }), to: Type.String({ format: 'date-time' }) };
 
 export const SummaryResponse = Type.Object(
@@ -78,6 +113,12 @@ export const SummaryResponse = Type.Object(
     events: Type.Integer(),
     page_views: Type.Integer(),
     unique_users: Type.Integer({ description: 'Exact distinct users in the range' }),
+    visitors: Type.Integer({ description: 'Exact distinct users of the selected events' }),
+    visits: Type.Integer({ description: 'Visits started in the range holding a selected event' }),
+    bounce_rate: Nullable(Type.Number({ description: 'Percent of those visits that bounced, one decimal' })),
+    visit_duration: Nullable(Type.Integer({ description: 'Mean visit duration, seconds' })),
+    visit_duration_median: Nullable(Type.Integer({ description: 'Median visit duration, seconds' })),
+    views_per_visit: Nullable(Type.Number({ description: 'Page views per visit, two decimals' })),
   },
   { description: 'Totals over the effective (minute-aligned) range' },
 );
@@ -172,4 +213,80 @@ export const EventCountResponse = Type.Object(
 export const UserEventsRequest = Type.Object(
   { ...UserParams.properties, ...UserEventsQuery.properties },
   { additionalProperties: false },
+);
+
+export const BREAKDOWN_METRICS = [
+  'visitors',
+  'visits',
+  'page_views',
+  'events',
+  'bounce_rate',
+  'visit_duration',
+  'views_per_visit',
+] as const;
+
+export const BreakdownQuery = Type.Object(
+  {
+    ...rangeFields('UTC'),
+    ...filterFields,
+    dimension: Type.String({
+      minLength: 1,
+      maxLength: 160,
+      description:
+        'What to break down by: page, hostname, entry_page, exit_page, referrer, channel, utm_source, utm_medium, utm_campaign, utm_term, utm_content, browser, os, device, country, event_type, or property:<key>',
+    }),
+    metrics: Type.String({
+      default: 'visitors',
+      maxLength: 200,
+      description: `Comma-separated, in the order wanted: ${BREAKDOWN_METRICS.join(', ')}`,
+    }),
+    sort: Type.Optional(
+      Type.String({
+        maxLength: 40,
+        description:
+          '`<metric>:asc` or `<metric>:desc`; default: the first metric, descending. Ties: value ascending',
+      }),
+    ),
+    limit: Type.Integer({ minimum: 1, maximum: 1000, default: 10, description: 'Rows per page' }),
+    page: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 1, description: 'Page of rows, from 1' }),
+  },
+  { additionalProperties: false },
+);
+
+const metricFields = {
+  visitors: Type.Optional(Type.Integer({ description: 'Distinct users of the selected events' })),
+  visits: Type.Optional(
+    Type.Integer({ description: 'Visits started in the range holding a selected event' }),
+  ),
+  page_views: Type.Optional(Type.Integer({ description: 'Selected page_view events' })),
+  events: Type.Optional(Type.Integer({ description: 'Selected events' })),
+  bounce_rate: Type.Optional(Nullable(Type.Number({ description: 'Percent of the visits that bounced' }))),
+  visit_duration: Type.Optional(Nullable(Type.Integer({ description: 'Mean visit duration, seconds' }))),
+  views_per_visit: Type.Optional(Nullable(Type.Number({ description: 'Page views per visit' }))),
+};
+
+export const BreakdownResponse = Type.Object(
+  {
+    dimension: Type.String(),
+    ...RangeEcho,
+    metrics: Type.Array(Type.String()),
+    results: Type.Array(
+      Type.Object({
+        value: Type.String({ description: 'The dimension value; "(none)" when the events have none' }),
+        ...metricFields,
+        percentage: Nullable(
+          Type.Number({
+            description: "The row's visitors (else its first metric) as a percent of the total",
+          }),
+        ),
+      }),
+    ),
+    total: Type.Object(metricFields, {
+      description: 'The metrics over everything selected (not the sum of rows)',
+    }),
+    page: Type.Integer(),
+    limit: Type.Integer(),
+    has_more: Type.Boolean(),
+  },
+  { description: 'One row per dimension value, sorted, one page of them' },
 );

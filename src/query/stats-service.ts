@@ -10,6 +10,7 @@ const MAX_RANGE_MS = 3660 * DAY;
 const MAX_POINTS = 20_000;
 
 export type Metric = 'events' | 'page_views' | 'unique_users';
+export type SeriesMetric = Metric | 'visitors' | 'visits';
 
 export interface Range {
   from: number;
@@ -58,7 +59,7 @@ function readTime(value: string, field: string, tz: string): number {
   return t;
 }
 
-function invalid(
+export function invalid(
   field: string,
   message: string,
   code: 'TALLY_INVALID_QUERY' | 'TALLY_UNSUPPORTED_FILTER' = 'TALLY_INVALID_QUERY',
@@ -66,8 +67,21 @@ function invalid(
   return new TallyError(code, message, { details: [{ index: 0, field, code, message }] });
 }
 
-function iso(t: number): string {
+export function iso(t: number): string {
   return new Date(t).toISOString();
+}
+
+/** The timeseries buckets of a range, checked: a known zone, at most MAX_POINTS of them. */
+export function bucketsFor(range: Range, interval: Interval, tz: string) {
+  if (!isValidZone(tz))
+    throw invalid('tz', `tz must be an IANA time zone name such as Europe/Paris (got ${tz})`);
+  if (estimateBuckets(range.from, range.to, interval) > MAX_POINTS) {
+    throw invalid(
+      'interval',
+      `range holds more than ${MAX_POINTS} ${interval} buckets: use a coarser interval`,
+    );
+  }
+  return zonedBuckets(range.from, range.to, interval, tz);
 }
 
 /** The query model shared by REST and gRPC: every answer Tally gives about rollups. */
@@ -105,15 +119,7 @@ export class StatsService {
       pageUrl?: string | undefined;
     },
   ) {
-    if (!isValidZone(q.tz))
-      throw invalid('tz', `tz must be an IANA time zone name such as Europe/Paris (got ${q.tz})`);
-    if (estimateBuckets(range.from, range.to, q.interval) > MAX_POINTS) {
-      throw invalid(
-        'interval',
-        `range holds more than ${MAX_POINTS} ${q.interval} buckets: use a coarser interval`,
-      );
-    }
-    const buckets = zonedBuckets(range.from, range.to, q.interval, q.tz);
+    const buckets = bucketsFor(range, q.interval, q.tz);
     const pieces: Piece[] = buckets.flatMap((b, i) => piecesFor(b.from, b.to, i));
     const values = await this.#metricValues(project, pieces, q);
     return {

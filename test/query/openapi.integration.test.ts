@@ -17,6 +17,7 @@ const DOCUMENTED_PATHS = [
   '/v1/stats/timeseries',
   '/v1/stats/top-pages',
   '/v1/stats/event-types',
+  '/v1/stats/breakdown',
   '/v1/users/{user_id}/events',
   '/analytics/events',
   '/health',
@@ -42,7 +43,9 @@ test('/docs/openapi.json: OpenAPI 3 with every endpoint, parameter and response 
   }
   const timeseries = body.paths['/v1/stats/timeseries'].get;
   assert.deepEqual(timeseries.parameters?.map((p) => p.name).sort(), [
+    'bots',
     'event_type',
+    'filter',
     'from',
     'interval',
     'metric',

@@ -12,6 +12,9 @@ import { toServiceError } from '../../src/query/grpc/handlers.ts';
 import { QueryService } from '../../src/query/query-service.ts';
 import { StatsService } from '../../src/query/stats-service.ts';
 import { StatsStore } from '../../src/store/stats-store.ts';
+import { AnalyticsStore } from '../../src/store/analytics-store.ts';
+import { BreakdownService } from '../../src/query/breakdown-service.ts';
+import { ScopedStats } from '../../src/query/scoped-stats.ts';
 
 const logger = pino({ level: 'silent' });
 
@@ -19,10 +22,13 @@ function service(query: (sql: string) => Promise<{ rows: unknown[] }>, version =
   const pool = { query } as unknown as pg.Pool;
   const metrics = createMetrics(undefined, { defaults: false });
   const cache = new QueryCache({ store: memoryCacheStore(10), version, metrics, ttlSec: 60, logger });
+  const analytics = new AnalyticsStore(pool);
+  const scoped = new ScopedStats(new StatsService(new StatsStore(pool)), analytics);
   return {
     metrics,
     query: new QueryService({
-      stats: new StatsService(new StatsStore(pool)),
+      stats: scoped,
+      breakdown: new BreakdownService(analytics, scoped),
       events: new EventsStore(pool),
       cache,
     }),
@@ -60,6 +66,13 @@ test('one validation: the same field errors whatever the caller, before any SQL'
     [query.eventCount('default', { user_id: 'u' }), 'page_url'],
     [query.summary('default', { bogus: '1' }), 'bogus'],
     [query.userEvents('default', { user_id: '' }), 'user_id'],
+    [query.summary('default', { filter: ['device==mobile', 'colour==red'] }), 'filter[1]'],
+    [query.topPages('default', { filter: ['page==a\u0000'] }), 'filter[0]'],
+    [query.timeseries('default', { bots: 'some' }), 'bots'],
+    [query.breakdown('default', { dimension: 'colour' }), 'dimension'],
+    [query.breakdown('default', { dimension: 'page', metrics: 'visitors,revenue' }), 'metrics'],
+    [query.breakdown('default', { dimension: 'page', sort: 'visits' }), 'sort'],
+    [query.breakdown('default', { dimension: 'page', page: '0' }), 'page'],
   ];
   for (const [promise, field] of cases) {
     const err = (await promise.catch((e: unknown) => e)) as TallyError;
@@ -124,4 +137,33 @@ test('property: a date-only from is the day’s start in the zone the answer is 
       assert.equal(answer.to, new Date(dayStartByIntl(next, tz)).toISOString(), `${next} in ${tz}`);
     }),
   );
+});
+
+test('cache: filters and bots are part of the question', async () => {
+  const { query, metrics } = service(() => Promise.resolve({ rows: [] }));
+  const range = { from: '2025-01-01T00:00:00Z', to: '2025-01-02T00:00:00Z' };
+  const asked = [
+    {},
+    { filter: ['device==mobile'] },
+    { filter: ['device==desktop'] },
+    { filter: ['device==mobile', 'country==FR'] },
+    { filter: ['country==FR', 'device==mobile'] },
+    { bots: 'include' },
+    { bots: 'only' },
+  ];
+  for (const extra of asked) await query.summary('default', { ...range, ...extra });
+  assert.equal((await metrics.cacheMisses.get()).values[0].value, asked.length);
+  // The same selection again, `bots=exclude` spelled out: all hits.
+  await query.summary('default', { ...range, bots: 'exclude' });
+  await query.summary('default', { ...range, filter: ['device==mobile'] });
+  await query.breakdown('default', { ...range, dimension: 'page', filter: ['device==mobile'] });
+  await query.breakdown('default', {
+    ...range,
+    dimension: 'page',
+    filter: ['device==mobile'],
+    metrics: 'visitors',
+  });
+  await query.breakdown('default', { ...range, dimension: 'page', filter: ['device==desktop'] });
+  assert.equal((await metrics.cacheHits.get()).values[0].value, 3);
+  assert.equal((await metrics.cacheMisses.get()).values[0].value, asked.length + 2);
 });

@@ -6,6 +6,15 @@ import { queryRoutes } from '../../src/query/routes.ts';
 
 const FROM = '2026-01-01T00:00:00.000Z';
 const TO = '2026-01-02T00:00:00.000Z';
+// The visit figures of a summary (issue 20), required by its response schema.
+const VISITS = {
+  visitors: 1,
+  visits: 1,
+  bounce_rate: 100,
+  visit_duration: 0,
+  visit_duration_median: 0,
+  views_per_visit: 1,
+};
 
 /** A query API over a stub service whose summary is `answer()`. */
 async function app(answer: () => object) {
@@ -31,16 +40,24 @@ test('a near-cache answer (frozen, shared) is sent through the response schema, 
     events: 3,
     page_views: 2,
     unique_users: 1,
+    ...VISITS,
     internal: 'x',
   });
   const server = await app(() => shared);
-  const expected = JSON.stringify({ from: FROM, to: TO, events: 3, page_views: 2, unique_users: 1 });
+  const expected = JSON.stringify({
+    from: FROM,
+    to: TO,
+    events: 3,
+    page_views: 2,
+    unique_users: 1,
+    ...VISITS,
+  });
   for (let i = 0; i < 3; i++) assert.equal(await getSummary(server), expected);
   await server.close();
 });
 
 test('an answer that is not frozen is serialized afresh each time', async () => {
-  const answer = { from: FROM, to: TO, events: 1, page_views: 0, unique_users: 1 };
+  const answer = { from: FROM, to: TO, events: 1, page_views: 0, unique_users: 1, ...VISITS };
   const server = await app(() => answer);
   assert.equal((JSON.parse(await getSummary(server)) as { events: number }).events, 1);
   answer.events = 2;

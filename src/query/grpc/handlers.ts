@@ -25,7 +25,9 @@ function given(request: Message): Message {
   const out: Message = {};
   for (const [k, v] of Object.entries(request)) {
     if (v === '' || v === 0 || v === null || v === undefined) continue;
-    out[k] = v;
+    if (Array.isArray(v) && v.length === 0) continue;
+    // REST repeats `filter`; the proto field is the plural `filters`.
+    out[k === 'filters' ? 'filter' : k] = v;
   }
   return out;
 }
@@ -76,6 +78,7 @@ export function analyticsHandlers(deps: HandlerDeps): grpc.UntypedServiceImpleme
       };
     }),
     GetEventCount: unary((p, r) => query.eventCount(p, r)),
+    GetBreakdown: unary((p, r) => query.breakdown(p, r)),
   };
 }
 
