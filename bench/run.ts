@@ -99,7 +99,7 @@ const ctx: BenchContext = {
   sqlIterations: 3,
   analyticsEvents: count('events', quick ? 20_000 : 1_000_000),
   analyticsRuns: count('runs', quick ? 5 : 20),
-  analyticsBaselineRuns: count('baseline-runs', quick ? 2 : 5),
+  analyticsBaselineRuns: count('baseline-runs', quick ? 2 : 3),
 };
 
 /** Single-event load on `tally ingest` before its measurement: warms a fresh broker too (see there). */

@@ -99,10 +99,15 @@ export async function fillStandInDimensions(
       const casts = params.map((_p, i) => `$${i + 1}::${i === params.length - 1 ? 'bool' : 'text'}[]`);
       await pool.query(`INSERT INTO tally.bench_truth SELECT * FROM unnest(${casts.join(', ')})`, params);
     }
-    await pool.query(
+    const { rowCount } = await pool.query(
       `UPDATE tally.events e SET ${[...cols, 'is_bot'].map((c) => `${c} = t.${c}`).join(', ')}
          FROM tally.bench_truth t WHERE e.project = 'default' AND e.event_id = t.event_id`,
     );
+    // The second generation must be the first one again (same seed), event for event.
+    if (rowCount !== dataset.counts.events)
+      throw new Error(
+        `analytics stand-in: ${rowCount} of ${dataset.counts.events} raw rows matched the regenerated data set`,
+      );
   } finally {
     await pool.query('DROP TABLE IF EXISTS tally.bench_truth');
   }
