@@ -50,8 +50,8 @@ export interface WriterCoverage {
   sessions: number;
 }
 
-export async function writerCoverage(pool: pg.Pool): Promise<WriterCoverage> {
-  const { rows } = await pool.query<WriterCoverage>(
+export async function writerCoverage(client: pg.ClientBase): Promise<WriterCoverage> {
+  const { rows } = await client.query<WriterCoverage>(
     `SELECT (SELECT count(*) FROM tally.events WHERE user_agent IS NOT NULL)::int8::float8 AS "userAgents",
             (SELECT count(*) FROM tally.events WHERE browser IS NOT NULL)::int8::float8 AS derived,
             (SELECT count(*) FROM tally.sessions)::int8::float8 AS sessions`,
@@ -82,7 +82,7 @@ const TRUTH_COLUMNS = [
  * table rewritten (VACUUM FULL) so its size is that of rows written once.
  */
 export async function fillStandInDimensions(
-  pool: pg.Pool,
+  pool: pg.ClientBase,
   dataset: WebDataset,
   log: (line: string) => void,
 ): Promise<void> {
@@ -121,7 +121,7 @@ export interface TableSize {
 }
 
 /** Every table of schema tally with its indexes, TOAST and partitions (pg_total_relation_size). */
-export async function tallyTableSizes(pool: pg.Pool): Promise<TableSize[]> {
+export async function tallyTableSizes(pool: pg.ClientBase): Promise<TableSize[]> {
   const { rows } = await pool.query<{ table: string; bytes: string }>(
     `SELECT c.relname AS table,
             CASE WHEN c.relkind = 'p'
