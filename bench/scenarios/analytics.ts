@@ -106,7 +106,10 @@ export async function analyticsScenario(
         const queryDir = join(dir, 'analytics-query');
         const asked = await askQuestions(ctx, admin, postgres.connectionString, queryDir, end, fail, log);
         rows.push(...asked.rows);
-        rows.push(...storageRows(await tallyTableSizes(admin), await dirBytes(queryDir), events, standIn));
+        const sizes = await tallyTableSizes(admin);
+        const perEvent = sizes.map((t) => `${t.table} ${round(t.bytes / events, 1)}`);
+        log(`analytics: bytes per event by table: ${perEvent.join(', ')}`);
+        rows.push(...storageRows(sizes, await dirBytes(queryDir), events, standIn));
         return { rows, failures, rssMb: asked.rssMb };
       } finally {
         admin.release();
