@@ -13,6 +13,7 @@ import { startService } from './lib/processes.ts';
 import { markdownTable, writeResults, type Row } from './lib/report.ts';
 import { requireTool } from './lib/tools.ts';
 import { embeddedScenarios } from './scenarios/embedded.ts';
+import { analyticsScenario } from './scenarios/analytics.ts';
 import { bareFastifyRate, singleEventIngest } from './scenarios/http-ingest.ts';
 import { kafkaEndToEnd } from './scenarios/kafka-e2e.ts';
 import { BATCHED_INGEST_WORKERS, batchedIngest } from './scenarios/kafka-ingest.ts';
@@ -20,10 +21,14 @@ import { processorScenario } from './scenarios/processor.ts';
 import { prepareQueryDatabase, queryScenario } from './scenarios/query.ts';
 
 /**
- * `npm run bench [-- --quick] [-- --only embedded,query,kafka,processor]`: the scenarios of the
- * benchmark issue, each Tally figure next to a baseline measured in the same run. Starts its
- * own PostgreSQL (embedded), Kafka broker and Redis; writes bench/results/<date>.json and .md and
- * prints the table. `--quick` (CI) only proves the harness works: short runs, small sizes.
+ * `npm run bench [-- --quick] [-- --only embedded,query,kafka,processor,analytics]`: the scenarios
+ * of the benchmark issue, each Tally figure next to a baseline measured in the same run. Starts
+ * its own PostgreSQL (embedded), Kafka broker and Redis; writes bench/results/<date>.json and .md
+ * and prints the table. `--quick` (CI) only proves the harness works: short runs, small sizes.
+ * Scenario 8 (`analytics`, issue 20) takes `--events N` (default 1,000,000; the issue's set is
+ * 10,000,000), `--runs N` (Tally's uncached runs per question) and `--baseline-runs N`.
+ * A scenario that finds Tally wrong or incomplete (e.g. an endpoint missing) still writes the
+ * results, then says so loudly and exits 1.
  */
 export interface BenchContext {
   quick: boolean;
@@ -42,9 +47,15 @@ export interface BenchContext {
   queryIterations: number;
   /** Runs of the raw-SQL summary (query baseline), after one warm-up: up to a minute each over 10 million events. */
   sqlIterations: number;
+  /** Events in the analytics scenario's web data set (bench/web-dataset.ts). */
+  analyticsEvents: number;
+  /** Uncached runs per question on Tally's side (and as many cached ones). */
+  analyticsRuns: number;
+  /** Runs per question of the raw-SQL baseline, after one warm-up: seconds each at 10 million events. */
+  analyticsBaselineRuns: number;
 }
 
-const GROUPS = ['embedded', 'query', 'kafka', 'processor'] as const;
+const GROUPS = ['embedded', 'query', 'kafka', 'processor', 'analytics'] as const;
 type Group = (typeof GROUPS)[number];
 /** Parts of the kafka group, for a shorter run: `ingest` is scenarios 1–2 on Kafka, `e2e` scenario 5. */
 const KAFKA_PARTS = ['ingest', 'e2e'] as const;
@@ -53,8 +64,19 @@ const { values } = parseArgs({
   options: {
     quick: { type: 'boolean', default: false },
     only: { type: 'string', default: GROUPS.join(',') },
+    events: { type: 'string' },
+    runs: { type: 'string' },
+    'baseline-runs': { type: 'string' },
   },
 });
+/** A positive integer flag, or `fallback` when absent. */
+function count(name: 'events' | 'runs' | 'baseline-runs', fallback: number): number {
+  const raw = values[name];
+  if (raw === undefined) return fallback;
+  const n = Number(raw.replaceAll('_', ''));
+  if (!Number.isInteger(n) || n < 1) throw new Error(`--${name}: a positive integer, not ${raw}`);
+  return n;
+}
 const quick = values.quick;
 const only = new Set(values.only.split(',').map((g) => g.trim()));
 for (const g of only) {
@@ -75,12 +97,17 @@ const ctx: BenchContext = {
   queryEvents: quick ? 100_000 : 10_000_000,
   queryIterations: quick ? 20 : 200,
   sqlIterations: 3,
+  analyticsEvents: count('events', quick ? 20_000 : 1_000_000),
+  analyticsRuns: count('runs', quick ? 5 : 20),
+  analyticsBaselineRuns: count('baseline-runs', quick ? 2 : 3),
 };
 
 /** Single-event load on `tally ingest` before its measurement: warms a fresh broker too (see there). */
 const BROKER_WARMUP_SEC = 25;
 
 const rows: Row[] = [];
+/** What a scenario found wrong or missing in Tally: reported after the results, then exit 1. */
+const failures: string[] = [];
 const rss: Partial<Record<'tally start' | 'tally ingest' | 'tally process' | 'tally query', number>> = {};
 const peak = (role: keyof typeof rss, mb: number) => (rss[role] = Math.max(rss[role] ?? 0, mb));
 const started = performance.now();
@@ -131,6 +158,16 @@ try {
     } finally {
       await embedded.stop();
     }
+  }
+
+  if (runs('analytics')) {
+    log(
+      `scenario 8: web analytics over ${ctx.analyticsEvents.toLocaleString('en-US')} events vs SQL over the raw events`,
+    );
+    const analytics = await analyticsScenario(ctx, dir, log);
+    rows.push(...analytics.rows);
+    failures.push(...analytics.failures);
+    if (analytics.rssMb !== undefined) peak('tally query', analytics.rssMb);
   }
 
   const kafkaWanted = runs('kafka') || runs('processor');
@@ -246,7 +283,14 @@ try {
 }
 
 const seconds = Math.round((performance.now() - started) / 1000);
-const command = `npm run bench${quick ? ' -- --quick' : ''}${values.only === GROUPS.join(',') ? '' : ` --only ${values.only}`}`;
+const args = [
+  ...(quick ? ['--quick'] : []),
+  ...(values.only === GROUPS.join(',') ? [] : [`--only ${values.only}`]),
+  ...(['events', 'runs', 'baseline-runs'] as const)
+    .filter((f) => values[f] !== undefined)
+    .map((f) => `--${f} ${values[f]}`),
+];
+const command = `npm run bench${args.length > 0 ? ` -- ${args.join(' ')}` : ''}`;
 // Scenario order, not run order (the runs are grouped by the services they need); sort is stable.
 rows.sort((a, b) => parseInt(a.scenario, 10) - parseInt(b.scenario, 10));
 const table = markdownTable(rows);
@@ -262,3 +306,9 @@ const files = await writeResults(rows, quick, {
 process.stdout.write(
   `\n${table}\n\n\`${command}\`, ${seconds} s; written to ${files.json} and ${files.markdown}\n`,
 );
+if (failures.length > 0) {
+  process.stderr.write(
+    `\n*** ${failures.length} problem(s) found:\n${failures.map((f) => `  - ${f}`).join('\n')}\n`,
+  );
+  process.exitCode = 1;
+}

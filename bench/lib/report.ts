@@ -14,7 +14,7 @@ export interface Row {
 }
 
 export function ratio(row: Row): string {
-  if (row.baseline === undefined || row.baseline === 0) return '';
+  if (row.baseline === undefined || row.baseline === 0 || !Number.isFinite(row.tally)) return '';
   return `${Math.round((row.tally / row.baseline) * 100)} %`;
 }
 
