@@ -74,20 +74,23 @@ const eventArb = fc.record({
   order: fc.nat(),
 });
 
-test('tally.refresh_sessions keeps tally.sessions equal to the reference sessionizer', { timeout: 600_000 }, async (t) => {
-  const db = await startTestPostgres(t);
-  await new RawPartitions(db.pool, undefined).ensure([0, 1, 2].map((d) => BASE - (BASE % DAY) + d * DAY));
-  // Released by the test itself: the database's own cleanup (pool.end) waits for it.
-  const client = await db.pool.connect();
-  try {
-    await cases(t, db.pool, client);
-  } finally {
-    client.release();
-  }
-});
+test(
+  'tally.refresh_sessions keeps tally.sessions equal to the reference sessionizer',
+  { timeout: 600_000 },
+  async (t) => {
+    const db = await startTestPostgres(t);
+    await new RawPartitions(db.pool, undefined).ensure([0, 1, 2].map((d) => BASE - (BASE % DAY) + d * DAY));
+    // Released by the test itself: the database's own cleanup (pool.end) waits for it.
+    const client = await db.pool.connect();
+    try {
+      await cases(t, db.pool, client);
+    } finally {
+      client.release();
+    }
+  },
+);
 
 async function cases(t: TestContext, dbPool: pg.Pool, client: pg.PoolClient) {
-
   await t.test('random events, duplicates and batch splits, in random order (property)', async () => {
     await fc.assert(
       fc.asyncProperty(fc.array(eventArb, { minLength: 1, maxLength: 40, size: 'max' }), async (drawn) => {
@@ -128,7 +131,10 @@ async function cases(t: TestContext, dbPool: pg.Pool, client: pg.PoolClient) {
 
   await t.test('a late event extends a visit', async () => {
     const p = newProject();
-    await writeBatch(client, [event(p, { eventId: 'a', ts: BASE }), event(p, { eventId: 'b', ts: BASE + MINUTE })]);
+    await writeBatch(client, [
+      event(p, { eventId: 'a', ts: BASE }),
+      event(p, { eventId: 'b', ts: BASE + MINUTE }),
+    ]);
     await writeBatch(client, [event(p, { eventId: 'c', ts: BASE + MINUTE + TIMEOUT })]);
     await writeBatch(client, [event(p, { eventId: 'z', ts: BASE - TIMEOUT })]);
     assert.deepEqual(await visitTimes(p), [['', -TIMEOUT, MINUTE + TIMEOUT]]);
@@ -181,8 +187,12 @@ async function cases(t: TestContext, dbPool: pg.Pool, client: pg.PoolClient) {
       event(p, { eventId: 'a', ts: BASE, sessionId: 's' }),
       event(p, { eventId: 'x', ts: BASE + MINUTE }),
     ]);
-    await writeBatch(client, [event(p, { eventId: 'b', ts: BASE + 5 * TIMEOUT, sessionId: 's', isBot: true })]);
-    await writeBatch(client, [event(p, { eventId: 'c', ts: BASE - 5 * TIMEOUT, sessionId: 's', type: 'click' })]);
+    await writeBatch(client, [
+      event(p, { eventId: 'b', ts: BASE + 5 * TIMEOUT, sessionId: 's', isBot: true }),
+    ]);
+    await writeBatch(client, [
+      event(p, { eventId: 'c', ts: BASE - 5 * TIMEOUT, sessionId: 's', type: 'click' }),
+    ]);
     assert.deepEqual(await visitTimes(p), [
       ['', MINUTE, MINUTE],
       ['s', -5 * TIMEOUT, 5 * TIMEOUT],

@@ -69,12 +69,12 @@ $$;
 --     that are consecutive in time, an untouched visit U can only lie where the two are more than
 --     the timeout apart (U is more than the timeout from every new event and from the old visits
 --     next to it), so no gap is hidden and none is invented.
---   * So the rows read are those of disjoint ranges: each touched visit's [started_at, ended_at]
---     (touched visits are disjoint: a user's gap visits never overlap), and each new event's own
---     instant when it lies in no touched visit. No untouched visit lies inside these ranges (it
---     would then contain a touched visit's rows or a new event). One window over all the batch's
---     events of a user, [min, max], would not do: an untouched visit can lie between two new
---     events hours apart.
+--   * So the rows read are those of each touched visit's [started_at, ended_at] and of each new
+--     event's instant, these ranges merged where they overlap (a new event inside a touched
+--     visit) so that no row is read twice. No untouched visit lies inside them (it would then
+--     contain a touched visit's rows or a new event). One window over all the batch's events of
+--     a user, [min, max], would not do: an untouched visit can lie between two new events hours
+--     apart.
 --   * A new event touches at most two visits (three would need two gaps > timeout inside
 --     2 × timeout), the last two starting at or before ts + timeout: hence LIMIT 2.
 -- An explicit session_id is one visit: it is deleted and recomputed from all its raw rows, which
@@ -141,24 +141,27 @@ BEGIN
        AND s.started_at = t.started_at
     RETURNING s.project, s.user_id, s.session_key, s.started_at, s.ended_at
   ),
+  -- The ranges to read: the touched visits and the new events' instants, merged where they
+  -- overlap (a new event inside a touched visit, several new events at one instant) so that no
+  -- raw row is read twice; an explicit session_id's parts are all merged into one range.
+  parts AS (
+    SELECT g.project AS p, g.user_id AS u, g.session_key AS k, g.started_at AS lo, g.ended_at AS hi FROM gone g
+    UNION ALL
+    SELECT f.p, f.u, f.k, f.ts, f.ts FROM fresh f
+  ),
+  starts AS (
+    SELECT x.*, (x.k = '' AND x.lo > max(x.hi) OVER (
+             PARTITION BY x.p, x.u, x.k ORDER BY x.lo, x.hi ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
+           )) IS NOT FALSE AS starts
+      FROM parts x
+  ),
+  islands AS (
+    SELECT x.*, sum(x.starts::int4) OVER (
+             PARTITION BY x.p, x.u, x.k ORDER BY x.lo, x.hi ROWS UNBOUNDED PRECEDING) AS island
+      FROM starts x
+  ),
   ranges AS (
-    SELECT g.project AS p, g.user_id AS u, g.session_key AS k, g.started_at AS lo, g.ended_at AS hi
-      FROM gone g
-     WHERE g.session_key = ''
-    UNION ALL
-    SELECT DISTINCT f.p, f.u, f.k, f.ts, f.ts
-      FROM fresh f
-     WHERE f.k = ''
-       AND NOT EXISTS (
-         SELECT 1 FROM gone g
-          WHERE g.project = f.p AND g.user_id = f.u AND g.session_key = ''
-            AND f.ts BETWEEN g.started_at AND g.ended_at)
-    UNION ALL
-    SELECT f.p, f.u, f.k, least(min(f.ts), min(g.started_at)), greatest(max(f.ts), max(g.ended_at))
-      FROM fresh f
-      LEFT JOIN gone g ON g.project = f.p AND g.user_id = f.u AND g.session_key = f.k
-     WHERE f.k <> ''
-     GROUP BY f.p, f.u, f.k
+    SELECT i.p, i.u, i.k, min(i.lo) AS lo, max(i.hi) AS hi FROM islands i GROUP BY i.p, i.u, i.k, i.island
   )
   SELECT array_agg(r.p), array_agg(r.u), array_agg(r.k), array_agg(r.lo), array_agg(r.hi)
     INTO v_p, v_u, v_k, v_lo, v_hi
