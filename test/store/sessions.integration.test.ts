@@ -3,6 +3,7 @@ import { test, type TestContext } from 'node:test';
 import fc from 'fast-check';
 import type pg from 'pg';
 import { RawPartitions } from '../../src/store/partitions.ts';
+import { moveProjectData } from '../../src/store/project-move.ts';
 import { rebuildSessions, refreshSessions } from '../../src/store/sessions-store.ts';
 import { startTestPostgres } from '../helpers/kafka-process.ts';
 import {
@@ -213,6 +214,19 @@ async function cases(t: TestContext, dbPool: pg.Pool, client: pg.PoolClient) {
     ]);
     const [visit] = await storedVisits(client, p);
     assert.deepEqual([visit.entryPage, visit.exitPage], ['/\uE000', '/\u{1F600}']);
+  });
+
+  await t.test('visits move with their project (tally projects move)', async () => {
+    const from = newProject();
+    const to = newProject();
+    await writeBatch(client, [
+      event(from, { eventId: 'a', ts: BASE }),
+      event(from, { eventId: 'b', ts: BASE + MINUTE }),
+    ]);
+    const moved = await moveProjectData(dbPool, from, to);
+    assert.equal(moved.rows.sessions, 1);
+    assert.deepEqual(await storedVisits(client, from), []);
+    assert.deepEqual((await assertExact(client, to)).length, 1);
   });
 
   await t.test('a rebuild keeps the visits that ended before the oldest raw row', async () => {
