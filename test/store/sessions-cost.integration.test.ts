@@ -63,16 +63,7 @@ test(
         await client.query('COMMIT');
       }
       await client.query('ANALYZE tally.events, tally.sessions');
-      const times: number[] = [];
-      for (let round = 0; round < 5; round++) {
-        const batch = Array.from({ length: 1000 }, (_, i) => {
-          const u = Math.floor(random() * USERS);
-          return event(
-            u,
-            `late-${round}-${i}`,
-            visitStart(u, Math.floor(random() * 21)) + Math.floor(random() * HOUR),
-          );
-        });
+      const measure = async (batch: SessionizerEvent[]) => {
         await client.query('BEGIN');
         const fresh = await insertRaw(client, batch);
         const { rows } = await client.query<{ 'QUERY PLAN': [{ 'Execution Time': number }] }>(
@@ -86,10 +77,35 @@ test(
           ],
         );
         await client.query('COMMIT');
-        times.push(rows[0]['QUERY PLAN'][0]['Execution Time']);
+        return rows[0]['QUERY PLAN'][0]['Execution Time'].toFixed(1);
+      };
+      // Live: every user's events extend the visit in progress (the 21st), round after round.
+      const live: string[] = [];
+      for (let round = 0; round < 5; round++) {
+        const at = visitStart(0, PRIOR_VISITS) + round * 5 * MINUTE;
+        live.push(
+          await measure(
+            Array.from({ length: 1000 }, (_, i) =>
+              event(i % USERS, `live-${round}-${i}`, at + Math.floor(random() * MINUTE)),
+            ),
+          ),
+        );
+      }
+      // Late: anywhere in the 42 hours, inside, next to and between stored visits.
+      const late: string[] = [];
+      for (let round = 0; round < 5; round++) {
+        const batch = Array.from({ length: 1000 }, (_, i) => {
+          const u = Math.floor(random() * USERS);
+          return event(
+            u,
+            `late-${round}-${i}`,
+            visitStart(u, Math.floor(random() * 21)) + Math.floor(random() * HOUR),
+          );
+        });
+        late.push(await measure(batch));
       }
       t.diagnostic(
-        `refresh_sessions, 1000 fresh events over ${USERS} users: ${times.map((ms) => ms.toFixed(1)).join(', ')} ms per batch`,
+        `refresh_sessions, 1000 fresh events over ${USERS} users with ${PRIOR_VISITS} visits each, ms per batch: live ${live.join(', ')}; late ${late.join(', ')}`,
       );
       const expected = sessionize(await storedEvents(client, 'cost'), TIMEOUT);
       assert.ok(
