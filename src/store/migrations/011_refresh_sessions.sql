@@ -69,14 +69,21 @@ $$;
 --     that are consecutive in time, an untouched visit U can only lie where the two are more than
 --     the timeout apart (U is more than the timeout from every new event and from the old visits
 --     next to it), so no gap is hidden and none is invented.
---   * So the rows read are those of each touched visit's [started_at, ended_at] and of each new
---     event's instant, these ranges merged where they overlap (a new event inside a touched
---     visit) so that no row is read twice. No untouched visit lies inside them (it would then
---     contain a touched visit's rows or a new event). One window over all the batch's events of
---     a user, [min, max], would not do: an untouched visit can lie between two new events hours
---     apart.
---   * A new event touches at most two visits (three would need two gaps > timeout inside
---     2 × timeout), the last two starting at or before ts + timeout: hence LIMIT 2.
+--   * Which visits are touched: N is cut into clusters the way visits are cut (consecutive
+--     events at most the timeout apart). A cluster [lo, hi] touches exactly the visits meeting
+--     [lo - timeout, hi + timeout] (one there lies before lo, after hi, or between two of its
+--     events, within the timeout of one of them), and at most n + 1 of them for n events: one
+--     starting at or before lo, one starting in each of the n - 1 gaps (two visits in a gap of
+--     at most the timeout would need a gap longer than it between them) and one after hi.
+--     They are the last n + 1 starting at or before hi + timeout, of those the ones ending at
+--     or after lo - timeout: one backward index scan per cluster, hence LIMIT n + 1.
+--   * So the rows read are those of the touched visits' [started_at, ended_at] and of the
+--     clusters' [lo, hi], these ranges merged where they are at most the timeout apart, so that
+--     no row is read twice and fewer ranges are read. No untouched visit lies inside the merged
+--     ranges: inside a cluster it would be within the timeout of a new event; in a gap of at most
+--     the timeout next to a new event, likewise; between two touched visits, that gap is longer
+--     than the timeout. One window over all the batch's events of a user, [min, max], would not
+--     do: an untouched visit can lie between two clusters hours apart.
 -- An explicit session_id is one visit: it is deleted and recomputed from all its raw rows, which
 -- lie within [least(its start, the new ts), greatest(its end, the new ts)].
 --
@@ -117,18 +124,34 @@ BEGIN
     SELECT DISTINCT x.p, x.u, coalesce(nullif(x.s, ''), '') AS k, to_timestamp(x.ts / 1000.0) AS ts
       FROM unnest(p_project, p_user_id, p_ts, p_session_id) AS x(p, u, ts, s)
   ),
+  -- A user's new gap events cut the way visits are: a cluster's events are at most the timeout
+  -- apart, and the visits it touches are exactly those meeting [lo - timeout, hi + timeout].
+  clusters AS (
+    SELECT c.p, c.u, min(c.ts) AS lo, max(c.ts) AS hi, count(*) AS n
+      FROM (
+        SELECT x.*, sum(x.starts) OVER (PARTITION BY x.p, x.u ORDER BY x.ts ROWS UNBOUNDED PRECEDING) AS c
+          FROM (
+            SELECT f.p, f.u, f.ts,
+                   ((f.ts - lag(f.ts) OVER (PARTITION BY f.p, f.u ORDER BY f.ts) > v_timeout) IS NOT FALSE)::int4 AS starts
+              FROM fresh f
+             WHERE f.k = ''
+          ) AS x
+      ) AS c
+     GROUP BY c.p, c.u, c.c
+  ),
   touched AS (
-    SELECT DISTINCT v.project, v.user_id, v.session_key, v.started_at
-      FROM fresh f
+    SELECT v.project, v.user_id, v.session_key, v.started_at
+      FROM clusters c
       CROSS JOIN LATERAL (
         SELECT s.project, s.user_id, s.session_key, s.started_at, s.ended_at
           FROM tally.sessions s
-         WHERE s.project = f.p AND s.user_id = f.u AND s.session_key = ''
-           AND s.started_at <= f.ts + v_timeout
+         WHERE s.project = c.p AND s.user_id = c.u AND s.session_key = ''
+           AND s.started_at <= c.hi + v_timeout
          ORDER BY s.started_at DESC
-         LIMIT 2
+         LIMIT c.n + 1
       ) AS v
-     WHERE f.k = '' AND v.ended_at >= f.ts - v_timeout
+     WHERE v.ended_at >= c.lo - v_timeout
+    -- UNION: one visit may meet two clusters.
     UNION
     SELECT s.project, s.user_id, s.session_key, s.started_at
       FROM (SELECT DISTINCT f.p, f.u, f.k FROM fresh f WHERE f.k <> '') AS f
@@ -147,10 +170,12 @@ BEGIN
   parts AS (
     SELECT g.project AS p, g.user_id AS u, g.session_key AS k, g.started_at AS lo, g.ended_at AS hi FROM gone g
     UNION ALL
-    SELECT f.p, f.u, f.k, f.ts, f.ts FROM fresh f
+    SELECT c.p, c.u, '', c.lo, c.hi FROM clusters c
+    UNION ALL
+    SELECT f.p, f.u, f.k, f.ts, f.ts FROM fresh f WHERE f.k <> ''
   ),
   starts AS (
-    SELECT x.*, (x.k = '' AND x.lo > max(x.hi) OVER (
+    SELECT x.*, (x.k = '' AND x.lo > v_timeout + max(x.hi) OVER (
              PARTITION BY x.p, x.u, x.k ORDER BY x.lo, x.hi ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
            )) IS NOT FALSE AS starts
       FROM parts x
