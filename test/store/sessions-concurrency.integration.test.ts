@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import pg from 'pg';
 import { RawPartitions } from '../../src/store/partitions.ts';
-import { refreshSessions } from '../../src/store/sessions-store.ts';
+import { rebuildSessions, refreshSessions } from '../../src/store/sessions-store.ts';
 import { startTestPostgres } from '../helpers/kafka-process.ts';
 import { pool as runPool, prng } from '../helpers/oracle.ts';
 import { waitFor } from '../helpers/poll.ts';
@@ -97,7 +97,7 @@ test('two transactions refreshing the same user concurrently end exact', { timeo
     );
 
     await t.test(
-      'many concurrent batches over the same users, users in any order, never deadlock',
+      'many concurrent batches over the same users, users in any order, and rebuilds: never deadlock, end exact',
       async () => {
         const project = 'concurrent';
         const random = prng(20);
@@ -113,8 +113,10 @@ test('two transactions refreshing the same user concurrently end exact', { timeo
             ),
           ),
         );
+        // A rebuild of the project now and then, between and during the batches.
         await runPool(
-          batches.map((batch) => async () => {
+          batches.map((batch, b) => async () => {
+            if (b % 15 === 7) await rebuildSessions(conns, project, TIMEOUT);
             const client = await conns.connect();
             try {
               await client.query('BEGIN');

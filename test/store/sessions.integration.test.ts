@@ -1,4 +1,6 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { test, type TestContext } from 'node:test';
 import fc from 'fast-check';
 import type pg from 'pg';
@@ -85,6 +87,37 @@ test(
     const client = await db.pool.connect();
     try {
       await cases(t, db.pool, client);
+      await t.test('tally sessions rebuild [--project P] recomputes lost or wrong visits', async () => {
+        const p = newProject();
+        await writeBatch(client, [
+          event(p, { eventId: 'a', ts: BASE }),
+          event(p, { eventId: 'b', ts: BASE + TIMEOUT }),
+        ]);
+        const expected = await assertExact(client, p);
+        const env = {
+          ...process.env,
+          DATABASE_URL: db.connectionString,
+          TALLY_SESSION_TIMEOUT_MIN: String(TIMEOUT / MINUTE),
+        };
+        const main = new URL('../../src/cli/main.ts', import.meta.url).pathname;
+        await client.query('DELETE FROM tally.sessions WHERE project = $1', [p]);
+        const one = await promisify(execFile)(
+          process.execPath,
+          [main, 'sessions', 'rebuild', '--project', p],
+          { env },
+        );
+        assert.equal(one.stdout, `rebuilt the visits of project ${p}: 1 visits\n`);
+        assert.deepEqual(await storedVisits(client, p), expected);
+        // By default every project the writers ever versioned (tally.data_versions).
+        await client.query(`UPDATE tally.sessions SET events = 7 WHERE project = $1`, [p]);
+        await client.query(
+          `INSERT INTO tally.data_versions (project, version) VALUES ($1, 1) ON CONFLICT DO NOTHING`,
+          [p],
+        );
+        const all = await promisify(execFile)(process.execPath, [main, 'sessions', 'rebuild'], { env });
+        assert.match(all.stdout, new RegExp(`^rebuilt the visits of project ${p}: 1 visits$`, 'm'));
+        assert.deepEqual(await storedVisits(client, p), expected);
+      });
     } finally {
       client.release();
     }
