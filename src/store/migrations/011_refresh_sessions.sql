@@ -1,8 +1,8 @@
 -- Visits (tally.sessions, migration 010) kept exact and incremental: tally.refresh_sessions
 -- recomputes, inside the batch's own transaction, only the visits next to the batch's fresh
 -- events, from the raw rows; tally.rebuild_sessions recomputes a whole project
--- (`tally sessions rebuild`). Both cut visits with the same rule, the one of the contract
--- (/work issue 20, src/store/sessions-store.ts): a gap visit (session_id NULL, session_key '')
+-- (`tally sessions rebuild`). Both cut visits with the same rule (issue 20; the reference
+-- implementation is test/helpers/sessionizer.ts): a gap visit (session_id NULL, session_key '')
 -- ends where the next event of the user comes more than the timeout later (a gap equal to the
 -- timeout does not split); an explicit session_id is one visit whatever its gaps. Events are
 -- ordered by (ts, event_id COLLATE "C"); a visit's dimensions are those of its first event.
@@ -15,11 +15,14 @@
 -- event within the timeout of its end, or more events of its session_id) is recomputed from the
 -- rows still stored.
 
--- The raw rows of a set of disjoint (project, user, session key, [lo, hi]) ranges, cut into
--- visits: one row per visit, every column of tally.sessions. A session key '' selects the gap
+-- Raw rows cut into visits: one row per visit, every column of tally.sessions. The rows are
+-- either all those of p_whole_project (the rebuild: one scan) or those of a set of disjoint
+-- (project, user, session key, [lo, hi]) ranges (the refresh: one index scan each); the caller
+-- passes NULL for the other, whose branch then reads nothing. A session key '' selects the gap
 -- events of the range (session_id NULL or ''), any other key the events of that session_id.
 -- TRICKY: the ranges must be disjoint, or a raw row would be read twice.
-CREATE FUNCTION tally.visits_in_ranges(
+CREATE FUNCTION tally.cut_visits(
+  p_whole_project text,
   p_project text[], p_user_id text[], p_key text[], p_lo timestamptz[], p_hi timestamptz[],
   p_timeout interval
 ) RETURNS SETOF tally.sessions LANGUAGE sql STABLE AS $$
@@ -40,15 +43,24 @@ CREATE FUNCTION tally.visits_in_ranges(
                PARTITION BY f.project, f.user_id, f.session_key
                ORDER BY f.ts, f.event_id COLLATE "C" ROWS UNBOUNDED PRECEDING) AS visit
         FROM (
-          SELECT e.project, e.user_id, r.k AS session_key, e.ts, e.event_id, e.type, e.path,
-                 e.hostname, e.referrer_host, e.channel, e.utm_source, e.utm_medium, e.utm_campaign,
-                 e.utm_term, e.utm_content, e.browser, e.os, e.device, e.country, e.is_bot,
-                 lag(e.ts) OVER w IS NULL OR (r.k = '' AND e.ts - lag(e.ts) OVER w > p_timeout) AS first
-            FROM unnest(p_project, p_user_id, p_key, p_lo, p_hi) AS r(p, u, k, lo, hi)
-            JOIN tally.events e
-              ON e.project = r.p AND e.user_id = r.u AND e.ts BETWEEN r.lo AND r.hi
-             AND coalesce(nullif(e.session_id, ''), '') = r.k
-          WINDOW w AS (PARTITION BY e.project, e.user_id, r.k ORDER BY e.ts, e.event_id COLLATE "C")
+          SELECT x.*,
+                 lag(x.ts) OVER w IS NULL OR (x.session_key = '' AND x.ts - lag(x.ts) OVER w > p_timeout) AS first
+            FROM (
+              SELECT e.project, e.user_id, r.k AS session_key, e.ts, e.event_id, e.type, e.path,
+                     e.hostname, e.referrer_host, e.channel, e.utm_source, e.utm_medium, e.utm_campaign,
+                     e.utm_term, e.utm_content, e.browser, e.os, e.device, e.country, e.is_bot
+                FROM unnest(p_project, p_user_id, p_key, p_lo, p_hi) AS r(p, u, k, lo, hi)
+                JOIN tally.events e
+                  ON e.project = r.p AND e.user_id = r.u AND e.ts BETWEEN r.lo AND r.hi
+                 AND coalesce(nullif(e.session_id, ''), '') = r.k
+              UNION ALL
+              SELECT e.project, e.user_id, coalesce(nullif(e.session_id, ''), ''), e.ts, e.event_id, e.type, e.path,
+                     e.hostname, e.referrer_host, e.channel, e.utm_source, e.utm_medium, e.utm_campaign,
+                     e.utm_term, e.utm_content, e.browser, e.os, e.device, e.country, e.is_bot
+                FROM tally.events e
+               WHERE e.project = p_whole_project
+            ) AS x
+          WINDOW w AS (PARTITION BY x.project, x.user_id, x.session_key ORDER BY x.ts, x.event_id COLLATE "C")
         ) AS f
     ) AS c
    GROUP BY c.project, c.user_id, c.session_key, c.visit
@@ -89,15 +101,16 @@ $$;
 --
 -- Concurrency: two transactions may refresh the same user at once (HTTP micro-batches commit
 -- concurrently). Each takes a transaction-level advisory lock per (project, user) before reading
--- anything, so the second one reads the raw rows and visits only after the first committed (READ
--- COMMITTED: every statement below takes a new snapshot after the locks). Without it each would
--- compute from the raw rows without the other's events and one set of visits would be lost or
--- doubled. The locks are taken in ascending key order, so two refreshers never wait on each other
--- in a cycle; they come after all the row locks of the batch (tally.write_events calls this last,
--- and a batch is one call), and once a refresher holds them it waits only for other such locks and
--- for the table lock of tally.sessions, which the holders of that lock (tally.rebuild_sessions,
--- `tally projects move`) take without waiting for any advisory lock. A hash collision between
--- two users only makes them wait for each other.
+-- anything, so the second one reads the raw rows and visits only after the first committed.
+-- This needs READ COMMITTED, the batches' level: every statement below takes a new snapshot after
+-- the locks (under REPEATABLE READ the snapshot would predate them). Without the locks each would
+-- compute from the raw rows without the other's events, and one set of visits would be lost or
+-- doubled. They are taken in ascending key order, so two refreshers never wait on each other in a
+-- cycle; they come after all the row locks of the batch (tally.write_events calls this last, and
+-- a batch is one call), and once a refresher holds them it waits only for other such locks and
+-- for the table lock of tally.sessions, which its holders (tally.rebuild_sessions, `tally
+-- projects move`) take without waiting for any advisory lock. A hash collision between two users
+-- only makes them wait for each other.
 CREATE FUNCTION tally.refresh_sessions(
   p_project text[], p_user_id text[], p_ts float8[], p_session_id text[], p_timeout_ms float8
 ) RETURNS void LANGUAGE plpgsql AS $$
@@ -194,7 +207,7 @@ BEGIN
 
   -- A second statement: it must see the deletions done (a visit may come back with the same key).
   INSERT INTO tally.sessions
-  SELECT * FROM tally.visits_in_ranges(v_p, v_u, v_k, v_lo, v_hi, v_timeout);
+  SELECT * FROM tally.cut_visits(NULL, v_p, v_u, v_k, v_lo, v_hi, v_timeout);
 END
 $$;
 
@@ -217,19 +230,8 @@ BEGIN
     RETURN 0;
   END IF;
   DELETE FROM tally.sessions s WHERE s.project = p_project AND s.ended_at >= v_from;
-  -- One range per (user, session key) over all time: the ranges are disjoint.
   INSERT INTO tally.sessions
-  SELECT v.*
-    FROM (
-      SELECT array_agg(k.u) AS u, array_agg(k.k) AS k
-        FROM (SELECT DISTINCT e.user_id AS u, coalesce(nullif(e.session_id, ''), '') AS k
-                FROM tally.events e WHERE e.project = p_project) AS k
-    ) AS a
-    CROSS JOIN LATERAL tally.visits_in_ranges(
-      array_fill(p_project, ARRAY[cardinality(a.u)]), a.u, a.k,
-      array_fill('-infinity'::timestamptz, ARRAY[cardinality(a.u)]),
-      array_fill('infinity'::timestamptz, ARRAY[cardinality(a.u)]),
-      v_timeout) AS v;
+  SELECT * FROM tally.cut_visits(p_project, NULL, NULL, NULL, NULL, NULL, v_timeout);
   GET DIAGNOSTICS v_count = ROW_COUNT;
   RETURN v_count;
 END
