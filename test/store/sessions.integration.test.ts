@@ -3,7 +3,9 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { test, type TestContext } from 'node:test';
 import fc from 'fast-check';
-import type pg from 'pg';
+import pg from 'pg';
+import { pino } from 'pino';
+import { openDatabase } from '../../src/store/database.ts';
 import { RawPartitions } from '../../src/store/partitions.ts';
 import { moveProjectData } from '../../src/store/project-move.ts';
 import { rebuildSessions, refreshSessions } from '../../src/store/sessions-store.ts';
@@ -117,6 +119,34 @@ test(
         const all = await promisify(execFile)(process.execPath, [main, 'sessions', 'rebuild'], { env });
         assert.match(all.stdout, new RegExp(`^rebuilt the visits of project ${p}: 1 visits$`, 'm'));
         assert.deepEqual(await storedVisits(client, p), expected);
+      });
+      await t.test('ties broken in "C" order on a database whose own collation is not C (ICU)', async () => {
+        await db.pool.query(
+          `CREATE DATABASE sessions_icu TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'und' LOCALE 'C'`,
+        );
+        const url = new URL(db.connectionString);
+        url.pathname = '/sessions_icu';
+        const options = { poolSize: 2, applicationName: 'test-icu', logger: pino({ level: 'silent' }) };
+        await (await openDatabase({ kind: 'external', connectionString: url.href }, options)).stop();
+        const icu = new pg.Pool({ connectionString: url.href, max: 2 });
+        try {
+          await new RawPartitions(icu, undefined).ensure([BASE - (BASE % DAY)]);
+          const icuClient = await icu.connect();
+          try {
+            const p = newProject();
+            // "C": B < Z < a < é; ICU's root order: a < B < é < Z.
+            await writeBatch(
+              icuClient,
+              ['a', 'é', 'Z', 'B'].map((id) => event(p, { eventId: id, ts: BASE })),
+            );
+            const [visit] = await assertExact(icuClient, p);
+            assert.deepEqual([visit.entryPage, visit.exitPage, visit.hostname], ['/B', '/é', 'hostname-B']);
+          } finally {
+            icuClient.release();
+          }
+        } finally {
+          await icu.end();
+        }
       });
     } finally {
       client.release();
