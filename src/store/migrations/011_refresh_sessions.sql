@@ -83,8 +83,8 @@ $$;
 --     next to it), so no gap is hidden and none is invented.
 --   * Which visits are touched: N is cut into clusters the way visits are cut (consecutive
 --     events at most the timeout apart). A cluster [lo, hi] touches exactly the visits meeting
---     [lo - timeout, hi + timeout] (one there lies before lo, after hi, or between two of its
---     events, within the timeout of one of them), and at most n + 1 of them for n events: one
+--     [lo - timeout, hi + timeout] (such a visit is within the timeout of lo, of hi, or of an
+--     event next to the gap it lies in), and at most n + 1 of them for n events: one
 --     starting at or before lo, one starting in each of the n - 1 gaps (two visits in a gap of
 --     at most the timeout would need a gap longer than it between them) and one after hi.
 --     They are the last n + 1 starting at or before hi + timeout, of those the ones ending at
