@@ -46,12 +46,6 @@ export const ConfigSchema = Type.Object({
       description: 'Days of raw events kept (by event time); unset keeps them forever',
     }),
   ),
-  TALLY_SESSION_TIMEOUT_MIN: Type.Integer({
-    minimum: 1,
-    maximum: 1440,
-    default: 30,
-    description: 'A gap longer than this many minutes between two events of a user starts a new visit',
-  }),
 
   // Ingest limits and event validation
   TALLY_MAX_BODY_BYTES: Type.Integer({ minimum: 1024, default: 1048576 }),
@@ -140,6 +134,14 @@ export const ConfigSchema = Type.Object({
   // Browser tracker / abuse limits
   TALLY_CORS_ORIGINS: Type.String({ default: '*' }),
   TALLY_HONOR_DNT: Type.Boolean({ default: false }),
+
+  // Web analytics
+  TALLY_SESSION_TIMEOUT_MIN: Type.Integer({
+    minimum: 1,
+    maximum: 1440,
+    default: 30,
+    description: "A gap longer than this (minutes) between one user's events starts a new visit",
+  }),
   TALLY_RATE_LIMIT: Type.Integer({
     minimum: 1,
     default: 1000,
