@@ -10,6 +10,7 @@ import { findRunningEmbeddedPostgres } from '../store/embedded-postgres.ts';
 import { appliedMigrations } from '../store/migrate.ts';
 import { countProjectEvents, moveProjectData } from '../store/project-move.ts';
 import { classifyPgError, isPgError } from '../store/pg-errors.ts';
+import { projectsWithEvents, rebuildSessions } from '../store/sessions-store.ts';
 
 /**
  * Opens the database for a short admin command: the embedded server already running under
@@ -102,7 +103,7 @@ function projectName(value: string): string {
   return value;
 }
 
-/** `tally migrate`, `tally keys create|list|revoke` and `tally projects move`. */
+/** `tally migrate`, `tally keys create|list|revoke`, `tally projects move` and `tally sessions rebuild`. */
 export function registerAdminCommands(program: Command, configOrExit: () => Config): void {
   program
     .command('migrate')
@@ -204,6 +205,27 @@ export function registerAdminCommands(program: Command, configOrExit: () => Conf
             `tally: restart the Tally processes that were running before writing to project ${from} again (they remember its users and would miss them in its unique-user counts)\n`,
           );
         }
+      }),
+    );
+
+  const sessions = program.command('sessions').description('Manage the stored visits (tally.sessions)');
+  sessions
+    .command('rebuild')
+    .description(
+      'Recompute the visits of a project (default: every project) from its raw events, with TALLY_SESSION_TIMEOUT_MIN; one transaction per project. Visits that ended before the oldest raw event stay as they are',
+    )
+    .option('--project <name>', 'only this project', projectName)
+    .action(
+      admin(async (opts: { project?: string }) => {
+        const config = configOrExit();
+        const timeoutMs = config.raw.TALLY_SESSION_TIMEOUT_MIN * 60_000;
+        await withDatabase(config, async (db) => {
+          const projects = opts.project === undefined ? await projectsWithEvents(db.pool) : [opts.project];
+          for (const project of projects) {
+            const visits = await rebuildSessions(db.pool, project, timeoutMs);
+            process.stdout.write(`rebuilt the visits of project ${project}: ${visits} visits\n`);
+          }
+        });
       }),
     );
 }

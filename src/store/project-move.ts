@@ -4,8 +4,8 @@ import { VERSIONS_CHANNEL } from './data-versions.ts';
 import { DAY } from './levels.ts';
 
 /**
- * The tables whose rows belong to one project (migrations 001, 004, 005), in the order a batch
- * transaction writes them, which is the order the move locks them in.
+ * The tables whose rows belong to one project (migrations 001, 004, 005, 010), in the order a
+ * batch transaction writes them, which is the order the move locks them in.
  */
 const MOVED_TABLES = [
   'event_ids',
@@ -14,6 +14,7 @@ const MOVED_TABLES = [
   'rollup_pages',
   'rollup_users',
   'rollup_user_bits',
+  'sessions',
 ] as const;
 /** Copied, not moved: see moveProjectData. */
 const NUMBER_TABLES = ['user_numbers', 'user_number_counters'] as const;
@@ -21,7 +22,9 @@ const NUMBER_TABLES = ['user_numbers', 'user_number_counters'] as const;
  * The order the move locks tables in: the writers' own order, so a move and a batch never wait
  * on each other in a cycle. A user-number transaction (user-numbers.ts) takes the counter, then
  * the numbers; a batch transaction (batch-writer.ts, then tally.write_events) takes the dead
- * letters, the keys, the raw rows, rollup_users, the data version, then the shared rollups.
+ * letters, the keys, the raw rows, rollup_users, the data version, the shared rollups, then the
+ * visits (tally.refresh_sessions, its last statement, after per-user advisory locks, which the
+ * move never takes).
  */
 const LOCK_ORDER = [
   'user_number_counters',
@@ -34,6 +37,7 @@ const LOCK_ORDER = [
   'rollup_events',
   'rollup_pages',
   'rollup_user_bits',
+  'sessions',
 ] as const;
 
 export interface ProjectMove {
@@ -56,7 +60,7 @@ export async function countProjectEvents(db: pg.Pool | pg.PoolClient, project: s
 
 /**
  * Moves every stored row of project `from` into project `to`, which must hold nothing, in one
- * transaction: raw events, dedup keys, rollups, user bits and dead letters. Both projects' data
+ * transaction: raw events, dedup keys, rollups, user bits, visits and dead letters. Both projects' data
  * versions are bumped, so no cached answer of either is served again. Throws
  * TALLY_PROJECT_HAS_DATA when `to` holds data, TALLY_PROJECT_EMPTY when `from` holds none.
  *
