@@ -167,8 +167,9 @@ test('bot events are stored raw with is_bot and counted in no rollup; the derive
 test('tally.write_events refreshes the visits of the fresh events stored raw, last, with the session timeout', async (t) => {
   // Retention of 1 day: the events of 2024 are counted but not stored raw (no visits from them).
   const { pool, writer: w } = await writer(t, 1);
-  // TRICKY: until migration 011 (tally.refresh_sessions, another change of issue 20) is merged,
-  // a stand-in records its calls; the statements before it have all run when it is called.
+  // A stand-in (in this test's own database) records the calls of tally.refresh_sessions, so the
+  // test sees what it is given and that every statement before it has run; the real function is
+  // tested in test/store/sessions*.integration.test.ts.
   await pool.query(`
     CREATE TABLE public.refresh_calls (project text[], user_id text[], ts float8[], session_id text[],
                                        timeout_ms float8, raw_rows bigint, counted bigint);

@@ -106,11 +106,9 @@ BEGIN
     FROM unnest(p_bits_project, p_bits_level, p_bits_bucket, p_bits_chunk, p_bits_hex) AS x(p, l, b, c, h)
   ON CONFLICT (project, level, bucket, chunk) DO UPDATE SET users = r.users | excluded.users;
 
-  -- TRICKY (until migration 011 is merged): tally.refresh_sessions comes from another change of
-  -- issue 20; the check lets this one run alone. PL/pgSQL plans the PERFORM only when it first
-  -- runs, so the missing function is no error here.
-  IF p_raw_cutoff IS NOT NULL
-     AND to_regprocedure('tally.refresh_sessions(text[],text[],float8[],text[],float8)') IS NOT NULL THEN
+  -- Last, so its per-user advisory locks come after every row lock of the batch (migration 011);
+  -- `tally sessions rebuild` takes the version row, then the sessions table, in the same order.
+  IF p_raw_cutoff IS NOT NULL THEN
     PERFORM tally.refresh_sessions(s.p, s.u, s.ts, s.sid, p_timeout_ms)
        FROM (SELECT array_agg(x.p ORDER BY x.i) AS p, array_agg(x.u ORDER BY x.i) AS u,
                     array_agg(x.ts ORDER BY x.i) AS ts, array_agg(x.s ORDER BY x.i) AS sid
