@@ -23,6 +23,31 @@ export function sessionTimeoutError(err: unknown): unknown {
   });
 }
 
+/**
+ * Start-up check of a process that writes visits (raw storage on): throws TALLY_CONFIG_INVALID,
+ * one line, when a project's visits were built with another timeout than `timeoutMs`, rather
+ * than failing at that project's first batch (the write-time check, migration 011).
+ */
+export async function checkSessionTimeout(
+  pool: pg.Pool,
+  setting: { storeRaw: boolean; timeoutMs: number },
+): Promise<void> {
+  if (!setting.storeRaw) return;
+  const { rows } = await pool.query<{ project: string; timeout_ms: number; n: string }>(
+    `SELECT project, timeout_ms, count(*) OVER () AS n FROM tally.session_settings
+      WHERE timeout_ms <> $1 ORDER BY project COLLATE "C" LIMIT 1`,
+    [setting.timeoutMs],
+  );
+  if (rows.length === 0) return;
+  const { project, timeout_ms: stored, n } = rows[0];
+  const others = Number(n) > 1 ? ` (and ${Number(n) - 1} more projects)` : '';
+  const now = setting.timeoutMs / 60_000;
+  throw new TallyError(
+    'TALLY_CONFIG_INVALID',
+    `TALLY_SESSION_TIMEOUT_MIN is ${now}, but the visits of project ${project}${others} were built with ${stored / 60_000}: run \`tally sessions rebuild\` with TALLY_SESSION_TIMEOUT_MIN=${now}, or set TALLY_SESSION_TIMEOUT_MIN=${stored / 60_000}`,
+  );
+}
+
 /** The part of a freshly stored event that tally.refresh_sessions needs. */
 export interface SessionEventKey {
   project: string;

@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { test } from 'node:test';
+import { promisify } from 'node:util';
 import pg from 'pg';
 import { TallyError } from '../../src/errors/tally-error.ts';
 import { BatchWriter } from '../../src/store/batch-writer.ts';
@@ -179,6 +181,30 @@ test(
         });
       },
     );
+
+    await t.test('tally start refuses another timeout than the stored one, in one line', async () => {
+      // Project "timeouts" now has 20 min stored, the others 10 or 30.
+      const main = new URL('../../src/cli/main.ts', import.meta.url).pathname;
+      const env = {
+        ...process.env,
+        DATABASE_URL: db.connectionString,
+        SERVER_PORT: '0',
+        TALLY_GRPC_PORT: '0',
+        TALLY_SESSION_TIMEOUT_MIN: '25',
+      };
+      await assert.rejects(
+        promisify(execFile)(process.execPath, [main, 'start'], { env, timeout: 60_000 }),
+        (err) => {
+          const e = err as { code: number; stderr: string };
+          assert.equal(e.code, 2);
+          assert.match(
+            e.stderr,
+            /^tally: TALLY_SESSION_TIMEOUT_MIN is 25, but the visits of project \S+ \(and \d+ more projects\) were built with \d+: run `tally sessions rebuild` with TALLY_SESSION_TIMEOUT_MIN=25, or set TALLY_SESSION_TIMEOUT_MIN=\d+\n$/,
+          );
+          return true;
+        },
+      );
+    });
 
     await t.test("a project's rebuild holds its batches, not another project's", async () => {
       const timeout = 10 * MINUTE;
