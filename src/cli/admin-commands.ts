@@ -212,7 +212,7 @@ export function registerAdminCommands(program: Command, configOrExit: () => Conf
   sessions
     .command('rebuild')
     .description(
-      'Recompute the visits of a project (default: every project) from its raw events, with TALLY_SESSION_TIMEOUT_MIN; one transaction per project. Visits that ended before the oldest raw event stay as they are',
+      'Recompute the visits of a project (default: every project) from its raw events, with TALLY_SESSION_TIMEOUT_MIN, and store that timeout as the one its visits are built with; one transaction per project, no statement timeout, batches of that project wait for it. Visits that ended before the oldest raw event stay as they are',
     )
     .option('--project <name>', 'only this project', projectName)
     .action(

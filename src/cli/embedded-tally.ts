@@ -20,6 +20,7 @@ import { BatchWriter } from '../store/batch-writer.ts';
 import { DataVersions } from '../store/data-versions.ts';
 import type { Database } from '../store/database.ts';
 import { RawPartitions } from '../store/partitions.ts';
+import { checkSessionTimeout } from '../store/sessions-store.ts';
 import { createQueryLayer } from '../query/query-layer.ts';
 import { runRole, type RoleRunner } from './role-runner.ts';
 
@@ -58,6 +59,10 @@ export function startEmbeddedTally(config: Config, logger: Logger): Promise<Embe
     const partitions = new RawPartitions(database.pool, raw.TALLY_RAW_RETENTION_DAYS);
     // Moved by this process's commits before their 202s: a client reads its own writes.
     const versions = new DataVersions(database.pool, logger);
+    await checkSessionTimeout(database.pool, {
+      storeRaw: raw.TALLY_STORE_RAW,
+      timeoutMs: raw.TALLY_SESSION_TIMEOUT_MIN * 60_000,
+    });
     const writer = new BatchWriter({
       pool: database.pool,
       partitions,

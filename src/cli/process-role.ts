@@ -14,6 +14,7 @@ import { WorkerPool, type WorkerMessage } from './worker-pool.ts';
 import { BatchWriter } from '../store/batch-writer.ts';
 import { startEmbeddedPostgres } from '../store/embedded-postgres.ts';
 import { RawPartitions } from '../store/partitions.ts';
+import { checkSessionTimeout } from '../store/sessions-store.ts';
 import { TALLY_V8_FLAGS } from './v8-flags.ts';
 import { runRole } from './role-runner.ts';
 
@@ -107,6 +108,10 @@ export function startProcessWorker(config: Config, logger: Logger): Promise<Stop
       idleInTransactionTimeoutMs: IDLE_IN_TRANSACTION_TIMEOUT_MS,
     });
     const partitions = new RawPartitions(database.pool, raw.TALLY_RAW_RETENTION_DAYS);
+    await checkSessionTimeout(database.pool, {
+      storeRaw: raw.TALLY_STORE_RAW,
+      timeoutMs: raw.TALLY_SESSION_TIMEOUT_MIN * 60_000,
+    });
     const writer = new BatchWriter({
       pool: database.pool,
       partitions,

@@ -23,8 +23,10 @@ const NUMBER_TABLES = ['user_numbers', 'user_number_counters'] as const;
  * on each other in a cycle. A user-number transaction (user-numbers.ts) takes the counter, then
  * the numbers; a batch transaction (batch-writer.ts, then tally.write_events) takes the dead
  * letters, the keys, the raw rows, rollup_users, the data version, the shared rollups, then the
- * visits (tally.refresh_sessions, its last statement, after per-user advisory locks, which the
- * move never takes).
+ * session settings and the visits (tally.refresh_sessions, its last statement, after project and
+ * per-user advisory locks). The move takes no advisory lock: a refresher's batch holds the raw
+ * rows' table before its advisory locks, so the move never holds the settings' or the visits'
+ * table while a refresher runs; a rebuild (advisory lock too) holds the data version row first.
  */
 const LOCK_ORDER = [
   'user_number_counters',
@@ -37,6 +39,7 @@ const LOCK_ORDER = [
   'rollup_events',
   'rollup_pages',
   'rollup_user_bits',
+  'session_settings',
   'sessions',
 ] as const;
 
@@ -101,6 +104,10 @@ export async function moveProjectData(pool: pg.Pool, from: string, to: string): 
       ]);
       rows[table] = result.rowCount ?? 0;
     }
+    // The timeout `from`'s visits were built with goes with them (migration 011); a row of `to`
+    // (a rebuild of it while empty) describes no visit.
+    await client.query('DELETE FROM tally.session_settings WHERE project = $1', [to]);
+    await client.query('UPDATE tally.session_settings SET project = $2 WHERE project = $1', [from, to]);
     rows.user_numbers =
       (
         await client.query(

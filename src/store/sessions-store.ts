@@ -1,8 +1,52 @@
 import type pg from 'pg';
+import { TallyError } from '../errors/tally-error.ts';
 import { VERSIONS_CHANNEL } from './data-versions.ts';
 
 /** TALLY_SESSION_TIMEOUT_MIN's default: a gap longer than this many minutes starts a new visit. */
 export const DEFAULT_SESSION_TIMEOUT_MIN = 30;
+
+/**
+ * The SQLSTATE tally.refresh_sessions raises when the visits of a project were built with another
+ * session timeout than the one it is given (migration 011, tally.session_settings).
+ */
+export const SESSION_TIMEOUT_MISMATCH = 'TL001';
+
+/**
+ * `err` as TALLY_CONFIG_INVALID when it is the refresh's timeout mismatch: retrying cannot help,
+ * the process's TALLY_SESSION_TIMEOUT_MIN or the stored visits have to change. Otherwise `err`.
+ */
+export function sessionTimeoutError(err: unknown): unknown {
+  const e = err as { code?: unknown; message?: unknown } | null;
+  if (e?.code !== SESSION_TIMEOUT_MISMATCH) return err;
+  return new TallyError('TALLY_CONFIG_INVALID', `TALLY_SESSION_TIMEOUT_MIN: ${String(e.message)}`, {
+    cause: err,
+  });
+}
+
+/**
+ * Start-up check of a process that writes visits (raw storage on): throws TALLY_CONFIG_INVALID,
+ * one line, when a project's visits were built with another timeout than `timeoutMs`, rather
+ * than failing at that project's first batch (the write-time check, migration 011).
+ */
+export async function checkSessionTimeout(
+  pool: pg.Pool,
+  setting: { storeRaw: boolean; timeoutMs: number },
+): Promise<void> {
+  if (!setting.storeRaw) return;
+  const { rows } = await pool.query<{ project: string; timeout_ms: number; n: string }>(
+    `SELECT project, timeout_ms, count(*) OVER () AS n FROM tally.session_settings
+      WHERE timeout_ms <> $1 ORDER BY project COLLATE "C" LIMIT 1`,
+    [setting.timeoutMs],
+  );
+  if (rows.length === 0) return;
+  const { project, timeout_ms: stored, n } = rows[0];
+  const others = Number(n) > 1 ? ` (and ${Number(n) - 1} more projects)` : '';
+  const now = setting.timeoutMs / 60_000;
+  throw new TallyError(
+    'TALLY_CONFIG_INVALID',
+    `TALLY_SESSION_TIMEOUT_MIN is ${now}, but the visits of project ${project}${others} were built with ${stored / 60_000}: run \`tally sessions rebuild\` with TALLY_SESSION_TIMEOUT_MIN=${now}, or set TALLY_SESSION_TIMEOUT_MIN=${stored / 60_000}`,
+  );
+}
 
 /** The part of a freshly stored event that tally.refresh_sessions needs. */
 export interface SessionEventKey {
@@ -35,10 +79,19 @@ export async function refreshSessions(
   );
 }
 
-/** The projects a rebuild of every project goes through: those that ever stored events. */
+/**
+ * The projects a rebuild of every project goes through: those with raw rows (migration 013's
+ * tally.raw_projects), those that ever stored events, and those with a stored session timeout
+ * (so that a rebuild with a new timeout leaves none with the old one).
+ */
 export async function projectsWithEvents(pool: pg.Pool): Promise<string[]> {
   const { rows } = await pool.query<{ project: string }>(
-    'SELECT project FROM tally.data_versions ORDER BY project COLLATE "C"',
+    `SELECT u.project FROM (
+       SELECT project FROM tally.data_versions
+       UNION SELECT project FROM tally.session_settings
+       UNION SELECT project FROM tally.raw_projects() AS r(project)
+     ) AS u
+     ORDER BY u.project COLLATE "C"`,
   );
   return rows.map((r) => r.project);
 }
@@ -46,14 +99,19 @@ export async function projectsWithEvents(pool: pg.Pool): Promise<string[]> {
 /**
  * Deletes and recomputes the visits of `project` from its raw rows, in one transaction, and
  * bumps its data version so no cached answer computed from the old visits is served again.
- * Returns the number of visits stored. Visits that ended before the oldest raw row stay
- * (migration 011). Batches of every project wait at their refresh until it commits.
+ * Returns the number of visits stored, and stores `timeoutMs` as the project's session timeout
+ * (tally.session_settings). Visits that ended before the oldest raw row stay (migration 011).
+ * Batches of this project wait at their refresh until it commits; those of other projects go on.
  */
 export async function rebuildSessions(pool: pg.Pool, project: string, timeoutMs: number): Promise<number> {
   const client = await pool.connect();
   try {
     await client.query('BEGIN');
-    // The version row first, the sessions table second: the writers' lock order (project-move.ts).
+    // One statement reads and writes the whole project: the pool's statement_timeout (pool.ts)
+    // would stop a large one, so none for this transaction.
+    await client.query('SET LOCAL statement_timeout = 0');
+    // The version row first, the project's visits lock second (in tally.rebuild_sessions): the
+    // writers' lock order (migration 011).
     await client.query(
       `WITH v AS (
          INSERT INTO tally.data_versions AS v (project, version) VALUES ($1, 1)

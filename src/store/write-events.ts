@@ -4,6 +4,7 @@ import type { TallyEvent } from '../event/types.ts';
 import type { KnownUserRows } from './known-user-rows.ts';
 import { LEVELS } from './levels.ts';
 import { rollupUserArgs } from './rollup-writes.ts';
+import { sessionTimeoutError } from './sessions-store.ts';
 import { SqlParams } from './sql-params.ts';
 
 /** What the writer derives from each event: src/event/derive.ts's deriveDimensions. */
@@ -89,11 +90,17 @@ export async function writeEvents(
   const p = new SqlParams();
   const named = args.map(([name, value, type]) => `${name} => ${p.add(value, type)}`);
   const text = `SELECT fresh, projects, versions FROM tally.write_events(${named.join(', ')})`;
-  const { rows } = await client.query<{ fresh: boolean[]; projects: string[]; versions: string[] }>({
-    name: 'tally-write-events',
-    text,
-    values: p.values,
-  });
+  // A session timeout other than the one the visits were built with is a configuration error,
+  // not a database one: TALLY_CONFIG_INVALID, never retried (migration 011).
+  const { rows } = await client
+    .query<{ fresh: boolean[]; projects: string[]; versions: string[] }>({
+      name: 'tally-write-events',
+      text,
+      values: p.values,
+    })
+    .catch((err: unknown) => {
+      throw sessionTimeoutError(err);
+    });
   const { fresh, projects, versions } = rows[0];
   return {
     fresh,

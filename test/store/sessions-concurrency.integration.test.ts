@@ -57,6 +57,12 @@ test('two transactions refreshing the same user concurrently end exact', { timeo
           [5 * MINUTE, 0],
         ]) {
           const project = `interleaved-${first}`;
+          // A project that has visits already has its timeout stored: without it, b would wait at
+          // a's uncommitted insert of that row (the first refresh of a project), before the user lock.
+          await db.pool.query('INSERT INTO tally.session_settings (project, timeout_ms) VALUES ($1, $2)', [
+            project,
+            TIMEOUT,
+          ]);
           const a = await conns.connect();
           const b = await conns.connect();
           try {

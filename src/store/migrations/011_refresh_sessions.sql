@@ -105,18 +105,57 @@ $$;
 -- This needs READ COMMITTED, the batches' level: every statement below takes a new snapshot after
 -- the locks (under REPEATABLE READ the snapshot would predate them). Without the locks each would
 -- compute from the raw rows without the other's events, and one set of visits would be lost or
--- doubled. They are taken in ascending key order, so two refreshers never wait on each other in a
--- cycle; they come after all the row locks of the batch (tally.write_events calls this last, and
--- a batch is one call), and once a refresher holds them it waits only for other such locks and
--- for the table lock of tally.sessions, which its holders (tally.rebuild_sessions, `tally
--- projects move`) take without waiting for any advisory lock. A hash collision between two users
--- only makes them wait for each other.
+-- doubled. Before them, it takes the project lock (tally.session_project_lock) SHARED for each
+-- project of the batch: refreshes never wait on each other there, a rebuild of the project
+-- (EXCLUSIVE) waits for them and they for it; a rebuild of another project stops nothing.
+-- Lock order, so that no two transactions wait on each other in a cycle:
+--   * The advisory locks come after all the row locks of the batch (tally.write_events calls this
+--     last, and a batch is one call): project locks in ascending project order (COLLATE "C"),
+--     then the settings row (tally.session_settings, inserted once per project, in the same
+--     order), then the per-user locks in ascending key order. Once a refresher holds them it waits
+--     only for such locks and for the table locks of tally.session_settings and tally.sessions.
+--   * tally.rebuild_sessions runs after its caller bumped the project's data version (a row a
+--     batch of the project locks before its refresh), then takes the project lock, then the
+--     settings row and the visits: a batch either waits for it at the version row holding no
+--     advisory lock, or holds the version row and makes the rebuild wait there.
+--   * `tally projects move` takes table locks only (project-move.ts), never an advisory lock; it
+--     cannot hold those of tally.events while a refresher runs (the refresher's batch inserted raw
+--     rows first), and a rebuild holds the data_versions lock the move waits for before anything
+--     it needs of the rebuild.
+-- A hash collision between two users (or two projects) only makes them wait for each other.
+-- The session timeout each project's visits were built with (ms). Visits cut with one timeout and
+-- refreshed with another are wrong without any error (the touched-visit bound above assumes one
+-- timeout), so refresh_sessions refuses a different one: SQLSTATE TL001, which the writer turns
+-- into TALLY_CONFIG_INVALID (write-events.ts). Written by the first refresh of a project and by
+-- every rebuild (`tally sessions rebuild`, migration 013).
+CREATE TABLE tally.session_settings (
+  project    text PRIMARY KEY,
+  timeout_ms float8 NOT NULL,
+  updated_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- Takes the project's visits lock: SHARED by refresh_sessions, EXCLUSIVE by rebuild_sessions.
+-- The two-key form, so that it never meets a per-user lock (one bigint key): PostgreSQL keeps the
+-- two key spaces apart. 741120 only names this use.
+CREATE FUNCTION tally.session_project_lock(p_project text, p_exclusive boolean) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+  IF p_exclusive THEN
+    PERFORM pg_advisory_xact_lock(741120, hashtext(p_project));
+  ELSE
+    PERFORM pg_advisory_xact_lock_shared(741120, hashtext(p_project));
+  END IF;
+END
+$$;
+
 CREATE FUNCTION tally.refresh_sessions(
   p_project text[], p_user_id text[], p_ts float8[], p_session_id text[], p_timeout_ms float8
 ) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
   v_timeout interval := p_timeout_ms * interval '1 millisecond';
   v_lock int8;
+  v_project text;
+  v_stored float8;
   v_p text[];
   v_u text[];
   v_k text[];
@@ -125,6 +164,27 @@ DECLARE
 BEGIN
   IF coalesce(cardinality(p_project), 0) = 0 THEN
     RETURN;
+  END IF;
+  FOR v_project IN SELECT DISTINCT x.p COLLATE "C" FROM unnest(p_project) AS x(p) ORDER BY 1 LOOP
+    PERFORM tally.session_project_lock(v_project, false);
+  END LOOP;
+  -- A project's first visits record the timeout they are cut with; a project has no visits
+  -- before (a rebuild writes the row too). The same order as the project locks.
+  INSERT INTO tally.session_settings (project, timeout_ms)
+  SELECT x.p, p_timeout_ms
+    FROM (SELECT DISTINCT x.p COLLATE "C" AS p FROM unnest(p_project) AS x(p)) AS x
+   WHERE NOT EXISTS (SELECT 1 FROM tally.session_settings s WHERE s.project = x.p)
+   ORDER BY 1
+  ON CONFLICT (project) DO NOTHING;
+  SELECT s.project, s.timeout_ms INTO v_project, v_stored
+    FROM tally.session_settings s
+   WHERE s.project = ANY (p_project) AND s.timeout_ms <> p_timeout_ms
+   ORDER BY s.project COLLATE "C"
+   LIMIT 1;
+  IF FOUND THEN
+    RAISE EXCEPTION 'the visits of project % were built with a session timeout of % min, and this process uses % min: run `tally sessions rebuild` with the new TALLY_SESSION_TIMEOUT_MIN, or set it back to % (and restart)',
+      v_project, v_stored / 60000, p_timeout_ms / 60000, v_stored / 60000
+      USING ERRCODE = 'TL001';
   END IF;
   FOR v_lock IN
     SELECT DISTINCT hashtextextended(x.p || chr(31) || x.u, 0) FROM unnest(p_project, p_user_id) AS x(p, u) ORDER BY 1
@@ -211,12 +271,15 @@ BEGIN
 END
 $$;
 
--- Deletes and recomputes the visits of p_project from its raw rows; returns the visits stored.
--- Visits that ended before the project's oldest raw row stay: their raw rows were dropped by the
--- retention (see the top of this file). Locks tally.sessions against writes (reads go on) until
--- the caller's transaction ends, so no batch refreshes a visit in between: a batch that stored
--- raw rows meanwhile refreshes its users after this commits, from a snapshot that sees the rebuilt
--- visits and its own rows.
+-- Deletes and recomputes the visits of p_project from its raw rows with the timeout p_timeout_ms,
+-- which it stores as the project's (tally.session_settings); returns the visits stored. Visits
+-- that ended before the project's oldest raw row stay: their raw rows were dropped by the
+-- retention (see the top of this file). Holds the project lock EXCLUSIVE until the caller's
+-- transaction ends, so no batch refreshes a visit of this project in between: a batch that stored
+-- raw rows of it meanwhile refreshes its users after this commits, from a snapshot that sees the
+-- rebuilt visits and its own rows. Batches of other projects go on. The caller bumps the project's
+-- data version first (the lock order above) and lifts statement_timeout: one statement reads the
+-- whole project.
 CREATE FUNCTION tally.rebuild_sessions(p_project text, p_timeout_ms float8)
 RETURNS int8 LANGUAGE plpgsql AS $$
 DECLARE
@@ -224,7 +287,9 @@ DECLARE
   v_from timestamptz;
   v_count int8;
 BEGIN
-  LOCK TABLE tally.sessions IN EXCLUSIVE MODE;
+  PERFORM tally.session_project_lock(p_project, true);
+  INSERT INTO tally.session_settings AS s (project, timeout_ms) VALUES (p_project, p_timeout_ms)
+  ON CONFLICT (project) DO UPDATE SET timeout_ms = excluded.timeout_ms, updated_at = now();
   SELECT min(e.ts) INTO v_from FROM tally.events e WHERE e.project = p_project;
   IF v_from IS NULL THEN
     RETURN 0;
