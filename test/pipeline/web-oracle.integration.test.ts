@@ -1,0 +1,114 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { startTestTally } from '../helpers/embedded-tally.ts';
+import { prng } from '../helpers/oracle.ts';
+import {
+  assertBreakdown,
+  assertSessions,
+  assertSummary,
+  question,
+  sendBeacons,
+  sendEvents,
+  WebOracle,
+} from '../helpers/web-oracle.ts';
+import { generateTraffic, MINUTE } from '../helpers/web-traffic.ts';
+
+/**
+ * Issue 20's numbers end to end in embedded mode: generated web traffic (./helpers/web-traffic.ts)
+ * goes in over HTTP, shuffled and concurrent, with duplicates, beacons and a second wave of late
+ * events that merge visits, insert visits between others and move visit starts; then every
+ * summary and breakdown asked, and tally.sessions itself, must equal a from-scratch computation.
+ */
+
+const DIMENSIONS = [
+  'channel',
+  'referrer',
+  'utm_source',
+  'utm_campaign',
+  'browser',
+  'os',
+  'device',
+  'country',
+  'page',
+  'entry_page',
+  'exit_page',
+  'event_type',
+];
+
+test(
+  'web analytics in embedded mode equal the oracle after shuffled, duplicated and late events',
+  { timeout: 180_000 },
+  async (t) => {
+    const now = Date.now();
+    const traffic = generateTraffic({ seed: 2020, users: 260, now, collectUsers: 8 });
+    const random = prng(7);
+    assert.ok(traffic.all.length > 2500, `${traffic.all.length} events`);
+    assert.ok(
+      traffic.collect.length > 0 && traffic.kinds.merge > 10 && traffic.kinds.insert > 5,
+      JSON.stringify(traffic.kinds),
+    );
+    const tally = await startTestTally(t);
+
+    // First wave: bulk over /v1/events and beacons over /v1/collect, at the same time.
+    const [bulk] = await Promise.all([
+      sendEvents([tally.url], traffic.bulk, random, { maxBatch: 120, concurrency: 6 }),
+      sendBeacons(tally.url, traffic.collect, 2),
+    ]);
+    assert.equal(bulk.accepted, traffic.bulk.length);
+    assert.equal(bulk.duplicates, traffic.resent.bulk, 'each re-sent event is a duplicate exactly once');
+
+    // Rollups are per minute: the API floors `from` and rounds `to` up (README, "Query").
+    const from = Math.floor((now - 9 * 60 * MINUTE) / MINUTE) * MINUTE;
+    const to = Math.ceil((now + MINUTE) / MINUTE) * MINUTE;
+    const firstWave = new WebOracle(traffic.all.filter((g) => !g.late));
+    await assertSessions(tally.database.pool, firstWave);
+    await assertSummary(tally.url, firstWave, question(from, to), 'first wave');
+
+    // Second wave: late events (stored visits merge, grow and appear between others) and re-sends.
+    const late = await sendEvents([tally.url], traffic.late, random, { maxBatch: 40, concurrency: 6 });
+    assert.equal(late.duplicates, traffic.resent.late);
+
+    const oracle = new WebOracle(traffic.all);
+    assert.ok(oracle.visits.length < firstWave.visits.length, 'late events merged visits');
+    const { rows } = await tally.database.pool.query<{ n: number }>(
+      'SELECT count(*)::int AS n FROM tally.events',
+    );
+    assert.equal(rows[0].n, traffic.all.length, 'each event stored once');
+    await assertSessions(tally.database.pool, oracle);
+    assert.ok(oracle.visits.some((v) => v.isBot) && oracle.visits.some((v) => v.sessionKey !== ''));
+
+    const all = question(from, to);
+    await assertSummary(tally.url, oracle, all, 'no filter');
+    await assertSummary(tally.url, oracle, question(from, to, [], 'include'), 'bots=include');
+    await assertSummary(tally.url, oracle, question(from, to, [], 'only'), 'bots=only');
+    // Part of the window: visits count where they start.
+    const mid = Math.floor((from + to) / 2 / MINUTE) * MINUTE;
+    await assertSummary(tally.url, oracle, question(mid - 90 * MINUTE, mid), 'three hours');
+
+    const email = { dim: 'channel', op: '==' as const, values: ['Email'] };
+    const mobile = { dim: 'device', op: '==' as const, values: ['mobile', 'tablet'] };
+    const filtered = [
+      [email],
+      [mobile, { dim: 'country', op: '!=' as const, values: ['US', '(none)'] }],
+      [
+        { dim: 'page', op: '~=' as const, values: ['BLOG', 'docs'] },
+        { dim: 'utm_source', op: '!~' as const, values: ['news'] },
+      ],
+      [
+        { dim: 'entry_page', op: '==' as const, values: ['/pricing', "/it's%_x"] },
+        { dim: 'browser', op: '!=' as const, values: ['Firefox'] },
+      ],
+    ];
+    for (const filters of filtered)
+      await assertSummary(tally.url, oracle, question(from, to, filters), 'filtered');
+    await assertSummary(tally.url, oracle, question(from, to, [mobile], 'include'), 'filtered, bots=include');
+
+    for (const dim of DIMENSIONS) await assertBreakdown(tally.url, oracle, all, dim);
+    await assertBreakdown(tally.url, oracle, question(from, to, [], 'only'), 'browser');
+    await assertBreakdown(tally.url, oracle, question(from, to, [], 'include'), 'channel');
+    for (const dim of ['page', 'channel', 'country', 'exit_page'])
+      await assertBreakdown(tally.url, oracle, question(from, to, [mobile]), dim);
+    await assertBreakdown(tally.url, oracle, question(from, to, [email]), 'device');
+    await assertBreakdown(tally.url, oracle, question(from, to, filtered[3]), 'referrer');
+  },
+);
