@@ -170,11 +170,17 @@ export function generateTraffic(o: TrafficOptions): Traffic {
       make(u, t, pageFields(path, source.query, source.referrer, sessionId), viaCollect);
       const length = random() < 0.35 ? 0 : int(1, 7);
       for (let k = 0; k < length; k++) {
-        // Gaps up to the timeout, sometimes exactly it (same visit); an explicit session also
-        // survives a long gap.
+        // Gaps up to the timeout, sometimes exactly it (same visit) or none (a tie on time, broken
+        // by event_id: `…-100` sorts before `…-99`); an explicit session survives a long gap.
         const r = random();
         t +=
-          r < 0.05 ? TIMEOUT_MS : sessionId !== null && r < 0.15 ? int(31, 70) * MINUTE : int(5, 600) * 1000;
+          r < 0.05
+            ? TIMEOUT_MS
+            : r < 0.1
+              ? 0
+              : sessionId !== null && r < 0.2
+                ? int(31, 70) * MINUTE
+                : int(5, 600) * 1000;
         if (t >= end) break;
         if (random() < 0.7) {
           const from = path;
@@ -202,8 +208,10 @@ export function generateTraffic(o: TrafficOptions): Traffic {
       const mid = timed[k - 1].event.ts + Math.floor(gap / 2);
       const path = pick(PATHS);
       if (gap > TIMEOUT_MS && gap <= 2 * TIMEOUT_MS && random() < 0.5) {
-        // Within the timeout of both neighbours: two visits become one.
-        make(u, mid, random() < 0.6 ? pageFields(path, '', null, null) : otherFields(path, null), false);
+        // Within the timeout of both neighbours (in the middle, or exactly the timeout after the
+        // earlier one: a gap equal to the timeout does not split): two visits become one.
+        const ts = random() < 0.3 ? timed[k - 1].event.ts + TIMEOUT_MS : mid;
+        make(u, ts, random() < 0.6 ? pageFields(path, '', null, null) : otherFields(path, null), false);
         kinds.merge++;
       } else if (gap > 2 * TIMEOUT_MS + 2 * MINUTE && random() < 0.4) {
         // More than the timeout from both: a new visit between two.
@@ -224,9 +232,18 @@ export function generateTraffic(o: TrafficOptions): Traffic {
     }
     const session = own.find((g) => g.event.session_id !== null);
     if (session !== undefined && random() < 0.5) {
-      // An explicit session is one visit whatever the gap.
-      const ts = Math.min(end, session.event.ts + int(35, 90) * MINUTE);
-      make(u, ts, otherFields(pick(PATHS), session.event.session_id), false);
+      // An explicit session is one visit whatever the gap: later, or earlier with a new entry page.
+      const sessionId = session.event.session_id;
+      if (random() < 0.5) {
+        make(
+          u,
+          Math.min(end, session.event.ts + int(35, 90) * MINUTE),
+          otherFields(pick(PATHS), sessionId),
+          false,
+        );
+      } else {
+        make(u, session.event.ts - int(35, 90) * MINUTE, pageFields(pick(PATHS), '', null, sessionId), false);
+      }
       kinds.session++;
     }
   }
@@ -261,7 +278,7 @@ function shuffle<T>(list: T[], random: () => number): void {
 
 /** What Tally stores of one event, from its body and the user agent it ends up with. */
 function webEvent(body: Record<string, unknown>, ts: number, userAgent: string | null): WebEvent {
-  const text = (k: string) => (typeof body[k] === 'string' ? (body[k] as string) : null);
+  const text = (k: string) => (typeof body[k] === 'string' ? body[k] : null);
   const d = deriveDimensions({ pageUrl: text('page_url'), referrer: text('referrer'), userAgent });
   const props = body.properties as Record<string, string> | undefined;
   return {

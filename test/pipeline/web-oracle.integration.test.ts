@@ -110,5 +110,12 @@ test(
       await assertBreakdown(tally.url, oracle, question(from, to, [mobile]), dim);
     await assertBreakdown(tally.url, oracle, question(from, to, [email]), 'device');
     await assertBreakdown(tally.url, oracle, question(from, to, filtered[3]), 'referrer');
+    // An event-level filter under a visit-level dimension, and the reverse.
+    const purchases = { dim: 'event_type', op: '==' as const, values: ['purchase'] };
+    await assertBreakdown(tally.url, oracle, question(from, to, [purchases]), 'channel');
+    await assertBreakdown(tally.url, oracle, question(from, to, [email, purchases]), 'country');
+    // Part of the window: a visit that started before it counts none of its visits.
+    for (const dim of ['entry_page', 'browser', 'utm_source'])
+      await assertBreakdown(tally.url, oracle, question(mid - 90 * MINUTE, mid), dim);
   },
 );
