@@ -39,7 +39,7 @@ export interface Traffic {
   /** How many of `bulk` and `late` are re-sends. */
   resent: { bulk: number; late: number };
   /** How many late events merge two visits, insert one, or move a start (for the suites' sanity checks). */
-  kinds: { merge: number; insert: number; earlier: number; session: number };
+  kinds: { merge: number; insert: number; earlier: number; tie: number; session: number };
 }
 
 const UAS = [
@@ -110,9 +110,15 @@ export function generateTraffic(o: TrafficOptions): Traffic {
   const collectUsers = o.collectUsers ?? 0;
   let lateWave = false;
 
-  const make = (u: UserState, ts: number, fields: Record<string, unknown>, viaCollect: boolean) => {
+  const make = (
+    u: UserState,
+    ts: number,
+    fields: Record<string, unknown>,
+    viaCollect: boolean,
+    idPrefix = '',
+  ) => {
     const body: Record<string, unknown> = {
-      event_id: `${run}-${n++}`,
+      event_id: `${run}-${idPrefix}${n++}`,
       user_id: u.id,
       // Both accepted timestamp forms.
       timestamp: random() < 0.5 ? ts : new Date(ts).toISOString(),
@@ -150,7 +156,7 @@ export function generateTraffic(o: TrafficOptions): Traffic {
 
   const users: UserState[] = [];
   for (let i = 0; i < o.users; i++) {
-    const bot = random() < 0.05;
+    const bot = i % 20 === 7; // 5 %
     const u: UserState = {
       id: `${run}-u${i}`,
       // Server-side senders without a user agent, too.
@@ -164,7 +170,9 @@ export function generateTraffic(o: TrafficOptions): Traffic {
     const explicit = random() < 0.15;
     let t = start + int(0, 90) * MINUTE + int(0, 59_999);
     for (let visit = 0; t < end; visit++) {
-      const sessionId = explicit && random() < 0.8 ? `${u.id}-s${visit}` : null;
+      // Some session ids are used by several users: still one visit per (user, session id).
+      const sessionId =
+        !explicit || random() < 0.2 ? null : random() < 0.5 ? `${u.id}-s${visit}` : `s-${visit}`;
       const source = pick(SOURCES);
       let path = pick(PATHS);
       make(u, t, pageFields(path, source.query, source.referrer, sessionId), viaCollect);
@@ -195,7 +203,7 @@ export function generateTraffic(o: TrafficOptions): Traffic {
     }
   }
   const firstWave = all.length;
-  const kinds = { merge: 0, insert: 0, earlier: 0, session: 0 };
+  const kinds = { merge: 0, insert: 0, earlier: 0, tie: 0, session: 0 };
   lateWave = true;
 
   // Late events, written against each human user's first-wave timeline.
@@ -219,7 +227,8 @@ export function generateTraffic(o: TrafficOptions): Traffic {
         kinds.insert++;
       }
     }
-    if (timed.length > 0 && random() < 0.3) {
+    const before = random();
+    if (timed.length > 0 && before < 0.3) {
       // Before the user's first visit, within the timeout: it now starts earlier, from another source.
       const source = pick(SOURCES);
       make(
@@ -229,6 +238,13 @@ export function generateTraffic(o: TrafficOptions): Traffic {
         false,
       );
       kinds.earlier++;
+    } else if (timed.length > 0 && before < 0.5) {
+      // At the very time of the user's first event, with an event_id that sorts before every
+      // other ('!' < digits in code units): it becomes the visit's first event, and its source
+      // and entry page the visit's.
+      const source = pick(SOURCES);
+      make(u, timed[0].event.ts, pageFields(pick(PATHS), source.query, source.referrer, null), false, '!');
+      kinds.tie++;
     }
     const session = own.find((g) => g.event.session_id !== null);
     if (session !== undefined && random() < 0.5) {
@@ -277,7 +293,7 @@ function shuffle<T>(list: T[], random: () => number): void {
 }
 
 /** What Tally stores of one event, from its body and the user agent it ends up with. */
-function webEvent(body: Record<string, unknown>, ts: number, userAgent: string | null): WebEvent {
+export function webEvent(body: Record<string, unknown>, ts: number, userAgent: string | null): WebEvent {
   const text = (k: string) => (typeof body[k] === 'string' ? body[k] : null);
   const d = deriveDimensions({ pageUrl: text('page_url'), referrer: text('referrer'), userAgent });
   const props = body.properties as Record<string, string> | undefined;
