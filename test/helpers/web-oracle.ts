@@ -43,6 +43,22 @@ export class WebOracle {
       'the two reference sessionizers agree',
     );
     this.#ref = new Reference(this.events, withMembers);
+    for (const v of withMembers) {
+      const key = JSON.stringify([v.user_id, v.session_key, v.started_at]);
+      for (const e of v.members) this.#visitKey.set(e.event_id, key);
+    }
+  }
+
+  readonly #visitKey = new Map<string, string>();
+
+  /** How many of this oracle's visits hold events that were in two or more visits of `earlier`. */
+  mergedFrom(earlier: WebOracle): number {
+    const parts = new Map<string, Set<string>>();
+    for (const [id, key] of earlier.#visitKey) {
+      const now = this.#visitKey.get(id)!;
+      parts.set(now, (parts.get(now) ?? new Set()).add(key));
+    }
+    return [...parts.values()].filter((p) => p.size > 1).length;
   }
 
   summary(q: Question) {
