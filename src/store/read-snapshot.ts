@@ -10,13 +10,24 @@ export type Queryable = Pick<pg.Pool, 'query'>;
  */
 export async function readSnapshot<T>(pool: pg.Pool, read: (db: Queryable) => Promise<T>): Promise<T> {
   const client = await pool.connect();
+  // Readers may start statements together (Promise.all); one client runs them in turn, and
+  // queueing them here keeps pg from its deprecated overlapping client.query() calls.
+  const send = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>;
+  let last: Promise<unknown> = Promise.resolve();
+  const query = (...args: unknown[]) => {
+    const run = last.then(() => send(...args));
+    last = run.catch(() => undefined);
+    return run;
+  };
   try {
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-    const result = await read(client);
+    const result = await read({ query } as Queryable);
+    await last;
     await client.query('COMMIT');
     client.release();
     return result;
   } catch (err) {
+    await last;
     // A client whose ROLLBACK fails is broken: destroy it rather than return it to the pool.
     await client.query('ROLLBACK').then(
       () => client.release(),
