@@ -56,7 +56,9 @@ export function createQueryLayer(deps: {
       cutoff: () => rawCutoff(config.raw.TALLY_RAW_RETENTION_DAYS, Date.now()),
     },
     snapshot: (read) =>
-      readSnapshot(pool, (db) => read({ stats: new StatsService(new StatsStore(db)), store: new AnalyticsStore(db) })),
+      readSnapshot(pool, (db) =>
+        read({ stats: new StatsService(new StatsStore(db)), store: new AnalyticsStore(db) }),
+      ),
   });
   const query = new QueryService({
     stats,

@@ -116,7 +116,8 @@ export const SummaryResponse = Type.Object(
     visitors: Type.Integer({ description: 'Exact distinct users of the selected events' }),
     visits: Nullable(
       Type.Integer({
-        description: 'Visits started in the range holding a selected event (null where raw events are not kept)',
+        description:
+          'Visits started in the range holding a selected event (null where raw events are not kept)',
       }),
     ),
     bounce_rate: Nullable(Type.Number({ description: 'Percent of those visits that bounced, one decimal' })),

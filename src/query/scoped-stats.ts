@@ -75,12 +75,16 @@ export class ScopedStats {
     const cause = sel.filters.length > 0 ? 'filter' : sel.bots !== 'exclude' ? 'bots' : field;
     if (!this.#raw.stored) {
       const message = `${cause} needs the raw events, which this server does not store (TALLY_STORE_RAW=false)`;
-      throw new TallyError(rawCode, message, { details: [{ index: 0, field: cause, code: rawCode, message }] });
+      throw new TallyError(rawCode, message, {
+        details: [{ index: 0, field: cause, code: rawCode, message }],
+      });
     }
     const cutoff = this.#raw.cutoff();
     if (range.from < cutoff) {
       const message = `${cause} needs the raw events, kept from ${iso(cutoff)} on (TALLY_RAW_RETENTION_DAYS): from must not be earlier`;
-      throw new TallyError(rawCode, message, { details: [{ index: 0, field: 'from', code: rawCode, message }] });
+      throw new TallyError(rawCode, message, {
+        details: [{ index: 0, field: 'from', code: rawCode, message }],
+      });
     }
   }
 

@@ -192,7 +192,10 @@ export class AnalyticsStore {
     ];
     // Selected events are in [from, to) too: a visit crossing `to` is not chosen by its later events.
     // (Its first event is in range, so without event filters every visit has one: no EXISTS.)
-    const inRange = [`e.ts >= to_timestamp(${from$}::float8 / 1000)`, `e.ts < to_timestamp(${to$}::float8 / 1000)`];
+    const inRange = [
+      `e.ts >= to_timestamp(${from$}::float8 / 1000)`,
+      `e.ts < to_timestamp(${to$}::float8 / 1000)`,
+    ];
     const eventFilters: string[] = [];
     for (const f of scope.filters) (isVisitLevel(f) ? where : eventFilters).push(filterSql(f, params));
     const byEvent =

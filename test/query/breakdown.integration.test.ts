@@ -199,7 +199,10 @@ test('breakdown and summary equal a from-scratch computation under random filter
         await storeWebEvents(tally.url, pool, events, visits);
         const ref = new Reference(events, visits);
         const from = base + qa.fromMin * MINUTE;
-        const to = qa.cut === null ? from + qa.spanMin * MINUTE : base + qa.cut[0] * 11 * 3_600_000 + qa.cut[1] * MINUTE;
+        const to =
+          qa.cut === null
+            ? from + qa.spanMin * MINUTE
+            : base + qa.cut[0] * 11 * 3_600_000 + qa.cut[1] * MINUTE;
         const q: Question = { from, to, filters: qa.filters, bots: qa.bots };
 
         // Summary: filtered as generated, and unfiltered without bots (the rollup path).

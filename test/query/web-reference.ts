@@ -134,7 +134,9 @@ export class Reference {
       if (visitDim) {
         at(VISIT_DIMS[dim](v)).visits.push(v);
       } else {
-        const values = new Set(v.members.filter((e) => this.#memberPass(q, e)).map((e) => eventValue(dim, e)));
+        const values = new Set(
+          v.members.filter((e) => this.#memberPass(q, e)).map((e) => eventValue(dim, e)),
+        );
         for (const value of values) at(value).visits.push(v);
       }
     }
