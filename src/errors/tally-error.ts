@@ -10,6 +10,7 @@ export const ERROR_CODES = {
   TALLY_INVALID_JSON: { status: 400, retriable: false },
   TALLY_INVALID_QUERY: { status: 400, retriable: false },
   TALLY_UNSUPPORTED_FILTER: { status: 400, retriable: false },
+  TALLY_RAW_UNAVAILABLE: { status: 400, retriable: false },
   TALLY_BODY_TOO_LARGE: { status: 413, retriable: false },
   TALLY_TOO_MANY_EVENTS: { status: 413, retriable: false },
   TALLY_UNSUPPORTED_MEDIA_TYPE: { status: 415, retriable: false },

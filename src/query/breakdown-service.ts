@@ -1,4 +1,4 @@
-import type { AnalyticsStore, EventGroup, GroupKey, Scope, VisitGroup } from '../store/analytics-store.ts';
+import type { EventGroup, GroupKey, Scope, VisitGroup } from '../store/analytics-store.ts';
 import { DIMENSION_HELP, NONE_VALUE, parseDimension, type Dimension } from './filters.ts';
 import {
   countsOf,
@@ -64,14 +64,12 @@ interface Row {
 /**
  * `GET /v1/stats/breakdown`: the selected events and visits grouped by one dimension (the scan
  * engine), every row's metrics computed from exact integer sums, sorted and paged here, and the
- * total from the same path as the summary (the rollups where they answer).
+ * total from the same path as the summary (the rollups where they answer), all on one snapshot.
  */
 export class BreakdownService {
-  readonly #store: AnalyticsStore;
   readonly #scoped: ScopedStats;
 
-  constructor(store: AnalyticsStore, scoped: ScopedStats) {
-    this.#store = store;
+  constructor(scoped: ScopedStats) {
     this.#scoped = scoped;
   }
 
@@ -79,11 +77,14 @@ export class BreakdownService {
     const scope: Scope = { project, ...range, ...sel };
     const grouping = { kind: 'dimension', dimension: q.dimension } as const;
     const wanted = [...q.metrics, q.sort.metric];
-    const [events, visits, total] = await Promise.all([
-      needsEvents(wanted) ? this.#store.eventGroups(scope, grouping) : Promise.resolve([]),
-      needsVisits(wanted) ? this.#store.visitGroups(scope, grouping) : Promise.resolve([]),
-      this.#scoped.totals(project, range, sel),
-    ]);
+    this.#scoped.requireRaw(range, sel, 'dimension');
+    const [events, visits, total] = await this.#scoped.snapshot((readers) =>
+      Promise.all([
+        needsEvents(wanted) ? readers.store.eventGroups(scope, grouping) : Promise.resolve([]),
+        needsVisits(wanted) ? readers.store.visitGroups(scope, grouping) : Promise.resolve([]),
+        this.#scoped.totals(project, range, sel, readers),
+      ]),
+    );
     const rows = merge(events, visits);
     const sortBy = (r: Row) => metricValue(q.sort.metric, r.counts);
     rows.sort((a, b) => compareRows(a, b, sortBy(a), sortBy(b), q.sort.desc));

@@ -14,6 +14,8 @@ import { DataVersions } from '../store/data-versions.ts';
 import { AnalyticsStore } from '../store/analytics-store.ts';
 import { BreakdownService } from './breakdown-service.ts';
 import { ScopedStats } from './scoped-stats.ts';
+import { rawCutoff } from '../store/partitions.ts';
+import { readSnapshot } from '../store/read-snapshot.ts';
 
 export interface QueryLayer {
   query: QueryService;
@@ -48,11 +50,19 @@ export function createQueryLayer(deps: {
     ttlSec: config.raw.TALLY_CACHE_TTL_SEC,
     logger,
   });
-  const analytics = new AnalyticsStore(pool);
-  const stats = new ScopedStats(new StatsService(new StatsStore(pool)), analytics);
+  const stats = new ScopedStats(new StatsService(new StatsStore(pool)), new AnalyticsStore(pool), {
+    raw: {
+      stored: config.raw.TALLY_STORE_RAW,
+      cutoff: () => rawCutoff(config.raw.TALLY_RAW_RETENTION_DAYS, Date.now()),
+    },
+    snapshot: (read) =>
+      readSnapshot(pool, (db) =>
+        read({ stats: new StatsService(new StatsStore(db)), store: new AnalyticsStore(db) }),
+      ),
+  });
   const query = new QueryService({
     stats,
-    breakdown: new BreakdownService(analytics, stats),
+    breakdown: new BreakdownService(stats),
     events: new EventsStore(pool),
     cache,
   });

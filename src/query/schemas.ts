@@ -114,7 +114,12 @@ export const SummaryResponse = Type.Object(
     page_views: Type.Integer(),
     unique_users: Type.Integer({ description: 'Exact distinct users in the range' }),
     visitors: Type.Integer({ description: 'Exact distinct users of the selected events' }),
-    visits: Type.Integer({ description: 'Visits started in the range holding a selected event' }),
+    visits: Nullable(
+      Type.Integer({
+        description:
+          'Visits started in the range holding a selected event (null where raw events are not kept)',
+      }),
+    ),
     bounce_rate: Nullable(Type.Number({ description: 'Percent of those visits that bounced, one decimal' })),
     visit_duration: Nullable(Type.Integer({ description: 'Mean visit duration, seconds' })),
     visit_duration_median: Nullable(Type.Integer({ description: 'Median visit duration, seconds' })),

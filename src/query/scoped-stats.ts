@@ -1,3 +1,4 @@
+import { TallyError } from '../errors/tally-error.ts';
 import type { AnalyticsStore, Bots, Scope } from '../store/analytics-store.ts';
 import { PAGE_VIEW } from '../store/stats-store.ts';
 import type { Filter } from './filters.ts';
@@ -25,41 +26,102 @@ export interface Selection {
 export const rollupAnswers = (sel: Selection) => sel.filters.length === 0 && sel.bots === 'exclude';
 
 /**
+ * Where the raw rows (tally.events, and tally.sessions built from them) exist: not at all with
+ * TALLY_STORE_RAW=false, and only from `cutoff()` (epoch ms) on under TALLY_RAW_RETENTION_DAYS.
+ */
+export interface RawWindow {
+  stored: boolean;
+  cutoff: () => number;
+}
+
+/** The readers of one answer, all on one snapshot. */
+export interface Readers {
+  stats: StatsService;
+  store: AnalyticsStore;
+}
+export type Snapshot = <T>(read: (readers: Readers) => Promise<T>) => Promise<T>;
+
+const rawCode = 'TALLY_RAW_UNAVAILABLE';
+
+/**
  * The stats endpoints under filters and `bots`: the rollups (StatsService) where they answer,
  * the scan engine (AnalyticsStore) elsewhere; visit figures always from tally.sessions.
  */
 export class ScopedStats {
   readonly #stats: StatsService;
   readonly #store: AnalyticsStore;
+  readonly #raw: RawWindow;
+  /** Runs the statements of one answer on one snapshot (see src/store/read-snapshot.ts). */
+  readonly snapshot: Snapshot;
 
-  constructor(stats: StatsService, store: AnalyticsStore) {
+  constructor(stats: StatsService, store: AnalyticsStore, opts: { raw: RawWindow; snapshot: Snapshot }) {
     this.#stats = stats;
     this.#store = store;
+    this.#raw = opts.raw;
+    this.snapshot = opts.snapshot;
   }
 
-  /** The totals of a selection: event counts, visitors and the visits' sums, plus the median duration. */
+  /** Whether the raw rows cover the whole range (so visits and scans are exact there). */
+  rawCovers(range: Range): boolean {
+    return this.#raw.stored && range.from >= this.#raw.cutoff();
+  }
+
+  /**
+   * Refuses a question only the raw rows answer when they are not there: a coded 400 naming
+   * `filter` or `bots` when those are what needs them, else `field` (the visits or dimension
+   * asked for); `from` when the range starts before the retention cutoff. Never a silent 0.
+   */
+  requireRaw(range: Range, sel: Selection, field: string): void {
+    const cause = sel.filters.length > 0 ? 'filter' : sel.bots !== 'exclude' ? 'bots' : field;
+    if (!this.#raw.stored) {
+      const message = `${cause} needs the raw events, which this server does not store (TALLY_STORE_RAW=false)`;
+      throw new TallyError(rawCode, message, {
+        details: [{ index: 0, field: cause, code: rawCode, message }],
+      });
+    }
+    const cutoff = this.#raw.cutoff();
+    if (range.from < cutoff) {
+      const message = `${cause} needs the raw events, kept from ${iso(cutoff)} on (TALLY_RAW_RETENTION_DAYS): from must not be earlier`;
+      throw new TallyError(rawCode, message, {
+        details: [{ index: 0, field: 'from', code: rawCode, message }],
+      });
+    }
+  }
+
+  /**
+   * The totals of a selection: event counts, visitors and the visits' sums, plus the median
+   * duration. `visits` is undefined when the raw rows do not cover the range (rollup questions only).
+   */
   async totals(
     project: string,
     range: Range,
     sel: Selection,
-  ): Promise<{ counts: Counts; medianMs: number | null }> {
+    readers: Readers,
+  ): Promise<{ counts: Counts; medianMs: number | null; visits: boolean }> {
     const scope: Scope = { project, ...range, ...sel };
+    const withVisits = this.rawCovers(range);
     const [events, visits] = await Promise.all([
       rollupAnswers(sel)
-        ? this.#stats.summary(project, range).then((s) => ({
+        ? readers.stats.summary(project, range).then((s) => ({
             key: null,
             visitors: s.unique_users,
             events: s.events,
             page_views: s.page_views,
           }))
-        : this.#store.eventGroups(scope, { kind: 'none' }).then((rows) => rows[0]),
-      this.#store.visitGroups(scope, { kind: 'none' }).then((rows) => rows[0]),
+        : readers.store.eventGroups(scope, { kind: 'none' }).then((rows) => rows[0]),
+      withVisits ? readers.store.visitGroups(scope, { kind: 'none' }).then((rows) => rows[0]) : undefined,
     ]);
-    return { counts: countsOf(events, visits), medianMs: visits?.median_ms ?? null };
+    return { counts: countsOf(events, visits), medianMs: visits?.median_ms ?? null, visits: withVisits };
   }
 
   async summary(project: string, range: Range, sel: Selection) {
-    const { counts, medianMs } = await this.totals(project, range, sel);
+    // Without filters the rollups answer the event figures; the visit figures then show as null
+    // where the raw rows are missing, rather than failing the dashboard's summary.
+    if (!rollupAnswers(sel)) this.requireRaw(range, sel, 'filter');
+    const { counts, medianMs, visits } = await this.snapshot((readers) =>
+      this.totals(project, range, sel, readers),
+    );
+    const visit = <T>(value: T): T | null => (visits ? value : null);
     return {
       from: iso(range.from),
       to: iso(range.to),
@@ -67,11 +129,11 @@ export class ScopedStats {
       page_views: counts.page_views,
       unique_users: counts.visitors,
       visitors: counts.visitors,
-      visits: counts.visits,
-      bounce_rate: metricValue('bounce_rate', counts),
-      visit_duration: metricValue('visit_duration', counts),
+      visits: visit(counts.visits),
+      bounce_rate: visit(metricValue('bounce_rate', counts)),
+      visit_duration: visit(metricValue('visit_duration', counts)),
       visit_duration_median: medianMs === null ? null : Math.round(medianMs / 1000),
-      views_per_visit: metricValue('views_per_visit', counts),
+      views_per_visit: visit(metricValue('views_per_visit', counts)),
     };
   }
 
@@ -87,8 +149,10 @@ export class ScopedStats {
       pageUrl?: string | undefined;
     },
   ) {
+    // unique_users and visitors are one metric: under event_type both count from the raw events.
     const plain = q.eventType === undefined && q.pageUrl === undefined;
-    if (rollupAnswers(sel) && q.metric !== 'visits' && (q.metric !== 'visitors' || plain)) {
+    const users = q.metric === 'visitors' || q.metric === 'unique_users';
+    if (rollupAnswers(sel) && q.metric !== 'visits' && (!users || plain)) {
       const metric = q.metric === 'visitors' ? 'unique_users' : q.metric;
       const answer = await this.#stats.timeseries(project, range, { ...q, metric });
       return { ...answer, metric: q.metric };
@@ -96,10 +160,11 @@ export class ScopedStats {
     if (q.pageUrl !== undefined) {
       throw invalid(
         'page_url',
-        'page_url cannot be combined with filter, bots or metrics visitors and visits: use filter=page==<path>',
+        'page_url cannot be combined with filter, bots or metrics unique_users, visitors and visits: use filter=page==<path>',
         'TALLY_UNSUPPORTED_FILTER',
       );
     }
+    this.requireRaw(range, sel, q.metric === 'visits' ? 'metric' : 'event_type');
     const buckets = bucketsFor(range, q.interval, q.tz);
     const filters: Filter[] = [...sel.filters];
     if (q.eventType !== undefined) {
@@ -128,6 +193,7 @@ export class ScopedStats {
 
   async topPages(project: string, range: Range, sel: Selection, limit: number) {
     if (rollupAnswers(sel)) return this.#stats.topPages(project, range, limit);
+    this.requireRaw(range, sel, 'filter');
     const rows = await this.#store.eventGroups(
       { project, ...range, ...sel },
       { kind: 'column', column: 'page_url' },
@@ -142,6 +208,7 @@ export class ScopedStats {
 
   async eventTypes(project: string, range: Range, sel: Selection, limit: number) {
     if (rollupAnswers(sel)) return this.#stats.eventTypes(project, range, limit);
+    this.requireRaw(range, sel, 'filter');
     const rows = await this.#store.eventGroups(
       { project, ...range, ...sel },
       { kind: 'column', column: 'type' },

@@ -1,4 +1,4 @@
-import type pg from 'pg';
+import type { Queryable } from './read-snapshot.ts';
 import type { Dimension, Filter } from '../query/filters.ts';
 import { NONE_VALUE } from '../query/filters.ts';
 
@@ -127,9 +127,9 @@ const EVENT_IN_VISIT = `e.project = s.project AND e.user_id = s.user_id
  * (stats-store.ts) instead; see src/query/QUERY_PLANS.md for the plans.
  */
 export class AnalyticsStore {
-  readonly #pool: pg.Pool;
+  readonly #pool: Queryable;
 
-  constructor(pool: pg.Pool) {
+  constructor(pool: Queryable) {
     this.#pool = pool;
   }
 
@@ -177,16 +177,24 @@ export class AnalyticsStore {
 
   /**
    * Visits started in range (bots per scope) that hold at least one selected event: visit-level
-   * filters on the visit, event-level ones on any of its events (at any time). Grouped by an
+   * filters on the visit, event-level ones on any of its events in range. Grouped by an
    * event-level dimension, a visit counts once under each value its selected events have.
    */
   async visitGroups(scope: Scope, grouping: Grouping): Promise<VisitGroup[]> {
     const params = new Params();
+    const from$ = params.add(scope.from);
+    const to$ = params.add(scope.to);
     const where = [
       `s.project = ${params.add(scope.project)}`,
-      `s.started_at >= to_timestamp(${params.add(scope.from)}::float8 / 1000)`,
-      `s.started_at < to_timestamp(${params.add(scope.to)}::float8 / 1000)`,
+      `s.started_at >= to_timestamp(${from$}::float8 / 1000)`,
+      `s.started_at < to_timestamp(${to$}::float8 / 1000)`,
       ...botsSql(scope.bots, 's'),
+    ];
+    // Selected events are in [from, to) too: a visit crossing `to` is not chosen by its later events.
+    // (Its first event is in range, so without event filters every visit has one: no EXISTS.)
+    const inRange = [
+      `e.ts >= to_timestamp(${from$}::float8 / 1000)`,
+      `e.ts < to_timestamp(${to$}::float8 / 1000)`,
     ];
     const eventFilters: string[] = [];
     for (const f of scope.filters) (isVisitLevel(f) ? where : eventFilters).push(filterSql(f, params));
@@ -197,12 +205,12 @@ export class AnalyticsStore {
     if (byEvent !== undefined) {
       // One row per (visit, value of its selected events).
       from += ` CROSS JOIN LATERAL (SELECT DISTINCT ${dimensionSql(byEvent, params)} AS key
-        FROM tally.events e WHERE ${[EVENT_IN_VISIT, ...eventFilters].join(' AND ')}) g`;
+        FROM tally.events e WHERE ${[EVENT_IN_VISIT, ...inRange, ...eventFilters].join(' AND ')}) g`;
       key = 'g.key';
     } else {
       if (eventFilters.length > 0) {
         where.push(
-          `EXISTS (SELECT FROM tally.events e WHERE ${[EVENT_IN_VISIT, ...eventFilters].join(' AND ')})`,
+          `EXISTS (SELECT FROM tally.events e WHERE ${[EVENT_IN_VISIT, ...inRange, ...eventFilters].join(' AND ')})`,
         );
       }
       key = this.#keySql(grouping, params, 's');

@@ -26,8 +26,7 @@ export class RawPartitions {
 
   /** Epoch ms before which raw rows are not stored (their partition would already be dropped). */
   cutoff(now = Date.now()): number {
-    if (this.#retentionDays === undefined) return Number.NEGATIVE_INFINITY;
-    return Math.floor(now / DAY_MS) * DAY_MS - this.#retentionDays * DAY_MS;
+    return rawCutoff(this.#retentionDays, now);
   }
 
   /** Makes sure a partition exists for every day in `days` (UTC day starts, epoch ms). */
@@ -95,6 +94,12 @@ export class RawPartitions {
     }
     this.#loaded = true;
   }
+}
+
+/** The retention cutoff, shared with the query side (which refuses raw questions before it). */
+export function rawCutoff(retentionDays: number | undefined, now: number): number {
+  if (retentionDays === undefined) return Number.NEGATIVE_INFINITY;
+  return Math.floor(now / DAY_MS) * DAY_MS - retentionDays * DAY_MS;
 }
 
 export function dayStart(ms: number): number {

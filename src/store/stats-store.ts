@@ -1,4 +1,4 @@
-import type pg from 'pg';
+import type { Queryable } from './read-snapshot.ts';
 import type { Piece } from '../query/range-pieces.ts';
 import { DAY } from './levels.ts';
 
@@ -33,9 +33,9 @@ function pieceParams(project: string, pieces: readonly Piece[]): unknown[] {
  * it touches the coarsest level that fits, and sums per output bucket index.
  */
 export class StatsStore {
-  readonly #pool: pg.Pool;
+  readonly #pool: Queryable;
 
-  constructor(pool: pg.Pool) {
+  constructor(pool: Queryable) {
     this.#pool = pool;
   }
 

@@ -270,12 +270,21 @@ const cases: Case[] = [
     field: 'limit',
   },
   {
-    name: 'filter unsupported for unique users',
+    // unique_users and visitors follow one rule: event_type is answered, page_url is not.
+    name: 'page_url unsupported for unique users',
     method: 'GET',
-    path: '/v1/stats/timeseries?metric=unique_users&event_type=click',
+    path: '/v1/stats/timeseries?metric=unique_users&page_url=https%3A%2F%2Fx.com%2F',
     status: 400,
     code: 'TALLY_UNSUPPORTED_FILTER',
-    field: 'event_type',
+    field: 'page_url',
+  },
+  {
+    name: 'page_url unsupported for visitors',
+    method: 'GET',
+    path: '/v1/stats/timeseries?metric=visitors&page_url=https%3A%2F%2Fx.com%2F',
+    status: 400,
+    code: 'TALLY_UNSUPPORTED_FILTER',
+    field: 'page_url',
   },
   { name: 'unknown route', method: 'GET', path: '/v2/nothing', status: 404, code: 'TALLY_NOT_FOUND' },
 ];

@@ -22,13 +22,18 @@ function service(query: (sql: string) => Promise<{ rows: unknown[] }>, version =
   const pool = { query } as unknown as pg.Pool;
   const metrics = createMetrics(undefined, { defaults: false });
   const cache = new QueryCache({ store: memoryCacheStore(10), version, metrics, ttlSec: 60, logger });
-  const analytics = new AnalyticsStore(pool);
-  const scoped = new ScopedStats(new StatsService(new StatsStore(pool)), analytics);
+  const stats = new StatsService(new StatsStore(pool));
+  const store = new AnalyticsStore(pool);
+  // The pool here is a bare `query` stub: the snapshot reads straight from it.
+  const scoped = new ScopedStats(stats, store, {
+    raw: { stored: true, cutoff: () => Number.NEGATIVE_INFINITY },
+    snapshot: (read) => read({ stats, store }),
+  });
   return {
     metrics,
     query: new QueryService({
       stats: scoped,
-      breakdown: new BreakdownService(analytics, scoped),
+      breakdown: new BreakdownService(scoped),
       events: new EventsStore(pool),
       cache,
     }),

@@ -80,6 +80,11 @@ export class Reference {
     return q.filters.filter((f) => !isVisitDim(f.dim)).every((f) => matches(f, eventValue(f.dim, e)));
   }
 
+  /** A visit's event that is selected as far as the visit goes: in [from, to) and event filters pass. */
+  #memberPass(q: Question, e: WebEvent): boolean {
+    return e.ts >= q.from && e.ts < q.to && this.#eventPass(q, e);
+  }
+
   #visitPass(q: Question, v: Visit | undefined): boolean {
     return q.filters
       .filter((f) => isVisitDim(f.dim))
@@ -105,7 +110,7 @@ export class Reference {
         v.started_at < q.to &&
         this.#botOk(q, v.is_bot) &&
         this.#visitPass(q, v) &&
-        (!eventFilters || v.members.some((e) => this.#eventPass(q, e))),
+        (!eventFilters || v.members.some((e) => this.#memberPass(q, e))),
     );
   }
 
@@ -129,7 +134,9 @@ export class Reference {
       if (visitDim) {
         at(VISIT_DIMS[dim](v)).visits.push(v);
       } else {
-        const values = new Set(v.members.filter((e) => this.#eventPass(q, e)).map((e) => eventValue(dim, e)));
+        const values = new Set(
+          v.members.filter((e) => this.#memberPass(q, e)).map((e) => eventValue(dim, e)),
+        );
         for (const value of values) at(value).visits.push(v);
       }
     }
