@@ -198,8 +198,11 @@ test(
         Promise.all(['tile-events', 'tile-page-views'].map((id) => tileValue(dashboard, id)));
       // Oracle: 7 events, 5 page views.
       assert.deepEqual(await eventually(tiles, (v) => v[0] === 7, 15_000, 'tiles'), [7, 5]);
-      // Ties (signup, purchase) come in either order.
-      assert.deepEqual((await dashboard.locator('#event-types tbody tr').allTextContents()).sort(), [
+      // Ties (signup, purchase) come in either order. Each panel loads on its own, so the tiles
+      // may show before it does.
+      const eventTypes = async () =>
+        (await dashboard.locator('#event-types tbody tr').allTextContents()).sort();
+      assert.deepEqual(await eventually(eventTypes, (rows) => rows.length === 3, 5_000, 'event types'), [
         'page_view5',
         'purchase1',
         'signup1',
