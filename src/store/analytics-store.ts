@@ -229,14 +229,14 @@ export class AnalyticsStore {
   }
 
   /**
-   * One scan in its own transaction with the session settings it needs: memory for its hash
-   * tables and sorts (PostgreSQL's 4 MB default spills a month's groups to disk), and no JIT
-   * (compiling costs more than it saves on these plans, measured in src/query/QUERY_PLANS-web.md).
+   * One scan in its own transaction with the memory its hash tables and sorts need: at
+   * PostgreSQL's 4 MB default the summary's median sort of a month's visits spills to disk
+   * (src/query/QUERY_PLANS-web.md).
    */
   async #query<R extends pg.QueryResultRow>(sql: string, values: unknown[]): Promise<R[]> {
     const client = await this.#pool.connect();
     try {
-      await client.query(`BEGIN READ ONLY; SET LOCAL work_mem = '${WORK_MEM}'; SET LOCAL jit = off`);
+      await client.query(`BEGIN READ ONLY; SET LOCAL work_mem = '${WORK_MEM}'`);
       const { rows } = await client.query<R>(sql, values);
       await client.query('COMMIT');
       return rows;
