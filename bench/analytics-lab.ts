@@ -76,7 +76,12 @@ try {
     end = Math.floor(Date.now() / MINUTE) * MINUTE - 60 * MINUTE;
     const dataset = new WebDataset({ events, end, days: DAYS });
     log(`loading ${events} events`);
-    const load = await loadThroughWriter(database.pool, dataset, { events, batchSize: 5000, inFlight: 3, log });
+    const load = await loadThroughWriter(database.pool, dataset, {
+      events,
+      batchSize: 5000,
+      inFlight: 3,
+      log,
+    });
     log(`loaded in ${round(load.seconds, 1)} s (${Math.round(events / load.seconds)} events/s)`);
     await database.pool.query('VACUUM ANALYZE');
     await writeFile(endFile, JSON.stringify({ end }));
@@ -108,7 +113,9 @@ try {
       samples.push(performance.now() - started);
       if (i === 0) first = recorded;
     }
-    log(`${q.name}: p50 ${round(percentile(samples, 50), 1)} ms, p99 ${round(percentile(samples, 99), 1)} ms`);
+    log(
+      `${q.name}: p50 ${round(percentile(samples, 50), 1)} ms, p99 ${round(percentile(samples, 99), 1)} ms`,
+    );
     if (!values.explain) continue;
     const client = await database.pool.connect();
     try {

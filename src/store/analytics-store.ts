@@ -107,7 +107,8 @@ function filterSql(f: Filter, params: Params): string {
   const values = f.values.filter((v) => v !== NONE_VALUE);
   // The plain "is one of": a strict predicate (NULL is not true), which lets the planner turn the
   // events' LEFT JOIN to their visits into an inner one and read the matching visits first.
-  if (f.op === 'is' && values.length === f.values.length) return `${col} = ANY(${params.add(values)}::text[])`;
+  if (f.op === 'is' && values.length === f.values.length)
+    return `${col} = ANY(${params.add(values)}::text[])`;
   const parts: string[] = [];
   if (values.length > 0) parts.push(`coalesce(${col} = ANY(${params.add(values)}::text[]), false)`);
   if (values.length < f.values.length) parts.push(`${col} IS NULL`);
