@@ -82,7 +82,11 @@ export class BreakdownService {
     const [events, visits, total] = await Promise.all([
       needsEvents(wanted) ? this.#store.eventGroups(scope, grouping) : Promise.resolve([]),
       needsVisits(wanted) ? this.#store.visitGroups(scope, grouping) : Promise.resolve([]),
-      this.#scoped.totals(project, range, sel),
+      // Only the sides the shown metrics read: the total shows q.metrics, not the sort metric.
+      this.#scoped.totals(project, range, sel, {
+        events: needsEvents(q.metrics),
+        visits: needsVisits(q.metrics),
+      }),
     ]);
     const rows = merge(events, visits);
     const sortBy = (r: Row) => metricValue(q.sort.metric, r.counts);

@@ -37,23 +37,30 @@ export class ScopedStats {
     this.#store = store;
   }
 
-  /** The totals of a selection: event counts, visitors and the visits' sums, plus the median duration. */
+  /**
+   * The totals of a selection: event counts, visitors and the visits' sums, plus the median
+   * duration. `need` leaves a side out (its counts read zero): a breakdown of event metrics has no
+   * use for the visit totals, whose scan under event filters joins every visit to its events.
+   */
   async totals(
     project: string,
     range: Range,
     sel: Selection,
+    need: { events: boolean; visits: boolean } = { events: true, visits: true },
   ): Promise<{ counts: Counts; medianMs: number | null }> {
     const scope: Scope = { project, ...range, ...sel };
     const [events, visits] = await Promise.all([
-      rollupAnswers(sel)
-        ? this.#stats.summary(project, range).then((s) => ({
-            key: null,
-            visitors: s.unique_users,
-            events: s.events,
-            page_views: s.page_views,
-          }))
-        : this.#store.eventGroups(scope, { kind: 'none' }).then((rows) => rows[0]),
-      this.#store.visitGroups(scope, { kind: 'none' }).then((rows) => rows[0]),
+      !need.events
+        ? undefined
+        : rollupAnswers(sel)
+          ? this.#stats.summary(project, range).then((s) => ({
+              key: null,
+              visitors: s.unique_users,
+              events: s.events,
+              page_views: s.page_views,
+            }))
+          : this.#store.eventGroups(scope, { kind: 'none' }).then((rows) => rows[0]),
+      need.visits ? this.#store.visitGroups(scope, { kind: 'none' }).then((rows) => rows[0]) : undefined,
     ]);
     return { counts: countsOf(events, visits), medianMs: visits?.median_ms ?? null };
   }
