@@ -82,7 +82,11 @@ export class BreakdownService {
       Promise.all([
         needsEvents(wanted) ? readers.store.eventGroups(scope, grouping) : Promise.resolve([]),
         needsVisits(wanted) ? readers.store.visitGroups(scope, grouping) : Promise.resolve([]),
-        this.#scoped.totals(project, range, sel, readers),
+        // Only the sides the shown metrics read: the total shows q.metrics, not the sort metric.
+        this.#scoped.totals(project, range, sel, readers, {
+          events: needsEvents(q.metrics),
+          visits: needsVisits(q.metrics),
+        }),
       ]),
     );
     const rows = merge(events, visits);

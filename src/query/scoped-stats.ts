@@ -91,25 +91,32 @@ export class ScopedStats {
   /**
    * The totals of a selection: event counts, visitors and the visits' sums, plus the median
    * duration. `visits` is undefined when the raw rows do not cover the range (rollup questions only).
+   * `need` leaves a side out (its counts read zero): a breakdown of event metrics has no use for
+   * the visit totals, whose scan under event filters joins every visit to its events.
    */
   async totals(
     project: string,
     range: Range,
     sel: Selection,
     readers: Readers,
+    need: { events: boolean; visits: boolean } = { events: true, visits: true },
   ): Promise<{ counts: Counts; medianMs: number | null; visits: boolean }> {
     const scope: Scope = { project, ...range, ...sel };
     const withVisits = this.rawCovers(range);
     const [events, visits] = await Promise.all([
-      rollupAnswers(sel)
-        ? readers.stats.summary(project, range).then((s) => ({
-            key: null,
-            visitors: s.unique_users,
-            events: s.events,
-            page_views: s.page_views,
-          }))
-        : readers.store.eventGroups(scope, { kind: 'none' }).then((rows) => rows[0]),
-      withVisits ? readers.store.visitGroups(scope, { kind: 'none' }).then((rows) => rows[0]) : undefined,
+      !need.events
+        ? undefined
+        : rollupAnswers(sel)
+          ? readers.stats.summary(project, range).then((s) => ({
+              key: null,
+              visitors: s.unique_users,
+              events: s.events,
+              page_views: s.page_views,
+            }))
+          : readers.store.eventGroups(scope, { kind: 'none' }).then((rows) => rows[0]),
+      withVisits && need.visits
+        ? readers.store.visitGroups(scope, { kind: 'none' }).then((rows) => rows[0])
+        : undefined,
     ]);
     return { counts: countsOf(events, visits), medianMs: visits?.median_ms ?? null, visits: withVisits };
   }

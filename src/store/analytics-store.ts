@@ -1,3 +1,4 @@
+import type { QueryResultRow } from 'pg';
 import type { Queryable } from './read-snapshot.ts';
 import type { Dimension, Filter } from '../query/filters.ts';
 import { NONE_VALUE } from '../query/filters.ts';
@@ -68,6 +69,7 @@ const VISIT_COLUMNS: Record<string, string> = {
 };
 
 const PAGE_VIEW = 'page_view';
+/** Per hash table or sort of a scan; see #query. */
 
 /** Collects bind parameters; `add` returns the placeholder. */
 class Params {
@@ -103,6 +105,10 @@ function filterSql(f: Filter, params: Params): string {
     return f.op === 'contains' ? any : `NOT ${any}`;
   }
   const values = f.values.filter((v) => v !== NONE_VALUE);
+  // The plain "is one of": a strict predicate (NULL is not true), which lets the planner turn the
+  // events' LEFT JOIN to their visits into an inner one and read the matching visits first.
+  if (f.op === 'is' && values.length === f.values.length)
+    return `${col} = ANY(${params.add(values)}::text[])`;
   const parts: string[] = [];
   if (values.length > 0) parts.push(`coalesce(${col} = ANY(${params.add(values)}::text[]), false)`);
   if (values.length < f.values.length) parts.push(`${col} IS NULL`);
@@ -158,21 +164,21 @@ export class AnalyticsStore {
     const needsVisit =
       scope.filters.some(isVisitLevel) ||
       (grouping.kind === 'dimension' && grouping.dimension.kind === 'visit');
-    // One visit per event by construction (a user's visits of one key never overlap), so the
-    // latest visit of its user and key starting at or before it is the one: a backward scan of
-    // the sessions key stops at the first row. LIMIT 1 also keeps a broken row from counting twice.
-    const visit = needsVisit
-      ? `LEFT JOIN LATERAL (SELECT * FROM tally.sessions s WHERE ${EVENT_IN_VISIT}
-           ORDER BY s.started_at DESC LIMIT 1) s ON true`
-      : '';
-    let sql = `SELECT ${key} AS key, count(DISTINCT e.user_id)::int8 AS visitors, count(*)::int8 AS events,
-        count(*) FILTER (WHERE e.type = '${PAGE_VIEW}')::int8 AS page_views
-      FROM tally.events e ${visit}
-      WHERE ${where.join(' AND ')}
+    // One visit per event by construction (a user's visits of one key never overlap), so a join
+    // (not a per-event probe) finds it: the planner hashes the visits, or reads the few that pass
+    // a visit-level filter first and then their users' events. LEFT: an event without a visit row
+    // still counts under "none of" filters and as "(none)"; strict filters make it an inner join.
+    const visit = needsVisit ? `LEFT JOIN tally.sessions s ON ${EVENT_IN_VISIT}` : '';
+    // Distinct users as a count of (key, user) groups rather than count(DISTINCT): a hash
+    // aggregate that PostgreSQL can run in parallel, instead of one sort per group.
+    let sql = `SELECT key, count(*)::int8 AS visitors, sum(n)::int8 AS events, sum(pv)::int8 AS page_views
+      FROM (SELECT ${key} AS key, e.user_id, count(*) AS n, count(*) FILTER (WHERE e.type = '${PAGE_VIEW}') AS pv
+        FROM tally.events e ${visit}
+        WHERE ${where.join(' AND ')}
+        GROUP BY 1, 2) g
       GROUP BY 1`;
     if (opts.top !== undefined) sql += ` ORDER BY events DESC, key LIMIT ${params.add(opts.top)}`;
-    const { rows } = await this.#pool.query<EventGroup>(sql, params.values);
-    return rows;
+    return this.#query<EventGroup>(sql, params.values);
   }
 
   /**
@@ -218,7 +224,7 @@ export class AnalyticsStore {
     const duration = `(extract(epoch FROM s.ended_at) - extract(epoch FROM s.started_at)) * 1000`;
     const median =
       grouping.kind === 'none' ? `percentile_cont(0.5) WITHIN GROUP (ORDER BY ${duration})` : 'NULL::float8';
-    const { rows } = await this.#pool.query<VisitGroup>(
+    return this.#query<VisitGroup>(
       `SELECT ${key} AS key, count(*)::int8 AS visits,
           count(*) FILTER (WHERE s.page_views = 1 AND s.events = 1)::int8 AS bounces,
           coalesce(sum(round(${duration})), 0)::int8 AS duration_ms,
@@ -229,7 +235,15 @@ export class AnalyticsStore {
         GROUP BY 1`,
       params.values,
     );
-    return rows;
+  }
+
+  /**
+   * One scan. Under a snapshot (src/store/read-snapshot.ts) it gets the memory its hash tables and
+   * sorts need: at PostgreSQL's 4 MB default the summary's median sort of a month's visits spills
+   * to disk (src/query/QUERY_PLANS.md).
+   */
+  async #query<R extends QueryResultRow>(sql: string, values: unknown[]): Promise<R[]> {
+    return (await this.#pool.query<R>(sql, values)).rows;
   }
 
   #keySql(grouping: Grouping, params: Params, alias: 'e' | 's'): string {
