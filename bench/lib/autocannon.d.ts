@@ -19,6 +19,8 @@ declare module 'autocannon' {
     connections?: number;
     duration?: number;
     amount?: number;
+    /** Seconds before a request counts as an error (default 10). */
+    timeout?: number;
     overallRate?: number;
     pipelining?: number;
     method?: string;
