@@ -42,6 +42,25 @@ export function tileValue(page: Page, id: string): Promise<number | null> {
 }
 
 /**
+ * Waits until the dashboard shows every part of the view with exactly these filters: `data-view`
+ * on <body>, which the page sets once all parts of a load are drawn and removes while one runs
+ * (parts load on their own, so one part showing the new view says nothing of the others).
+ */
+export async function settled(page: Page, filters: readonly string[], timeout = 15_000): Promise<void> {
+  // A function, not a string: the dashboard's CSP forbids eval, which a string would need here.
+  // The test project is type-checked without the DOM library, hence `globalThis` untyped.
+  await page.waitForFunction(
+    (want) => {
+      const view = (globalThis as unknown as { document: { body: { dataset: { view?: string } } } }).document
+        .body.dataset.view;
+      return view !== undefined && JSON.stringify(new URLSearchParams(view).getAll('filter')) === want;
+    },
+    JSON.stringify(filters),
+    { timeout },
+  );
+}
+
+/**
  * Teardown steps run in reverse order in one after-hook. TRICKY: node:test runs after-hooks in
  * registration order; teardown must run in reverse (the browser before Tally, Tally before its
  * data directory), so it is one hook over a stack.

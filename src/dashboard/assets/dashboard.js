@@ -106,6 +106,7 @@ async function api(path) {
 
 /** Shows `view` and reloads; `how` is 'push' (a new history entry), 'replace', or null (popstate). */
 function setView(view, how) {
+  unmarkRendered();
   state.filters = view.filters;
   state.range = view.range;
   $('range').value = state.range;
@@ -163,14 +164,26 @@ let loadAgain = false;
 /** Loads start at most this often, however busy the stream, to spare the database. */
 const MIN_GAP_MS = 750;
 
+/**
+ * `data-view` on <body> names the view (its URL search) whose every part is on screen; it is
+ * absent while a load runs or after the view changed. Parts load and draw on their own, so
+ * anything reading the page as a whole (the browser tests) waits for it.
+ */
+function unmarkRendered() {
+  delete document.body.dataset.view;
+}
+
 /** Reloads everything; calls made while a load runs coalesce into one more load. */
 function refresh() {
+  unmarkRendered();
   if (loading) {
     loadAgain = true;
     return;
   }
   loading = true;
   const started = Date.now();
+  const view = viewSearch(state);
+  const tz = state.tz;
   load()
     .then(
       () => ($('updated').textContent = `Updated ${new Date().toLocaleTimeString()}`),
@@ -180,6 +193,7 @@ function refresh() {
       },
     )
     .finally(() => {
+      if (!loadAgain && viewSearch(state) === view && state.tz === tz) document.body.dataset.view = view;
       const wait = Math.max(0, MIN_GAP_MS - (Date.now() - started));
       setTimeout(() => {
         loading = false;
