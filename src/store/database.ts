@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { DatabaseConfig } from '../config/load.ts';
 import type { HealthCheck } from '../observability/health.ts';
 import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from './embedded-postgres.ts';
+import { backfillDimensions } from './dimension-backfill.ts';
 import { migrate } from './migrate.ts';
 import { createPool } from './pool.ts';
 
@@ -16,7 +17,8 @@ export interface Database {
 
 /**
  * Opens PostgreSQL — the embedded server in the data directory, or the external one from
- * DATABASE_URL / DB_* — and brings the schema up to date.
+ * DATABASE_URL / DB_* — and brings the schema and the stored events up to date (migrations, then
+ * the dimensions of events stored before there were any: dimension-backfill.ts).
  */
 export async function openDatabase(
   config: DatabaseConfig,
@@ -55,6 +57,7 @@ export async function openDatabase(
   try {
     const { applied } = await migrate(pool);
     if (applied.length > 0) options.logger.info({ applied }, 'database migrated');
+    await backfillDimensions(pool, options.logger);
   } catch (err) {
     await pool.end().catch(() => undefined);
     await embedded?.stop();

@@ -1,0 +1,179 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import type pg from 'pg';
+import fc from 'fast-check';
+import { pino } from 'pino';
+import type { TallyEvent } from '../../src/event/types.ts';
+import { BatchWriter } from '../../src/store/batch-writer.ts';
+import { backfillDimensions } from '../../src/store/dimension-backfill.ts';
+import { RawPartitions } from '../../src/store/partitions.ts';
+import { rebuildSessions } from '../../src/store/sessions-store.ts';
+import { startTestPostgres } from '../helpers/kafka-process.ts';
+
+const T0 = Date.UTC(2025, 4, 10, 9);
+const TIMEOUT_MS = 20 * 60_000;
+const DERIVED = [
+  'hostname',
+  'path',
+  'referrer_host',
+  'utm_source',
+  'utm_medium',
+  'utm_campaign',
+  'utm_term',
+  'utm_content',
+  'channel',
+];
+const silent = pino({ level: 'silent' });
+
+const pageArb = fc.option(
+  fc.constantFrom(
+    'https://shop.example/',
+    'https://shop.example/a?utm_source=newsletter&utm_medium=email&utm_campaign=may',
+    'https://Shop.Example:8443/b/c?gclid=xyz#frag',
+    'https://shop.example/p?utm_source=facebook&utm_medium=cpc',
+    'https://blog.example/post?utm%5Fsource=x',
+    '/relative/path',
+    'not a url',
+    '',
+  ),
+  { nil: null },
+);
+const referrerArb = fc.option(
+  fc.constantFrom(
+    'https://www.google.com/',
+    'https://shop.example/elsewhere',
+    'https://t.co/abc',
+    'android-app://com.slack',
+    'https://mail.yahoo.com/',
+    'garbage',
+  ),
+  { nil: null },
+);
+interface Input {
+  user: string;
+  minute: number;
+  type: string;
+  pageUrl: string | null;
+  referrer: string | null;
+  sessionId: string | null;
+}
+
+const eventArb: fc.Arbitrary<Input> = fc.record({
+  user: fc.constantFrom('u1', 'u2', 'u3'),
+  minute: fc.integer({ min: 0, max: 180 }),
+  type: fc.constantFrom('page_view', 'click', 'signup'),
+  pageUrl: pageArb,
+  referrer: referrerArb,
+  sessionId: fc.option(fc.constantFrom('s1', 's2'), { nil: null }),
+});
+
+function events(project: string, list: readonly Input[]): TallyEvent[] {
+  return list.map((e, i) => ({
+    project,
+    eventId: `e${i}`,
+    type: e.type,
+    userId: e.user,
+    ts: T0 + e.minute * 60_000 + i,
+    receivedAt: T0,
+    pageUrl: e.pageUrl,
+    referrer: e.referrer,
+    sessionId: e.sessionId,
+    userAgent: null,
+    country: null,
+    service: null,
+    properties: null,
+  }));
+}
+
+async function rowsOf(pool: pg.Pool, sql: string, project: string): Promise<Record<string, unknown>[]> {
+  const { rows } = await pool.query<Record<string, unknown>>(sql, [project]);
+  return rows.map((r) => ({ ...r, project: undefined }));
+}
+
+const EVENT_ROWS = `SELECT event_id, ${DERIVED.join(', ')} FROM tally.events WHERE project = $1 ORDER BY event_id`;
+const VISIT_ROWS = `SELECT * FROM tally.sessions WHERE project = $1 ORDER BY user_id, session_key, started_at`;
+
+test(
+  'events stored before derivation get exactly the dimensions and visits the writer gives new ones',
+  { timeout: 240_000 },
+  async (t) => {
+    const db = await startTestPostgres(t);
+    const writer = new BatchWriter({
+      pool: db.pool,
+      partitions: new RawPartitions(db.pool, undefined),
+      storeRaw: true,
+      sessionTimeoutMs: TIMEOUT_MS,
+    });
+    let run = 0;
+    await fc.assert(
+      fc.asyncProperty(fc.array(eventArb, { minLength: 1, maxLength: 25 }), async (list) => {
+        run++;
+        const fresh = `fresh-${run}`;
+        const old = `old-${run}`;
+        await writer.write({ events: events(fresh, list) });
+        await writer.write({ events: events(old, list) });
+        // As a database written before migration 010 holds them: no derived columns, and visits
+        // cut from those rows.
+        await db.pool.query(
+          `UPDATE tally.events SET ${DERIVED.map((c) => `${c} = NULL`).join(', ')} WHERE project = $1`,
+          [old],
+        );
+        await rebuildSessions(db.pool, old, TIMEOUT_MS);
+
+        await backfillDimensions(db.pool, silent);
+
+        assert.deepEqual(await rowsOf(db.pool, EVENT_ROWS, old), await rowsOf(db.pool, EVENT_ROWS, fresh));
+        assert.deepEqual(await rowsOf(db.pool, VISIT_ROWS, old), await rowsOf(db.pool, VISIT_ROWS, fresh));
+        const pending = await db.pool.query('SELECT project FROM tally.pending_visit_rebuilds');
+        assert.deepEqual(pending.rows, []);
+      }),
+      { numRuns: 12 },
+    );
+  },
+);
+
+test('a restart after the events were derived still rebuilds their visits', async (t) => {
+  const db = await startTestPostgres(t);
+  const writer = new BatchWriter({
+    pool: db.pool,
+    partitions: new RawPartitions(db.pool, undefined),
+    storeRaw: true,
+    sessionTimeoutMs: TIMEOUT_MS,
+  });
+  const list: Input[] = [
+    {
+      user: 'u1',
+      minute: 0,
+      type: 'page_view',
+      pageUrl: 'https://a.example/x?utm_source=n',
+      referrer: null,
+      sessionId: null,
+    },
+    {
+      user: 'u1',
+      minute: 5,
+      type: 'page_view',
+      pageUrl: 'https://a.example/y',
+      referrer: null,
+      sessionId: null,
+    },
+  ];
+  await writer.write({ events: events('p', list) });
+  const before = await rowsOf(db.pool, VISIT_ROWS, 'p');
+  // Visits cut from underived rows, and the project left pending, as a crash right after the
+  // derived batch committed leaves them.
+  await db.pool.query(`UPDATE tally.sessions SET utm_source = NULL, channel = NULL WHERE project = 'p'`);
+  await db.pool.query(`INSERT INTO tally.pending_visit_rebuilds VALUES ('p')`);
+
+  await backfillDimensions(db.pool, silent);
+
+  assert.deepEqual(await rowsOf(db.pool, VISIT_ROWS, 'p'), before);
+  assert.equal((await db.pool.query('SELECT 1 FROM tally.pending_visit_rebuilds')).rowCount, 0);
+  // Nothing left: a second run derives and rebuilds nothing (the visits' data version stays).
+  const version = await db.pool.query(`SELECT version FROM tally.data_versions WHERE project = 'p'`);
+  await backfillDimensions(db.pool, silent);
+  assert.deepEqual(
+    (await db.pool.query(`SELECT version FROM tally.data_versions WHERE project = 'p'`)).rows,
+    version.rows,
+  );
+});
