@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { TallyError } from '../errors/tally-error.ts';
-import { VERSIONS_CHANNEL } from './data-versions.ts';
+import { bumpDataVersions } from './data-versions.ts';
 
 /** TALLY_SESSION_TIMEOUT_MIN's default: a gap longer than this many minutes starts a new visit. */
 export const DEFAULT_SESSION_TIMEOUT_MIN = 30;
@@ -112,15 +112,7 @@ export async function rebuildSessions(pool: pg.Pool, project: string, timeoutMs:
     await client.query('SET LOCAL statement_timeout = 0');
     // The version row first, the project's visits lock second (in tally.rebuild_sessions): the
     // writers' lock order (migration 011).
-    await client.query(
-      `WITH v AS (
-         INSERT INTO tally.data_versions AS v (project, version) VALUES ($1, 1)
-         ON CONFLICT (project) DO UPDATE SET version = v.version + 1, updated_at = now()
-         RETURNING project, version
-       )
-       SELECT pg_notify('${VERSIONS_CHANNEL}', version || ' ' || project) FROM v`,
-      [project],
-    );
+    await bumpDataVersions(client, [project]);
     const { rows } = await client.query<{ n: string }>('SELECT tally.rebuild_sessions($1, $2) AS n', [
       project,
       timeoutMs,
