@@ -5,6 +5,9 @@
  */
 export const ERROR_CODES = {
   TALLY_CONFIG_INVALID: { status: 500, retriable: false },
+  // 503: the server, not the request, is wrong, and the client should keep the events and send them
+  // again once an operator fixed it; no retry inside the process helps (its own setting must change).
+  TALLY_SESSION_TIMEOUT_MISMATCH: { status: 503, retriable: false },
   TALLY_PORT_IN_USE: { status: 500, retriable: false },
   TALLY_VALIDATION_FAILED: { status: 400, retriable: false },
   TALLY_INVALID_JSON: { status: 400, retriable: false },

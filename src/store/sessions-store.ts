@@ -12,15 +12,22 @@ export const DEFAULT_SESSION_TIMEOUT_MIN = 30;
 export const SESSION_TIMEOUT_MISMATCH = 'TL001';
 
 /**
- * `err` as TALLY_CONFIG_INVALID when it is the refresh's timeout mismatch: retrying cannot help,
- * the process's TALLY_SESSION_TIMEOUT_MIN or the stored visits have to change. Otherwise `err`.
+ * `err` as TALLY_SESSION_TIMEOUT_MISMATCH when it is the refresh's timeout mismatch (its message
+ * names the project and both timeouts), otherwise `err`. It reaches a batch when the stored
+ * timeout changed after this process's start-up check (a rebuild with another timeout, or another
+ * process with another timeout writing a project's first visits). Not retried in the process: its
+ * TALLY_SESSION_TIMEOUT_MIN or the stored visits have to change. An HTTP client gets a 503 and
+ * keeps its events for later; the Kafka processor keeps re-reading the batch from its stored
+ * positions (docs/errors.md). Nothing of the batch is stored either way.
  */
 export function sessionTimeoutError(err: unknown): unknown {
   const e = err as { code?: unknown; message?: unknown } | null;
   if (e?.code !== SESSION_TIMEOUT_MISMATCH) return err;
-  return new TallyError('TALLY_CONFIG_INVALID', `TALLY_SESSION_TIMEOUT_MIN: ${String(e.message)}`, {
-    cause: err,
-  });
+  return new TallyError(
+    'TALLY_SESSION_TIMEOUT_MISMATCH',
+    `TALLY_SESSION_TIMEOUT_MIN: ${String(e.message)}; nothing of the batch was stored`,
+    { cause: err },
+  );
 }
 
 /**

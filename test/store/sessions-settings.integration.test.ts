@@ -81,7 +81,7 @@ test(
     });
 
     await t.test(
-      'a batch with another timeout fails with TALLY_CONFIG_INVALID; a rebuild stores the new one',
+      'a batch with another timeout fails with TALLY_SESSION_TIMEOUT_MISMATCH; a rebuild stores the new one',
       async () => {
         const writer = (timeoutMs: number) =>
           new BatchWriter({
@@ -97,7 +97,7 @@ test(
 
         await assert.rejects(writer(20 * MINUTE).write({ events: [tally('b', BASE + MINUTE)] }), (err) => {
           assert.ok(err instanceof TallyError);
-          assert.equal(err.code, 'TALLY_CONFIG_INVALID');
+          assert.equal(err.code, 'TALLY_SESSION_TIMEOUT_MISMATCH');
           assert.equal(err.retriable, false);
           assert.match(
             err.message,
@@ -122,7 +122,7 @@ test(
         await writer(20 * MINUTE).write({ events: [tally('b', BASE + 15 * MINUTE)] });
         await assertVisitsExact(db.pool, 'timeouts', 20 * MINUTE);
         await assert.rejects(writer(10 * MINUTE).write({ events: [tally('d', BASE)] }), {
-          code: 'TALLY_CONFIG_INVALID',
+          code: 'TALLY_SESSION_TIMEOUT_MISMATCH',
         });
       },
     );
