@@ -25,6 +25,9 @@ export const ERROR_CODES = {
   TALLY_UNAVAILABLE: { status: 503, retriable: true },
   TALLY_SHUTTING_DOWN: { status: 503, retriable: true },
   TALLY_DB_UNAVAILABLE: { status: 503, retriable: true },
+  // A statement ran past statement_timeout: retried, but a batch only a few times
+  // (MAX_STATEMENT_TIMEOUTS in src/process/batch-processor.ts).
+  TALLY_DB_TIMEOUT: { status: 503, retriable: true },
   TALLY_DB_ERROR: { status: 500, retriable: false },
   TALLY_KAFKA_UNAVAILABLE: { status: 503, retriable: true },
   TALLY_FENCED: { status: 409, retriable: false },
