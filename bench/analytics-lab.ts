@@ -88,9 +88,8 @@ try {
     await writeFile(endFile, JSON.stringify({ end }));
   }
   const pool = recording(database.pool);
-  const store = new AnalyticsStore(pool);
   // As src/query/query-layer.ts builds them (raw rows kept, no retention).
-  const scoped = new ScopedStats(new StatsService(new StatsStore(pool)), store, {
+  const scoped = new ScopedStats(new StatsService(new StatsStore(pool)), {
     raw: { stored: true, cutoff: () => Number.NEGATIVE_INFINITY },
     snapshot: (read) =>
       readSnapshot(pool, (db) =>

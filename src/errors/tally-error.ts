@@ -5,6 +5,9 @@
  */
 export const ERROR_CODES = {
   TALLY_CONFIG_INVALID: { status: 500, retriable: false },
+  // 503: the server, not the request, is wrong, and the client should keep the events and send them
+  // again once an operator fixed it; no retry inside the process helps (its own setting must change).
+  TALLY_SESSION_TIMEOUT_MISMATCH: { status: 503, retriable: false },
   TALLY_PORT_IN_USE: { status: 500, retriable: false },
   TALLY_VALIDATION_FAILED: { status: 400, retriable: false },
   TALLY_INVALID_JSON: { status: 400, retriable: false },
@@ -22,6 +25,9 @@ export const ERROR_CODES = {
   TALLY_UNAVAILABLE: { status: 503, retriable: true },
   TALLY_SHUTTING_DOWN: { status: 503, retriable: true },
   TALLY_DB_UNAVAILABLE: { status: 503, retriable: true },
+  // A statement ran past statement_timeout: retried, but a batch only a few times
+  // (MAX_STATEMENT_TIMEOUTS in src/process/batch-processor.ts).
+  TALLY_DB_TIMEOUT: { status: 503, retriable: true },
   TALLY_DB_ERROR: { status: 500, retriable: false },
   TALLY_KAFKA_UNAVAILABLE: { status: 503, retriable: true },
   TALLY_FENCED: { status: 409, retriable: false },

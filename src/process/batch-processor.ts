@@ -21,9 +21,22 @@ export interface BatchProcessorDeps {
 }
 
 /**
+ * How many times one `process()` call lets its batch run into statement_timeout (TALLY_DB_TIMEOUT,
+ * 60 s each, src/store/pool.ts) before giving the error to the caller, whatever the policy's time
+ * budget. TRICKY: a timeout is retriable (a lock held by `tally sessions rebuild` or a project move,
+ * a busy server: retried, the batch loses nothing), but it may also come back every time (a batch
+ * too large for the limit), and the Kafka processor's budget is endless: without a bound, such a
+ * batch would hold its partitions forever. After the third, src/process/write-batch.ts splits the
+ * batch like a refused one: what commits commits, and only an event that times out on its own is
+ * dead-lettered (docs/errors.md). Over HTTP the 5 s budget ends after the first timeout anyway.
+ */
+export const MAX_STATEMENT_TIMEOUTS = 3;
+
+/**
  * Runs one batch through the storage transaction, retrying retriable failures (PostgreSQL
- * down, deadlock) with capped exponential backoff and jitter, and records the outcome in the
- * metrics. Non-retriable failures and a fence are returned to the caller at once.
+ * down, deadlock, at most MAX_STATEMENT_TIMEOUTS statement timeouts) with capped exponential
+ * backoff and jitter, and records the outcome in the metrics. Non-retriable failures and a fence
+ * are returned to the caller at once.
  */
 export class BatchProcessor {
   readonly #deps: BatchProcessorDeps;
@@ -37,13 +50,23 @@ export class BatchProcessor {
   async process(input: BatchInput, policy: RetryPolicy, signal?: AbortSignal): Promise<BatchResult> {
     const { metrics, logger } = this.#deps;
     const started = performance.now();
+    let timeouts = 0;
     const result = await pRetry(
       async () => {
         try {
           return await this.#deps.writer.write(input);
         } catch (err) {
-          metrics.processingErrors.inc({ kind: errorKind(err) });
+          const kind = errorKind(err);
+          metrics.processingErrors.inc({ kind });
           if (!isRetriable(err)) throw new AbortError(err as Error);
+          if (kind === 'TALLY_DB_TIMEOUT' && ++timeouts >= MAX_STATEMENT_TIMEOUTS) {
+            logger.error(
+              { err, timeouts },
+              'batch timed out %d times; giving it back to the caller',
+              timeouts,
+            );
+            throw new AbortError(err as Error);
+          }
           throw err;
         }
       },

@@ -17,7 +17,8 @@ export interface WriteBatchDeps {
  * Writes one consumed batch: its poison messages to `<topic>.dlq` first, then ONE fenced
  * transaction (events, dead letters, positions). Retriable PostgreSQL failures are retried by the
  * BatchProcessor; a fence or an abort is thrown to the caller. When PostgreSQL refuses some event
- * for good, the refused events are found by bisection and dead-lettered (`db_rejected`); the
+ * for good, or the batch ran into statement_timeout MAX_STATEMENT_TIMEOUTS times, the events at
+ * fault are found by bisection and dead-lettered (`db_rejected`, the error in the detail); the
  * others are committed on the way (without positions: a redelivery finds them already stored and
  * counts nothing twice). `batch.poison` ends up holding every dead letter written.
  */
@@ -70,6 +71,10 @@ async function isolateRejected(
   ];
 }
 
+/**
+ * PostgreSQL refused the write, or timed out on it as often as the BatchProcessor allows (it
+ * gives a timeout back only then): retrying the same events as they are will not help.
+ */
 function isRejection(err: unknown): err is TallyError {
-  return err instanceof TallyError && err.code === 'TALLY_DB_ERROR';
+  return err instanceof TallyError && (err.code === 'TALLY_DB_ERROR' || err.code === 'TALLY_DB_TIMEOUT');
 }

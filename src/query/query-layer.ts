@@ -50,7 +50,7 @@ export function createQueryLayer(deps: {
     ttlSec: config.raw.TALLY_CACHE_TTL_SEC,
     logger,
   });
-  const stats = new ScopedStats(new StatsService(new StatsStore(pool)), new AnalyticsStore(pool), {
+  const stats = new ScopedStats(new StatsService(new StatsStore(pool)), {
     raw: {
       stored: config.raw.TALLY_STORE_RAW,
       cutoff: () => rawCutoff(config.raw.TALLY_RAW_RETENTION_DAYS, Date.now()),

@@ -46,17 +46,17 @@ const rawCode = 'TALLY_RAW_UNAVAILABLE';
 /**
  * The stats endpoints under filters and `bots`: the rollups (StatsService) where they answer,
  * the scan engine (AnalyticsStore) elsewhere; visit figures always from tally.sessions.
+ * Every scan runs in `snapshot` (read-only, one snapshot, the answer's work_mem): the pool
+ * answers only the plain rollup questions, one statement each.
  */
 export class ScopedStats {
   readonly #stats: StatsService;
-  readonly #store: AnalyticsStore;
   readonly #raw: RawWindow;
   /** Runs the statements of one answer on one snapshot (see src/store/read-snapshot.ts). */
   readonly snapshot: Snapshot;
 
-  constructor(stats: StatsService, store: AnalyticsStore, opts: { raw: RawWindow; snapshot: Snapshot }) {
+  constructor(stats: StatsService, opts: { raw: RawWindow; snapshot: Snapshot }) {
     this.#stats = stats;
-    this.#store = store;
     this.#raw = opts.raw;
     this.snapshot = opts.snapshot;
   }
@@ -181,12 +181,12 @@ export class ScopedStats {
     const grouping = { kind: 'buckets', starts: buckets.map((b) => b.from) } as const;
     const values = new Map<number, number>();
     if (q.metric === 'visits') {
-      for (const row of await this.#store.visitGroups(scope, grouping))
-        values.set(Number(row.key), row.visits);
+      const rows = await this.snapshot(({ store }) => store.visitGroups(scope, grouping));
+      for (const row of rows) values.set(Number(row.key), row.visits);
     } else {
       const field = q.metric === 'unique_users' ? 'visitors' : q.metric;
-      for (const row of await this.#store.eventGroups(scope, grouping))
-        values.set(Number(row.key), row[field]);
+      const rows = await this.snapshot(({ store }) => store.eventGroups(scope, grouping));
+      for (const row of rows) values.set(Number(row.key), row[field]);
     }
     return {
       metric: q.metric,
@@ -201,10 +201,12 @@ export class ScopedStats {
   async topPages(project: string, range: Range, sel: Selection, limit: number) {
     if (rollupAnswers(sel)) return this.#stats.topPages(project, range, limit);
     this.requireRaw(range, sel, 'filter');
-    const rows = await this.#store.eventGroups(
-      { project, ...range, ...sel },
-      { kind: 'column', column: 'page_url' },
-      { type: PAGE_VIEW, top: limit },
+    const rows = await this.snapshot(({ store }) =>
+      store.eventGroups(
+        { project, ...range, ...sel },
+        { kind: 'column', column: 'page_url' },
+        { type: PAGE_VIEW, top: limit },
+      ),
     );
     return {
       from: iso(range.from),
@@ -216,10 +218,8 @@ export class ScopedStats {
   async eventTypes(project: string, range: Range, sel: Selection, limit: number) {
     if (rollupAnswers(sel)) return this.#stats.eventTypes(project, range, limit);
     this.requireRaw(range, sel, 'filter');
-    const rows = await this.#store.eventGroups(
-      { project, ...range, ...sel },
-      { kind: 'column', column: 'type' },
-      { top: limit },
+    const rows = await this.snapshot(({ store }) =>
+      store.eventGroups({ project, ...range, ...sel }, { kind: 'column', column: 'type' }, { top: limit }),
     );
     return {
       from: iso(range.from),

@@ -20,14 +20,33 @@ import { withTimeout } from '../util/with-timeout.ts';
  */
 export const VERSIONS_CHANNEL = 'tally_data_versions';
 
-/** Bumps every project's version (retention dropped raw rows of all of them). */
-export async function bumpAllDataVersions(pool: pg.Pool): Promise<void> {
-  await pool.query(
+/**
+ * Bumps the data version of each of `projects` (a missing row starts at 1), or of every project
+ * that has one with `'all'`, and announces each new version on commit. Call it inside the
+ * transaction that changes the data. The rows are locked in the batches' order (`COLLATE "C"`,
+ * tally.write_events), so a bump never waits on a batch in a cycle.
+ */
+export async function bumpDataVersions(
+  db: Pick<pg.ClientBase, 'query'>,
+  projects: readonly string[] | 'all',
+): Promise<void> {
+  await db.query(
     `WITH v AS (
-       UPDATE tally.data_versions SET version = version + 1, updated_at = now() RETURNING project, version
+       INSERT INTO tally.data_versions AS v (project, version)
+       SELECT DISTINCT p COLLATE "C", 1
+         FROM unnest(coalesce($1::text[], ARRAY(SELECT project FROM tally.data_versions))) AS p
+        ORDER BY 1
+       ON CONFLICT (project) DO UPDATE SET version = v.version + 1, updated_at = now()
+       RETURNING project, version
      )
      SELECT pg_notify('${VERSIONS_CHANNEL}', version || ' ' || project) FROM v`,
+    [projects === 'all' ? null : projects],
   );
+}
+
+/** Bumps every project's version (retention dropped raw rows of all of them). */
+export async function bumpAllDataVersions(pool: pg.Pool): Promise<void> {
+  await bumpDataVersions(pool, 'all');
 }
 
 interface VersionRow {

@@ -1,4 +1,8 @@
 import { TallyError } from '../errors/tally-error.ts';
+import { STATEMENT_TIMEOUT_MS } from './pool.ts';
+
+/** SQLSTATE query_canceled: statement_timeout stopped the statement (or a cancel request did). */
+export const QUERY_CANCELED = '57014';
 
 const RETRIABLE_SQLSTATE_CLASSES = ['08', '53', '57', '58'];
 // 25P03: the server ended a session idle in a transaction (idle_in_transaction_session_timeout).
@@ -14,14 +18,24 @@ const RETRIABLE_NODE_CODES = new Set([
 
 /**
  * Wraps a PostgreSQL or connection error as a TallyError that says whether retrying may help:
- * lost connections, server shutdown, deadlocks and serialization failures may; constraint or
- * data errors will not.
+ * lost connections, server shutdown, deadlocks and serialization failures may
+ * (TALLY_DB_UNAVAILABLE), and so may a statement timeout (TALLY_DB_TIMEOUT); constraint or data
+ * errors will not (TALLY_DB_ERROR).
  */
 export function classifyPgError(err: unknown): TallyError {
   if (err instanceof TallyError) return err;
   const e = err as { code?: string; message?: string };
   const code = typeof e.code === 'string' ? e.code : '';
   const message = e.message ?? String(err);
+  // Its own code: a timeout may pass (a lock held by a rebuild or a move, a busy server) or come
+  // back every time (a statement too large for the limit), so callers bound its retries.
+  if (code === QUERY_CANCELED) {
+    return new TallyError(
+      'TALLY_DB_TIMEOUT',
+      `PostgreSQL: ${message} (statement_timeout is ${STATEMENT_TIMEOUT_MS / 1000} s)`,
+      { cause: err },
+    );
+  }
   const retriable =
     RETRIABLE_NODE_CODES.has(code) ||
     RETRIABLE_SQLSTATES.has(code) ||

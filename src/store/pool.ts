@@ -8,6 +8,13 @@ function getTypeParser(oid: number, format?: 'text' | 'binary'): unknown {
 }
 const types: pg.CustomTypesConfig = { getTypeParser };
 
+/**
+ * How long one statement may run on Tally's pools (PostgreSQL's statement_timeout). A statement
+ * stopped by it fails with SQLSTATE 57014, TALLY_DB_TIMEOUT (pg-errors.ts; docs/errors.md says
+ * how often a batch is retried then). `tally sessions rebuild` lifts it for its transaction.
+ */
+export const STATEMENT_TIMEOUT_MS = 60_000;
+
 export interface PoolOptions {
   connectionString: string;
   max: number;
@@ -24,7 +31,7 @@ export function createPool(options: PoolOptions, onError: (err: Error) => void):
     connectionTimeoutMillis: 5000,
     idleTimeoutMillis: 30000,
     // Statements that hang (a lock, a stuck server) fail instead of holding a batch forever.
-    statement_timeout: 60000,
+    statement_timeout: STATEMENT_TIMEOUT_MS,
     idle_in_transaction_session_timeout: options.idleInTransactionTimeoutMs,
     types,
   });

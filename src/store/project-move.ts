@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { TallyError } from '../errors/tally-error.ts';
-import { VERSIONS_CHANNEL } from './data-versions.ts';
+import { bumpDataVersions } from './data-versions.ts';
 import { DAY } from './levels.ts';
 
 /**
@@ -123,15 +123,7 @@ export async function moveProjectData(pool: pg.Pool, from: string, to: string): 
         )
       ).rowCount ?? 0;
     // data-versions.ts: bumped in the transaction that changes the data, and announced on commit.
-    await client.query(
-      `WITH v AS (
-         INSERT INTO tally.data_versions AS v (project, version) SELECT unnest($1::text[]), 1
-         ON CONFLICT (project) DO UPDATE SET version = v.version + 1, updated_at = now()
-         RETURNING project, version
-       )
-       SELECT pg_notify('${VERSIONS_CHANNEL}', version || ' ' || project) FROM v`,
-      [[from, to].sort()],
-    );
+    await bumpDataVersions(client, [from, to]);
     await client.query('COMMIT');
     return { from, to, events, rows };
   } catch (err) {

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { TallyError } from '../errors/tally-error.ts';
-import { VERSIONS_CHANNEL } from './data-versions.ts';
+import { bumpDataVersions } from './data-versions.ts';
 
 /** TALLY_SESSION_TIMEOUT_MIN's default: a gap longer than this many minutes starts a new visit. */
 export const DEFAULT_SESSION_TIMEOUT_MIN = 30;
@@ -12,15 +12,22 @@ export const DEFAULT_SESSION_TIMEOUT_MIN = 30;
 export const SESSION_TIMEOUT_MISMATCH = 'TL001';
 
 /**
- * `err` as TALLY_CONFIG_INVALID when it is the refresh's timeout mismatch: retrying cannot help,
- * the process's TALLY_SESSION_TIMEOUT_MIN or the stored visits have to change. Otherwise `err`.
+ * `err` as TALLY_SESSION_TIMEOUT_MISMATCH when it is the refresh's timeout mismatch (its message
+ * names the project and both timeouts), otherwise `err`. It reaches a batch when the stored
+ * timeout changed after this process's start-up check (a rebuild with another timeout, or another
+ * process with another timeout writing a project's first visits). Not retried in the process: its
+ * TALLY_SESSION_TIMEOUT_MIN or the stored visits have to change. An HTTP client gets a 503 and
+ * keeps its events for later; the Kafka processor keeps re-reading the batch from its stored
+ * positions (docs/errors.md). Nothing of the batch is stored either way.
  */
 export function sessionTimeoutError(err: unknown): unknown {
   const e = err as { code?: unknown; message?: unknown } | null;
   if (e?.code !== SESSION_TIMEOUT_MISMATCH) return err;
-  return new TallyError('TALLY_CONFIG_INVALID', `TALLY_SESSION_TIMEOUT_MIN: ${String(e.message)}`, {
-    cause: err,
-  });
+  return new TallyError(
+    'TALLY_SESSION_TIMEOUT_MISMATCH',
+    `TALLY_SESSION_TIMEOUT_MIN: ${String(e.message)}; nothing of the batch was stored`,
+    { cause: err },
+  );
 }
 
 /**
@@ -112,15 +119,7 @@ export async function rebuildSessions(pool: pg.Pool, project: string, timeoutMs:
     await client.query('SET LOCAL statement_timeout = 0');
     // The version row first, the project's visits lock second (in tally.rebuild_sessions): the
     // writers' lock order (migration 011).
-    await client.query(
-      `WITH v AS (
-         INSERT INTO tally.data_versions AS v (project, version) VALUES ($1, 1)
-         ON CONFLICT (project) DO UPDATE SET version = v.version + 1, updated_at = now()
-         RETURNING project, version
-       )
-       SELECT pg_notify('${VERSIONS_CHANNEL}', version || ' ' || project) FROM v`,
-      [project],
-    );
+    await bumpDataVersions(client, [project]);
     const { rows } = await client.query<{ n: string }>('SELECT tally.rebuild_sessions($1, $2) AS n', [
       project,
       timeoutMs,

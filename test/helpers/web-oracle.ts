@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { sessionize as fixtureSessionize, type WebEvent } from '../query/web-fixtures.ts';
 import {
   Reference,
-  refMedianSeconds,
   refMetric,
+  refSummary,
   type Bots,
   type Question,
   type RefCounts,
@@ -62,18 +62,7 @@ export class WebOracle {
   }
 
   summary(q: Question) {
-    const c = this.#ref.totals(q);
-    return {
-      events: c.events,
-      page_views: c.page_views,
-      unique_users: c.visitors.size,
-      visitors: c.visitors.size,
-      visits: c.visits.length,
-      bounce_rate: refMetric('bounce_rate', c),
-      visit_duration: refMetric('visit_duration', c),
-      visit_duration_median: refMedianSeconds(c.visits),
-      views_per_visit: refMetric('views_per_visit', c),
-    };
+    return refSummary(this.#ref.totals(q));
   }
 
   /** Every row (limit 1000, page 1) of a breakdown with `metrics`, default sort: the first metric desc, then value. */

@@ -101,3 +101,37 @@ test('a fence is not a rejection: it is thrown to the caller untouched', async (
   deps.processor.process = () => Promise.reject(new TallyError('TALLY_FENCED', 'moved'));
   await assert.rejects(writeBatch(batchOf(['a']), deps), { code: 'TALLY_FENCED' });
 });
+
+test('an event that times out on its own (the BatchProcessor gave up on it) is dead-lettered; the rest commit', async () => {
+  const { calls, sent, deps } = fakes();
+  deps.processor.process = (input: BatchInput) => {
+    if (input.events.some((e) => e.eventId.endsWith('-slow')))
+      return Promise.reject(
+        new TallyError('TALLY_DB_TIMEOUT', 'PostgreSQL: canceling statement due to statement timeout'),
+      );
+    calls.push(input);
+    return Promise.resolve({ fresh: [], inserted: 0, duplicates: 0, insertedEvents: [], insertedBots: 0 });
+  };
+  const ids = Array.from({ length: 20 }, (_, i) => (i === 11 ? `e${i}-slow` : `e${i}`));
+  await writeBatch(batchOf(ids), deps);
+  const committed = calls.flatMap((c) => c.events.map((e) => e.eventId)).sort();
+  assert.deepEqual(committed, ids.filter((id) => id !== 'e11-slow').sort());
+  assert.deepEqual(
+    calls.at(-1)?.deadLetters?.map((d) => [d.reason, d.detail]),
+    [['db_rejected', 'PostgreSQL: canceling statement due to statement timeout']],
+  );
+  assert.equal(sent.length, 1);
+});
+
+test('a batch whose timeouts pass while it is split loses nothing: every event commits, none is dead-lettered', async () => {
+  const { calls, sent, deps } = fakes();
+  let failures = 1;
+  const fake = deps.processor.process.bind(deps.processor);
+  deps.processor.process = (input: BatchInput) =>
+    failures-- > 0 ? Promise.reject(new TallyError('TALLY_DB_TIMEOUT', 'timed out')) : fake(input);
+  const ids = Array.from({ length: 9 }, (_, i) => `e${i}`);
+  await writeBatch(batchOf(ids), deps);
+  assert.deepEqual(calls.flatMap((c) => c.events.map((e) => e.eventId)).sort(), ids.sort());
+  assert.deepEqual(calls.at(-1)?.deadLetters, []);
+  assert.equal(sent.length, 0);
+});

@@ -5,8 +5,8 @@ import { getJson, startTestTally } from '../helpers/embedded-tally.ts';
 import { sessionize, storeWebEvents, type WebEvent } from './web-fixtures.ts';
 import {
   Reference,
-  refMedianSeconds,
   refMetric,
+  refSummary,
   type Bots,
   type Question,
   type RefFilter,
@@ -209,19 +209,10 @@ test('breakdown and summary equal a from-scratch computation under random filter
         for (const question of [q, { ...q, filters: [], bots: 'exclude' as const }]) {
           const res = await getJson(`${tally.url}/v1/stats/summary?${params(question, {})}`);
           assert.equal(res.status, 200, JSON.stringify(res.body));
-          const c = ref.totals(question);
           const want = {
             from: new Date(question.from).toISOString(),
             to: new Date(question.to).toISOString(),
-            events: c.events,
-            page_views: c.page_views,
-            unique_users: c.visitors.size,
-            visitors: c.visitors.size,
-            visits: c.visits.length,
-            bounce_rate: refMetric('bounce_rate', c),
-            visit_duration: refMetric('visit_duration', c),
-            visit_duration_median: refMedianSeconds(c.visits),
-            views_per_visit: refMetric('views_per_visit', c),
+            ...refSummary(ref.totals(question)),
           };
           assert.deepEqual(res.body, want, `summary ${params(question, {})}`);
         }

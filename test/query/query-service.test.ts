@@ -25,7 +25,7 @@ function service(query: (sql: string) => Promise<{ rows: unknown[] }>, version =
   const stats = new StatsService(new StatsStore(pool));
   const store = new AnalyticsStore(pool);
   // The pool here is a bare `query` stub: the snapshot reads straight from it.
-  const scoped = new ScopedStats(stats, store, {
+  const scoped = new ScopedStats(stats, {
     raw: { stored: true, cutoff: () => Number.NEGATIVE_INFINITY },
     snapshot: (read) => read({ stats, store }),
   });

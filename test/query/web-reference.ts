@@ -182,3 +182,18 @@ export function refMedianSeconds(visits: readonly Visit[]): number | null {
   const ms = d.length % 2 === 1 ? d[mid] : (d[mid - 1] + d[mid]) / 2;
   return Math.round(ms / 1000);
 }
+
+/** The figures of /v1/stats/summary (all but `from` and `to`) for the selection counted in `c`. */
+export function refSummary(c: RefCounts) {
+  return {
+    events: c.events,
+    page_views: c.page_views,
+    unique_users: c.visitors.size,
+    visitors: c.visitors.size,
+    visits: c.visits.length,
+    bounce_rate: refMetric('bounce_rate', c),
+    visit_duration: refMetric('visit_duration', c),
+    visit_duration_median: refMedianSeconds(c.visits),
+    views_per_visit: refMetric('views_per_visit', c),
+  };
+}

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import pg from 'pg';
 import type { TallyEvent } from '../../src/event/types.ts';
 import { BatchWriter } from '../../src/store/batch-writer.ts';
-import { DataVersions, VERSIONS_CHANNEL } from '../../src/store/data-versions.ts';
+import { bumpDataVersions, DataVersions, VERSIONS_CHANNEL } from '../../src/store/data-versions.ts';
 import { RawPartitions } from '../../src/store/partitions.ts';
 import { startTestPostgres } from '../helpers/kafka-process.ts';
 import { toTallyEvent } from '../helpers/oracle.ts';
@@ -113,4 +113,35 @@ test('data versions: observe() (the writer in the same process) is seen at once,
   }
   versions.observe(new Map([['p', 2]]));
   assert.equal(await versions.current('p'), 5);
+});
+
+test('bumpDataVersions: the given projects (a new one starts at 1) or all, announced on commit only', async (t) => {
+  const db = await startTestPostgres(t);
+  const listener = new pg.Client({ connectionString: db.connectionString });
+  listener.on('error', () => undefined);
+  await listener.connect();
+  const heard: string[] = [];
+  listener.on('notification', (n) => heard.push(n.payload ?? ''));
+  await listener.query(`LISTEN ${VERSIONS_CHANNEL}`);
+
+  // Duplicates and any order: each project once.
+  await bumpDataVersions(db.pool, ['b', 'a', 'b']);
+  await bumpDataVersions(db.pool, ['b']);
+  assert.deepEqual([await stored(db.pool, 'a'), await stored(db.pool, 'b')], [1, 2]);
+  await bumpDataVersions(db.pool, 'all');
+  assert.deepEqual([await stored(db.pool, 'a'), await stored(db.pool, 'b')], [2, 3]);
+  assert.equal(await stored(db.pool, 'c'), 0, "'all' creates no project");
+
+  const client = await db.pool.connect();
+  try {
+    await client.query('BEGIN');
+    await bumpDataVersions(client, ['a']);
+    await client.query('ROLLBACK');
+  } finally {
+    client.release();
+  }
+  await until('five announcements', () => heard.length >= 5);
+  assert.deepEqual(heard.sort(), ['1 a', '1 b', '2 a', '2 b', '3 b']);
+  assert.equal(await stored(db.pool, 'a'), 2, 'the rolled-back bump is gone');
+  await listener.end();
 });

@@ -18,3 +18,21 @@ test('a deadlock is retriable and coded; a constraint violation is not retriable
   assert.equal(unique.code, 'TALLY_DB_ERROR');
   assert.equal(unique.retriable, false);
 });
+
+test('a statement timeout (57014) is retriable with its own code, naming statement_timeout', () => {
+  const err = classifyPgError(
+    Object.assign(new Error('canceling statement due to statement timeout'), { code: '57014' }),
+  );
+  assert.equal(err.code, 'TALLY_DB_TIMEOUT');
+  assert.equal(err.retriable, true);
+  assert.equal(err.statusCode, 503);
+  assert.match(
+    err.message,
+    /^PostgreSQL: canceling statement due to statement timeout \(statement_timeout is 60 s\)$/,
+  );
+  // The rest of class 57 (the server shutting down) is an outage, retried without bound.
+  assert.equal(
+    classifyPgError(Object.assign(new Error('terminating'), { code: '57P01' })).code,
+    'TALLY_DB_UNAVAILABLE',
+  );
+});

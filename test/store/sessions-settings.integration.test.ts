@@ -7,70 +7,20 @@ import { TallyError } from '../../src/errors/tally-error.ts';
 import { BatchWriter } from '../../src/store/batch-writer.ts';
 import { migrate } from '../../src/store/migrate.ts';
 import { RawPartitions } from '../../src/store/partitions.ts';
-import {
-  rebuildSessions,
-  refreshSessions,
-  SESSION_TIMEOUT_MISMATCH,
-} from '../../src/store/sessions-store.ts';
-import { startTestPostgres } from '../helpers/kafka-process.ts';
+import { rebuildSessions, SESSION_TIMEOUT_MISMATCH } from '../../src/store/sessions-store.ts';
 import { toTallyEvent } from '../helpers/oracle.ts';
 import { waitFor } from '../helpers/poll.ts';
+import { insertRaw, storedEvents, type SessionizerEvent } from '../helpers/sessionizer.ts';
 import {
-  DIMENSIONS,
-  insertRaw,
-  sessionize,
-  storedEvents,
-  storedVisits,
-  type Dimension,
-  type SessionizerEvent,
-} from '../helpers/sessionizer.ts';
+  assertVisitsExact,
+  BASE,
+  MINUTE,
+  pageView,
+  startSessionsDb,
+  writeBatch,
+} from '../helpers/sessions-setup.ts';
 
-const DAY = 86_400_000;
-const MINUTE = 60_000;
 const DEFAULT_TIMEOUT = 30 * MINUTE;
-// Yesterday 01:00 UTC: every event falls on yesterday or today.
-const BASE = Math.floor(Date.now() / DAY) * DAY - DAY + 60 * MINUTE;
-
-// Events stored before migration 010 have no dimensions.
-const NO_DIMENSIONS = Object.fromEntries(DIMENSIONS.map((d) => [d, null])) as Record<Dimension, null>;
-
-function event(
-  project: string,
-  userId: string,
-  eventId: string,
-  ts: number,
-  sessionId: string | null = null,
-): SessionizerEvent {
-  return {
-    ...NO_DIMENSIONS,
-    project,
-    userId,
-    eventId,
-    ts,
-    type: 'page_view',
-    sessionId,
-    path: null,
-    isBot: false,
-  };
-}
-
-/** One batch the way a writer stores it: raw rows, then the refresh, one transaction. */
-async function writeBatch(client: pg.ClientBase, events: SessionizerEvent[], timeoutMs: number) {
-  await client.query('BEGIN');
-  try {
-    await refreshSessions(client, await insertRaw(client, events), timeoutMs);
-    await client.query('COMMIT');
-  } catch (err) {
-    await client.query('ROLLBACK');
-    throw err;
-  }
-}
-
-async function assertExact(db: pg.Pool, project: string, timeoutMs: number) {
-  const expected = sessionize(await storedEvents(db, project), timeoutMs);
-  assert.ok(expected.length > 0);
-  assert.deepEqual(await storedVisits(db, project), expected);
-}
 
 /** `p`, or a failure after `ms` (a batch that waits on a lock would otherwise hang the test). */
 async function withDeadline<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
@@ -97,12 +47,7 @@ test(
   'visits: migration 013, the stored timeout, the per-project rebuild lock',
   { timeout: 300_000 },
   async (t) => {
-    const db = await startTestPostgres(t);
-    const day0 = BASE - (BASE % DAY);
-    await new RawPartitions(db.pool, undefined).ensure([day0, day0 + DAY]);
-    const conns = new pg.Pool({ connectionString: db.connectionString, max: 4 });
-    conns.on('error', () => undefined);
-    t.after(() => conns.end());
+    const { db, conns } = await startSessionsDb(t);
 
     await t.test('migration 013 builds the visits of events stored before 010', async () => {
       // Raw rows with no visits and no stored timeout: a database upgraded from before 010.
@@ -111,7 +56,7 @@ test(
         let ts = BASE;
         for (let i = 0; i < 40; i++) {
           ts += [MINUTE, DEFAULT_TIMEOUT, DEFAULT_TIMEOUT + 1, 2 * DEFAULT_TIMEOUT][i % 4];
-          before.push(event(project, `u${i % 3}`, `e${i}`, ts, i % 7 === 0 ? 's' : null));
+          before.push(pageView(project, `u${i % 3}`, `e${i}`, ts, { sessionId: i % 7 === 0 ? 's' : null }));
         }
       }
       await insertRaw(db.pool, before);
@@ -121,22 +66,22 @@ test(
       await db.pool.query('DROP FUNCTION tally.raw_projects()');
       assert.deepEqual((await migrate(db.pool)).applied, ['013_rebuild_sessions.sql']);
       for (const project of ['old-a', 'old-b']) {
-        await assertExact(db.pool, project, DEFAULT_TIMEOUT);
+        await assertVisitsExact(db.pool, project, DEFAULT_TIMEOUT);
         assert.equal(await storedTimeout(db.pool, project), DEFAULT_TIMEOUT);
       }
       // The upgrade's bug: a new event within the timeout of the last old one continues its visit.
       const last = Math.max(...before.filter((e) => e.project === 'old-a').map((e) => e.ts));
       const client = await conns.connect();
       try {
-        await writeBatch(client, [event('old-a', 'u0', 'new', last + MINUTE)], DEFAULT_TIMEOUT);
+        await writeBatch(client, [pageView('old-a', 'u0', 'new', last + MINUTE)], DEFAULT_TIMEOUT);
       } finally {
         client.release();
       }
-      await assertExact(db.pool, 'old-a', DEFAULT_TIMEOUT);
+      await assertVisitsExact(db.pool, 'old-a', DEFAULT_TIMEOUT);
     });
 
     await t.test(
-      'a batch with another timeout fails with TALLY_CONFIG_INVALID; a rebuild stores the new one',
+      'a batch with another timeout fails with TALLY_SESSION_TIMEOUT_MISMATCH; a rebuild stores the new one',
       async () => {
         const writer = (timeoutMs: number) =>
           new BatchWriter({
@@ -152,7 +97,7 @@ test(
 
         await assert.rejects(writer(20 * MINUTE).write({ events: [tally('b', BASE + MINUTE)] }), (err) => {
           assert.ok(err instanceof TallyError);
-          assert.equal(err.code, 'TALLY_CONFIG_INVALID');
+          assert.equal(err.code, 'TALLY_SESSION_TIMEOUT_MISMATCH');
           assert.equal(err.retriable, false);
           assert.match(
             err.message,
@@ -165,7 +110,7 @@ test(
         // The function alone raises the SQLSTATE the writer maps.
         const client = await conns.connect();
         try {
-          await assert.rejects(writeBatch(client, [event('timeouts', 'u', 'c', BASE)], 20 * MINUTE), {
+          await assert.rejects(writeBatch(client, [pageView('timeouts', 'u', 'c', BASE)], 20 * MINUTE), {
             code: SESSION_TIMEOUT_MISMATCH,
           });
         } finally {
@@ -175,9 +120,9 @@ test(
         await rebuildSessions(db.pool, 'timeouts', 20 * MINUTE);
         assert.equal(await storedTimeout(db.pool, 'timeouts'), 20 * MINUTE);
         await writer(20 * MINUTE).write({ events: [tally('b', BASE + 15 * MINUTE)] });
-        await assertExact(db.pool, 'timeouts', 20 * MINUTE);
+        await assertVisitsExact(db.pool, 'timeouts', 20 * MINUTE);
         await assert.rejects(writer(10 * MINUTE).write({ events: [tally('d', BASE)] }), {
-          code: 'TALLY_CONFIG_INVALID',
+          code: 'TALLY_SESSION_TIMEOUT_MISMATCH',
         });
       },
     );
@@ -210,7 +155,11 @@ test(
       const timeout = 10 * MINUTE;
       const seed = await conns.connect();
       try {
-        await writeBatch(seed, [event('rb-a', 'u', 'a1', BASE), event('rb-b', 'u', 'b1', BASE)], timeout);
+        await writeBatch(
+          seed,
+          [pageView('rb-a', 'u', 'a1', BASE), pageView('rb-b', 'u', 'b1', BASE)],
+          timeout,
+        );
       } finally {
         seed.release();
       }
@@ -228,15 +177,15 @@ test(
 
         // Project B's batch commits while A's rebuild is open (a table lock would hold it).
         await withDeadline(
-          writeBatch(other, [event('rb-b', 'u', 'b2', BASE + MINUTE)], timeout),
+          writeBatch(other, [pageView('rb-b', 'u', 'b2', BASE + MINUTE)], timeout),
           20_000,
           "project B's batch during project A's rebuild",
         );
-        await assertExact(db.pool, 'rb-b', timeout);
+        await assertVisitsExact(db.pool, 'rb-b', timeout);
 
         // Project A's batch waits for the rebuild at the project lock, then sees its visits.
         const samePid = (await same.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0].pid;
-        const waiting = writeBatch(same, [event('rb-a', 'u', 'a2', BASE + MINUTE)], timeout);
+        const waiting = writeBatch(same, [pageView('rb-a', 'u', 'a2', BASE + MINUTE)], timeout);
         await waitFor(
           "project A's batch to wait on the project lock",
           async () =>
@@ -250,7 +199,7 @@ test(
         );
         await rebuild.query('COMMIT');
         await waiting;
-        await assertExact(db.pool, 'rb-a', timeout);
+        await assertVisitsExact(db.pool, 'rb-a', timeout);
       } finally {
         await rebuild.query('ROLLBACK').catch(() => undefined);
         for (const c of [rebuild, other, same]) c.release();
@@ -260,7 +209,7 @@ test(
     await t.test('a rebuild runs past the pool statement_timeout', async () => {
       const timeout = 10 * MINUTE;
       const many: SessionizerEvent[] = [];
-      for (let i = 0; i < 40_000; i++) many.push(event('big', `u${i % 500}`, `e${i}`, BASE + i * 1000));
+      for (let i = 0; i < 40_000; i++) many.push(pageView('big', `u${i % 500}`, `e${i}`, BASE + i * 1000));
       await insertRaw(db.pool, many);
       const limited = new pg.Pool({ connectionString: db.connectionString, max: 1, statement_timeout: 20 });
       limited.on('error', () => undefined);
@@ -273,7 +222,7 @@ test(
       } finally {
         await limited.end();
       }
-      await assertExact(db.pool, 'big', timeout);
+      await assertVisitsExact(db.pool, 'big', timeout);
     });
   },
 );
