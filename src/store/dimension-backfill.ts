@@ -18,7 +18,7 @@ interface UnderivedRow {
 }
 
 /**
- * Derives the dimensions of the events stored before migration 010 (migration 015 lists them),
+ * Derives the dimensions of the events stored before migration 010 (migration 017 lists them),
  * then rebuilds the visits of their projects, so breakdowns by page, source or channel count
  * them like any other event. Runs after the migrations, before the process serves: a no-op (two
  * index probes) once done. Each batch is its own transaction and records its projects as pending
