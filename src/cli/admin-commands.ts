@@ -7,6 +7,7 @@ import { pino } from 'pino';
 import { TallyError } from '../errors/tally-error.ts';
 import { openDatabase, type Database } from '../store/database.ts';
 import { findRunningEmbeddedPostgres } from '../store/embedded-postgres.ts';
+import { backfillDimensions } from '../store/dimension-backfill.ts';
 import { appliedMigrations } from '../store/migrate.ts';
 import { countProjectEvents, moveProjectData } from '../store/project-move.ts';
 import { classifyPgError, isPgError } from '../store/pg-errors.ts';
@@ -112,7 +113,12 @@ export function registerAdminCommands(program: Command, configOrExit: () => Conf
       admin(async () => {
         const config = configOrExit();
         await withDatabase(config, async (db) => {
-          // openDatabase has migrated; report the state.
+          // openDatabase has migrated; derive what older events lack, then report the state.
+          // Its progress on stderr at the configured level: on a large database it takes a while.
+          await backfillDimensions(
+            db.pool,
+            pino({ name: 'tally', level: config.raw.TALLY_LOG_LEVEL }, pino.destination(2)),
+          );
           const applied = await appliedMigrations(db.pool);
           process.stdout.write(`schema up to date on ${db.description}: ${applied.join(', ')}\n`);
         });

@@ -51,6 +51,7 @@ export function startEmbeddedTally(config: Config, logger: Logger): Promise<Embe
     const database = await runner.database(config.database, {
       poolSize: raw.TALLY_DB_POOL_SIZE,
       applicationName: 'tally-start',
+      deriveStoredEvents: true,
       logger,
       // As in `tally process`: a member frozen mid-transaction must not block the group (docs/kafka.md).
       idleInTransactionTimeoutMs: config.kafka ? 10_000 : undefined,

@@ -102,6 +102,7 @@ export function startProcessWorker(config: Config, logger: Logger): Promise<Stop
     const database = await runner.database(config.database, {
       poolSize: raw.TALLY_DB_POOL_SIZE,
       applicationName: `tally-process-${process.pid}`,
+      deriveStoredEvents: true,
       logger,
       // TRICKY: a worker frozen mid-transaction (SIGSTOP, a VM pause) keeps its row locks and would
       // block the member that took its partitions; PostgreSQL ends such a session after this.

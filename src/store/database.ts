@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { DatabaseConfig } from '../config/load.ts';
 import type { HealthCheck } from '../observability/health.ts';
 import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from './embedded-postgres.ts';
-import { backfillDimensions } from './dimension-backfill.ts';
+import { backfillInBackground } from './dimension-backfill.ts';
 import { migrate } from './migrate.ts';
 import { createPool } from './pool.ts';
 
@@ -17,8 +17,8 @@ export interface Database {
 
 /**
  * Opens PostgreSQL — the embedded server in the data directory, or the external one from
- * DATABASE_URL / DB_* — and brings the schema and the stored events up to date (migrations, then
- * the dimensions of events stored before there were any: dimension-backfill.ts).
+ * DATABASE_URL / DB_* — and brings the schema up to date, and with `deriveStoredEvents` the
+ * events stored before the web dimensions existed (in the background).
  */
 export async function openDatabase(
   config: DatabaseConfig,
@@ -28,6 +28,11 @@ export async function openDatabase(
     logger: Logger;
     /** PostgreSQL ends a session idle inside a transaction this long (a frozen processor's locks). */
     idleInTransactionTimeoutMs?: number;
+    /**
+     * Derive the dimensions of events stored before there were any, in the background on a pool
+     * of its own (dimension-backfill.ts): the roles that write (`tally start`, `tally process`).
+     */
+    deriveStoredEvents?: boolean;
   },
 ): Promise<Database> {
   let embedded: EmbeddedPostgresHandle | undefined;
@@ -57,12 +62,12 @@ export async function openDatabase(
   try {
     const { applied } = await migrate(pool);
     if (applied.length > 0) options.logger.info({ applied }, 'database migrated');
-    await backfillDimensions(pool, options.logger);
   } catch (err) {
     await pool.end().catch(() => undefined);
     await embedded?.stop();
     throw err;
   }
+  const backfill = options.deriveStoredEvents ? startBackfill(connectionString, options) : undefined;
   let stopped: Promise<void> | undefined;
   return {
     pool,
@@ -76,10 +81,32 @@ export async function openDatabase(
     },
     stop() {
       stopped ??= (async () => {
+        await backfill?.stop();
         await pool.end().catch(() => undefined);
         await embedded?.stop();
       })();
       return stopped;
+    },
+  };
+}
+
+/**
+ * The backfill on two connections of its own (its advisory lock holds one throughout), so the
+ * role's pool keeps all of its connections for the role.
+ */
+function startBackfill(
+  connectionString: string,
+  options: { applicationName: string; logger: Logger },
+): { stop(): Promise<void> } {
+  const pool = createPool(
+    { connectionString, max: 2, applicationName: `${options.applicationName}-backfill` },
+    (err) => options.logger.warn({ err }, 'idle PostgreSQL connection of the backfill failed'),
+  );
+  const run = backfillInBackground(pool, options.logger);
+  return {
+    async stop() {
+      await run.stop();
+      await pool.end().catch(() => undefined);
     },
   };
 }

@@ -1,65 +1,143 @@
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { deriveDimensions } from '../event/derive.ts';
+import { TallyError } from '../errors/tally-error.ts';
 import { rebuildSessions } from './sessions-store.ts';
 
 // Any constant works; it only has to be the same for every Tally process on a database.
 const BACKFILL_LOCK_KEY = 7_411_190_003;
 const BATCH = 5_000;
-/** The timeout migration 013 rebuilt visits with, for a project that has none stored. */
-const DEFAULT_TIMEOUT_MS = 30 * 60_000;
+/** Rows that can be derived but are not: migration 017's partial index. */
+const UNDERIVED = `channel IS NULL AND (page_url IS NOT NULL OR referrer IS NOT NULL)`;
 
 interface UnderivedRow {
-  part: string;
   ctid: string;
   project: string;
   page_url: string | null;
   referrer: string | null;
 }
 
+export interface BackfillOptions {
+  /** Events per transaction (tests use small ones to cross batches and partitions). */
+  batch?: number;
+  /** Stops between two batches (the process is stopping); what is done stays done. */
+  signal?: AbortSignal;
+}
+
 /**
  * Derives the dimensions of the events stored before migration 010 (migration 017 lists them),
  * then rebuilds the visits of their projects, so breakdowns by page, source or channel count
- * them like any other event. Runs after the migrations, before the process serves: a no-op (two
- * index probes) once done. Each batch is its own transaction and records its projects as pending
- * a visit rebuild, so a restart anywhere in between finishes the work. Concurrent processes
- * serialise on an advisory lock; the later ones then find nothing left.
+ * them like any other event. A no-op (two probes) once done.
+ *
+ * Each batch is its own transaction and records its projects as pending a visit rebuild, so a
+ * stop or crash anywhere in between loses nothing: the next run goes on where this one stopped.
+ * One process at a time: one that finds another at it returns at once (that one finishes, and
+ * its rebuilds bump the data versions, so no cached answer outlives them). The writers go on
+ * meanwhile: their new events are derived on write and never underived.
+ *
+ * `tally start` and `tally process` run it in the background once they serve (database.ts),
+ * `tally migrate` in the foreground. Returns whether it ran (false: nothing to do, another
+ * process at it, or stopped).
  */
-export async function backfillDimensions(pool: pg.Pool, logger: Logger): Promise<void> {
+export async function backfillDimensions(
+  pool: pg.Pool,
+  logger: Logger,
+  options: BackfillOptions = {},
+): Promise<boolean> {
+  if (!(await workLeft(pool))) return false;
   const lock = await pool.connect();
+  let held = false;
   try {
-    await lock.query('SELECT pg_advisory_lock($1)', [BACKFILL_LOCK_KEY]);
-    let derived = 0;
-    for (;;) {
-      const n = await deriveBatch(pool);
-      if (n === 0) break;
-      if (derived === 0) logger.info('deriving the dimensions of events stored before web analytics');
-      derived += n;
-      if (derived % (BATCH * 20) === 0) logger.info({ derived }, 'deriving event dimensions');
+    const { rows } = await lock.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1) AS ok', [
+      BACKFILL_LOCK_KEY,
+    ]);
+    held = rows[0].ok;
+    if (!held) {
+      logger.info('another Tally process is deriving the dimensions of older events');
+      return false;
     }
-    if (derived > 0) logger.info({ derived }, 'event dimensions derived');
-    await rebuildPending(pool, logger);
+    const done = await deriveAll(pool, logger, options);
+    if (done) await rebuildPending(pool, logger, options.signal);
+    return done;
   } finally {
-    await lock.query('SELECT pg_advisory_unlock($1)', [BACKFILL_LOCK_KEY]).catch(() => undefined);
-    lock.release();
+    // A failed unlock would leave the session's lock on a pooled connection: close it instead.
+    const unlocked =
+      held &&
+      (await lock.query('SELECT pg_advisory_unlock($1)', [BACKFILL_LOCK_KEY]).then(
+        () => true,
+        () => false,
+      ));
+    lock.release(held && !unlocked);
   }
 }
 
-/** Derives up to BATCH underived events in one transaction; returns how many. */
-async function deriveBatch(pool: pg.Pool): Promise<number> {
+/** Anything underived, or a project whose visits wait for a rebuild. */
+async function workLeft(pool: pg.Pool): Promise<boolean> {
+  const { rows } = await pool.query<{ left: boolean }>(
+    `SELECT EXISTS (SELECT 1 FROM tally.events WHERE ${UNDERIVED})
+         OR EXISTS (SELECT 1 FROM tally.pending_visit_rebuilds) AS left`,
+  );
+  return rows[0].left;
+}
+
+/**
+ * Walks every partition of tally.events by ctid (a TID range scan from where the last batch
+ * stopped, not a scan from the partition's start per batch); false if stopped by the signal.
+ */
+async function deriveAll(pool: pg.Pool, logger: Logger, options: BackfillOptions): Promise<boolean> {
+  const batch = options.batch ?? BATCH;
+  const { rows: parts } = await pool.query<{ part: string }>(
+    `SELECT i.inhrelid::regclass::text AS part FROM pg_inherits i
+      WHERE i.inhparent = 'tally.events'::regclass ORDER BY i.inhrelid::regclass::text`,
+  );
+  let derived = 0;
+  let batches = 0;
+  for (const { part } of parts) {
+    let after = '(0,0)';
+    for (;;) {
+      if (options.signal?.aborted) return false;
+      const last = await deriveBatch(pool, part, after, batch);
+      if (last === undefined) break;
+      if (derived === 0) logger.info('deriving the dimensions of events stored before web analytics');
+      derived += last.n;
+      after = last.ctid;
+      if (++batches % 20 === 0) logger.info({ derived }, 'deriving event dimensions');
+      if (last.n < batch) break;
+    }
+  }
+  if (derived > 0) logger.info({ derived }, 'event dimensions derived');
+  return true;
+}
+
+/**
+ * Derives up to `batch` underived events of partition `part` after ctid `after`, in one
+ * transaction; the count and the last ctid read, or undefined when there were none.
+ */
+async function deriveBatch(
+  pool: pg.Pool,
+  part: string,
+  after: string,
+  batch: number,
+): Promise<{ n: number; ctid: string } | undefined> {
   const client = await pool.connect();
   try {
     await client.query('BEGIN');
+    // `part` is a partition's name as PostgreSQL prints it (regclass: quoted where needed), read
+    // from the catalog: an identifier, never user input.
     const { rows } = await client.query<UnderivedRow>(
-      `SELECT e.tableoid::regclass::text AS part, e.ctid::text AS ctid, e.project, e.page_url, e.referrer
-         FROM tally.events e
-        WHERE e.channel IS NULL AND (e.page_url IS NOT NULL OR e.referrer IS NOT NULL)
-        LIMIT $1
+      `SELECT ctid::text AS ctid, project, page_url, referrer
+         FROM ${part}
+        WHERE ctid > $1::tid AND ${UNDERIVED}
+        ORDER BY ctid
+        LIMIT $2
           FOR UPDATE`,
-      [BATCH],
+      [after, batch],
     );
-    const byPart = Map.groupBy(rows, (r) => r.part);
-    for (const [part, partRows] of byPart) await updatePartition(client, part, partRows);
+    if (rows.length === 0) {
+      await client.query('COMMIT');
+      return undefined;
+    }
+    await updateRows(client, part, rows);
     await client.query(
       `INSERT INTO tally.pending_visit_rebuilds (project)
        SELECT DISTINCT p FROM unnest($1::text[]) AS p ORDER BY 1
@@ -67,7 +145,7 @@ async function deriveBatch(pool: pg.Pool): Promise<number> {
       [[...new Set(rows.map((r) => r.project))]],
     );
     await client.query('COMMIT');
-    return rows.length;
+    return { n: rows.length, ctid: rows[rows.length - 1].ctid };
   } catch (err) {
     await client.query('ROLLBACK').catch(() => undefined);
     throw err;
@@ -76,11 +154,13 @@ async function deriveBatch(pool: pg.Pool): Promise<number> {
   }
 }
 
-async function updatePartition(client: pg.ClientBase, part: string, rows: readonly UnderivedRow[]) {
+async function updateRows(client: pg.ClientBase, part: string, rows: readonly UnderivedRow[]) {
   const d = rows.map((r) => deriveDimensions({ pageUrl: r.page_url, referrer: r.referrer, userAgent: null }));
+  // An event with a page_url or a referrer is at least Direct (channels.ts): were a rule ever to
+  // leave it NULL, the row would stay underived and be selected again at every start.
+  if (d.some((x) => x.channel === null))
+    throw new TallyError('TALLY_INTERNAL', 'deriving an older event gave no channel (see channels.ts)');
   const col = <K extends keyof (typeof d)[number]>(k: K) => d.map((x) => x[k]);
-  // `part` is a partition's name as PostgreSQL prints it (regclass, quoted where needed), read
-  // from the catalog a moment ago: an identifier, never user input.
   await client.query(
     `UPDATE ${part} AS e
         SET hostname = x.h, path = x.pa, referrer_host = x.rh, utm_source = x.us, utm_medium = x.um,
@@ -103,8 +183,13 @@ async function updatePartition(client: pg.ClientBase, part: string, rows: readon
   );
 }
 
-/** Rebuilds the visits of every project whose events were derived since its last rebuild. */
-async function rebuildPending(pool: pg.Pool, logger: Logger): Promise<void> {
+/**
+ * Rebuilds the visits of every project whose events were derived since its last rebuild, with
+ * the timeout they were built with. A project with no stored timeout has no visits to rebuild
+ * (none were ever built for it, or it was moved away): its pending row just goes. The pending
+ * row is deleted after the rebuild commits; a crash in between repeats the rebuild, harmlessly.
+ */
+async function rebuildPending(pool: pg.Pool, logger: Logger, signal?: AbortSignal): Promise<void> {
   const { rows } = await pool.query<{ project: string; timeout_ms: number | null }>(
     `SELECT p.project, s.timeout_ms
        FROM tally.pending_visit_rebuilds p
@@ -112,8 +197,29 @@ async function rebuildPending(pool: pg.Pool, logger: Logger): Promise<void> {
       ORDER BY p.project COLLATE "C"`,
   );
   for (const { project, timeout_ms } of rows) {
-    const visits = await rebuildSessions(pool, project, timeout_ms ?? DEFAULT_TIMEOUT_MS);
+    if (signal?.aborted) return;
+    if (timeout_ms !== null) {
+      const visits = await rebuildSessions(pool, project, timeout_ms);
+      logger.info({ project, visits }, 'visits rebuilt over the newly derived dimensions');
+    }
     await pool.query('DELETE FROM tally.pending_visit_rebuilds WHERE project = $1', [project]);
-    logger.info({ project, visits }, 'visits rebuilt over the newly derived dimensions');
   }
+}
+
+/**
+ * backfillDimensions in the background of a serving process: failures are logged (the next start
+ * goes on from where it stopped), `stop()` ends it between two batches.
+ */
+export function backfillInBackground(pool: pg.Pool, logger: Logger): { stop(): Promise<void> } {
+  const abort = new AbortController();
+  const run = backfillDimensions(pool, logger, { signal: abort.signal }).catch((err: unknown) => {
+    if (!abort.signal.aborted)
+      logger.error({ err }, 'deriving the dimensions of older events failed; the next start goes on');
+  });
+  return {
+    async stop() {
+      abort.abort();
+      await run;
+    },
+  };
 }

@@ -5,10 +5,12 @@ import fc from 'fast-check';
 import { pino } from 'pino';
 import type { TallyEvent } from '../../src/event/types.ts';
 import { BatchWriter } from '../../src/store/batch-writer.ts';
+import { openDatabase } from '../../src/store/database.ts';
 import { backfillDimensions } from '../../src/store/dimension-backfill.ts';
 import { RawPartitions } from '../../src/store/partitions.ts';
 import { rebuildSessions } from '../../src/store/sessions-store.ts';
 import { startTestPostgres } from '../helpers/kafka-process.ts';
+import { waitFor } from '../helpers/poll.ts';
 
 const T0 = Date.UTC(2025, 4, 10, 9);
 const TIMEOUT_MS = 20 * 60_000;
@@ -60,7 +62,8 @@ interface Input {
 
 const eventArb: fc.Arbitrary<Input> = fc.record({
   user: fc.constantFrom('u1', 'u2', 'u3'),
-  minute: fc.integer({ min: 0, max: 180 }),
+  // Three days: several partitions, so batches cross them.
+  minute: fc.integer({ min: 0, max: 3 * 1440 }),
   type: fc.constantFrom('page_view', 'click', 'signup'),
   pageUrl: pageArb,
   referrer: referrerArb,
@@ -88,6 +91,14 @@ function events(project: string, list: readonly Input[]): TallyEvent[] {
 async function rowsOf(pool: pg.Pool, sql: string, project: string): Promise<Record<string, unknown>[]> {
   const { rows } = await pool.query<Record<string, unknown>>(sql, [project]);
   return rows.map((r) => ({ ...r, project: undefined }));
+}
+
+async function versionOf(pool: pg.Pool, project: string): Promise<number> {
+  const { rows } = await pool.query<{ v: string }>(
+    'SELECT version AS v FROM tally.data_versions WHERE project = $1',
+    [project],
+  );
+  return Number(rows[0]?.v ?? 0);
 }
 
 const EVENT_ROWS = `SELECT event_id, ${DERIVED.join(', ')} FROM tally.events WHERE project = $1 ORDER BY event_id`;
@@ -119,13 +130,17 @@ test(
           [old],
         );
         await rebuildSessions(db.pool, old, TIMEOUT_MS);
+        const version = await versionOf(db.pool, old);
 
-        await backfillDimensions(db.pool, silent);
+        // Batches of 3: many per partition, a partial one at each partition's end.
+        assert.equal(await backfillDimensions(db.pool, silent, { batch: 3 }), true);
 
         assert.deepEqual(await rowsOf(db.pool, EVENT_ROWS, old), await rowsOf(db.pool, EVENT_ROWS, fresh));
         assert.deepEqual(await rowsOf(db.pool, VISIT_ROWS, old), await rowsOf(db.pool, VISIT_ROWS, fresh));
         const pending = await db.pool.query('SELECT project FROM tally.pending_visit_rebuilds');
         assert.deepEqual(pending.rows, []);
+        // The rebuild moved the data version: no cached answer from before is served again.
+        assert.ok((await versionOf(db.pool, old)) > version);
       }),
       { numRuns: 12 },
     );
@@ -176,4 +191,93 @@ test('a restart after the events were derived still rebuilds their visits', asyn
     (await db.pool.query(`SELECT version FROM tally.data_versions WHERE project = 'p'`)).rows,
     version.rows,
   );
+});
+
+test('one process at a time: another finds the lock held and returns at once; a project without visits just leaves', async (t) => {
+  const db = await startTestPostgres(t);
+  const writer = new BatchWriter({
+    pool: db.pool,
+    partitions: new RawPartitions(db.pool, undefined),
+    storeRaw: true,
+    sessionTimeoutMs: TIMEOUT_MS,
+  });
+  const list: Input[] = [
+    {
+      user: 'u1',
+      minute: 0,
+      type: 'page_view',
+      pageUrl: 'https://a.example/x',
+      referrer: null,
+      sessionId: null,
+    },
+  ];
+  await writer.write({ events: events('p', list) });
+  await db.pool.query(
+    `UPDATE tally.events SET channel = NULL, path = NULL, hostname = NULL WHERE project = 'p'`,
+  );
+
+  // Another process at it: held on a connection of its own (the pool's statement_timeout does not
+  // apply to a try).
+  const other = await db.pool.connect();
+  try {
+    await other.query('SELECT pg_advisory_lock(7411190003)');
+    assert.equal(await backfillDimensions(db.pool, silent), false);
+    const { rows } = await db.pool.query(`SELECT channel FROM tally.events WHERE project = 'p'`);
+    assert.deepEqual(rows, [{ channel: null }]);
+  } finally {
+    await other.query('SELECT pg_advisory_unlock(7411190003)');
+    other.release();
+  }
+  assert.equal(await backfillDimensions(db.pool, silent), true);
+  const { rows } = await db.pool.query(`SELECT channel, path FROM tally.events WHERE project = 'p'`);
+  assert.deepEqual(rows, [{ channel: 'Direct', path: '/x' }]);
+
+  // A pending project with no stored timeout (moved away, or never given visits) is not rebuilt
+  // with a made-up timeout: its pending row goes, and no timeout is stored for it.
+  await db.pool.query(`INSERT INTO tally.pending_visit_rebuilds VALUES ('gone')`);
+  assert.equal(await backfillDimensions(db.pool, silent), true);
+  assert.equal((await db.pool.query('SELECT 1 FROM tally.pending_visit_rebuilds')).rowCount, 0);
+  assert.equal(
+    (await db.pool.query(`SELECT 1 FROM tally.session_settings WHERE project = 'gone'`)).rowCount,
+    0,
+  );
+  // Nothing left: no work, no lock taken.
+  assert.equal(await backfillDimensions(db.pool, silent), false);
+});
+
+test('tally start and tally process derive older events in the background', async (t) => {
+  const db = await startTestPostgres(t);
+  const writer = new BatchWriter({
+    pool: db.pool,
+    partitions: new RawPartitions(db.pool, undefined),
+    storeRaw: true,
+    sessionTimeoutMs: TIMEOUT_MS,
+  });
+  const list: Input[] = [
+    {
+      user: 'u1',
+      minute: 0,
+      type: 'page_view',
+      pageUrl: 'https://a.example/?utm_source=n&utm_medium=email',
+      referrer: null,
+      sessionId: null,
+    },
+  ];
+  await writer.write({ events: events('p', list) });
+  await db.pool.query(`UPDATE tally.events SET channel = NULL, utm_source = NULL WHERE project = 'p'`);
+
+  // As the roles open it.
+  const opened = await openDatabase(
+    { kind: 'external', connectionString: db.connectionString },
+    { poolSize: 2, applicationName: 'test-roles', logger: silent, deriveStoredEvents: true },
+  );
+  try {
+    await waitFor(
+      'older events derived in the background',
+      async () => (await db.pool.query(`SELECT 1 FROM tally.events WHERE channel = 'Email'`)).rowCount === 1,
+      20_000,
+    );
+  } finally {
+    await opened.stop();
+  }
 });

@@ -165,8 +165,8 @@ let loadAgain = false;
 const MIN_GAP_MS = 750;
 
 /**
- * `data-view` on <body> names the view (its URL search) whose every part is on screen; it is
- * absent while a load runs or after the view changed. Parts load and draw on their own, so
+ * `data-view` on <body> names the view (its URL search) whose every part has been drawn, or has
+ * shown its error; it is absent while a load runs or after the view changed. Parts load and draw on their own, so
  * anything reading the page as a whole (the browser tests) waits for it.
  */
 function unmarkRendered() {
