@@ -7,10 +7,12 @@ import { LRUCache } from 'lru-cache';
  * of that user in that minute, hour or day derives the same three rows, and each one sent costs
  * PostgreSQL an index probe that only finds the conflict.
  *
- * TRICKY: a row is remembered only after the COMMIT of a batch that sent it. Then it exists:
- * either that batch inserted it, or its ON CONFLICT DO NOTHING met a row that another
+ * TRICKY: a row is remembered only after the COMMIT of a batch that sent it for a fresh event
+ * (tally.write_events writes no other, migration 014; rollup-writes.ts's writtenUserRows). Then
+ * it exists: either that batch inserted it, or its ON CONFLICT DO NOTHING met a row that another
  * transaction had committed (PostgreSQL waits for an in-progress inserter and only skips the row
- * once that one committed). Nothing deletes rollup_users rows (retention keeps rollups), so a
+ * once that one committed). A row derived only from events whose key was stored already is not
+ * written, and must not be remembered: a later fresh event would skip a row that is missing. Nothing deletes rollup_users rows (retention keeps rollups), so a
  * remembered row stays true. Skipping it only skips a no-op: its user bit was set by whoever
  * inserted it. Restoring the database under a running process would break that assumption, as
  * it would for the user numbers (user-numbers.ts): restart the processes after a restore.
