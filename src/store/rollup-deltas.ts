@@ -2,7 +2,7 @@ import type { TallyEvent } from '../event/types.ts';
 import { compareStrings } from '../util/compare-strings.ts';
 import { LEVELS } from './levels.ts';
 
-/** rollup_users rows (project, level, bucket, user), as parallel arrays. */
+/** (project, level, bucket, user) rows: who was active in which bucket, as parallel arrays. */
 export interface UserRows {
   project: string[];
   level: number[];
@@ -24,12 +24,12 @@ interface Row {
 }
 
 /**
- * The (bucket, user) rows of rollup_users the events derive, at every level, each once, in one
+ * The (bucket, user) rows the events derive, at every level, each once, in one
  * total order, by (project, level, bucket, user) (strings by code unit), so that concurrent
  * batches lock them in the same order. The counters are summed by PostgreSQL from the events
  * actually stored (migration 009); these rows are computed here because the writer skips the
  * rows it knows (known-user-rows.ts). Each row comes with the events that derive it, in batch
- * order: PostgreSQL writes a row only if one of them is fresh (migration 014).
+ * order: PostgreSQL records a row's user only if one of them is fresh (migrations 014, 016).
  *
  * The rows are found through nested maps keyed by the events' own strings, not by a key string
  * built per event: each event derives a row at each of three levels, and a JSON key for each

@@ -3,9 +3,9 @@ import { rowKey, type KnownUserRows } from './known-user-rows.ts';
 import { rollupUserRows, type UserRows } from './rollup-deltas.ts';
 import { userKey } from './user-numbers.ts';
 
-/** The rollup_users rows a batch sends to tally.write_events, as its parallel arrays. */
+/** The (bucket, user) rows a batch sends to tally.write_events, as its parallel arrays. */
 export interface UserRowArgs extends UserRows {
-  /** Each row's user number (user-numbers.ts): PostgreSQL sets its bit in rollup_user_bits. */
+  /** Each row's user number (user-numbers.ts): PostgreSQL adds it to the minute's array or sets its bit. */
   num: number[];
   /** Row i is derived by the events `event[from[i]:to[i]]` (PostgreSQL's 1-based, inclusive slice). */
   from: number[];
@@ -17,21 +17,21 @@ export interface UserRowArgs extends UserRows {
 }
 
 /**
- * The rollup_users rows a batch sends to tally.write_events (migration 014): the (bucket, user)
- * rows its events derive that are not in `known`, each with its user's number and the events
- * deriving it. PostgreSQL writes a row, and ORs its bit into rollup_user_bits (so that it always
- * holds exactly the users of rollup_users, migration 005), only when one of those events is
- * fresh: a re-sent event_id may differ from the stored event (time, user, bot flag), and its rows
- * must not count. Bot events (`isBot`, parallel to `events`) derive no rows: bots are in no rollup
+ * The (bucket, user) rows a batch sends to tally.write_events (migrations 014, 016): those its
+ * events derive that are not in `known`, each with its user's number and the events deriving it.
+ * PostgreSQL adds the user to the minute's array (tally.rollup_minute_users) or sets its bit in
+ * the hour's or day's bit string (tally.rollup_user_bits) only when one of those events is fresh:
+ * a re-sent event_id may differ from the stored event (time, user, bot flag), and its rows must
+ * not count. Bot events (`isBot`, parallel to `events`) derive no rows: bots are in no rollup
  * (migration 012).
  *
- * TRICKY: the counters, the bit strings and the data version are shared by every batch (all
- * batches of a minute add to the same rollup_events rows, and to the same hour and day rows for
- * an hour and a day), so a batch holds their row locks from its upsert until its COMMIT and any
- * concurrent batch waits for it. tally.write_events upserts them last, right before COMMIT;
- * rollup_users rows are per user and rarely wanted by two batches at once, so they go before.
- * All batches take the tables in one order, and each table's rows in the order of their key
- * columns (rollupUserRows, and the ORDER BY of the function's counters and bits).
+ * TRICKY: the counters, the page numbers, the minute arrays, the bit strings and the data version
+ * are shared by every batch (all batches of a minute add to the same rollup_events rows and minute
+ * array, and to the same hour and day rows for an hour and a day), so a batch holds their row
+ * locks from its upsert until its COMMIT and any concurrent batch waits for it. tally.write_events
+ * upserts them last, right before the visits and COMMIT. All batches take the tables in one
+ * order, and each table's rows in the order of their key columns (rollupUserRows, and the ORDER BY
+ * of the function's upserts).
  */
 export function rollupUserArgs(
   events: readonly TallyEvent[],

@@ -15,7 +15,7 @@ export interface StoredEvents {
   fresh: boolean[];
   /** The new data version of each project that got events. */
   versions: Map<string, number>;
-  /** The rollup_users rows sent that exist once the transaction has committed, for `known.remember`. */
+  /** The (bucket, user) rows sent whose users are recorded once the transaction has committed, for `known.remember`. */
   userRows: string[];
   /** For each of the events given: true when deriveDimensions found it a bot. */
   bot: boolean[];
@@ -23,7 +23,7 @@ export interface StoredEvents {
 
 /**
  * Stores `events` (unique by (project, event_id), sorted by it: see dedupeWithinBatch) with ONE
- * call of tally.write_events (migration 014): their dedup keys, the raw rows of those whose key
+ * call of tally.write_events (migration 016): their dedup keys, the raw rows of those whose key
  * was new and whose time is at or after `rawCutoff` (undefined: raw storage off) with the
  * dimensions derived from each (src/event/derive.ts), the rollups of those that are not bots,
  * and the visits (sessions, with `sessionTimeoutMs`) the raw rows touch. One round trip; inside
@@ -79,7 +79,6 @@ export async function writeEvents(
     ['p_users_project', users.project, 'text[]'],
     ['p_users_level', users.level, 'int2[]'],
     ['p_users_bucket', users.bucket, 'float8[]'],
-    ['p_users_user_id', users.userId, 'text[]'],
     ['p_users_num', users.num, 'int4[]'],
     ['p_users_from', users.from, 'int4[]'],
     ['p_users_to', users.to, 'int4[]'],

@@ -120,9 +120,9 @@ test(
   },
 );
 
-// TRICKY: rollup_users rows are derived before PostgreSQL says which events are fresh; a re-send
+// TRICKY: (bucket, user) rows are derived before PostgreSQL says which events are fresh; a re-send
 // with another time, user or bot flag, in a batch with a new event, must add no user to the
-// rollups (migration 014: only rows with a fresh event among their events are written).
+// rollups (migrations 014, 016: only rows with a fresh event among their events are recorded).
 test(
   'a re-sent event_id that differs from the stored event (time, user, bot flag) changes no number',
   { timeout: 60_000 },

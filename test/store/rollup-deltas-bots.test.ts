@@ -24,7 +24,7 @@ function event(project: string, userId: string, ts: number): TallyEvent {
   };
 }
 
-test('bot events derive no rollup_users rows: the rows are those of the other events alone', () => {
+test('bot events derive no (bucket, user) rows: the rows are those of the other events alone', () => {
   fc.assert(
     fc.property(
       fc.array(
