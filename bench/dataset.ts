@@ -64,7 +64,7 @@ try {
   );
 
   await pool.query('DELETE FROM tally.events WHERE project = $1', [BENCH_PROJECT]);
-  for (const table of ['rollup_events', 'rollup_pages', 'rollup_users', 'rollup_user_bits'])
+  for (const table of ['rollup_events', 'rollup_pages', 'rollup_minute_users', 'rollup_user_bits'])
     await pool.query(`DELETE FROM tally.${table} WHERE project = $1`, [BENCH_PROJECT]);
   const partitions = new RawPartitions(database.pool, undefined);
   const dayList: number[] = [];
@@ -93,6 +93,13 @@ try {
     [HOUR.level, 'hour'],
     [DAY_LEVEL.level, 'day'],
   ];
+  await step(
+    'page numbers',
+    `INSERT INTO tally.page_urls (page_url)
+     SELECT DISTINCT page_url FROM tally.events WHERE project = $1 AND page_url IS NOT NULL ORDER BY 1
+     ON CONFLICT (page_url) DO NOTHING`,
+    [BENCH_PROJECT],
+  );
   for (const [level, unit] of levels) {
     await step(
       `rollup_events ${unit}`,
@@ -103,20 +110,16 @@ try {
     );
     await step(
       `rollup_pages ${unit}`,
-      `INSERT INTO tally.rollup_pages (project, level, bucket, type, page_url, count)
-       SELECT project, $2::int2, date_trunc($3::text, ts AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', type, page_url, count(*)
-         FROM tally.events WHERE project = $1 AND page_url IS NOT NULL GROUP BY 1, 2, 3, 4, 5`,
-      [BENCH_PROJECT, level, unit],
-    );
-    await step(
-      `rollup_users ${unit}`,
-      `INSERT INTO tally.rollup_users (project, level, bucket, user_id)
-       SELECT DISTINCT project, $2::int2, date_trunc($3::text, ts AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', user_id
-         FROM tally.events WHERE project = $1`,
+      `INSERT INTO tally.rollup_pages (project, level, bucket, type, page_id, count)
+       SELECT e.project, $2::int2, date_trunc($3::text, e.ts AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', e.type, d.id, count(*)
+         FROM tally.events e JOIN tally.page_urls d ON d.page_url = e.page_url
+        WHERE e.project = $1 GROUP BY 1, 2, 3, 4, 5`,
       [BENCH_PROJECT, level, unit],
     );
   }
-  await step('user numbers and bit strings', 'SELECT tally.rebuild_user_bits($1)', [BENCH_PROJECT]);
+  await step('user numbers, minute arrays and bit strings', 'SELECT tally.rebuild_user_sets($1)', [
+    BENCH_PROJECT,
+  ]);
   await step(
     'data version',
     `INSERT INTO tally.data_versions AS v (project, version) VALUES ($1, 1)
@@ -124,12 +127,12 @@ try {
     [BENCH_PROJECT],
   );
   // Index-only scans need the visibility map; the planner needs statistics.
-  for (const table of ['events', 'rollup_events', 'rollup_pages', 'rollup_users', 'rollup_user_bits'])
+  for (const table of ['events', 'rollup_events', 'rollup_pages', 'rollup_minute_users', 'rollup_user_bits'])
     await step(`VACUUM ANALYZE ${table}`, `VACUUM ANALYZE tally.${table}`);
   const { rows } = await pool.query<{ table: string; size: string }>(
     `SELECT relname AS table, pg_size_pretty(pg_total_relation_size(c.oid)) AS size
        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-      WHERE n.nspname = 'tally' AND relname IN ('rollup_events', 'rollup_pages', 'rollup_users', 'rollup_user_bits')`,
+      WHERE n.nspname = 'tally' AND relname IN ('rollup_events', 'rollup_pages', 'page_urls', 'rollup_minute_users', 'rollup_user_bits')`,
   );
   log(`sizes: ${rows.map((r) => `${r.table} ${r.size}`).join(', ')}`);
 } finally {

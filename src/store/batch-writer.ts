@@ -106,7 +106,7 @@ export class BatchWriter {
       }
       const stored: StoredEvents =
         unique.length === 0
-          ? { fresh: [], versions: new Map(), sentUserRows: [], bot: [] }
+          ? { fresh: [], versions: new Map(), userRows: [], bot: [] }
           : await writeEvents(
               client,
               unique,
@@ -117,7 +117,7 @@ export class BatchWriter {
               this.#deps.derive,
             );
       if (transaction) await client.query('COMMIT');
-      this.#knownUserRows.remember(stored.sentUserRows);
+      this.#knownUserRows.remember(stored.userRows);
       this.#deps.onVersions?.(stored.versions);
       const inserted = unique.filter((_e, i) => stored.fresh[i]);
       let insertedBots = 0;

@@ -1,18 +1,20 @@
 import { LRUCache } from 'lru-cache';
 
 /**
- * The rollup_users rows (project, level, bucket, user) this process knows to be committed, so a
- * batch need not send them again. Most (bucket, user) rows a batch derives already exist: a user
- * active in a minute has one row for that minute, its hour and its day, and every further event
- * of that user in that minute, hour or day derives the same three rows, and each one sent costs
- * PostgreSQL an index probe that only finds the conflict.
+ * The (project, level, bucket, user) rows this process knows to be committed: the user is in that
+ * bucket's minute array or bit string (migration 016), so a batch need not send the row again.
+ * Most (bucket, user) rows a batch derives are recorded already: a user active in a minute is in
+ * that minute, its hour and its day, and every further event of that user in that minute, hour or
+ * day derives the same three rows, and each one sent costs PostgreSQL a merge that changes nothing.
  *
- * TRICKY: a row is remembered only after the COMMIT of a batch that sent it. Then it exists:
- * either that batch inserted it, or its ON CONFLICT DO NOTHING met a row that another
- * transaction had committed (PostgreSQL waits for an in-progress inserter and only skips the row
- * once that one committed). Nothing deletes rollup_users rows (retention keeps rollups), so a
- * remembered row stays true. Skipping it only skips a no-op: its user bit was set by whoever
- * inserted it. Restoring the database under a running process would break that assumption, as
+ * TRICKY: a row is remembered only after the COMMIT of a batch that sent it for a fresh event
+ * (tally.write_events records no other, migrations 014 and 016; rollup-writes.ts's
+ * writtenUserRows). Then its user is recorded: that batch added it (the upserts of a bucket's
+ * array or bit string wait for any in-progress writer of it and merge into what it committed). A
+ * row derived only from events whose key was stored already is not recorded, and must not be
+ * remembered: a later fresh event would skip a user that is missing. Nothing removes users from
+ * the rollups (retention keeps rollups), so a remembered row stays true, and skipping it only
+ * skips a no-op. Restoring the database under a running process would break that assumption, as
  * it would for the user numbers (user-numbers.ts): restart the processes after a restore.
  */
 export class KnownUserRows {
@@ -33,7 +35,7 @@ export class KnownUserRows {
   }
 }
 
-/** The key of one rollup_users row. */
+/** The key of one (project, level, bucket, user) row. */
 export function rowKey(project: string, level: number, bucket: number, userId: string): string {
   return `${project}\u0000${level}\u0000${bucket}\u0000${userId}`;
 }

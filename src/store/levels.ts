@@ -1,6 +1,7 @@
 /**
- * The rollup levels: the value of the `level` column of tally.rollup_events, rollup_pages,
- * rollup_users and rollup_user_bits, and the width of its UTC buckets (migration 001). Code and
+ * The rollup levels: the value of the `level` column of tally.rollup_events, rollup_pages and
+ * rollup_user_bits (hours and days; minutes' users are tally.rollup_minute_users), and the width
+ * of its UTC buckets (migration 001). Code and
  * SQL name a level through these constants, never by its number.
  */
 export const MINUTE = { level: 0, ms: 60_000 } as const;

@@ -4,7 +4,7 @@ import { bumpDataVersions } from './data-versions.ts';
 import { DAY } from './levels.ts';
 
 /**
- * The tables whose rows belong to one project (migrations 001, 004, 005, 010), in the order a
+ * The tables whose rows belong to one project (migrations 001, 004, 005, 010, 016), in the order a
  * batch transaction writes them, which is the order the move locks them in.
  */
 const MOVED_TABLES = [
@@ -12,7 +12,7 @@ const MOVED_TABLES = [
   'events',
   'rollup_events',
   'rollup_pages',
-  'rollup_users',
+  'rollup_minute_users',
   'rollup_user_bits',
   'sessions',
 ] as const;
@@ -22,7 +22,7 @@ const NUMBER_TABLES = ['user_numbers', 'user_number_counters'] as const;
  * The order the move locks tables in: the writers' own order, so a move and a batch never wait
  * on each other in a cycle. A user-number transaction (user-numbers.ts) takes the counter, then
  * the numbers; a batch transaction (batch-writer.ts, then tally.write_events) takes the dead
- * letters, the keys, the raw rows, rollup_users, the data version, the shared rollups, then the
+ * letters, the keys, the raw rows, the data version, the shared rollups (migration 016), then the
  * session settings and the visits (tally.refresh_sessions, its last statement, after project and
  * per-user advisory locks). The move takes no advisory lock: a refresher's batch holds the raw
  * rows' table before its advisory locks, so the move never holds the settings' or the visits'
@@ -34,10 +34,10 @@ const LOCK_ORDER = [
   'dead_letters',
   'event_ids',
   'events',
-  'rollup_users',
   'data_versions',
   'rollup_events',
   'rollup_pages',
+  'rollup_minute_users',
   'rollup_user_bits',
   'session_settings',
   'sessions',

@@ -2,7 +2,7 @@ import type { TallyEvent } from '../event/types.ts';
 import { compareStrings } from '../util/compare-strings.ts';
 import { LEVELS } from './levels.ts';
 
-/** rollup_users rows (project, level, bucket, user), as parallel arrays. */
+/** (project, level, bucket, user) rows: who was active in which bucket, as parallel arrays. */
 export interface UserRows {
   project: string[];
   level: number[];
@@ -10,19 +10,26 @@ export interface UserRows {
   userId: string[];
 }
 
+/** UserRows with, for each row, the indexes (into the events given) of the events deriving it. */
+export interface DerivedUserRows extends UserRows {
+  events: number[][];
+}
+
 interface Row {
   project: string;
   level: number;
   bucket: number;
   userId: string;
+  events: number[];
 }
 
 /**
- * The (bucket, user) rows of rollup_users the events derive, at every level, each once, in one
+ * The (bucket, user) rows the events derive, at every level, each once, in one
  * total order, by (project, level, bucket, user) (strings by code unit), so that concurrent
  * batches lock them in the same order. The counters are summed by PostgreSQL from the events
  * actually stored (migration 009); these rows are computed here because the writer skips the
- * rows it knows (known-user-rows.ts) and sets their user bits (rollup-writes.ts).
+ * rows it knows (known-user-rows.ts). Each row comes with the events that derive it, in batch
+ * order: PostgreSQL records a row's user only if one of them is fresh (migrations 014, 016).
  *
  * The rows are found through nested maps keyed by the events' own strings, not by a key string
  * built per event: each event derives a row at each of three levels, and a JSON key for each
@@ -31,29 +38,34 @@ interface Row {
  * `isBot` (parallel to `events`): the events that are bots derive no rows, as they add to no
  * rollup (migration 012); a flag array rather than a filtered copy of the batch.
  */
-export function rollupUserRows(events: readonly TallyEvent[], isBot?: readonly boolean[]): UserRows {
+export function rollupUserRows(events: readonly TallyEvent[], isBot?: readonly boolean[]): DerivedUserRows {
   // project → bucket + level (buckets are whole minutes, so this tells the levels of one instant
   // apart) → user.
-  const projects = new Map<string, Map<number, Set<string>>>();
+  const projects = new Map<string, Map<number, Map<string, Row>>>();
   const rows: Row[] = [];
   for (let i = 0; i < events.length; i++) {
     if (isBot?.[i] === true) continue;
     const e = events[i];
     let buckets = projects.get(e.project);
     if (buckets === undefined) {
-      buckets = new Map<number, Set<string>>();
+      buckets = new Map<number, Map<string, Row>>();
       projects.set(e.project, buckets);
     }
     for (const { level, ms } of LEVELS) {
       const bucket = e.ts - (e.ts % ms);
       let users = buckets.get(bucket + level);
       if (users === undefined) {
-        users = new Set<string>();
+        users = new Map<string, Row>();
         buckets.set(bucket + level, users);
       }
-      if (users.has(e.userId)) continue;
-      users.add(e.userId);
-      rows.push({ project: e.project, level, bucket, userId: e.userId });
+      const row = users.get(e.userId);
+      if (row !== undefined) {
+        row.events.push(i);
+        continue;
+      }
+      const added = { project: e.project, level, bucket, userId: e.userId, events: [i] };
+      users.set(e.userId, added);
+      rows.push(added);
     }
   }
   rows.sort(
@@ -68,5 +80,6 @@ export function rollupUserRows(events: readonly TallyEvent[], isBot?: readonly b
     level: rows.map((r) => r.level),
     bucket: rows.map((r) => r.bucket),
     userId: rows.map((r) => r.userId),
+    events: rows.map((r) => r.events),
   };
 }

@@ -1,6 +1,7 @@
 import type { Queryable } from './read-snapshot.ts';
 import type { Piece } from '../query/range-pieces.ts';
 import { DAY } from './levels.ts';
+import { USERS_PER_CHUNK } from './user-numbers.ts';
 
 export const PAGE_VIEW = 'page_view';
 
@@ -17,6 +18,8 @@ export interface RollupFilter {
 // on a small table, 8 s for a 30-day timeseries at 10 million events (see QUERY_PLANS.md).
 const PIECES = `unnest($2::int2[], $3::float8[], $4::float8[], $5::int4[]) AS p(level, f, t, i)`;
 const IN_PIECE = `r.project = $1 AND r.level = p.level AND r.bucket >= to_timestamp(p.f / 1000.0) AND r.bucket < to_timestamp(p.t / 1000.0)`;
+/** IN_PIECE for tally.rollup_minute_users, which holds minutes (level 0) only. */
+const IN_MINUTE_PIECE = `r.project = $1 AND r.bucket >= to_timestamp(p.f / 1000.0) AND r.bucket < to_timestamp(p.t / 1000.0)`;
 
 function pieceParams(project: string, pieces: readonly Piece[]): unknown[] {
   return [
@@ -64,7 +67,9 @@ export class StatsStore {
     const params = pieceParams(project, pieces);
     let where = IN_PIECE;
     if (filter.type !== undefined) where += ` AND r.type = $${params.push(filter.type)}`;
-    if (filter.pageUrl !== undefined) where += ` AND r.page_url = $${params.push(filter.pageUrl)}`;
+    // Pages are counted by number (migration 016); an unknown URL has none, and counts nothing.
+    if (filter.pageUrl !== undefined)
+      where += ` AND r.page_id = (SELECT d.id FROM tally.page_urls d WHERE d.page_url = $${params.push(filter.pageUrl)})`;
     return this.#byIndex(
       `SELECT p.i AS i, sum(r.count)::int8 AS n FROM ${PIECES}
          CROSS JOIN LATERAL (SELECT r.count FROM tally.rollup_pages r WHERE ${where} OFFSET 0) r GROUP BY p.i`,
@@ -73,16 +78,31 @@ export class StatsStore {
   }
 
   /**
-   * Exact distinct users per output index: the union (bit_or) of the user bit strings of every
-   * bucket of its pieces, chunk by chunk, then the set bits counted (migration 005). A 30-day
-   * summary reads about 30 rows per 8192 users, however many events they sent.
+   * Exact distinct users per output index: the union of the users of every bucket of its pieces
+   * (migrations 005, 016). Hours and days keep them as bit strings over the user numbers, 8192
+   * users a row: OR-ed chunk by chunk, their set bits counted; a 30-day summary reads about 30
+   * rows per 8192 users. Minutes keep a sorted array of numbers each (a minute has a few users
+   * per chunk): each number of a minute piece counts once per index, unless its bit is already
+   * set in that index's hours and days. Ragged ends have at most 59 minutes on each side.
    */
   async uniqueUsers(project: string, pieces: readonly Piece[]): Promise<Map<number, number>> {
     return this.#byIndex(
-      `SELECT i, sum(bit_count(users))::int8 AS n FROM (
-         SELECT p.i AS i, bit_or(r.users) AS users FROM ${PIECES}
-           CROSS JOIN LATERAL (SELECT r.chunk, r.users FROM tally.rollup_user_bits r WHERE ${IN_PIECE} OFFSET 0) r
+      `WITH bits AS (
+         SELECT p.i AS i, r.chunk, bit_or(r.users) AS users FROM ${PIECES}
+           CROSS JOIN LATERAL (SELECT r.chunk, r.users FROM tally.rollup_user_bits r WHERE p.level > 0 AND ${IN_PIECE} OFFSET 0) r
           GROUP BY p.i, r.chunk
+       ), minutes AS (
+         SELECT DISTINCT p.i AS i, u.num FROM ${PIECES}
+           CROSS JOIN LATERAL (SELECT r.users FROM tally.rollup_minute_users r WHERE p.level = 0 AND ${IN_MINUTE_PIECE} OFFSET 0) r
+           CROSS JOIN LATERAL unnest(r.users) AS u(num)
+       )
+       SELECT i, sum(n)::int8 AS n FROM (
+         SELECT i, bit_count(users) AS n FROM bits
+         UNION ALL
+         SELECT m.i, count(*) FROM minutes m
+           LEFT JOIN bits b ON b.i = m.i AND b.chunk = m.num / ${USERS_PER_CHUNK}
+          WHERE b.users IS NULL OR get_bit(b.users, m.num % ${USERS_PER_CHUNK}) = 0
+          GROUP BY m.i
        ) c GROUP BY i`,
       pieceParams(project, pieces),
     );
@@ -95,9 +115,12 @@ export class StatsStore {
   ): Promise<{ page_url: string; views: number }[]> {
     const params = [...pieceParams(project, pieces), PAGE_VIEW, limit];
     const { rows } = await this.#pool.query<{ page_url: string; views: number }>(
-      `SELECT r.page_url, sum(r.count)::int8 AS views FROM ${PIECES}
-         CROSS JOIN LATERAL (SELECT r.page_url, r.count FROM tally.rollup_pages r WHERE ${IN_PIECE} AND r.type = $6 OFFSET 0) r
-        GROUP BY r.page_url ORDER BY views DESC, r.page_url LIMIT $7`,
+      `SELECT d.page_url, v.views FROM (
+         SELECT r.page_id, sum(r.count)::int8 AS views FROM ${PIECES}
+           CROSS JOIN LATERAL (SELECT r.page_id, r.count FROM tally.rollup_pages r WHERE ${IN_PIECE} AND r.type = $6 OFFSET 0) r
+          GROUP BY r.page_id
+       ) v JOIN tally.page_urls d ON d.id = v.page_id
+        ORDER BY v.views DESC, d.page_url LIMIT $7`,
       params,
     );
     return rows;

@@ -3,7 +3,7 @@ import { deriveDimensions, type DerivedDimensions } from '../event/derive.ts';
 import type { TallyEvent } from '../event/types.ts';
 import type { KnownUserRows } from './known-user-rows.ts';
 import { LEVELS } from './levels.ts';
-import { rollupUserArgs } from './rollup-writes.ts';
+import { rollupUserArgs, writtenUserRows } from './rollup-writes.ts';
 import { sessionTimeoutError } from './sessions-store.ts';
 import { SqlParams } from './sql-params.ts';
 
@@ -15,15 +15,15 @@ export interface StoredEvents {
   fresh: boolean[];
   /** The new data version of each project that got events. */
   versions: Map<string, number>;
-  /** The rollup_users rows sent, for `known.remember` once the transaction has committed. */
-  sentUserRows: string[];
+  /** The (bucket, user) rows sent whose users are recorded once the transaction has committed, for `known.remember`. */
+  userRows: string[];
   /** For each of the events given: true when deriveDimensions found it a bot. */
   bot: boolean[];
 }
 
 /**
  * Stores `events` (unique by (project, event_id), sorted by it: see dedupeWithinBatch) with ONE
- * call of tally.write_events (migration 012): their dedup keys, the raw rows of those whose key
+ * call of tally.write_events (migration 016): their dedup keys, the raw rows of those whose key
  * was new and whose time is at or after `rawCutoff` (undefined: raw storage off) with the
  * dimensions derived from each (src/event/derive.ts), the rollups of those that are not bots,
  * and the visits (sessions, with `sessionTimeoutMs`) the raw rows touch. One round trip; inside
@@ -42,8 +42,7 @@ export async function writeEvents(
   derive: Derive = deriveDimensions,
 ): Promise<StoredEvents> {
   const cols = eventColumns(events, rawCutoff !== undefined, derive);
-  const rollups = rollupUserArgs(events, numbers, known, cols.bot);
-  const { users, bits } = rollups;
+  const users = rollupUserArgs(events, numbers, known, cols.bot);
   const raw = cols.raw;
   // [parameter of tally.write_events, value, SQL type]
   const args: [string, unknown, string][] = [
@@ -80,12 +79,10 @@ export async function writeEvents(
     ['p_users_project', users.project, 'text[]'],
     ['p_users_level', users.level, 'int2[]'],
     ['p_users_bucket', users.bucket, 'float8[]'],
-    ['p_users_user_id', users.userId, 'text[]'],
-    ['p_bits_project', bits.project, 'text[]'],
-    ['p_bits_level', bits.level, 'int2[]'],
-    ['p_bits_bucket', bits.bucket, 'float8[]'],
-    ['p_bits_chunk', bits.chunk, 'int4[]'],
-    ['p_bits_hex', bits.hex, 'text[]'],
+    ['p_users_num', users.num, 'int4[]'],
+    ['p_users_from', users.from, 'int4[]'],
+    ['p_users_to', users.to, 'int4[]'],
+    ['p_users_event', users.event, 'int4[]'],
   ];
   const p = new SqlParams();
   const named = args.map(([name, value, type]) => `${name} => ${p.add(value, type)}`);
@@ -105,7 +102,7 @@ export async function writeEvents(
   return {
     fresh,
     versions: new Map(projects.map((project, i) => [project, Number(versions[i])])),
-    sentUserRows: rollups.sentUserRows,
+    userRows: writtenUserRows(users, fresh),
     bot: cols.bot,
   };
 }

@@ -25,6 +25,18 @@ export function expectedRollups(events: readonly OracleEvent[]) {
   };
 }
 
+/** The members of `project`'s user sets ($1) as (level, bucket, user_id) rows named `members`. */
+const USER_SETS = `WITH nums AS (
+    SELECT 0 AS level, m.bucket, u.num FROM tally.rollup_minute_users m, unnest(m.users) AS u(num)
+     WHERE m.project = $1
+    UNION ALL
+    SELECT b.level, b.bucket, b.chunk * 8192 + g.i FROM tally.rollup_user_bits b, generate_series(0, 8191) AS g(i)
+     WHERE b.project = $1 AND get_bit(b.users, g.i) = 1
+  ), members AS (
+    SELECT x.level, x.bucket, n.user_id FROM nums x
+      JOIN tally.user_numbers n ON n.project = $1 AND n.num = x.num
+  )`;
+
 /** The rollup tables and the raw table of `project`, in the same string form as `expectedRollups`. */
 export async function storedState(db: pg.Pool | pg.Client, project = 'default') {
   const q = async (sql: string) =>
@@ -35,28 +47,19 @@ export async function storedState(db: pg.Pool | pg.Client, project = 'default') 
       `SELECT level || '|' || ${bucket} || '|' || type || '|' || count AS k FROM tally.rollup_events WHERE project = $1`,
     ),
     pages: await q(
-      `SELECT level || '|' || ${bucket} || '|' || type || '|' || page_url || '|' || count AS k
-         FROM tally.rollup_pages WHERE project = $1`,
+      `SELECT r.level || '|' || ${bucket} || '|' || r.type || '|' || d.page_url || '|' || r.count AS k
+         FROM tally.rollup_pages r JOIN tally.page_urls d ON d.id = r.page_id WHERE r.project = $1`,
     ),
-    users: await q(
-      `SELECT level || '|' || ${bucket} || '|' || user_id AS k FROM tally.rollup_users WHERE project = $1`,
-    ),
-    // The user bit strings of migration 005: the rollup_users rows whose bit is set, and how many
-    // bits are set in all. Both equal to rollup_users' rows means both hold the same users.
-    userBits: await q(
-      `SELECT u.level || '|' || (extract(epoch from u.bucket) * 1000)::bigint || '|' || u.user_id AS k
-         FROM tally.rollup_users u
-         JOIN tally.user_numbers n ON n.project = u.project AND n.user_id = u.user_id
-        CROSS JOIN LATERAL (
-          SELECT get_bit(b.users, n.num % 8192) AS bit FROM tally.rollup_user_bits b
-           WHERE b.project = u.project AND b.level = u.level AND b.bucket = u.bucket AND b.chunk = n.num / 8192
-          OFFSET 0) b
-        WHERE u.project = $1 AND b.bit = 1`,
-    ),
+    // Who was active in each bucket (migration 016): the minute arrays and the hour and day bit
+    // strings, each member decoded to its user through tally.user_numbers.
+    users: await q(`${USER_SETS} SELECT level || '|' || ${bucket} || '|' || user_id AS k FROM members`),
+    // Every member of every set, numbered user or not: equal to users' length means no number
+    // without a user is in a set.
     userBitCount: Number(
       (
         await db.query<{ n: string }>(
-          'SELECT coalesce(sum(bit_count(users)), 0) AS n FROM tally.rollup_user_bits WHERE project = $1',
+          `SELECT (SELECT coalesce(sum(bit_count(users)), 0) FROM tally.rollup_user_bits WHERE project = $1)
+                + (SELECT coalesce(sum(cardinality(users)), 0) FROM tally.rollup_minute_users WHERE project = $1) AS n`,
           [project],
         )
       ).rows[0].n,
@@ -103,7 +106,6 @@ export async function assertExactlyOnce(
   assert.deepEqual(stored.raw, expectedRaw, 'raw table');
   assert.deepEqual(stored.events, expected.events, 'rollup_events (minute, hour, day)');
   assert.deepEqual(stored.pages, expected.pages, 'rollup_pages (minute, hour, day)');
-  assert.deepEqual(stored.users, expected.users, 'rollup_users (minute, hour, day)');
-  assert.deepEqual(stored.userBits, expected.users, 'rollup_user_bits has the bit of every rollup_users row');
-  assert.equal(stored.userBitCount, expected.users.length, 'rollup_user_bits has no other bits set');
+  assert.deepEqual(stored.users, expected.users, 'users of minute arrays and hour and day bits');
+  assert.equal(stored.userBitCount, expected.users.length, 'no other member in the user sets');
 }

@@ -1,22 +1,23 @@
 import type pg from 'pg';
 
-/** The order in which BatchWriter inserts, shared rows last (see rollup-writes.ts, migration 009). */
-export const WRITE_ORDER = ['keys', 'raw', 'users', 'version', 'shared'];
+/** The order in which BatchWriter inserts, shared rows last (see rollup-writes.ts, migrations 009, 016). */
+export const WRITE_ORDER = ['keys', 'raw', 'version', 'shared'];
 
 /**
  * Logs, with BEFORE INSERT triggers, which of Tally's tables the writes on `pool`'s database
  * insert into, in order. The function returned gives the tables written since its last call,
- * each run of one table once: keys (event_ids), raw (events), users (rollup_users), version
- * (data_versions), shared (the counters and user bits).
+ * each run of one table once: keys (event_ids), raw (events), version (data_versions), shared
+ * (the counters, page numbers, minute arrays and user bits).
  */
 export async function recordWriteOrder(pool: pg.Pool): Promise<() => Promise<string[]>> {
   const tables: [string, string][] = [
     ['event_ids', 'keys'],
     ['events', 'raw'],
-    ['rollup_users', 'users'],
     ['data_versions', 'version'],
     ['rollup_events', 'shared'],
+    ['page_urls', 'shared'],
     ['rollup_pages', 'shared'],
+    ['rollup_minute_users', 'shared'],
     ['rollup_user_bits', 'shared'],
   ];
   await pool.query(`

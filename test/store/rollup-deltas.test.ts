@@ -35,25 +35,32 @@ function compareTuples(a: Tuple, b: Tuple): number {
   return 0;
 }
 
-/** The user rows by the definition: one row per distinct tuple, in tuple order. */
+/**
+ * The user rows by the definition: one row per distinct tuple, in tuple order, each with the
+ * indexes of the events that derive it, in batch order.
+ */
 function expected(events: readonly TallyEvent[]) {
-  const rows = new Map<string, Tuple>();
-  for (const e of events) {
+  const rows = new Map<string, { t: Tuple; events: number[] }>();
+  events.forEach((e, i) => {
     for (const { level, ms } of LEVELS) {
       const t: Tuple = [e.project, level, Math.floor(e.ts / ms) * ms, e.userId];
-      rows.set(JSON.stringify(t), t);
+      const key = JSON.stringify(t);
+      const row = rows.get(key) ?? { t, events: [] };
+      row.events.push(i);
+      rows.set(key, row);
     }
-  }
-  const users = [...rows.values()].sort(compareTuples);
+  });
+  const users = [...rows.values()].sort((a, b) => compareTuples(a.t, b.t));
   return {
-    project: users.map((t) => t[0]),
-    level: users.map((t) => t[1]),
-    bucket: users.map((t) => t[2]),
-    userId: users.map((t) => t[3]),
+    project: users.map((r) => r.t[0]),
+    level: users.map((r) => r.t[1]),
+    bucket: users.map((r) => r.t[2]),
+    userId: users.map((r) => r.t[3]),
+    events: users.map((r) => r.events),
   };
 }
 
-test('one row per project, level, bucket and user, in key order', () => {
+test('one row per project, level, bucket and user, in key order, with the events deriving it', () => {
   // Few distinct values, so that rows collect several events; strings with quotes, NULs and
   // prefixes of each other, where an order of escaped key strings would differ from this one.
   const text = fc.constantFrom('a', 'a!', 'a"', 'a\u0000b', 'ab', 'é', '\u{1F600}', '');

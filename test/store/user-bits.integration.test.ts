@@ -8,7 +8,7 @@ import { RawPartitions } from '../../src/store/partitions.ts';
 import { createPool } from '../../src/store/pool.ts';
 import { startTestPostgres } from '../helpers/kafka-process.ts';
 import { Oracle, pool, prng, toTallyEvent, type OracleEvent } from '../helpers/oracle.ts';
-import { assertExactlyOnce, storedState } from '../helpers/stored-state.ts';
+import { assertExactlyOnce, expectedRollups, storedState } from '../helpers/stored-state.ts';
 
 const DAY = 86_400_000;
 const MINUTE = 60_000;
@@ -72,12 +72,12 @@ test(
   },
 );
 
-test('tally.rebuild_user_bits rebuilds the bit strings from rollup_users (migration, data sets)', async (t) => {
+test('tally.rebuild_user_sets rebuilds the numbers, minute arrays and bits from raw rows (data sets)', async (t) => {
   const db = await startTestPostgres(t);
   const writer = new BatchWriter({
     pool: db.pool,
     partitions: new RawPartitions(db.pool, undefined),
-    storeRaw: false,
+    storeRaw: true,
   });
   const now = Date.now();
   const events: OracleEvent[] = Array.from({ length: 300 }, (_, i) => ({
@@ -87,20 +87,21 @@ test('tally.rebuild_user_bits rebuilds the bit strings from rollup_users (migrat
     ts: now - i * 7 * MINUTE,
   }));
   await writer.write({ events: events.map((e) => toTallyEvent(e, 'p1')) });
-  // A project whose rollup_users rows were written directly, without numbers or bits.
+  // A project whose raw rows were written directly (as bench/dataset.ts does), without numbers or
+  // user sets, and with a bot's event, which no rollup counts.
   await db.pool.query(
-    `INSERT INTO tally.rollup_users (project, level, bucket, user_id)
-     SELECT 'p2', level, bucket, user_id FROM tally.rollup_users WHERE project = 'p1'`,
+    `INSERT INTO tally.events (project, event_id, type, user_id, ts, received_at, is_bot)
+     SELECT 'p2', event_id, type, user_id, ts, received_at, false FROM tally.events WHERE project = 'p1'
+     UNION ALL SELECT 'p2', 'bot-1', 'click', 'a-bot', now(), now(), true`,
   );
   const before = await storedState(db.pool, 'p1');
-  await db.pool.query(`SELECT tally.rebuild_user_bits('p1'), tally.rebuild_user_bits('p2')`);
-  const p1 = await storedState(db.pool, 'p1');
-  const p2 = await storedState(db.pool, 'p2');
-  for (const state of [p1, p2]) {
-    assert.deepEqual(state.userBits, before.users);
-    assert.equal(state.userBitCount, before.users.length);
+  assert.equal(before.users.length, expectedRollups(events).users.length);
+  await db.pool.query(`SELECT tally.rebuild_user_sets('p1'), tally.rebuild_user_sets('p2')`);
+  for (const project of ['p1', 'p2']) {
+    const state = await storedState(db.pool, project);
+    assert.deepEqual(state.users, before.users, project);
+    assert.equal(state.userBitCount, before.users.length, project);
   }
-  assert.deepEqual(before.userBits, before.users);
   // Numbers given by the rebuild are taken into account by the next writer.
   await writer.write({
     events: [toTallyEvent({ event_id: 'late', type: 'click', user_id: 'new-user', ts: now }, 'p2')],

@@ -19,6 +19,9 @@
 -- event's key was committed by the transaction that stored it, with its users rows and bits, so
 -- ON CONFLICT DO NOTHING and OR-ing the bits change nothing. Counters are not idempotent, so they
 -- are computed here from the fresh events only.
+-- (Wrong, fixed by migration 014: a re-sent event_id may differ from the stored event in time,
+-- user or bot flag, and then its rows are new. Since 014 only the rows of fresh events are
+-- written, and their bits computed here.)
 CREATE FUNCTION tally.write_events(
   p_levels int2[], p_level_ms float8[],
   p_project text[], p_event_id text[], p_type text[], p_ts float8[], p_page_url text[],

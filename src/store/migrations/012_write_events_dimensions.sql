@@ -4,7 +4,7 @@
 --   2. the raw rows carry user_agent and country (from the event) and the dimensions the caller
 --      derived from it (src/event/derive.ts, once per event), is_bot among them;
 --   3. the rollup_users rows and user bits given leave bot events out (the caller computes them,
---      src/store/rollup-writes.ts);
+--      src/store/rollup-writes.ts; since migration 014 from the fresh events only);
 --   5. the counters (rollup_events, rollup_pages) are summed over the fresh events that are not
 --      bots (p_is_bot): the rollups answer "bots excluded", the default of every query;
 --   6. new, last: tally.refresh_sessions (migration 011) recomputes the visits that the fresh
