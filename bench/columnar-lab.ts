@@ -1,9 +1,11 @@
+import { availableParallelism, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { deriveDimensions } from '../src/event/derive.ts';
 import { ColumnarBuilder } from '../src/query/columnar/builder.ts';
 import { valuePasses } from '../src/query/columnar/compile-filters.ts';
 import { ColumnarEngine, type ColumnarSelection } from '../src/query/columnar/engine.ts';
 import { modelBytes, type ColumnarModel } from '../src/query/columnar/model.ts';
+import { ScanPool } from '../src/query/columnar/scan-pool.ts';
 import type { EventRow, VisitRow } from '../src/query/columnar/rows.ts';
 import { parseDimension, parseFilters, type Filter } from '../src/query/filters.ts';
 import { metricValue, type BreakdownMetric } from '../src/query/metrics.ts';
@@ -20,20 +22,23 @@ import { WebDataset } from './web-dataset.ts';
  * and prints p50/p99 per question (wall clock, and the process's CPU time: the box is shared), the build time and the memory per event. A few answers are
  * checked against a naive computation first.
  *
- *   node --expose-gc --max-old-space-size=12000 bench/columnar-lab.ts [--events 1000000] [--runs 20]
+ *   node --expose-gc --max-old-space-size=12000 bench/columnar-lab.ts [--events 1000000] [--runs 20] [--slices 2]
  */
 const { values } = parseArgs({
   options: {
     events: { type: 'string', default: '1000000' },
     runs: { type: 'string', default: '20' },
+    slices: { type: 'string', default: '2' },
   },
 });
 const DAYS = 30;
 const MINUTE = 60_000;
 const DAY = 86_400_000;
 const TIMEOUT_MS = 30 * MINUTE;
+const END = Date.UTC(2026, 10, 1);
 const nEvents = Number(values.events);
 const runs = Number(values.runs);
+const slices = Number(values.slices);
 const log = (line: string) => process.stdout.write(`${line}\n`);
 const gc = (globalThis as { gc?: () => void }).gc ?? (() => undefined);
 
@@ -146,9 +151,14 @@ function naive(m: ColumnarModel, sel: ColumnarSelection, dim: string) {
   return out;
 }
 
-function crossCheck(engine: ColumnarEngine, m: ColumnarModel, sel: ColumnarSelection, dim: string): void {
+async function crossCheck(
+  engine: ColumnarEngine,
+  m: ColumnarModel,
+  sel: ColumnarSelection,
+  dim: string,
+): Promise<void> {
   const want = naive(m, sel, dim);
-  const got = engine.breakdown(sel, parseDimension(dim)!, { events: true, visits: false });
+  const got = await engine.breakdown(sel, parseDimension(dim)!, { events: true, visits: false });
   if (got.groups.length !== want.size)
     throw new Error(`${dim}: ${got.groups.length} rows, naive ${want.size}`);
   for (const g of got.groups) {
@@ -182,8 +192,8 @@ const ALL: BreakdownMetric[] = [
 function breakdown(engine: ColumnarEngine, dim: string, metrics: BreakdownMetric[], filters: Filter[]) {
   const dimension = parseDimension(dim)!;
   const visits = metrics.some((x) => x !== 'visitors' && x !== 'page_views' && x !== 'events');
-  return (sel: ColumnarSelection) => {
-    const a = engine.breakdown({ ...sel, filters }, dimension, { events: true, visits });
+  return async (sel: ColumnarSelection) => {
+    const a = await engine.breakdown({ ...sel, filters }, dimension, { events: true, visits });
     const first = metrics[0];
     return a.groups
       .map((g) => ({ key: g.key, sort: metricValue(first, g.counts) ?? -1, counts: g.counts }))
@@ -242,6 +252,11 @@ function questions(engine: ColumnarEngine): LabQuestion[] {
   return out;
 }
 
+/** Run i's range: 30 days ending i minutes and 7 ms before the data set's end (ragged). */
+function selection(i: number): ColumnarSelection {
+  return { ...rangeOf(END - 7, DAYS, i), filters: [], bots: 'exclude' };
+}
+
 /** The model alone (the builder and its arrival-order arrays are garbage once this returns). */
 function buildModel(dataset: WebDataset): { model: ColumnarModel; generated: number; built: number } {
   const builder = new ColumnarBuilder();
@@ -254,8 +269,7 @@ function buildModel(dataset: WebDataset): { model: ColumnarModel; generated: num
 }
 
 async function main(): Promise<void> {
-  const end = Date.UTC(2026, 10, 1);
-  const dataset = new WebDataset({ events: nEvents, end, days: DAYS });
+  const dataset = new WebDataset({ events: nEvents, end: END, days: DAYS });
   const before = memory();
   const { model, generated, built } = buildModel(dataset);
   const after = memory();
@@ -272,24 +286,21 @@ async function main(): Promise<void> {
   checkVisits(model);
   log('  visits: every cut matches the 30-min gap rule');
   const engine = new ColumnarEngine(model);
-  const base = (i: number): ColumnarSelection => {
-    const r = rangeOf(end - 7, DAYS, i);
-    return { ...r, filters: [], bots: 'exclude' };
-  };
-  crossCheck(engine, model, base(0), 'country');
-  crossCheck(
+  const base = selection;
+  await crossCheck(engine, model, base(0), 'country');
+  await crossCheck(
     engine,
     model,
     { ...base(1), filters: parseFilters(['country==US', 'browser==Chrome']) },
     'referrer',
   );
-  crossCheck(
+  await crossCheck(
     engine,
     model,
     { ...base(2), filters: parseFilters(['page~=/blog', 'country==DE', 'device==desktop']) },
     'referrer',
   );
-  const summary = engine.summary(base(0));
+  const summary = await engine.summary(base(0));
   let visits = 0;
   for (let v = 0; v < model.visits.count; v++) {
     const s = model.visits.start[v];
@@ -300,28 +311,47 @@ async function main(): Promise<void> {
   log(`  cross-check summary visits: ${visits} equal the naive count`);
   log(`summary of run 0: ${JSON.stringify({ ...summary.counts, median_ms: summary.medianMs })}`);
 
+  const pool = new ScanPool(model, slices);
+  const split = new ColumnarEngine(model, { pool });
   log(
-    `\n${'question'.padEnd(92)} ${'p50 ms'.padStart(8)} ${'p99 ms'.padStart(8)} ${'cpu p50'.padStart(8)}  target`,
+    `\nwall p50/p99 and CPU p50 (this process, all threads) per question, ms; 1 thread, then ${slices} slices`,
   );
-  for (const q of questions(engine)) {
-    q.ask(base(runs + 1)); // warm the JIT on a range no run uses
-    const samples: number[] = [];
-    const cpu: number[] = [];
-    for (let i = 0; i < runs; i++) {
-      const sel = base(i);
-      const cpu0 = process.cpuUsage();
-      const start = performance.now();
-      q.ask(sel);
-      samples.push(performance.now() - start);
-      const c = process.cpuUsage(cpu0);
-      cpu.push((c.user + c.system) / 1000);
-    }
+  log(
+    `${'question'.padEnd(92)} ${'1: p50'.padStart(7)} ${'p99'.padStart(7)} ${'cpu'.padStart(7)} ${`${slices}: p50`.padStart(7)} ${'p99'.padStart(7)} ${'cpu'.padStart(7)}  target`,
+  );
+  const serial = questions(engine);
+  const parallel = questions(split);
+  for (let n = 0; n < serial.length; n++) {
+    const q = serial[n];
     const target = q.filtered ? TARGET_FILTERED_MS : TARGET_UNFILTERED_MS;
-    const p99 = percentile(samples, 99);
-    log(
-      `${q.name.padEnd(92)} ${String(round(percentile(samples, 50))).padStart(8)} ${String(round(p99)).padStart(8)} ${String(round(percentile(cpu, 50))).padStart(8)}  ≤ ${target} ${p99 <= target ? 'ok' : 'MISSED'}`,
-    );
+    const one = await time(q);
+    const many = await time(parallel[n]);
+    const cells = [...one, ...many].map((x) => String(round(x)).padStart(7));
+    log(`${q.name.padEnd(92)} ${cells.join(' ')}  ≤ ${target} ${many[1] <= target ? 'ok' : 'MISSED'}`);
   }
+  await pool.stop();
+  log(
+    `load: ${loadavg()
+      .map((x) => round(x, 2))
+      .join(', ')} (1, 5, 15 min) on ${availableParallelism()} CPUs`,
+  );
+}
+
+/** Wall p50, p99 and CPU p50 (ms) of `runs` answers over ragged ranges, after one warm-up answer. */
+async function time(q: LabQuestion): Promise<[number, number, number]> {
+  await q.ask(selection(runs + 1)); // warms the JIT on a range no run uses
+  const wall: number[] = [];
+  const cpu: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const sel = selection(i);
+    const cpu0 = process.cpuUsage();
+    const start = performance.now();
+    await q.ask(sel);
+    wall.push(performance.now() - start);
+    const c = process.cpuUsage(cpu0);
+    cpu.push((c.user + c.system) / 1000);
+  }
+  return [percentile(wall, 50), percentile(wall, 99), percentile(cpu, 50)];
 }
 
 await main();

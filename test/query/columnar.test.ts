@@ -4,6 +4,7 @@ import fc from 'fast-check';
 import { ColumnarBuilder } from '../../src/query/columnar/builder.ts';
 import { ColumnarEngine, type ColumnarSelection } from '../../src/query/columnar/engine.ts';
 import { median } from '../../src/query/columnar/median.ts';
+import { ScanPool } from '../../src/query/columnar/scan-pool.ts';
 import { OPS, parseDimension, type Filter } from '../../src/query/filters.ts';
 import { metricValue, type BreakdownMetric, type Counts } from '../../src/query/metrics.ts';
 import { sessionize, type Visit, type WebEvent } from './web-fixtures.ts';
@@ -156,7 +157,7 @@ function eventsOf(raws: RawEvent[]): WebEvent[] {
   }));
 }
 
-function engineOf(events: readonly WebEvent[], visits: readonly Visit[]): ColumnarEngine {
+function modelOf(events: readonly WebEvent[], visits: readonly Visit[]) {
   const b = new ColumnarBuilder();
   for (const e of events) b.addEvent(e);
   for (const v of visits) {
@@ -172,7 +173,7 @@ function engineOf(events: readonly WebEvent[], visits: readonly Visit[]): Column
       utm_content: f.utm_content,
     });
   }
-  return new ColumnarEngine(b.build());
+  return b.build();
 }
 
 const toFilter = (f: RefFilter): Filter => ({
@@ -219,13 +220,13 @@ const runArb = fc.record({
   questions: fc.array(questionArb, { minLength: 1, maxLength: 4 }),
 });
 
-test('columnar breakdowns, summary and unique users equal the reference under random filters and ranges', () => {
-  fc.assert(
-    fc.property(runArb, ({ raws, dropEvery, questions }) => {
+test('columnar breakdowns, summary and unique users equal the reference under random filters and ranges', async () => {
+  await fc.assert(
+    fc.asyncProperty(runArb, async ({ raws, dropEvery, questions }) => {
       const events = eventsOf(raws);
       const visits = sessionize(events, TIMEOUT).filter((_, i) => dropEvery === 0 || i % dropEvery !== 0);
       const ref = new Reference(events, visits);
-      const engine = engineOf(events, visits);
+      const engine = new ColumnarEngine(modelOf(events, visits));
       for (const qa of questions) {
         const snap = (at: [number, number] | null, t: number) =>
           at === null ? t : events[at[0] % events.length].ts + at[1];
@@ -234,7 +235,10 @@ test('columnar breakdowns, summary and unique users equal the reference under ra
         const q: Question = { from, to, filters: qa.filters, bots: qa.bots };
         const sel: ColumnarSelection = { ...q, filters: q.filters.map(toFilter) };
 
-        const groups = engine.breakdown(sel, parseDimension(qa.dimension)!, { events: true, visits: true });
+        const groups = await engine.breakdown(sel, parseDimension(qa.dimension)!, {
+          events: true,
+          visits: true,
+        });
         const want = ref.groups(q, qa.dimension);
         assert.deepEqual(
           new Set(groups.groups.map((g) => g.key)),
@@ -246,7 +250,7 @@ test('columnar breakdowns, summary and unique users equal the reference under ra
 
         const totals = ref.totals(q);
         assertSame(groups.total, totals, 'breakdown total');
-        const summary = engine.summary(sel);
+        const summary = await engine.summary(sel);
         assertSame(summary.counts, totals, 'summary');
         assert.equal(
           summary.medianMs === null ? null : Math.round(summary.medianMs / 1000),
@@ -264,10 +268,42 @@ test('columnar breakdowns, summary and unique users equal the reference under ra
                 .map((e) => e.user_id),
             ).size,
         );
-        assert.deepEqual(engine.uniqueUsers(sel, starts), users, 'unique users per bucket');
+        assert.deepEqual(await engine.uniqueUsers(sel, starts), users, 'unique users per bucket');
       }
     }),
     { numRuns: 400 },
+  );
+});
+
+test('scans split across worker threads add up to the one-thread answer', async () => {
+  await fc.assert(
+    fc.asyncProperty(runArb, fc.integer({ min: 2, max: 4 }), async ({ raws, questions }, slices) => {
+      const events = eventsOf(raws);
+      const model = modelOf(events, sessionize(events, TIMEOUT));
+      const one = new ColumnarEngine(model);
+      const pool = new ScanPool(model, slices);
+      try {
+        const split = new ColumnarEngine(model, { pool });
+        for (const qa of questions) {
+          const sel: ColumnarSelection = {
+            from: BASE + qa.from,
+            to: BASE + qa.from + qa.span,
+            filters: qa.filters.map(toFilter),
+            bots: qa.bots,
+          };
+          const dimension = parseDimension(qa.dimension)!;
+          const need = { events: true, visits: true };
+          assert.deepEqual(
+            await split.breakdown(sel, dimension, need),
+            await one.breakdown(sel, dimension, need),
+          );
+          assert.deepEqual(await split.summary(sel), await one.summary(sel));
+        }
+      } finally {
+        await pool.stop();
+      }
+    }),
+    { numRuns: 25 },
   );
 });
 

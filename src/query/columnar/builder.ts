@@ -2,6 +2,7 @@ import { EVENT_DIMENSIONS, VISIT_DIMENSIONS, type EventDimension, type VisitDime
 import { Dictionary, narrow, type Column } from './dictionary.ts';
 import { f64, u32, u8, type Growable } from './growable.ts';
 import type { ColumnarModel } from './model.ts';
+import { shared } from './shared.ts';
 import { EVENT_FIELDS, VISIT_FIELDS, propertyText, type EventRow, type VisitRow } from './rows.ts';
 
 interface Building {
@@ -121,7 +122,7 @@ export class ColumnarBuilder {
     const eByUser = clusterByUser(eUser, nUsers);
     sortRuns(eByUser, (a, b) => visitOf[a] - visitOf[b] || ts[a] - ts[b]);
     const order = eByUser.order;
-    const visit = new Int32Array(order.length);
+    const visit = shared(Int32Array, order.length);
     for (let i = 0; i < order.length; i++) visit[i] = visitOf[order[i]]; // 0xFFFFFFFF reads as -1
     const properties = new Map<string, Column>();
     for (const [key, b] of e.properties) {
@@ -180,7 +181,7 @@ interface Clustered {
 
 /** A stable counting sort of row indices by user code. */
 function clusterByUser(user: Uint32Array, nUsers: number): Clustered {
-  const offsets = new Uint32Array(nUsers + 1);
+  const offsets = shared(Uint32Array, nUsers + 1);
   for (let i = 0; i < user.length; i++) offsets[user[i] + 1]++;
   for (let u = 0; u < nUsers; u++) offsets[u + 1] += offsets[u];
   const next = offsets.slice(0, nUsers);
@@ -198,9 +199,9 @@ function sortRuns(c: Clustered, compare: (a: number, b: number) => number): void
 function permute<T extends Float64Array | Uint32Array | Uint8Array>(
   source: ArrayLike<number>,
   order: Uint32Array,
-  Ctor: new (n: number) => T,
+  Type: { new (buffer: SharedArrayBuffer): T; BYTES_PER_ELEMENT: number },
 ): T {
-  const out = new Ctor(order.length);
+  const out = shared(Type, order.length);
   for (let i = 0; i < order.length; i++) out[i] = source[order[i]];
   return out;
 }

@@ -1,3 +1,5 @@
+import { shared } from './shared.ts';
+
 /** A column's codes: the narrowest unsigned array that holds its dictionary's size. */
 export type Codes = Uint8Array | Uint16Array | Uint32Array;
 
@@ -44,14 +46,14 @@ export class Dictionary {
   }
 }
 
-/** `codes` copied into the narrowest array for `size` codes. */
+/** `codes` copied into the narrowest (shared) array for `size` codes. */
 export function narrow(codes: ArrayLike<number>, size: number): Codes {
   const out =
     size <= 0x100
-      ? new Uint8Array(codes.length)
+      ? shared(Uint8Array, codes.length)
       : size <= 0x10000
-        ? new Uint16Array(codes.length)
-        : new Uint32Array(codes.length);
+        ? shared(Uint16Array, codes.length)
+        : shared(Uint32Array, codes.length);
   for (let i = 0; i < codes.length; i++) out[i] = codes[i];
   return out;
 }

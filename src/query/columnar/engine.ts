@@ -2,7 +2,8 @@ import type { Bots, GroupKey } from '../../store/analytics-store.ts';
 import type { Dimension, Filter } from '../filters.ts';
 import type { Counts } from '../metrics.ts';
 import type { ColumnarModel } from './model.ts';
-import { keySpace, scan, type ColumnarGrouping, type ScanSums } from './scan.ts';
+import type { ScanPool } from './scan-pool.ts';
+import { keySpace, scan, type ColumnarGrouping, type ScanQuestion, type ScanSums } from './scan.ts';
 
 export interface ColumnarSelection {
   /** Epoch ms, [from, to). */
@@ -35,33 +36,39 @@ export interface ColumnarAnswer {
  */
 export class ColumnarEngine {
   readonly #model: ColumnarModel;
+  readonly #pool: ScanPool | undefined;
 
-  constructor(model: ColumnarModel) {
+  /** Scans on the calling thread, or split across `pool`'s threads. */
+  constructor(model: ColumnarModel, opts: { pool?: ScanPool } = {}) {
     this.#model = model;
+    this.#pool = opts.pool;
+  }
+
+  async #scan(q: ScanQuestion): Promise<ScanSums> {
+    return this.#pool === undefined ? scan(this.#model, q) : this.#pool.scan(q);
   }
 
   /** The sums of a selection, grouped; `need` leaves a side out (its counts read zero). */
-  answer(
+  async answer(
     sel: ColumnarSelection,
     grouping: ColumnarGrouping,
     need: { events: boolean; visits: boolean; median?: boolean } = { events: true, visits: true },
-  ): ColumnarAnswer {
+  ): Promise<ColumnarAnswer> {
     const median = need.median === true && need.visits;
-    const sums = scan(this.#model, { ...sel, grouping, need: { ...need, median } });
-    const space = keySpace(this.#model, grouping);
+    const sums = await this.#scan({ ...sel, grouping, need: { ...need, median } });
+    const { dict } = keySpace(this.#model, grouping);
     const groups: ColumnarGroup[] = [];
     for (let k = 0; k < sums.keys; k++) {
       if (sums.events[k] === 0 && sums.visits[k] === 0) continue;
-      const key: GroupKey =
-        grouping.kind === 'buckets' ? k - 1 : space.dict === undefined ? null : space.dict.value(k);
+      const key: GroupKey = grouping.kind === 'buckets' ? k - 1 : dict === undefined ? null : dict.value(k);
       groups.push({ key, counts: countsAt(sums, k) });
     }
     return { groups, total: countsAt(sums, sums.keys), medianMs: sums.medianMs };
   }
 
   /** The summary's sums and median duration. */
-  summary(sel: ColumnarSelection): { counts: Counts; medianMs: number | null } {
-    const a = this.answer(sel, { kind: 'none' }, { events: true, visits: true, median: true });
+  async summary(sel: ColumnarSelection): Promise<{ counts: Counts; medianMs: number | null }> {
+    const a = await this.answer(sel, { kind: 'none' }, { events: true, visits: true, median: true });
     return { counts: a.total, medianMs: a.medianMs };
   }
 
@@ -70,13 +77,13 @@ export class ColumnarEngine {
     sel: ColumnarSelection,
     dimension: Dimension,
     need: { events: boolean; visits: boolean },
-  ): ColumnarAnswer {
+  ): Promise<ColumnarAnswer> {
     return this.answer(sel, { kind: 'dimension', dimension }, need);
   }
 
   /** Distinct users per bucket (bucket starts ascending, epoch ms), one value per start. */
-  uniqueUsers(sel: ColumnarSelection, starts: readonly number[]): number[] {
-    const sums = scan(this.#model, {
+  async uniqueUsers(sel: ColumnarSelection, starts: readonly number[]): Promise<number[]> {
+    const sums = await this.#scan({
       ...sel,
       grouping: { kind: 'buckets', starts },
       need: { events: true, visits: false, median: false },

@@ -1,9 +1,11 @@
 import type { CodeFilter } from './compile-filters.ts';
-import type { ColumnarModel } from './model.ts';
-import { KEY, type KeySpace, type ScanSums } from './scan.ts';
+import { KEY, type KeySpace, type ScanColumns, type ScanSums } from './scan.ts';
 import { PASS, SELECTED, addVisit, bucketOf } from './visit-pass.ts';
 
 export interface EventPass {
+  /** The users whose events this pass reads: [u0, u1). */
+  u0: number;
+  u1: number;
   from: number;
   to: number;
   botWant: number;
@@ -20,10 +22,8 @@ export interface EventPass {
  * TRICKY: a user's events are contiguous (model.ts), so "last user counted under this key" counts
  * each (key, user) once without a set of pairs.
  */
-export function countEventsByOwnKey(m: ColumnarModel, p: EventPass, sums: ScanSums): void {
-  const { ts, isBot } = m.events;
-  const typeCodes = m.events.dims.event_type.codes;
-  const users = m.userEvents;
+export function countEventsByOwnKey(c: ScanColumns, p: EventPass, sums: ScanSums): void {
+  const { ts, isBot, typeCodes, userEvents: users } = c;
   const { from, to, botWant, filters, pageView } = p;
   const keyCodes = p.space.kind === KEY.eventCode ? p.space.codes : undefined;
   const nf = filters.length;
@@ -31,7 +31,7 @@ export function countEventsByOwnKey(m: ColumnarModel, p: EventPass, sums: ScanSu
   const K = sums.keys;
   const userStamp = new Int32Array(K).fill(-1);
   let lastUser = -1;
-  for (let u = 0; u + 1 < users.length; u++) {
+  for (let u = p.u0; u < p.u1; u++) {
     const end = users[u + 1];
     for (let i = users[u]; i < end; i++) {
       const t = ts[i];
@@ -61,7 +61,7 @@ export function countEventsByOwnKey(m: ColumnarModel, p: EventPass, sums: ScanSu
  * durations it wrote.
  */
 export function countEventsAndMembers(
-  m: ColumnarModel,
+  c: ScanColumns,
   p: EventPass,
   state: Uint8Array,
   noVisitPasses: boolean,
@@ -70,12 +70,10 @@ export function countEventsAndMembers(
   sums: ScanSums,
   durations: Float64Array | undefined,
 ): number {
-  const { ts, isBot, visit: visitOf } = m.events;
-  const typeCodes = m.events.dims.event_type.codes;
-  const users = m.userEvents;
+  const { ts, isBot, visitOf, typeCodes, userEvents: users } = c;
   const { from, to, botWant, filters, pageView, space } = p;
   const { kind, codes: keyCodes, starts } = space;
-  const visitStart = m.visits.start;
+  const visitStart = c.visitStart;
   const nf = filters.length;
   const { events, pageViews, visitors } = sums;
   const K = sums.keys;
@@ -85,7 +83,7 @@ export function countEventsAndMembers(
   let lastUser = -1;
   let lastVisit = -1;
   let nDurations = 0;
-  for (let u = 0; u + 1 < users.length; u++) {
+  for (let u = p.u0; u < p.u1; u++) {
     const end = users[u + 1];
     for (let i = users[u]; i < end; i++) {
       const t = ts[i];
@@ -129,11 +127,11 @@ export function countEventsAndMembers(
                 : 0;
         if (visitStamp[k] !== v) {
           visitStamp[k] = v;
-          addVisit(m, sums, k, v);
+          addVisit(c, sums, k, v);
         }
         if (lastVisit !== v) {
           lastVisit = v;
-          const d = addVisit(m, sums, K, v);
+          const d = addVisit(c, sums, K, v);
           if (durations !== undefined) durations[nDurations++] = d;
         }
       }

@@ -1,8 +1,8 @@
 import type { Bots } from '../../store/analytics-store.ts';
 import type { Dimension, Filter } from '../filters.ts';
-import { compileFilters } from './compile-filters.ts';
+import { compileFilters, type CodeFilter } from './compile-filters.ts';
 import type { Codes, Dictionary } from './dictionary.ts';
-import { countEventsByOwnKey, countEventsAndMembers, type EventPass } from './event-pass.ts';
+import { countEventsAndMembers, countEventsByOwnKey } from './event-pass.ts';
 import { median } from './median.ts';
 import type { ColumnarModel } from './model.ts';
 import { countVisits, visitStates } from './visit-pass.ts';
@@ -39,35 +39,192 @@ export interface ScanSums {
 /** How an event (and a visit) finds its key. */
 export const KEY = { none: 0, eventCode: 1, visitCode: 2, bucket: 3 } as const;
 
-/** The key space of a grouping: its kind, size, codes and the text of each key. */
+/** The key space of a grouping: its kind, size and codes. Plain data (it crosses to workers). */
 export interface KeySpace {
   kind: number;
   keys: number;
   /** Per event (eventCode) or per visit (visitCode). */
   codes: Codes | undefined;
-  dict: Dictionary | undefined;
   /** Bucket starts (bucket): key b + 1 for bucket b, key 0 before the first start (width_bucket's 0). */
   starts: Float64Array;
 }
 
 const NO_STARTS = new Float64Array(0);
 
-export function keySpace(m: ColumnarModel, g: ColumnarGrouping): KeySpace {
-  const none = { kind: KEY.none, keys: 1, codes: undefined, dict: undefined, starts: NO_STARTS };
+/** The key space of a grouping, and the dictionary naming its keys (none for buckets or no grouping). */
+export function keySpace(m: ColumnarModel, g: ColumnarGrouping): { space: KeySpace; dict?: Dictionary } {
+  const none = { space: { kind: KEY.none, keys: 1, codes: undefined, starts: NO_STARTS } };
   if (g.kind === 'none') return none;
   if (g.kind === 'buckets') {
     const starts = Float64Array.from(g.starts);
-    return { kind: KEY.bucket, keys: starts.length + 1, codes: undefined, dict: undefined, starts };
+    return { space: { kind: KEY.bucket, keys: starts.length + 1, codes: undefined, starts } };
   }
   const d = g.dimension;
   if (d.kind === 'visit') {
     const c = m.visits.dims[d.name];
-    return { kind: KEY.visitCode, keys: c.dict.size, codes: c.codes, dict: c.dict, starts: NO_STARTS };
+    return {
+      space: { kind: KEY.visitCode, keys: c.dict.size, codes: c.codes, starts: NO_STARTS },
+      dict: c.dict,
+    };
   }
   const c = d.kind === 'event' ? m.events.dims[d.name] : m.events.properties.get(d.key);
   // A property no event has: every event is under NULL, the one key of `none`.
   if (c === undefined) return none;
-  return { kind: KEY.eventCode, keys: c.dict.size, codes: c.codes, dict: c.dict, starts: NO_STARTS };
+  return {
+    space: { kind: KEY.eventCode, keys: c.dict.size, codes: c.codes, starts: NO_STARTS },
+    dict: c.dict,
+  };
+}
+
+/** The arrays a scan reads: the model without its dictionaries (shared with scan workers). */
+export interface ScanColumns {
+  userEvents: Uint32Array;
+  userVisits: Uint32Array;
+  ts: Float64Array;
+  visitOf: Int32Array;
+  isBot: Uint8Array;
+  typeCodes: Codes;
+  visitStart: Float64Array;
+  visitEnd: Float64Array;
+  visitEvents: Uint32Array;
+  visitPageViews: Uint32Array;
+  visitIsBot: Uint8Array;
+}
+
+export function scanColumns(m: ColumnarModel): ScanColumns {
+  return {
+    userEvents: m.userEvents,
+    userVisits: m.userVisits,
+    ts: m.events.ts,
+    visitOf: m.events.visit,
+    isBot: m.events.isBot,
+    typeCodes: m.events.dims.event_type.codes,
+    visitStart: m.visits.start,
+    visitEnd: m.visits.end,
+    visitEvents: m.visits.events,
+    visitPageViews: m.visits.pageViews,
+    visitIsBot: m.visits.isBot,
+  };
+}
+
+/** A question compiled against the model: plain data, so a worker can run a slice of it. */
+export interface ScanPlan {
+  from: number;
+  to: number;
+  /** -1: any; 0: humans; 1: bots. */
+  botWant: number;
+  eventFilters: CodeFilter[];
+  visitFilters: CodeFilter[];
+  noVisitPasses: boolean;
+  /** Nothing can be selected (an impossible filter or an empty range). */
+  empty: boolean;
+  space: KeySpace;
+  pageView: number;
+  need: { events: boolean; visits: boolean; median: boolean };
+  /**
+   * Visits counted from their events: when a visit must hold a selected event (event-level
+   * filters), or counts under each value its selected events have (event-level keys).
+   */
+  visitsByEvents: boolean;
+}
+
+export function planScan(m: ColumnarModel, q: ScanQuestion): ScanPlan {
+  const { space } = keySpace(m, q.grouping);
+  const f = compileFilters(m, q.filters);
+  return {
+    from: q.from,
+    to: q.to,
+    botWant: q.bots === 'include' ? -1 : q.bots === 'only' ? 1 : 0,
+    eventFilters: f.events,
+    visitFilters: f.visits,
+    noVisitPasses: f.noVisitPasses,
+    empty: f.empty || !(q.to > q.from),
+    space,
+    pageView: m.events.dims.event_type.dict.find('page_view'),
+    need: { ...q.need, median: q.need.median && q.need.visits },
+    visitsByEvents: q.need.visits && (f.events.length > 0 || space.kind === KEY.eventCode),
+  };
+}
+
+/** A slice's sums and the durations of its counted visits (for the median), durations[0..n). */
+export interface SliceSums {
+  sums: ScanSums;
+  durations: Float64Array;
+  nDurations: number;
+}
+
+/**
+ * Runs a plan over the users [u0, u1) and their visits. Slices of disjoint users add up: a user's
+ * events and visits are all in its slice, so visitors and visits never count twice.
+ */
+export function runSlice(c: ScanColumns, plan: ScanPlan, u0: number, u1: number): SliceSums {
+  const K = plan.space.keys;
+  const sums = emptySums(K);
+  const v0 = c.userVisits[u0];
+  const v1 = c.userVisits[u1];
+  const durations = new Float64Array(plan.need.median ? v1 - v0 : 0);
+  let nDurations = 0;
+  if (plan.empty) return { sums, durations, nDurations };
+  const { from, to, botWant, space, need, visitsByEvents } = plan;
+  const pass = { u0, u1, from, to, botWant, filters: plan.eventFilters, space, pageView: plan.pageView };
+  const dur = need.median ? durations : undefined;
+  const plain = plan.visitFilters.length === 0 && (space.kind === KEY.eventCode || space.kind === KEY.none);
+  if (need.events && plain && !visitsByEvents) {
+    countEventsByOwnKey(c, pass, sums);
+  } else if (need.events || visitsByEvents) {
+    const state = visitStates(c, [v0, v1], plan.visitFilters, from, to, botWant);
+    nDurations = countEventsAndMembers(
+      c,
+      pass,
+      state,
+      plan.noVisitPasses,
+      need.events,
+      visitsByEvents,
+      sums,
+      dur,
+    );
+  }
+  if (need.visits && !visitsByEvents) {
+    nDurations = countVisits(c, { v0, v1, from, to, botWant, filters: plan.visitFilters, space }, sums, dur);
+  }
+  // Every selected event has exactly one key: the event totals are the keys' sums.
+  for (let k = 0; k < K; k++) {
+    sums.events[K] += sums.events[k];
+    sums.pageViews[K] += sums.pageViews[k];
+  }
+  return { sums, durations, nDurations };
+}
+
+const SUM_FIELDS = [
+  'visitors',
+  'events',
+  'pageViews',
+  'visits',
+  'bounces',
+  'durationMs',
+  'visitPageViews',
+] as const;
+
+/** The slices' sums added up, with the median of all their durations. */
+export function mergeSlices(slices: readonly SliceSums[], median_: boolean): ScanSums {
+  const sums = emptySums(slices[0].sums.keys);
+  for (const s of slices) {
+    for (const f of SUM_FIELDS) {
+      const into = sums[f];
+      const from = s.sums[f];
+      for (let k = 0; k < into.length; k++) into[k] += from[k];
+    }
+  }
+  if (median_) {
+    const all = new Float64Array(slices.reduce((n, s) => n + s.nDurations, 0));
+    let at = 0;
+    for (const s of slices) {
+      all.set(s.durations.subarray(0, s.nDurations), at);
+      at += s.nDurations;
+    }
+    sums.medianMs = median(all, all.length);
+  }
+  return sums;
 }
 
 /**
@@ -76,56 +233,12 @@ export function keySpace(m: ColumnarModel, g: ColumnarGrouping): KeySpace {
  * process"), with the semantics of the scan engine (src/store/analytics-store.ts). Synchronous.
  */
 export function scan(m: ColumnarModel, q: ScanQuestion): ScanSums {
-  const space = keySpace(m, q.grouping);
-  const K = space.keys;
-  const sums = emptySums(K);
-  const f = compileFilters(m, q.filters);
-  if (f.empty || !(q.to > q.from)) return sums;
-  const botWant = q.bots === 'include' ? -1 : q.bots === 'only' ? 1 : 0;
-  const durations = q.need.median ? new Float64Array(m.visits.count) : undefined;
-  // A visit is counted from its events when it must hold a selected event (event-level filters),
-  // or when it counts under each value its selected events have (event-level keys).
-  const visitsByEvents = q.need.visits && (f.events.length > 0 || space.kind === KEY.eventCode);
-  const p: EventPass = {
-    from: q.from,
-    to: q.to,
-    botWant,
-    filters: f.events,
-    space,
-    pageView: m.events.dims.event_type.dict.find('page_view'),
-  };
-  let nDurations = 0;
-  const plain = f.visits.length === 0 && (space.kind === KEY.eventCode || space.kind === KEY.none);
-  if (q.need.events && plain && !visitsByEvents) {
-    countEventsByOwnKey(m, p, sums);
-  } else if (q.need.events || visitsByEvents) {
-    const state = visitStates(m, f.visits, q.from, q.to, botWant);
-    nDurations = countEventsAndMembers(
-      m,
-      p,
-      state,
-      f.noVisitPasses,
-      q.need.events,
-      visitsByEvents,
-      sums,
-      durations,
-    );
-  }
-  if (q.need.visits && !visitsByEvents) {
-    nDurations = countVisits(
-      m,
-      { from: q.from, to: q.to, botWant, filters: f.visits, space },
-      sums,
-      durations,
-    );
-  }
-  // Every selected event has exactly one key: the event totals are the keys' sums.
-  for (let k = 0; k < K; k++) {
-    sums.events[K] += sums.events[k];
-    sums.pageViews[K] += sums.pageViews[k];
-  }
-  sums.medianMs = durations === undefined ? null : median(durations, nDurations);
-  return sums;
+  const plan = planScan(m, q);
+  const c = scanColumns(m);
+  const slice = runSlice(c, plan, 0, c.userEvents.length - 1);
+  if (!plan.need.median) return slice.sums;
+  slice.sums.medianMs = median(slice.durations, slice.nDurations);
+  return slice.sums;
 }
 
 function emptySums(keys: number): ScanSums {

@@ -1,23 +1,23 @@
 import type { CodeFilter } from './compile-filters.ts';
-import type { ColumnarModel } from './model.ts';
-import { KEY, type KeySpace, type ScanSums } from './scan.ts';
+import { KEY, type KeySpace, type ScanColumns, type ScanSums } from './scan.ts';
 
 /** A visit's state bits for a question. */
 export const PASS = 1; // it passes the visit-level filters
 export const SELECTED = 2; // …and starts in range with the bots wanted: it is counted
 
-/** PASS and SELECTED of every visit. */
+/** PASS and SELECTED of the visits [v0, v1) (0 elsewhere). */
 export function visitStates(
-  m: ColumnarModel,
+  c: ScanColumns,
+  [v0, v1]: readonly [number, number],
   filters: readonly CodeFilter[],
   from: number,
   to: number,
   botWant: number,
 ): Uint8Array {
-  const { count, start, isBot } = m.visits;
-  const state = new Uint8Array(count);
+  const { visitStart: start, visitIsBot: isBot } = c;
+  const state = new Uint8Array(start.length);
   const nf = filters.length;
-  for (let v = 0; v < count; v++) {
+  for (let v = v0; v < v1; v++) {
     let ok = true;
     for (let j = 0; j < nf && ok; j++) ok = filters[j].pass[filters[j].codes[v]] !== 0;
     if (!ok) continue;
@@ -28,12 +28,11 @@ export function visitStates(
 }
 
 /** Adds visit v to key k's sums; returns its duration (ms). */
-export function addVisit(m: ColumnarModel, sums: ScanSums, k: number, v: number): number {
-  const vs = m.visits;
-  const n = vs.pageViews[v];
-  const d = vs.end[v] - vs.start[v];
+export function addVisit(c: ScanColumns, sums: ScanSums, k: number, v: number): number {
+  const n = c.visitPageViews[v];
+  const d = c.visitEnd[v] - c.visitStart[v];
   sums.visits[k]++;
-  if (vs.events[v] === 1 && n === 1) sums.bounces[k]++;
+  if (c.visitEvents[v] === 1 && n === 1) sums.bounces[k]++;
   // As the scan engine sums round(duration in ms) per visit.
   sums.durationMs[k] += Math.round(d);
   sums.visitPageViews[k] += n;
@@ -41,6 +40,9 @@ export function addVisit(m: ColumnarModel, sums: ScanSums, k: number, v: number)
 }
 
 export interface VisitPass {
+  /** The visits this pass reads: [v0, v1). */
+  v0: number;
+  v1: number;
   from: number;
   to: number;
   botWant: number;
@@ -54,17 +56,17 @@ export interface VisitPass {
  * event-level filter. Durations go to `durations` (if given); returns how many.
  */
 export function countVisits(
-  m: ColumnarModel,
+  c: ScanColumns,
   p: VisitPass,
   sums: ScanSums,
   durations: Float64Array | undefined,
 ): number {
-  const { count, start, isBot } = m.visits;
+  const { visitStart: start, visitIsBot: isBot } = c;
   const { from, to, botWant, filters, space } = p;
   const nf = filters.length;
   const K = sums.keys;
   let n = 0;
-  for (let v = 0; v < count; v++) {
+  for (let v = p.v0; v < p.v1; v++) {
     const s = start[v];
     if (s < from || s >= to || (botWant >= 0 && isBot[v] !== botWant)) continue;
     let ok = true;
@@ -76,8 +78,8 @@ export function countVisits(
         : space.kind === KEY.bucket
           ? bucketOf(space.starts, s)
           : 0;
-    addVisit(m, sums, k, v);
-    const d = addVisit(m, sums, K, v);
+    addVisit(c, sums, k, v);
+    const d = addVisit(c, sums, K, v);
     if (durations !== undefined) durations[n++] = d;
   }
   return n;
