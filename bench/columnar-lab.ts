@@ -42,7 +42,10 @@ const slices = Number(values.slices);
 const log = (line: string) => process.stdout.write(`${line}\n`);
 const gc = (globalThis as { gc?: () => void }).gc ?? (() => undefined);
 
-function memory(): number {
+/** Live heap and array buffer bytes, after collecting (twice, a tick apart: shared buffers are freed late). */
+async function memory(): Promise<number> {
+  gc();
+  await new Promise((resolve) => setTimeout(resolve, 200));
   gc();
   const m = process.memoryUsage();
   return m.heapUsed + m.arrayBuffers;
@@ -270,9 +273,9 @@ function buildModel(dataset: WebDataset): { model: ColumnarModel; generated: num
 
 async function main(): Promise<void> {
   const dataset = new WebDataset({ events: nEvents, end: END, days: DAYS });
-  const before = memory();
+  const before = await memory();
   const { model, generated, built } = buildModel(dataset);
-  const after = memory();
+  const after = await memory();
   const c = dataset.counts;
   log(
     `columnar lab: ${c.events} events, ${c.visitors} visitors, ${model.visits.count} visits (dataset says ${c.visits}), ${c.botEvents} bot events`,

@@ -207,7 +207,7 @@ function permute<T extends Float64Array | Uint32Array | Uint8Array>(
 }
 
 function columnOf(b: Building, order: Uint32Array): Column {
-  return { dict: b.dict, codes: narrow(permute(b.codes.view(), order, Uint32Array), b.dict.size) };
+  return { dict: b.dict, codes: narrow(b.codes.view(), order, b.dict.size) };
 }
 
 function columnsOf<K extends string>(buildings: Record<K, Building>, order: Uint32Array): Record<K, Column> {

@@ -46,15 +46,15 @@ export class Dictionary {
   }
 }
 
-/** `codes` copied into the narrowest (shared) array for `size` codes. */
-export function narrow(codes: ArrayLike<number>, size: number): Codes {
+/** `codes` in `order` (out[i] = codes[order[i]]), in the narrowest shared array for `size` codes. */
+export function narrow(codes: ArrayLike<number>, order: Uint32Array, size: number): Codes {
   const out =
     size <= 0x100
-      ? shared(Uint8Array, codes.length)
+      ? shared(Uint8Array, order.length)
       : size <= 0x10000
-        ? shared(Uint16Array, codes.length)
-        : shared(Uint32Array, codes.length);
-  for (let i = 0; i < codes.length; i++) out[i] = codes[i];
+        ? shared(Uint16Array, order.length)
+        : shared(Uint32Array, order.length);
+  for (let i = 0; i < order.length; i++) out[i] = codes[order[i]];
   return out;
 }
 
