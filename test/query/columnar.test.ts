@@ -307,14 +307,32 @@ test('scans split across worker threads add up to the one-thread answer', async 
   );
 });
 
+const sortedMedian = (xs: readonly number[]) => {
+  const sorted = [...xs].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return xs.length === 0 ? null : xs.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+};
+
 test('the median is percentile_cont(0.5) of any list', () => {
   fc.assert(
-    fc.property(fc.array(fc.integer({ min: 0, max: 50 }), { maxLength: 40 }), (xs) => {
-      const sorted = [...xs].sort((a, b) => a - b);
-      const mid = sorted.length >> 1;
-      const want =
-        xs.length === 0 ? null : xs.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-      assert.equal(median(Float64Array.from(xs), xs.length), want);
+    fc.property(fc.array(fc.integer({ min: -5, max: 50 }), { maxLength: 40 }), (xs) => {
+      assert.equal(median(Float64Array.from(xs), xs.length), sortedMedian(xs));
     }),
+  );
+});
+
+test('the median of thousands of durations (the radix path) is percentile_cont(0.5)', () => {
+  const duration = fc.oneof(
+    fc.constant(0),
+    fc.integer({ min: 0, max: 100 }),
+    fc.integer({ min: 0, max: 10_000_000 }),
+    fc.double({ min: 0, max: 1e12, noNaN: true, noDefaultInfinity: true }),
+  );
+  fc.assert(
+    fc.property(fc.array(duration, { minLength: 4096, maxLength: 9000 }), fc.boolean(), (xs, negative) => {
+      if (negative) xs[xs.length >> 1] = -1; // the fallback
+      assert.equal(median(Float64Array.from(xs), xs.length), sortedMedian(xs));
+    }),
+    { numRuns: 40 },
   );
 });
