@@ -21,8 +21,9 @@ export class ScanPool {
   readonly #model: ColumnarModel;
   readonly #columns: ScanColumns;
   readonly #workers: Worker[];
-  readonly #pending = new Map<number, (s: SliceSums) => void>();
+  readonly #pending = new Map<number, { resolve: (s: SliceSums) => void; reject: (e: Error) => void }>();
   #nextId = 0;
+  #stopped = false;
 
   constructor(model: ColumnarModel, slices: number) {
     if (!Number.isInteger(slices) || slices < 1)
@@ -32,21 +33,25 @@ export class ScanPool {
     this.#workers = Array.from({ length: slices - 1 }, () => {
       const w = new Worker(new URL('./scan-worker.ts', import.meta.url), { workerData: this.#columns });
       w.on('message', ({ id, slice }: { id: number; slice: SliceSums }) => {
-        this.#pending.get(id)?.(slice);
+        this.#pending.get(id)?.resolve(slice);
         this.#pending.delete(id);
       });
+      // A dead worker fails the scans waiting on it rather than leaving them pending forever.
+      w.on('error', (err: Error) => this.#failAll(err));
+      w.on('exit', (code) => this.#failAll(new Error(`scan worker exited (code ${code})`)));
       return w;
     });
   }
 
   async scan(q: ScanQuestion): Promise<ScanSums> {
+    if (this.#stopped) throw new Error('the scan pool is stopped');
     const plan = planScan(this.#model, q);
     const bounds = this.#bounds();
     const remote = this.#workers.map(
       (w, i) =>
-        new Promise<SliceSums>((resolve) => {
+        new Promise<SliceSums>((resolve, reject) => {
           const id = this.#nextId++;
-          this.#pending.set(id, resolve);
+          this.#pending.set(id, { resolve, reject });
           const req: SliceRequest = { id, plan, u0: bounds[i + 1], u1: bounds[i + 2] };
           w.postMessage(req);
         }),
@@ -57,7 +62,13 @@ export class ScanPool {
 
   /** Stops the workers (idempotent). */
   async stop(): Promise<void> {
+    this.#stopped = true;
     await Promise.allSettled(this.#workers.map((w) => w.terminate()));
+  }
+
+  #failAll(err: Error): void {
+    for (const { reject } of this.#pending.values()) reject(err);
+    this.#pending.clear();
   }
 
   /** User bounds of the slices: slice i is [b[i], b[i+1]), each about 1/slices of the events. */
