@@ -9,6 +9,7 @@ import {
   type ScanColumns,
   type ScanQuestion,
   type ScanSums,
+  type Scratch,
   type SliceSums,
 } from './scan.ts';
 
@@ -24,6 +25,8 @@ export class ScanPool {
   readonly #pending = new Map<number, { resolve: (s: SliceSums) => void; reject: (e: Error) => void }>();
   #nextId = 0;
   #stopped = false;
+  /** The calling thread's state array (its durations wait for the workers: never shared). */
+  readonly #scratch: Scratch = {};
 
   constructor(model: ColumnarModel, slices: number) {
     if (!Number.isInteger(slices) || slices < 1)
@@ -56,7 +59,7 @@ export class ScanPool {
           w.postMessage(req);
         }),
     );
-    const local = runSlice(this.#columns, plan, bounds[0], bounds[1]);
+    const local = runSlice(this.#columns, plan, bounds[0], bounds[1], this.#scratch);
     return mergeSlices([local, ...(await Promise.all(remote))], plan.need.median);
   }
 

@@ -5,7 +5,7 @@ import { KEY, type KeySpace, type ScanColumns, type ScanSums } from './scan.ts';
 export const PASS = 1; // it passes the visit-level filters
 export const SELECTED = 2; // …and starts in range with the bots wanted: it is counted
 
-/** PASS and SELECTED of the visits [v0, v1) (0 elsewhere). */
+/** PASS and SELECTED of the visits [v0, v1), written into `state` (other visits are never read). */
 export function visitStates(
   c: ScanColumns,
   [v0, v1]: readonly [number, number],
@@ -13,14 +13,17 @@ export function visitStates(
   from: number,
   to: number,
   botWant: number,
+  state: Uint8Array,
 ): Uint8Array {
   const { visitStart: start, visitIsBot: isBot } = c;
-  const state = new Uint8Array(start.length);
   const nf = filters.length;
   for (let v = v0; v < v1; v++) {
     let ok = true;
     for (let j = 0; j < nf && ok; j++) ok = filters[j].pass[filters[j].codes[v]] !== 0;
-    if (!ok) continue;
+    if (!ok) {
+      state[v] = 0;
+      continue;
+    }
     const s = start[v];
     state[v] = s >= from && s < to && (botWant < 0 || isBot[v] === botWant) ? PASS | SELECTED : PASS;
   }
