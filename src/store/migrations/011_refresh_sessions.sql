@@ -66,6 +66,9 @@ CREATE FUNCTION tally.cut_visits(
    GROUP BY c.project, c.user_id, c.session_key, c.visit
 $$;
 
+-- (Migration 015 replaces this function: a visit that a user's new events only extend is kept and
+-- extended rather than recomputed from its raw rows; its header shows why the proof below still
+-- holds.)
 -- Recomputes the visits that the fresh events just inserted into tally.events touch (parallel
 -- arrays, one element per event, ts in epoch ms as given to tally.write_events). Called in the
 -- batch's transaction, after the raw rows were inserted; p_timeout_ms is the session timeout.
