@@ -27,8 +27,9 @@ export function classifyPgError(err: unknown): TallyError {
   const e = err as { code?: string; message?: string };
   const code = typeof e.code === 'string' ? e.code : '';
   const message = e.message ?? String(err);
-  // Its own code: a timeout may pass (a lock held by a rebuild or a move, a busy server) or come
-  // back every time (a statement too large for the limit), so callers bound its retries.
+  // Its own code: a timeout may pass (a busy server) or come back every time (a statement too
+  // large for the limit), so callers bound its retries. A lock wait fails before it, as 55P03
+  // (pool.ts's lock_timeout), and is retried like any transient error.
   if (code === QUERY_CANCELED) {
     return new TallyError(
       'TALLY_DB_TIMEOUT',
