@@ -43,11 +43,20 @@ export function errorBody(err: TallyError): ErrorBody {
   };
 }
 
+/**
+ * Retry-After (s) of the 503s that pass only once an operator acts, not in a second: a session
+ * timeout mismatch (docs/errors.md) waits for a restart or a rebuild, so a client retrying every
+ * second would spend its attempts before anyone could.
+ */
+const OPERATOR_RETRY_AFTER_S: Partial<Record<ErrorCode, number>> = {
+  TALLY_SESSION_TIMEOUT_MISMATCH: 60,
+};
+
 /** Sends `err` as Tally's error JSON; 503s carry Retry-After. */
 export function sendError(reply: FastifyReply, err: TallyError): FastifyReply {
   // The rate limiter sets its own Retry-After (seconds until the window resets).
   if ((err.statusCode === 503 || err.statusCode === 429) && !reply.hasHeader('retry-after'))
-    void reply.header('retry-after', '1');
+    void reply.header('retry-after', String(OPERATOR_RETRY_AFTER_S[err.code] ?? 1));
   return reply.code(err.statusCode).send(errorBody(err));
 }
 

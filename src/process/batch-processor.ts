@@ -23,12 +23,12 @@ export interface BatchProcessorDeps {
 /**
  * How many times one `process()` call lets its batch run into statement_timeout (TALLY_DB_TIMEOUT,
  * 60 s each, src/store/pool.ts) before giving the error to the caller, whatever the policy's time
- * budget. TRICKY: a timeout is retriable (a lock held by `tally sessions rebuild` or a project move,
- * a busy server: retried, the batch loses nothing), but it may also come back every time (a batch
- * too large for the limit), and the Kafka processor's budget is endless: without a bound, such a
- * batch would hold its partitions forever. After the third, src/process/write-batch.ts splits the
- * batch like a refused one: what commits commits, and only an event that times out on its own is
- * dead-lettered (docs/errors.md). Over HTTP the 5 s budget ends after the first timeout anyway.
+ * budget. TRICKY: a timeout may pass (a busy server) or come back every time (a batch too large
+ * for the limit), and the Kafka processor's budget is endless: without a bound, such a batch would
+ * hold its partitions forever. A wait at a lock (a rebuild, a project move) is no timeout: the
+ * pool's lock_timeout ends it first as TALLY_DB_UNAVAILABLE, retried without bound. After the
+ * third, src/process/write-batch.ts splits the batch once, and further only while one half
+ * commits (docs/errors.md). Over HTTP the 5 s budget ends after the first timeout anyway.
  */
 export const MAX_STATEMENT_TIMEOUTS = 3;
 

@@ -27,14 +27,16 @@ export function classifyPgError(err: unknown): TallyError {
   const e = err as { code?: string; message?: string };
   const code = typeof e.code === 'string' ? e.code : '';
   const message = e.message ?? String(err);
-  // Its own code: a timeout may pass (a lock held by a rebuild or a move, a busy server) or come
-  // back every time (a statement too large for the limit), so callers bound its retries.
+  // Its own code: a timeout may pass (a busy server) or come back every time (a statement too
+  // large for the limit), so callers bound its retries. A lock wait fails before it, as 55P03
+  // (pool.ts's lock_timeout), and is retried like any transient error.
   if (code === QUERY_CANCELED) {
-    return new TallyError(
-      'TALLY_DB_TIMEOUT',
-      `PostgreSQL: ${message} (statement_timeout is ${STATEMENT_TIMEOUT_MS / 1000} s)`,
-      { cause: err },
-    );
+    // A cancel request (pg_cancel_backend) gives 57014 too, and other pools set other limits:
+    // the limit is named only for the message statement_timeout gives.
+    const limit = /statement timeout/i.test(message)
+      ? ` (statement_timeout is ${STATEMENT_TIMEOUT_MS / 1000} s)`
+      : '';
+    return new TallyError('TALLY_DB_TIMEOUT', `PostgreSQL: ${message}${limit}`, { cause: err });
   }
   const retriable =
     RETRIABLE_NODE_CODES.has(code) ||

@@ -15,6 +15,24 @@ const types: pg.CustomTypesConfig = { getTypeParser };
  */
 export const STATEMENT_TIMEOUT_MS = 60_000;
 
+/**
+ * How long one statement may wait for one lock on Tally's pools (PostgreSQL's lock_timeout), below
+ * STATEMENT_TIMEOUT_MS so that a wait fails first, with SQLSTATE 55P03 (TALLY_DB_UNAVAILABLE,
+ * retried without bound: the holder finishes some day), and a statement timeout then means the
+ * work itself was too slow, which the processor retries only a few times (docs/errors.md). A batch
+ * waits at a lock held by `tally sessions rebuild` (its project's visits), `tally projects move`
+ * (the tables) or another batch (rows it also updates).
+ *
+ * TRICKY: every user of the pool gets it, and it bounds each lock wait even where
+ * statement_timeout is lifted. Those users wait only for locks batches hold for one transaction,
+ * or for each other: a rebuild (the version row, the visits lock), the move's LOCK TABLE,
+ * migration 017's index build (the events table); the advisory locks of migrate.ts and
+ * dimension-backfill.ts (a second instance starting while the first still migrates) were bounded
+ * by statement_timeout already. Such a wait past 20 s fails the command with
+ * TALLY_DB_UNAVAILABLE, and running it again is safe (each is one transaction).
+ */
+export const LOCK_TIMEOUT_MS = 20_000;
+
 export interface PoolOptions {
   connectionString: string;
   max: number;
@@ -32,6 +50,8 @@ export function createPool(options: PoolOptions, onError: (err: Error) => void):
     idleTimeoutMillis: 30000,
     // Statements that hang (a lock, a stuck server) fail instead of holding a batch forever.
     statement_timeout: STATEMENT_TIMEOUT_MS,
+    // Lock waits fail sooner, as retriable without bound (LOCK_TIMEOUT_MS).
+    lock_timeout: LOCK_TIMEOUT_MS,
     idle_in_transaction_session_timeout: options.idleInTransactionTimeoutMs,
     types,
   });

@@ -135,3 +135,39 @@ test('a batch whose timeouts pass while it is split loses nothing: every event c
   assert.deepEqual(calls.at(-1)?.deadLetters, []);
   assert.equal(sent.length, 0);
 });
+
+test("a timeout that is not the events' (every write times out: an overloaded server) dead-letters nothing: it is thrown after one split, for the batch to be read again", async () => {
+  const { sent, deps } = fakes();
+  const writes: number[] = [];
+  deps.processor.process = (input: BatchInput) => {
+    writes.push(input.events.length);
+    return Promise.reject(new TallyError('TALLY_DB_TIMEOUT', 'timed out'));
+  };
+  const batch = batchOf(Array.from({ length: 1000 }, (_, i) => `e${i}`));
+  await assert.rejects(writeBatch(batch, deps), { code: 'TALLY_DB_TIMEOUT' });
+  assert.deepEqual(writes, [1000, 500, 500], 'the batch, then its two halves, and no further split');
+  assert.deepEqual(batch.poison, []);
+  assert.equal(sent.length, 0);
+});
+
+test('a lone event that times out is not dead-lettered: there is no sibling to show the server could do the work', async () => {
+  const { sent, deps } = fakes();
+  deps.processor.process = () => Promise.reject(new TallyError('TALLY_DB_TIMEOUT', 'timed out'));
+  const batch = batchOf(['a']);
+  await assert.rejects(writeBatch(batch, deps), { code: 'TALLY_DB_TIMEOUT' });
+  assert.deepEqual(batch.poison, []);
+  assert.equal(sent.length, 0);
+});
+
+test('an event timing out beside a refused one is not dead-lettered for its timeout; the refused one is not either until the batch goes through', async () => {
+  const { sent, deps } = fakes();
+  const fake = deps.processor.process.bind(deps.processor);
+  deps.processor.process = (input: BatchInput) =>
+    input.events.some((e) => e.eventId.endsWith('-slow'))
+      ? Promise.reject(new TallyError('TALLY_DB_TIMEOUT', 'timed out'))
+      : fake(input);
+  const batch = batchOf(['a', 'b', 'c-slow', 'd-bad']);
+  await assert.rejects(writeBatch(batch, deps), { code: 'TALLY_DB_TIMEOUT' });
+  assert.deepEqual(batch.poison, []);
+  assert.equal(sent.length, 0);
+});

@@ -30,6 +30,12 @@ test('a statement timeout (57014) is retriable with its own code, naming stateme
     err.message,
     /^PostgreSQL: canceling statement due to statement timeout \(statement_timeout is 60 s\)$/,
   );
+  // 57014 from a cancel request (pg_cancel_backend) is not statement_timeout's: not named.
+  assert.equal(
+    classifyPgError(Object.assign(new Error('canceling statement due to user request'), { code: '57014' }))
+      .message,
+    'PostgreSQL: canceling statement due to user request',
+  );
   // The rest of class 57 (the server shutting down) is an outage, retried without bound.
   assert.equal(
     classifyPgError(Object.assign(new Error('terminating'), { code: '57P01' })).code,
