@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import type pg from 'pg';
 import fc from 'fast-check';
 import { pino } from 'pino';
@@ -101,6 +101,18 @@ async function versionOf(pool: pg.Pool, project: string): Promise<number> {
   return Number(rows[0]?.v ?? 0);
 }
 
+/** A fresh database and a writer storing raw events with visits cut at TIMEOUT_MS. */
+async function writerOnNewDatabase(t: TestContext) {
+  const db = await startTestPostgres(t);
+  const writer = new BatchWriter({
+    pool: db.pool,
+    partitions: new RawPartitions(db.pool, undefined),
+    storeRaw: true,
+    sessionTimeoutMs: TIMEOUT_MS,
+  });
+  return { db, writer };
+}
+
 const EVENT_ROWS = `SELECT event_id, ${DERIVED.join(', ')} FROM tally.events WHERE project = $1 ORDER BY event_id`;
 const VISIT_ROWS = `SELECT * FROM tally.sessions WHERE project = $1 ORDER BY user_id, session_key, started_at`;
 
@@ -108,13 +120,7 @@ test(
   'events stored before derivation get exactly the dimensions and visits the writer gives new ones',
   { timeout: 240_000 },
   async (t) => {
-    const db = await startTestPostgres(t);
-    const writer = new BatchWriter({
-      pool: db.pool,
-      partitions: new RawPartitions(db.pool, undefined),
-      storeRaw: true,
-      sessionTimeoutMs: TIMEOUT_MS,
-    });
+    const { db, writer } = await writerOnNewDatabase(t);
     let run = 0;
     await fc.assert(
       fc.asyncProperty(fc.array(eventArb, { minLength: 1, maxLength: 25 }), async (list) => {
@@ -148,13 +154,7 @@ test(
 );
 
 test('a restart after the events were derived still rebuilds their visits', async (t) => {
-  const db = await startTestPostgres(t);
-  const writer = new BatchWriter({
-    pool: db.pool,
-    partitions: new RawPartitions(db.pool, undefined),
-    storeRaw: true,
-    sessionTimeoutMs: TIMEOUT_MS,
-  });
+  const { db, writer } = await writerOnNewDatabase(t);
   const list: Input[] = [
     {
       user: 'u1',
@@ -194,13 +194,7 @@ test('a restart after the events were derived still rebuilds their visits', asyn
 });
 
 test('one process at a time: another finds the lock held and returns at once; a project without visits just leaves', async (t) => {
-  const db = await startTestPostgres(t);
-  const writer = new BatchWriter({
-    pool: db.pool,
-    partitions: new RawPartitions(db.pool, undefined),
-    storeRaw: true,
-    sessionTimeoutMs: TIMEOUT_MS,
-  });
+  const { db, writer } = await writerOnNewDatabase(t);
   const list: Input[] = [
     {
       user: 'u1',
@@ -246,13 +240,7 @@ test('one process at a time: another finds the lock held and returns at once; a 
 });
 
 test('tally start and tally process derive older events in the background', async (t) => {
-  const db = await startTestPostgres(t);
-  const writer = new BatchWriter({
-    pool: db.pool,
-    partitions: new RawPartitions(db.pool, undefined),
-    storeRaw: true,
-    sessionTimeoutMs: TIMEOUT_MS,
-  });
+  const { db, writer } = await writerOnNewDatabase(t);
   const list: Input[] = [
     {
       user: 'u1',
