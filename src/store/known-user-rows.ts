@@ -12,9 +12,9 @@ import { LRUCache } from 'lru-cache';
  * writtenUserRows). Then its user is recorded: that batch added it (the upserts of a bucket's
  * array or bit string wait for any in-progress writer of it and merge into what it committed). A
  * row derived only from events whose key was stored already is not recorded, and must not be
- * remembered: a later fresh event would skip a user that is missing. Nothing removes users from
- * the rollups (retention keeps rollups), so a remembered row stays true, and skipping it only
- * skips a no-op. Restoring the database under a running process would break that assumption, as
+ * remembered: a later fresh event would skip a user that is missing. Retention keeps rollups, so
+ * a remembered row stays true, and skipping it only skips a no-op. What does remove users (a
+ * project move, `tally.rebuild_user_sets` on a data set) is for projects no process is writing. Restoring the database under a running process would break that assumption, as
  * it would for the user numbers (user-numbers.ts): restart the processes after a restore.
  */
 export class KnownUserRows {

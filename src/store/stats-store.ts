@@ -83,7 +83,8 @@ export class StatsStore {
    * users a row: OR-ed chunk by chunk, their set bits counted; a 30-day summary reads about 30
    * rows per 8192 users. Minutes keep a sorted array of numbers each (a minute has a few users
    * per chunk): each number of a minute piece counts once per index, unless its bit is already
-   * set in that index's hours and days. Ragged ends have at most 59 minutes on each side.
+   * set in that index's hours and days. A UTC range has at most 59 minutes at each end; a zone
+   * whose offset is not whole hours makes every hour bucket 60 minutes (QUERY_PLANS.md: slow).
    */
   async uniqueUsers(project: string, pieces: readonly Piece[]): Promise<Map<number, number>> {
     return this.#byIndex(

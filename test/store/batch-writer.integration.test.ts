@@ -296,3 +296,28 @@ test('a batch inserts keys and raw rows before it locks the data version', async
   });
   assert.deepEqual(await order(), WRITE_ORDER, 'with positions');
 });
+
+// Page numbers (migration 016) come from a sequence: a batch draws numbers for its new pages
+// only, or the int4 ids would run out at a high rate.
+test('pages already numbered draw no new number', async (t) => {
+  const { pool, writer } = await writerOnOwnPool(t, 2);
+  const base = Date.UTC(2024, 0, 1);
+  const batch = (from: number) =>
+    Array.from({ length: 30 }, (_, i) =>
+      toTallyEvent({
+        event_id: `p-${from + i}`,
+        type: 'page_view',
+        user_id: `u-${i}`,
+        ts: base + i,
+        page_url: `/p/${i % 5}`,
+      }),
+    );
+  const drawn = async () =>
+    Number((await pool.query<{ n: string }>('SELECT last_value AS n FROM tally.page_urls_id_seq')).rows[0].n);
+  await writer.write({ events: batch(0) });
+  const after = await drawn();
+  await writer.write({ events: batch(100) });
+  await writer.write({ events: batch(200) });
+  assert.equal(await drawn(), after);
+  assert.equal((await pool.query('SELECT 1 FROM tally.page_urls')).rowCount, 5);
+});

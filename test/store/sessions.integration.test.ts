@@ -292,6 +292,35 @@ async function cases(t: TestContext, dbPool: pg.Pool, client: pg.PoolClient) {
     assert.deepEqual((await assertExact(client, to)).length, 1);
   });
 
+  await t.test(
+    'a visit whose start retention dropped is recomputed from the rows still stored, however batched',
+    async () => {
+      const visitsAfter = async (second: SessionizerEvent[]) => {
+        const p = newProject();
+        await writeBatch(client, [
+          event(p, { eventId: 'a', ts: BASE }),
+          event(p, { eventId: 'b', ts: BASE + MINUTE }),
+        ]);
+        // As the retention would: the raw row of the visit's start is gone, the visit stays.
+        await client.query(`DELETE FROM tally.events WHERE project = $1 AND event_id = 'a'`, [p]);
+        await writeBatch(
+          client,
+          second.map((e) => ({ ...e, project: p })),
+        );
+        const visits = await storedVisits(client, p);
+        assert.equal(await rebuildSessions(dbPool, p, TIMEOUT), visits.length);
+        assert.deepEqual(await storedVisits(client, p), visits, 'a rebuild gives the same visits');
+        return visits.map((v) => [v.startedAt - BASE, v.events, v.entryPage]);
+      };
+      const c = event('', { eventId: 'c', ts: BASE + 2 * MINUTE });
+      // c alone (the append case but for the missing start), and c beside a far event (recomputed).
+      const alone = await visitsAfter([c]);
+      assert.deepEqual(alone, [[MINUTE, 2, '/b']]);
+      const beside = await visitsAfter([c, event('', { eventId: 'far', ts: BASE + 10 * TIMEOUT })]);
+      assert.deepEqual(beside.slice(0, 1), alone);
+    },
+  );
+
   await t.test('a rebuild keeps the visits that ended before the oldest raw row', async () => {
     const p = newProject();
     await writeBatch(client, [

@@ -19,8 +19,12 @@
 --     end, the sums of events and page views, V's entry page if V has a page view (else N's), N's
 --     exit page if N has one (else V's), and is_bot OR-ed; cut_visits computes them the same way
 --     from the rows (migration 011).
+--   * V's first raw row is still stored (checked): V was computed from rows that are all still
+--     stored, so keeping its columns equals recomputing them. Once raw retention has dropped V's
+--     start, 011 recomputes V from the rows still stored; keeping V would make the visit depend on
+--     how the events were batched.
 -- Any other user (several clusters, several or no touched visits, an event at or before V's end,
--- an explicit session_id) is recomputed from the raw rows as before.
+-- an explicit session_id, V's start no longer stored) is recomputed from the raw rows as before.
 
 CREATE OR REPLACE FUNCTION tally.refresh_sessions(
   p_project text[], p_user_id text[], p_ts float8[], p_session_id text[], p_timeout_ms float8
@@ -96,7 +100,12 @@ BEGIN
   near AS (
     SELECT c.p, c.u, c.lo, c.hi, v.started_at, v.ended_at,
            row_number() OVER w = 1 AS first,
-           (c.alone AND count(v.started_at) OVER w = 1 AND c.lo > v.ended_at) IS TRUE AS append
+           (c.alone AND count(v.started_at) OVER w = 1 AND c.lo > v.ended_at
+            -- V's first raw row is still stored (retention drops the oldest days first, so then
+            -- all of V is): else V is recomputed from the rows still stored, as migration 011 says.
+            AND EXISTS (SELECT 1 FROM tally.events e
+                         WHERE e.project = c.p AND e.user_id = c.u AND e.ts = v.started_at
+                           AND coalesce(nullif(e.session_id, ''), '') = '')) IS TRUE AS append
       FROM clusters c
       LEFT JOIN LATERAL (
         SELECT s.started_at, s.ended_at

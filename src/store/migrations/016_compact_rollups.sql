@@ -85,6 +85,18 @@ $v$);
 DROP FUNCTION tally.rebuild_user_bits(text);
 DROP TABLE tally.rollup_users;
 
+-- Answers cached before the upgrade came from the old tables; those computed by a query process
+-- of the previous version during a rolling upgrade miss the minute users (it reads minute bit
+-- strings, gone now): every project's data version moves, so none is served again from the
+-- cache. A previous-version query process must still be replaced (docs/web-analytics.md).
+WITH v AS (
+  UPDATE tally.data_versions AS v SET version = v.version + 1, updated_at = now()
+    FROM (SELECT project FROM tally.data_versions ORDER BY project COLLATE "C" FOR UPDATE) AS o
+   WHERE v.project = o.project
+  RETURNING v.project, v.version
+)
+SELECT pg_notify('tally_data_versions', v.version || ' ' || v.project) FROM v;
+
 -- Recomputes one project's user numbers, minute arrays and hour and day bit strings from its raw
 -- rows (bots left out, as every rollup leaves them): for data sets written straight into
 -- tally.events (bench/dataset.ts). Not for a project that is being written to. PL/pgSQL, so each
@@ -225,19 +237,26 @@ BEGIN
   ON CONFLICT (project, level, bucket, type) DO UPDATE SET count = r.count + excluded.count, updated_at = now();
 
   -- New pages get their numbers here, each page once, in page_url order like every row of the batch.
+  -- Only the pages with no number yet: ON CONFLICT alone would draw an id from the sequence for
+  -- every page of every batch, and run int4 out in days at a high rate. (Two batches racing to
+  -- number one new page still draw two: rare.)
   INSERT INTO tally.page_urls (page_url)
   SELECT d.u FROM (
     SELECT DISTINCT x.u
       FROM unnest(p_page_url, p_is_bot) WITH ORDINALITY AS x(u, b, i)
      WHERE fresh[x.i::int4] AND NOT x.b AND x.u IS NOT NULL
   ) AS d
+   WHERE NOT EXISTS (SELECT 1 FROM tally.page_urls p WHERE p.page_url = d.u)
    ORDER BY d.u COLLATE "C"
   ON CONFLICT (page_url) DO NOTHING;
 
   INSERT INTO tally.rollup_pages AS r (project, level, bucket, type, page_id, count)
   SELECT x.p, l.level, to_timestamp(floor(x.ts / l.ms) * l.ms / 1000.0), x.t, d.id, count(*)
     FROM unnest(p_project, p_type, p_ts, p_page_url, p_is_bot) WITH ORDINALITY AS x(p, t, ts, u, b, i)
-    JOIN tally.page_urls d ON d.page_url = x.u
+    -- Each distinct page looked up once, not once per event.
+    JOIN (SELECT p.id, p.page_url FROM tally.page_urls p
+           WHERE p.page_url = ANY (ARRAY(SELECT DISTINCT u FROM unnest(p_page_url) AS u WHERE u IS NOT NULL))) AS d
+      ON d.page_url = x.u
     CROSS JOIN unnest(p_levels, p_level_ms) AS l(level, ms)
    WHERE fresh[x.i::int4] AND NOT x.b
    GROUP BY x.p, l.level, 3, x.t, d.id
