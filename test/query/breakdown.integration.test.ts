@@ -314,8 +314,12 @@ function expectedBreakdown(
 function expectedSeries(ref: Reference, q: Question, metric: string, interval: string): number[] {
   const size = interval === 'hour' ? 3_600_000 : DAY;
   const values: number[] = [];
+  // A visit counts in the bucket where it starts, chosen by its selected events anywhere in the
+  // question's range (not only in that bucket): the series adds up to the summary's visits.
+  const visits = ref.totals(q).visits;
   for (let start = Math.floor(q.from / size) * size; start < q.to; start += size) {
     const c = ref.totals({ ...q, from: Math.max(start, q.from), to: Math.min(start + size, q.to) });
+    c.visits = visits.filter((v) => v.started_at >= start && v.started_at < start + size);
     const byMetric: Record<string, number> = {
       events: c.events,
       page_views: c.page_views,
