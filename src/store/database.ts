@@ -67,7 +67,9 @@ export async function openDatabase(
     await embedded?.stop();
     throw err;
   }
-  const backfill = options.deriveStoredEvents ? startBackfill(connectionString, options) : undefined;
+  const backfill = options.deriveStoredEvents
+    ? backfillInBackground(connectionString, options.applicationName, options.logger)
+    : undefined;
   let stopped: Promise<void> | undefined;
   return {
     pool,
@@ -86,27 +88,6 @@ export async function openDatabase(
         await embedded?.stop();
       })();
       return stopped;
-    },
-  };
-}
-
-/**
- * The backfill on two connections of its own (its advisory lock holds one throughout), so the
- * role's pool keeps all of its connections for the role.
- */
-function startBackfill(
-  connectionString: string,
-  options: { applicationName: string; logger: Logger },
-): { stop(): Promise<void> } {
-  const pool = createPool(
-    { connectionString, max: 2, applicationName: `${options.applicationName}-backfill` },
-    (err) => options.logger.warn({ err }, 'idle PostgreSQL connection of the backfill failed'),
-  );
-  const run = backfillInBackground(pool, options.logger);
-  return {
-    async stop() {
-      await run.stop();
-      await pool.end().catch(() => undefined);
     },
   };
 }

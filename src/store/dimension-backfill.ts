@@ -2,6 +2,7 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import { deriveDimensions } from '../event/derive.ts';
 import { TallyError } from '../errors/tally-error.ts';
+import { createPool } from './pool.ts';
 import { rebuildSessions } from './sessions-store.ts';
 
 // Any constant works; it only has to be the same for every Tally process on a database.
@@ -207,10 +208,19 @@ async function rebuildPending(pool: pg.Pool, logger: Logger, signal?: AbortSigna
 }
 
 /**
- * backfillDimensions in the background of a serving process: failures are logged (the next start
- * goes on from where it stopped), `stop()` ends it between two batches.
+ * backfillDimensions in the background of a serving process, on two connections of its own (its
+ * advisory lock holds one throughout), so the role's pool keeps all of its connections: failures
+ * are logged (the next start goes on from where it stopped), `stop()` ends it between two batches.
  */
-export function backfillInBackground(pool: pg.Pool, logger: Logger): { stop(): Promise<void> } {
+export function backfillInBackground(
+  connectionString: string,
+  applicationName: string,
+  logger: Logger,
+): { stop(): Promise<void> } {
+  const pool = createPool(
+    { connectionString, max: 2, applicationName: `${applicationName}-backfill` },
+    (err) => logger.warn({ err }, 'idle PostgreSQL connection of the backfill failed'),
+  );
   const abort = new AbortController();
   const run = backfillDimensions(pool, logger, { signal: abort.signal }).catch((err: unknown) => {
     if (!abort.signal.aborted)
@@ -220,6 +230,7 @@ export function backfillInBackground(pool: pg.Pool, logger: Logger): { stop(): P
     async stop() {
       abort.abort();
       await run;
+      await pool.end().catch(() => undefined);
     },
   };
 }
