@@ -1,0 +1,135 @@
+import type { GroupKey } from '../../store/analytics-store.ts';
+import type { Counts } from '../metrics.ts';
+import type { ColumnarAnswer, ColumnarGroup, ColumnarSelection } from './engine.ts';
+import { median } from './median.ts';
+import type { ColumnarModel } from './model.ts';
+import {
+  keySpace,
+  planScan,
+  runSlice,
+  scanColumns,
+  type ColumnarGrouping,
+  type ScanSums,
+  type Scratch,
+  type SliceSums,
+} from './scan.ts';
+
+/**
+ * A read model made of layers: a base ColumnarModel and the deltas built since, each holding the
+ * whole current rows of some users. A user lives in exactly one layer (its newest): `retire`
+ * hides it in the older ones. So the layers hold disjoint users and their sums add up exactly,
+ * visitors and visits included (the same argument as the scan pool's slices of disjoint users).
+ *
+ * Each layer has its own dictionaries, so their keys are matched by value, not by code.
+ */
+export class Layers {
+  readonly #layers: ColumnarModel[];
+  readonly #scratch = new WeakMap<ColumnarModel, Scratch>();
+
+  constructor(base: ColumnarModel) {
+    this.#layers = [base];
+  }
+
+  get count(): number {
+    return this.#layers.length;
+  }
+
+  /** Events held by the layers after the base (hidden ones included): what a compaction would fold. */
+  get deltaEvents(): number {
+    let n = 0;
+    for (let i = 1; i < this.#layers.length; i++) n += this.#layers[i].events.count;
+    return n;
+  }
+
+  get baseEvents(): number {
+    return this.#layers[0].events.count;
+  }
+
+  /** Adds `delta`, holding the whole current rows of `users`, and hides those users everywhere else. */
+  push(delta: ColumnarModel, users: readonly string[]): void {
+    for (const layer of this.#layers) for (const u of users) retire(layer, u);
+    this.#layers.push(delta);
+  }
+
+  /**
+   * The sums of a selection over every layer, grouped; `need` leaves a side out (its counts read
+   * zero). Synchronous: no layer changes while it runs.
+   */
+  answer(
+    sel: ColumnarSelection,
+    grouping: ColumnarGrouping,
+    need: { events: boolean; visits: boolean; median?: boolean },
+  ): ColumnarAnswer {
+    const wantMedian = need.median === true && need.visits;
+    const q = { ...sel, grouping, need: { events: need.events, visits: need.visits, median: wantMedian } };
+    const byKey = new Map<GroupKey, Counts>();
+    const total = zero();
+    const slices: SliceSums[] = [];
+    for (const m of this.#layers) {
+      const plan = planScan(m, q);
+      const c = scanColumns(m);
+      const slice = runSlice(c, plan, 0, c.userEvents.length - 1, this.#scratchOf(m));
+      slices.push(slice);
+      const { dict } = keySpace(m, grouping);
+      const s = slice.sums;
+      for (let k = 0; k < s.keys; k++) {
+        if (s.events[k] === 0 && s.visits[k] === 0) continue;
+        const key: GroupKey = grouping.kind === 'buckets' ? k - 1 : dict === undefined ? null : dict.value(k);
+        let counts = byKey.get(key);
+        if (counts === undefined) byKey.set(key, (counts = zero()));
+        add(counts, s, k);
+      }
+      add(total, s, s.keys);
+    }
+    const groups: ColumnarGroup[] = [...byKey].map(([key, counts]) => ({ key, counts }));
+    return { groups, total, medianMs: wantMedian ? medianOf(slices) : null };
+  }
+
+  /** Each layer's reused arrays: the durations stay valid until that layer's next scan. */
+  #scratchOf(m: ColumnarModel): Scratch {
+    let s = this.#scratch.get(m);
+    if (s === undefined) {
+      const n = m.visits.count;
+      this.#scratch.set(m, (s = { state: new Uint8Array(n), durations: new Float64Array(n) }));
+    }
+    return s;
+  }
+}
+
+/**
+ * Hides user `userId` in `m`: its events' times and its visits' spans become +Infinity, which
+ * every range test of the passes rejects (`t < from || t >= to` and `s >= from && s < to` alike;
+ * NaN would slip through the first). Nothing else reads a user's rows without a time test first.
+ */
+export function retire(m: ColumnarModel, userId: string): void {
+  const u = m.users.find(userId);
+  if (u < 0) return;
+  m.events.ts.fill(Infinity, m.userEvents[u], m.userEvents[u + 1]);
+  m.visits.start.fill(Infinity, m.userVisits[u], m.userVisits[u + 1]);
+  m.visits.end.fill(Infinity, m.userVisits[u], m.userVisits[u + 1]);
+}
+
+function medianOf(slices: readonly SliceSums[]): number | null {
+  if (slices.length === 1) return median(slices[0].durations, slices[0].nDurations);
+  const all = new Float64Array(slices.reduce((n, s) => n + s.nDurations, 0));
+  let at = 0;
+  for (const s of slices) {
+    all.set(s.durations.subarray(0, s.nDurations), at);
+    at += s.nDurations;
+  }
+  return median(all, all.length);
+}
+
+function zero(): Counts {
+  return { visitors: 0, events: 0, page_views: 0, visits: 0, bounces: 0, duration_ms: 0, visit_page_views: 0 };
+}
+
+function add(into: Counts, s: ScanSums, k: number): void {
+  into.visitors += s.visitors[k];
+  into.events += s.events[k];
+  into.page_views += s.pageViews[k];
+  into.visits += s.visits[k];
+  into.bounces += s.bounces[k];
+  into.duration_ms += s.durationMs[k];
+  into.visit_page_views += s.visitPageViews[k];
+}
