@@ -4,6 +4,7 @@ import { deriveDimensions } from '../src/event/derive.ts';
 import { ColumnarBuilder } from '../src/query/columnar/builder.ts';
 import { valuePasses } from '../src/query/columnar/compile-filters.ts';
 import { ColumnarEngine, type ColumnarSelection } from '../src/query/columnar/engine.ts';
+import { Layers } from '../src/query/columnar/layers.ts';
 import { modelBytes, type ColumnarModel } from '../src/query/columnar/model.ts';
 import { ScanPool } from '../src/query/columnar/scan-pool.ts';
 import type { EventRow, VisitRow } from '../src/query/columnar/rows.ts';
@@ -29,6 +30,9 @@ const { values } = parseArgs({
     events: { type: 'string', default: '1000000' },
     runs: { type: 'string', default: '20' },
     slices: { type: 'string', default: '2' },
+    // 'pool': the second column splits each scan across --slices threads; 'layers': it answers
+    // through Layers (src/query/columnar/layers.ts), as the service does, with its digests.
+    second: { type: 'string', default: 'pool' },
   },
 });
 const DAYS = 30;
@@ -192,7 +196,26 @@ const ALL: BreakdownMetric[] = [
 ];
 
 /** A breakdown as the service shapes it: rows' metrics, sorted by the first, top 10. */
-function breakdown(engine: ColumnarEngine, dim: string, metrics: BreakdownMetric[], filters: Filter[]) {
+type Answering = Pick<ColumnarEngine, 'summary' | 'breakdown' | 'uniqueUsers'>;
+
+/** The engine's questions answered through Layers, as src/query/read-model.ts serves them. */
+function layersEngine(layers: Layers): Answering {
+  return {
+    summary: (sel) => {
+      const a = layers.answer(sel, { kind: 'none' }, { events: true, visits: true, median: true });
+      return Promise.resolve({ counts: a.total, medianMs: a.medianMs });
+    },
+    breakdown: (sel, dimension, need) =>
+      Promise.resolve(layers.answer(sel, { kind: 'dimension', dimension }, need)),
+    uniqueUsers: (sel, starts) => {
+      const a = layers.answer(sel, { kind: 'buckets', starts }, { events: true, visits: false });
+      const byBucket = new Map(a.groups.map((g) => [Number(g.key), g.counts.visitors]));
+      return Promise.resolve(starts.map((_, b) => byBucket.get(b) ?? 0));
+    },
+  };
+}
+
+function breakdown(engine: Answering, dim: string, metrics: BreakdownMetric[], filters: Filter[]) {
   const dimension = parseDimension(dim)!;
   const visits = metrics.some((x) => x !== 'visitors' && x !== 'page_views' && x !== 'events');
   return async (sel: ColumnarSelection) => {
@@ -206,7 +229,7 @@ function breakdown(engine: ColumnarEngine, dim: string, metrics: BreakdownMetric
   };
 }
 
-function questions(engine: ColumnarEngine): LabQuestion[] {
+function questions(engine: Answering): LabQuestion[] {
   const out: LabQuestion[] = [];
   for (const q of analyticsQuestions(DAYS)) {
     const filters = parseFilters(q.filters);
@@ -314,10 +337,11 @@ async function main(): Promise<void> {
   log(`  cross-check summary visits: ${visits} equal the naive count`);
   log(`summary of run 0: ${JSON.stringify({ ...summary.counts, median_ms: summary.medianMs })}`);
 
-  const pool = new ScanPool(model, slices);
-  const split = new ColumnarEngine(model, { pool });
+  const layered = values.second === 'layers';
+  const pool = layered ? undefined : new ScanPool(model, slices);
+  const split = pool === undefined ? layersEngine(new Layers(model)) : new ColumnarEngine(model, { pool });
   log(
-    `\nwall p50/p99 and CPU p50 (this process, all threads) per question, ms; 1 thread, then ${slices} slices`,
+    `\nwall p50/p99 and CPU p50 (this process, all threads) per question, ms; 1 thread, then ${layered ? 'Layers with digests' : `${slices} slices`}`,
   );
   log(
     `${'question'.padEnd(92)} ${'1: p50'.padStart(7)} ${'p99'.padStart(7)} ${'cpu'.padStart(7)} ${`${slices}: p50`.padStart(7)} ${'p99'.padStart(7)} ${'cpu'.padStart(7)}  target`,
@@ -327,12 +351,15 @@ async function main(): Promise<void> {
   for (let n = 0; n < serial.length; n++) {
     const q = serial[n];
     const target = q.filtered ? TARGET_FILTERED_MS : TARGET_UNFILTERED_MS;
+    const same =
+      JSON.stringify(await q.ask(selection(0))) === JSON.stringify(await parallel[n].ask(selection(0)));
+    if (!same) throw new Error(`${q.name}: the two engines answer differently`);
     const one = await time(q);
     const many = await time(parallel[n]);
     const cells = [...one, ...many].map((x) => String(round(x)).padStart(7));
     log(`${q.name.padEnd(92)} ${cells.join(' ')}  ≤ ${target} ${many[1] <= target ? 'ok' : 'MISSED'}`);
   }
-  await pool.stop();
+  await pool?.stop();
   log(
     `load: ${loadavg()
       .map((x) => round(x, 2))

@@ -3,9 +3,11 @@ import { KEY, type KeySpace, type ScanColumns, type ScanSums } from './scan.ts';
 import { PASS, SELECTED, addVisit, bucketOf } from './visit-pass.ts';
 
 export interface EventPass {
-  /** The users whose events this pass reads: [u0, u1). */
+  /** The users whose events this pass reads: [u0, u1), or `only` when given. */
   u0: number;
   u1: number;
+  /** Just these users (ascending, within [u0, u1)): those a digest left to the events. */
+  only?: Uint32Array;
   from: number;
   to: number;
   botWant: number;
@@ -31,7 +33,10 @@ export function countEventsByOwnKey(c: ScanColumns, p: EventPass, sums: ScanSums
   const K = sums.keys;
   const userStamp = new Int32Array(K).fill(-1);
   let lastUser = -1;
-  for (let u = p.u0; u < p.u1; u++) {
+  const only = p.only;
+  const n = only === undefined ? p.u1 - p.u0 : only.length;
+  for (let x = 0; x < n; x++) {
+    const u = only === undefined ? p.u0 + x : only[x];
     const end = users[u + 1];
     for (let i = users[u]; i < end; i++) {
       const t = ts[i];
@@ -83,7 +88,10 @@ export function countEventsAndMembers(
   let lastUser = -1;
   let lastVisit = -1;
   let nDurations = 0;
-  for (let u = p.u0; u < p.u1; u++) {
+  const only = p.only;
+  const n = only === undefined ? p.u1 - p.u0 : only.length;
+  for (let x = 0; x < n; x++) {
+    const u = only === undefined ? p.u0 + x : only[x];
     const end = users[u + 1];
     for (let i = users[u]; i < end; i++) {
       const t = ts[i];

@@ -2,7 +2,8 @@ import type { Bots } from '../../store/analytics-store.ts';
 import type { Dimension, Filter } from '../filters.ts';
 import { compileFilters, type CodeFilter } from './compile-filters.ts';
 import type { Codes, Dictionary } from './dictionary.ts';
-import { countEventsAndMembers, countEventsByOwnKey } from './event-pass.ts';
+import { countByDigest, type Digest } from './digest.ts';
+import { countEventsAndMembers, countEventsByOwnKey, type EventPass } from './event-pass.ts';
 import { median } from './median.ts';
 import type { ColumnarModel } from './model.ts';
 import { countVisits, visitStates } from './visit-pass.ts';
@@ -175,6 +176,7 @@ export function runSlice(
   u0: number,
   u1: number,
   scratch: Scratch = {},
+  digest?: Digest,
 ): SliceSums {
   const K = plan.space.keys;
   const sums = emptySums(K);
@@ -187,9 +189,20 @@ export function runSlice(
   let nDurations = 0;
   if (plan.empty) return { sums, durations, nDurations };
   const { from, to, botWant, space, need, visitsByEvents } = plan;
-  const pass = { u0, u1, from, to, botWant, filters: plan.eventFilters, space, pageView: plan.pageView };
+  const pass: EventPass = {
+    u0,
+    u1,
+    from,
+    to,
+    botWant,
+    filters: plan.eventFilters,
+    space,
+    pageView: plan.pageView,
+  };
   const dur = need.median ? durations : undefined;
   const plain = plan.visitFilters.length === 0 && (space.kind === KEY.eventCode || space.kind === KEY.none);
+  // The users a digest answers are done; the pass reads the others' events.
+  if (digest !== undefined && digestable(plan)) pass.only = countByDigest(digest, pass, sums);
   if (need.events && plain && !visitsByEvents) {
     countEventsByOwnKey(c, pass, sums);
   } else if (need.events || visitsByEvents) {
@@ -215,6 +228,21 @@ export function runSlice(
     sums.pageViews[K] += sums.pageViews[k];
   }
   return { sums, durations, nDurations };
+}
+
+/**
+ * Whether a digest (digest.ts) can answer a plan's events: no filter of any kind, events counted
+ * by their own key, their visit's, or none (not visits by their events, not time buckets).
+ */
+export function digestable(plan: ScanPlan): boolean {
+  return (
+    plan.need.events &&
+    !plan.empty &&
+    !plan.visitsByEvents &&
+    plan.eventFilters.length === 0 &&
+    plan.visitFilters.length === 0 &&
+    plan.space.kind !== KEY.bucket
+  );
 }
 
 const SUM_FIELDS = [
