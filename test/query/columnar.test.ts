@@ -1,186 +1,29 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { ColumnarBuilder } from '../../src/query/columnar/builder.ts';
 import { ColumnarEngine, type ColumnarSelection } from '../../src/query/columnar/engine.ts';
 import { median } from '../../src/query/columnar/median.ts';
 import { ScanPool } from '../../src/query/columnar/scan-pool.ts';
-import { OPS, parseDimension, type Filter } from '../../src/query/filters.ts';
+import { parseDimension } from '../../src/query/filters.ts';
 import { metricValue, type BreakdownMetric, type Counts } from '../../src/query/metrics.ts';
-import { sessionize, type Visit, type WebEvent } from './web-fixtures.ts';
 import {
-  Reference,
-  refMedianSeconds,
-  refMetric,
-  type Bots,
-  type Question,
-  type RefCounts,
-  type RefFilter,
-} from './web-reference.ts';
+  BASE,
+  HOUR,
+  TIMEOUT,
+  eventArb,
+  eventsOf,
+  modelOf,
+  questionArb,
+  toFilter,
+} from './columnar-arbitraries.ts';
+import { sessionize, type Visit } from './web-fixtures.ts';
+import { Reference, refMedianSeconds, refMetric, type Question, type RefCounts } from './web-reference.ts';
 
 /**
  * The columnar engine (src/query/columnar) against the from-scratch reference (web-reference.ts)
  * on random events, visits, filters, bots and ragged ranges, in process: every group's integer
  * sums and every metric, the totals, the median, unique users per bucket.
  */
-
-const MINUTE = 60_000;
-const HOUR = 3_600_000;
-const BASE = Date.UTC(2026, 0, 5);
-const TIMEOUT = 30 * MINUTE;
-
-const VALUES = {
-  type: ['page_view', 'page_view', 'click', 'signup'],
-  path: ['/', '/blog/a', '/Blog/B', '/pricing', "/50%_x'", null],
-  hostname: ['example.com', 'shop.example.com', null],
-  referrer_host: [null, 'google.com', 'news.example.org'],
-  channel: ['Direct', 'Email', 'Organic Search', null],
-  utm_source: [null, 'newsletter', 'Twitter'],
-  utm_campaign: [null, 'spring', 'Spring-Sale'],
-  browser: ['Chrome', 'Firefox', null],
-  os: ['Windows', 'iOS', 'Android'],
-  device: ['desktop', 'mobile', 'tablet', null],
-  country: ['US', 'DE', 'FR', null],
-  plan: [null, 'pro', 'free'],
-  session: [null, null, null, null, 's1', 's2'],
-} as const;
-
-const oneOf = <T>(list: readonly T[]) => fc.constantFrom(...list);
-
-const eventArb = fc.record({
-  user: fc.nat(5),
-  bot: fc.nat(7).map((n) => n === 0),
-  // Clustered times, so that gaps fall on both sides of the 30-min timeout.
-  hour: fc.nat(5),
-  offset: fc.nat(55 * MINUTE),
-  type: oneOf(VALUES.type),
-  path: oneOf(VALUES.path),
-  hostname: oneOf(VALUES.hostname),
-  referrer_host: oneOf(VALUES.referrer_host),
-  channel: oneOf(VALUES.channel),
-  utm_source: oneOf(VALUES.utm_source),
-  utm_campaign: oneOf(VALUES.utm_campaign),
-  browser: oneOf(VALUES.browser),
-  os: oneOf(VALUES.os),
-  device: oneOf(VALUES.device),
-  country: oneOf(VALUES.country),
-  plan: oneOf(VALUES.plan),
-  session: oneOf(VALUES.session),
-});
-
-const DIMENSIONS = [
-  'page',
-  'hostname',
-  'event_type',
-  'browser',
-  'os',
-  'device',
-  'country',
-  'entry_page',
-  'exit_page',
-  'referrer',
-  'channel',
-  'utm_source',
-  'utm_medium',
-  'utm_campaign',
-  'utm_term',
-  'property:plan',
-  'property:absent',
-];
-
-const present = (list: readonly (string | null)[]) => list.filter((v): v is string => v !== null);
-const FILTER_VALUES = [
-  ...new Set([
-    ...present(Object.values(VALUES).flat()),
-    'email',
-    '(none)',
-    'BLOG',
-    'o',
-    '%',
-    'nothing-has-this',
-  ]),
-];
-
-const filterArb: fc.Arbitrary<RefFilter> = fc.record({
-  dim: oneOf(DIMENSIONS),
-  op: oneOf(['==', '!=', '~=', '!~'] as const),
-  values: fc.array(
-    fc.oneof(
-      oneOf(FILTER_VALUES),
-      // A piece of a value, in either case, for contains.
-      fc.tuple(oneOf(FILTER_VALUES), fc.nat(6), fc.nat(3), fc.boolean()).map(([v, i, n, up]) => {
-        const piece = v.slice(i % v.length, (i % v.length) + 1 + n);
-        return up ? piece.toUpperCase() : piece;
-      }),
-    ),
-    { minLength: 1, maxLength: 3 },
-  ),
-});
-
-const questionArb = fc.record({
-  // Ragged: any millisecond, from before the first event to after the last.
-  from: fc.integer({ min: -HOUR, max: 4 * HOUR }),
-  span: fc.integer({ min: 0, max: 7 * HOUR }),
-  // Often a bound on an event's own time (or 1 ms beside it): [from, to) must be exact there.
-  snapFrom: fc.option(fc.tuple(fc.nat(), fc.integer({ min: -1, max: 1 })), { freq: 2 }),
-  snapTo: fc.option(fc.tuple(fc.nat(), fc.integer({ min: -1, max: 1 })), { freq: 2 }),
-  filters: fc.array(filterArb, { maxLength: 3 }),
-  bots: oneOf<Bots>(['exclude', 'exclude', 'include', 'only']),
-  dimension: oneOf(DIMENSIONS),
-});
-
-/** Stored events of a run: bots are their own users (a visitor's user agent decides). */
-type RawEvent = typeof eventArb extends fc.Arbitrary<infer T> ? T : never;
-
-function eventsOf(raws: RawEvent[]): WebEvent[] {
-  return raws.map((r, i) => ({
-    event_id: `e${String(i).padStart(3, '0')}`,
-    user_id: r.bot ? `bot${r.user % 2}` : `u${r.user}`,
-    type: r.type,
-    ts: BASE + r.hour * HOUR + r.offset,
-    session_id: r.session,
-    properties: r.plan === null ? null : { plan: r.plan },
-    path: r.path,
-    hostname: r.path === null ? null : r.hostname,
-    referrer_host: r.referrer_host,
-    channel: r.channel,
-    utm_source: r.utm_source,
-    utm_medium: r.utm_source === null ? null : 'email',
-    utm_campaign: r.utm_campaign,
-    utm_term: null,
-    utm_content: null,
-    browser: r.browser,
-    os: r.os,
-    device: r.device,
-    country: r.country,
-    is_bot: r.bot,
-  }));
-}
-
-function modelOf(events: readonly WebEvent[], visits: readonly Visit[]) {
-  const b = new ColumnarBuilder();
-  for (const e of events) b.addEvent(e);
-  for (const v of visits) {
-    const f = v.first;
-    b.addVisit({
-      ...v,
-      referrer_host: f.referrer_host,
-      channel: f.channel,
-      utm_source: f.utm_source,
-      utm_medium: f.utm_medium,
-      utm_campaign: f.utm_campaign,
-      utm_term: f.utm_term,
-      utm_content: f.utm_content,
-    });
-  }
-  return b.build();
-}
-
-const toFilter = (f: RefFilter): Filter => ({
-  dimension: parseDimension(f.dim)!,
-  op: OPS[f.op],
-  values: f.values,
-});
 
 function refCounts(c: RefCounts): Counts {
   const sum = (f: (v: Visit) => number) => c.visits.reduce((s, v) => s + f(v), 0);
