@@ -141,13 +141,16 @@ export function questionArbOf(filters: fc.Arbitrary<RefFilter[]>, dimensions: re
 
 export const questionArb = questionArbOf(fc.array(filterArb, { maxLength: 3 }), DIMENSIONS);
 
-/** Stored events of a run: bots are their own users (a visitor's user agent decides). */
+/**
+ * Stored events of a run: bots are mostly their own users (a visitor's user agent decides), and
+ * some are events of a human user (one user agent of several was a bot's): users of mixed flags.
+ */
 export type RawEvent = ReturnType<typeof eventArbOf> extends fc.Arbitrary<infer T> ? T : never;
 
 export function eventsOf(raws: RawEvent[]): WebEvent[] {
   return raws.map((r, i) => ({
     event_id: `e${String(i).padStart(3, '0')}`,
-    user_id: r.bot ? `bot${r.user % 2}` : `u${r.user}`,
+    user_id: r.bot && r.user % 3 !== 0 ? `bot${r.user % 2}` : `u${r.user}`,
     type: r.type,
     ts: BASE + r.hour * HOUR + r.offset,
     session_id: r.session,
