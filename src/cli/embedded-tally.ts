@@ -19,6 +19,7 @@ import { queryRoutes } from '../query/routes.ts';
 import { BatchWriter } from '../store/batch-writer.ts';
 import { DataVersions } from '../store/data-versions.ts';
 import type { Database } from '../store/database.ts';
+import { pruneModelChangesPeriodically } from '../store/model-feed.ts';
 import { RawPartitions } from '../store/partitions.ts';
 import { checkSessionTimeout } from '../store/sessions-store.ts';
 import { createQueryLayer } from '../query/query-layer.ts';
@@ -94,6 +95,7 @@ export function startEmbeddedTally(config: Config, logger: Logger): Promise<Embe
     }, HOUR_MS);
     retention.unref();
     runner.onStop('retention', () => clearInterval(retention));
+    runner.onStop('model feed pruning', pruneModelChangesPeriodically(database.pool, logger));
     const app = await runner.app(() =>
       buildApp({
         logger,

@@ -13,6 +13,7 @@ import { shutdownRequested } from './lifecycle.ts';
 import { WorkerPool, type WorkerMessage } from './worker-pool.ts';
 import { BatchWriter } from '../store/batch-writer.ts';
 import { startEmbeddedPostgres } from '../store/embedded-postgres.ts';
+import { pruneModelChangesPeriodically } from '../store/model-feed.ts';
 import { RawPartitions } from '../store/partitions.ts';
 import { checkSessionTimeout } from '../store/sessions-store.ts';
 import { TALLY_V8_FLAGS } from './v8-flags.ts';
@@ -130,6 +131,8 @@ export function startProcessWorker(config: Config, logger: Logger): Promise<Stop
       },
     );
     runner.onStop('Kafka consumer', () => processor.stop());
+    // The feed rows its batches write (migration 018) are pruned by the processes that write them.
+    runner.onStop('model feed pruning', pruneModelChangesPeriodically(database.pool, logger));
     await processor.start();
     logger.info({ pid: process.pid }, 'processor worker consuming');
     // The primary's /ready reflects whether every worker is a live group member.

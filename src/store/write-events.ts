@@ -26,8 +26,9 @@ export interface StoredEvents {
  * call of tally.write_events (migration 016): their dedup keys, the raw rows of those whose key
  * was new and whose time is at or after `rawCutoff` (undefined: raw storage off) with the
  * dimensions derived from each (src/event/derive.ts), the rollups of those that are not bots,
- * and the visits (sessions, with `sessionTimeoutMs`) the raw rows touch. One round trip; inside
- * an open transaction it joins it, alone it is its own.
+ * and the visits (sessions, with `sessionTimeoutMs`) the raw rows touch, and the change feed's
+ * rows (tally.model_changes, migration 018). One round trip; inside an open transaction it joins
+ * it, alone it is its own.
  *
  * Named: parsed and planned once per connection instead of once per batch. TRICKY: behind
  * PgBouncer in transaction mode this needs PgBouncer ≥ 1.21 with max_prepared_statements set.
@@ -85,8 +86,29 @@ export async function writeEvents(
     ['p_users_event', users.event, 'int4[]'],
   ];
   const p = new SqlParams();
-  const named = args.map(([name, value, type]) => `${name} => ${p.add(value, type)}`);
-  const text = `SELECT fresh, projects, versions FROM tally.write_events(${named.join(', ')})`;
+  const at = new Map(args.map(([name, value, type]) => [name, p.add(value, type)]));
+  const named = [...at].map(([name, placeholder]) => `${name} => ${placeholder}`);
+  // A misspelt name stays a bare identifier, so the statement fails loudly (no such column).
+  const ref = (name: string) => at.get(name) ?? name;
+  // The change feed (migration 018) in the same statement, so in the batch's transaction even in
+  // autocommit: one row per version bumped, listing the users of the fresh events stored raw, by
+  // write_events' own condition for a raw row (a NULL cutoff, raw storage off, matches none).
+  // TRICKY: PostgreSQL runs a data-modifying WITH to completion though the final SELECT never
+  // reads it; `w` is referenced twice, so it is materialised and write_events runs once.
+  const text = `WITH w AS (SELECT fresh, projects, versions FROM tally.write_events(${named.join(', ')})),
+    f AS (
+      INSERT INTO tally.model_changes (project, version, user_ids)
+      SELECT v.p, v.v, coalesce(u.ids, '{}')
+        FROM w CROSS JOIN unnest(w.projects, w.versions) AS v(p, v)
+        LEFT JOIN (
+          SELECT x.p, array_agg(DISTINCT x.u) AS ids
+            FROM w CROSS JOIN unnest(${ref('p_project')}, ${ref('p_user_id')}, ${ref('p_ts')})
+                 WITH ORDINALITY AS x(p, u, ts, i)
+           WHERE w.fresh[x.i::int4] AND x.ts >= ${ref('p_raw_cutoff')}
+           GROUP BY x.p
+        ) AS u ON u.p = v.p
+    )
+    SELECT fresh, projects, versions FROM w`;
   // A session timeout other than the one the visits were built with is a configuration error,
   // not a database one: TALLY_CONFIG_INVALID, never retried (migration 011).
   const { rows } = await client
