@@ -23,6 +23,7 @@ import { pruneModelChangesPeriodically } from '../store/model-feed.ts';
 import { RawPartitions } from '../store/partitions.ts';
 import { checkSessionTimeout } from '../store/sessions-store.ts';
 import { createQueryLayer } from '../query/query-layer.ts';
+import type { ReadModel } from '../query/read-model.ts';
 import { runRole, type RoleRunner } from './role-runner.ts';
 
 export interface EmbeddedTally {
@@ -35,6 +36,8 @@ export interface EmbeddedTally {
   url: string;
   /** Port of the gRPC AnalyticsService (TALLY_GRPC_PORT; 0 picks one). */
   grpcPort: number;
+  /** The columnar read model (undefined: TALLY_READ_MODEL=off or TALLY_STORE_RAW=false). */
+  model: ReadModel | undefined;
   stop(): Promise<void>;
 }
 
@@ -135,7 +138,7 @@ export function startEmbeddedTally(config: Config, logger: Logger): Promise<Embe
       port: config.serverPort,
       setting: 'SERVER_PORT',
     });
-    return { app, database, metrics, keys: security.keys, url, grpcPort: grpc.port };
+    return { app, database, metrics, keys: security.keys, url, grpcPort: grpc.port, model: queryLayer.model };
   });
 }
 

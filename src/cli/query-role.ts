@@ -13,6 +13,7 @@ import { opsRoutes } from '../observability/routes.ts';
 import { queryRoutes } from '../query/routes.ts';
 import type { Database } from '../store/database.ts';
 import { createQueryLayer } from '../query/query-layer.ts';
+import type { ReadModel } from '../query/read-model.ts';
 import { runRole } from './role-runner.ts';
 
 export interface QueryRole {
@@ -21,6 +22,8 @@ export interface QueryRole {
   url: string;
   grpcPort: number;
   cacheKind: 'redis' | 'memory';
+  /** The columnar read model (undefined: TALLY_READ_MODEL=off or TALLY_STORE_RAW=false). */
+  model: ReadModel | undefined;
   stop(): Promise<void>;
 }
 
@@ -80,6 +83,6 @@ export function startQueryRole(config: Config, logger: Logger): Promise<QueryRol
       port: raw.TALLY_QUERY_PORT,
       setting: 'TALLY_QUERY_PORT',
     });
-    return { app, database, url, grpcPort: grpc.port, cacheKind: layer.cacheKind };
+    return { app, database, url, grpcPort: grpc.port, cacheKind: layer.cacheKind, model: layer.model };
   });
 }

@@ -130,6 +130,11 @@ export const ConfigSchema = Type.Object({
   REDIS_PORT: Type.Optional(Port),
   TALLY_CACHE_TTL_SEC: Type.Integer({ minimum: 1, default: 300 }),
   TALLY_CACHE_MAX_ENTRIES: Type.Integer({ minimum: 1, default: 10000 }),
+  TALLY_READ_MODEL: Type.Union([Type.Literal('columnar'), Type.Literal('off')], {
+    default: 'columnar',
+    description:
+      'columnar: each query process keeps an in-memory columnar copy of the raw events and visits (about 45 bytes per event) and answers filtered questions, breakdowns and visits from it; off: every such question scans PostgreSQL',
+  }),
 
   // Browser tracker / abuse limits
   TALLY_CORS_ORIGINS: Type.String({ default: '*' }),

@@ -106,6 +106,17 @@ export function createMetrics(registry: Registry = new Registry(), options: { de
     }),
     cacheHits: new Counter({ name: 'tally_cache_hits_total', help: 'Query cache hits', registers }),
     cacheMisses: new Counter({ name: 'tally_cache_misses_total', help: 'Query cache misses', registers }),
+    readModelAnswers: new Counter({
+      name: 'tally_read_model_answers_total',
+      help: 'Questions over the raw rows, by who answered: the columnar read model, or PostgreSQL (model off, loading, or unable to catch up)',
+      labelNames: ['source'] as const,
+      registers,
+    }),
+    readModelEvents: new Gauge({
+      name: 'tally_read_model_events',
+      help: 'Events held by the columnar read model of this process (every project, hidden ones included)',
+      registers,
+    }),
     lastCommit: new Gauge({
       name: 'tally_last_commit_timestamp_seconds',
       help: 'Unix time of the last committed batch',

@@ -10,6 +10,8 @@ import {
   type Counts,
 } from './metrics.ts';
 import { BREAKDOWN_METRICS } from './schemas.ts';
+import type { ColumnarSelection } from './columnar/engine.ts';
+import type { Layers } from './columnar/layers.ts';
 import type { ScopedStats, Selection } from './scoped-stats.ts';
 import { invalid, iso, type Range } from './stats-service.ts';
 
@@ -74,22 +76,12 @@ export class BreakdownService {
   }
 
   async breakdown(project: string, range: Range, sel: Selection, q: BreakdownQuestion) {
-    const scope: Scope = { project, ...range, ...sel };
-    const grouping = { kind: 'dimension', dimension: q.dimension } as const;
-    const wanted = [...q.metrics, q.sort.metric];
     this.#scoped.requireRaw(range, sel, 'dimension');
-    const [events, visits, total] = await this.#scoped.snapshot((readers) =>
-      Promise.all([
-        needsEvents(wanted) ? readers.store.eventGroups(scope, grouping) : Promise.resolve([]),
-        needsVisits(wanted) ? readers.store.visitGroups(scope, grouping) : Promise.resolve([]),
-        // Only the sides the shown metrics read: the total shows q.metrics, not the sort metric.
-        this.#scoped.totals(project, range, sel, readers, {
-          events: needsEvents(q.metrics),
-          visits: needsVisits(q.metrics),
-        }),
-      ]),
-    );
-    const rows = merge(events, visits);
+    const layers = await this.#scoped.layers(project, range);
+    const { rows, total } =
+      layers === undefined
+        ? await this.#fromPostgres(project, range, sel, q)
+        : fromModel(layers, { from: range.from, to: range.to, ...sel }, q);
     const sortBy = (r: Row) => metricValue(q.sort.metric, r.counts);
     rows.sort((a, b) => compareRows(a, b, sortBy(a), sortBy(b), q.sort.desc));
     const offset = (q.page - 1) * q.limit;
@@ -111,6 +103,40 @@ export class BreakdownService {
       has_more: rows.length > offset + q.limit,
     };
   }
+
+  /** The rows and total from the scan engine, on one snapshot. */
+  async #fromPostgres(project: string, range: Range, sel: Selection, q: BreakdownQuestion) {
+    const scope: Scope = { project, ...range, ...sel };
+    const grouping = { kind: 'dimension', dimension: q.dimension } as const;
+    const wanted = [...q.metrics, q.sort.metric];
+    const [events, visits, total] = await this.#scoped.snapshot((readers) =>
+      Promise.all([
+        needsEvents(wanted) ? readers.store.eventGroups(scope, grouping) : Promise.resolve([]),
+        needsVisits(wanted) ? readers.store.visitGroups(scope, grouping) : Promise.resolve([]),
+        // Only the sides the shown metrics read: the total shows q.metrics, not the sort metric.
+        this.#scoped.totals(project, range, sel, readers, {
+          events: needsEvents(q.metrics),
+          visits: needsVisits(q.metrics),
+        }),
+      ]),
+    );
+    return { rows: merge(events, visits), total };
+  }
+}
+
+/** The rows and total from the read model: one pass, the total counted alongside the rows. */
+function fromModel(layers: Layers, sel: ColumnarSelection, q: BreakdownQuestion) {
+  const wanted = [...q.metrics, q.sort.metric];
+  const answer = layers.answer(
+    sel,
+    { kind: 'dimension', dimension: q.dimension },
+    { events: needsEvents(wanted), visits: needsVisits(wanted) },
+  );
+  const rows: Row[] = answer.groups.map(({ key, counts }) => {
+    const k = key === null ? null : String(key);
+    return { key: k, value: k ?? NONE_VALUE, counts };
+  });
+  return { rows, total: { counts: answer.total } };
 }
 
 function pick(metrics: readonly BreakdownMetric[], counts: Counts): Record<string, number | null> {

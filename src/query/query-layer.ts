@@ -16,9 +16,12 @@ import { BreakdownService } from './breakdown-service.ts';
 import { ScopedStats } from './scoped-stats.ts';
 import { rawCutoff } from '../store/partitions.ts';
 import { readSnapshot } from '../store/read-snapshot.ts';
+import { ReadModel } from './read-model.ts';
 
 export interface QueryLayer {
   query: QueryService;
+  /** The columnar read model (undefined: TALLY_READ_MODEL=off or no raw rows). */
+  model: ReadModel | undefined;
   /** Readiness checks of the query side (the cache; Redis down only degrades). */
   checks: HealthCheck[];
   /** Where answers are cached: `redis` or `memory`. */
@@ -50,11 +53,16 @@ export function createQueryLayer(deps: {
     ttlSec: config.raw.TALLY_CACHE_TTL_SEC,
     logger,
   });
+  const cutoff = () => rawCutoff(config.raw.TALLY_RAW_RETENTION_DAYS, Date.now());
+  // Built from the raw rows: nothing to hold without them.
+  const model =
+    config.raw.TALLY_READ_MODEL === 'columnar' && config.raw.TALLY_STORE_RAW
+      ? new ReadModel({ pool, version: (project) => versions.current(project), cutoff, logger, metrics })
+      : undefined;
+  model?.warm();
   const stats = new ScopedStats(new StatsService(new StatsStore(pool)), {
-    raw: {
-      stored: config.raw.TALLY_STORE_RAW,
-      cutoff: () => rawCutoff(config.raw.TALLY_RAW_RETENTION_DAYS, Date.now()),
-    },
+    raw: { stored: config.raw.TALLY_STORE_RAW, cutoff },
+    model,
     snapshot: (read) =>
       readSnapshot(pool, (db) =>
         read({ stats: new StatsService(new StatsStore(db)), store: new AnalyticsStore(db) }),
@@ -69,7 +77,8 @@ export function createQueryLayer(deps: {
   let grpcServer: GrpcServer | undefined;
   return {
     query,
-    checks: [store.health],
+    model,
+    checks: model === undefined ? [store.health] : [store.health, model.health],
     cacheKind: store.kind,
     async startGrpc(host, port, projectOf) {
       grpcServer = await startGrpcServer({ query, host, port, projectOf, logger });
@@ -77,7 +86,7 @@ export function createQueryLayer(deps: {
     },
     async stop() {
       grpcServer?.drain();
-      await Promise.allSettled([grpcServer?.stop(), store.close(), versions.stop()]);
+      await Promise.allSettled([grpcServer?.stop(), store.close(), versions.stop(), model?.stop()]);
     },
   };
 }

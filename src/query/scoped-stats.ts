@@ -12,6 +12,22 @@ import {
   type StatsService,
 } from './stats-service.ts';
 import type { Interval } from './time-buckets.ts';
+import type { Layers } from './columnar/layers.ts';
+import type { ReadModel } from './read-model.ts';
+
+/** The summary's totals from the read model: one pass, visits always (it holds the raw rows). */
+function modelTotals(layers: Layers, range: Range, sel: Selection) {
+  const a = layers.answer(
+    { from: range.from, to: range.to, ...sel },
+    { kind: 'none' },
+    {
+      events: true,
+      visits: true,
+      median: true,
+    },
+  );
+  return { counts: a.total, medianMs: a.medianMs, visits: true };
+}
 
 /** A question's filters and bots choice. */
 export interface Selection {
@@ -52,13 +68,25 @@ const rawCode = 'TALLY_RAW_UNAVAILABLE';
 export class ScopedStats {
   readonly #stats: StatsService;
   readonly #raw: RawWindow;
+  readonly #model: ReadModel | undefined;
   /** Runs the statements of one answer on one snapshot (see src/store/read-snapshot.ts). */
   readonly snapshot: Snapshot;
 
-  constructor(stats: StatsService, opts: { raw: RawWindow; snapshot: Snapshot }) {
+  constructor(stats: StatsService, opts: { raw: RawWindow; snapshot: Snapshot; model?: ReadModel }) {
     this.#stats = stats;
     this.#raw = opts.raw;
+    this.#model = opts.model;
     this.snapshot = opts.snapshot;
+  }
+
+  /**
+   * The columnar read model's layers when they answer this question: the raw rows cover the
+   * range and the model holds the project's current data version (src/query/read-model.ts).
+   * Undefined: answer from PostgreSQL.
+   */
+  async layers(project: string, range: Range): Promise<Layers | undefined> {
+    if (this.#model === undefined || !this.rawCovers(range)) return undefined;
+    return this.#model.at(project);
   }
 
   /** Whether the raw rows cover the whole range (so visits and scans are exact there). */
@@ -125,9 +153,11 @@ export class ScopedStats {
     // Without filters the rollups answer the event figures; the visit figures then show as null
     // where the raw rows are missing, rather than failing the dashboard's summary.
     if (!rollupAnswers(sel)) this.requireRaw(range, sel, 'filter');
-    const { counts, medianMs, visits } = await this.snapshot((readers) =>
-      this.totals(project, range, sel, readers),
-    );
+    const layers = await this.layers(project, range);
+    const { counts, medianMs, visits } =
+      layers === undefined
+        ? await this.snapshot((readers) => this.totals(project, range, sel, readers))
+        : modelTotals(layers, range, sel);
     const visit = <T>(value: T): T | null => (visits ? value : null);
     return {
       from: iso(range.from),
@@ -159,7 +189,15 @@ export class ScopedStats {
     // unique_users and visitors are one metric: under event_type both count from the raw events.
     const plain = q.eventType === undefined && q.pageUrl === undefined;
     const users = q.metric === 'visitors' || q.metric === 'unique_users';
-    if (rollupAnswers(sel) && q.metric !== 'visits' && (!users || plain)) {
+    // Distinct users per bucket: the model where it holds the range (the rollups' minute arrays
+    // are slow for hours of a zone off the hour, QUERY_PLANS.md), else the rollups.
+    const layers = q.pageUrl === undefined ? await this.layers(project, range) : undefined;
+    if (
+      rollupAnswers(sel) &&
+      q.metric !== 'visits' &&
+      (!users || plain) &&
+      (layers === undefined || !users)
+    ) {
       const metric = q.metric === 'visitors' ? 'unique_users' : q.metric;
       const answer = await this.#stats.timeseries(project, range, { ...q, metric });
       return { ...answer, metric: q.metric };
@@ -180,7 +218,15 @@ export class ScopedStats {
     const scope: Scope = { project, ...range, filters, bots: sel.bots };
     const grouping = { kind: 'buckets', starts: buckets.map((b) => b.from) } as const;
     const values = new Map<number, number>();
-    if (q.metric === 'visits') {
+    if (layers !== undefined) {
+      const visits = q.metric === 'visits';
+      const answer = layers.answer({ from: range.from, to: range.to, filters, bots: sel.bots }, grouping, {
+        events: !visits,
+        visits,
+      });
+      const field = visits ? 'visits' : q.metric === 'unique_users' ? 'visitors' : q.metric;
+      for (const g of answer.groups) values.set(Number(g.key), g.counts[field]);
+    } else if (q.metric === 'visits') {
       const rows = await this.snapshot(({ store }) => store.visitGroups(scope, grouping));
       for (const row of rows) values.set(Number(row.key), row.visits);
     } else {

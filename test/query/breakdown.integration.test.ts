@@ -162,105 +162,111 @@ function params(q: Question, extra: Record<string, string>): string {
   return p.toString();
 }
 
-test('breakdown and summary equal a from-scratch computation under random filters', async (t) => {
-  const tally = await startTestTally(t);
-  const pool = tally.database.pool;
-  let run = 0;
-  await fc.assert(
-    fc.asyncProperty(
-      fc.array(rawEvent, { minLength: 1, maxLength: 80, size: 'max' }),
-      questionArb,
-      async (raws, qa) => {
-        const base = START + run * 8 * DAY;
-        const events: WebEvent[] = raws.map((r, i) => ({
-          event_id: `r${run}-e${i}`,
-          user_id: r.bot ? `r${run}-bot` : `r${run}-u${r.user}`,
-          type: r.type,
-          ts: base + r.anchor * 11 * 3_600_000 + r.offset,
-          session_id: r.session,
-          properties: r.plan === null ? null : { plan: r.plan },
-          path: r.path,
-          hostname: r.path === null ? null : r.hostname,
-          referrer_host: r.referrer_host,
-          channel: r.channel,
-          utm_source: r.utm_source,
-          utm_medium: r.utm_source === null ? null : 'email',
-          utm_campaign: null,
-          utm_term: null,
-          utm_content: null,
-          browser: r.browser,
-          os: r.os,
-          device: r.device,
-          country: r.country,
-          is_bot: r.bot,
-        }));
-        run++;
-        const visits = sessionize(events, TIMEOUT);
-        await storeWebEvents(tally.url, pool, events, visits);
-        const ref = new Reference(events, visits);
-        const from = base + qa.fromMin * MINUTE;
-        const to =
-          qa.cut === null
-            ? from + qa.spanMin * MINUTE
-            : base + qa.cut[0] * 11 * 3_600_000 + qa.cut[1] * MINUTE;
-        const q: Question = { from, to, filters: qa.filters, bots: qa.bots };
+// Both engines: the columnar read model (the default), and PostgreSQL's scan engine alone.
+for (const readModel of ['columnar', 'off'] as const) {
+  test(`breakdown and summary equal a from-scratch computation under random filters (TALLY_READ_MODEL=${readModel})`, async (t) => {
+    const tally = await startTestTally(t, { TALLY_READ_MODEL: readModel });
+    const pool = tally.database.pool;
+    let run = 0;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(rawEvent, { minLength: 1, maxLength: 80, size: 'max' }),
+        questionArb,
+        async (raws, qa) => {
+          const base = START + run * 8 * DAY;
+          const events: WebEvent[] = raws.map((r, i) => ({
+            event_id: `r${run}-e${i}`,
+            user_id: r.bot ? `r${run}-bot` : `r${run}-u${r.user}`,
+            type: r.type,
+            ts: base + r.anchor * 11 * 3_600_000 + r.offset,
+            session_id: r.session,
+            properties: r.plan === null ? null : { plan: r.plan },
+            path: r.path,
+            hostname: r.path === null ? null : r.hostname,
+            referrer_host: r.referrer_host,
+            channel: r.channel,
+            utm_source: r.utm_source,
+            utm_medium: r.utm_source === null ? null : 'email',
+            utm_campaign: null,
+            utm_term: null,
+            utm_content: null,
+            browser: r.browser,
+            os: r.os,
+            device: r.device,
+            country: r.country,
+            is_bot: r.bot,
+          }));
+          run++;
+          const visits = sessionize(events, TIMEOUT);
+          await storeWebEvents(tally.url, pool, events, visits);
+          const ref = new Reference(events, visits);
+          const from = base + qa.fromMin * MINUTE;
+          const to =
+            qa.cut === null
+              ? from + qa.spanMin * MINUTE
+              : base + qa.cut[0] * 11 * 3_600_000 + qa.cut[1] * MINUTE;
+          const q: Question = { from, to, filters: qa.filters, bots: qa.bots };
 
-        // Summary: filtered as generated, and unfiltered without bots (the rollup path).
-        for (const question of [q, { ...q, filters: [], bots: 'exclude' as const }]) {
-          const res = await getJson(`${tally.url}/v1/stats/summary?${params(question, {})}`);
-          assert.equal(res.status, 200, JSON.stringify(res.body));
-          const want = {
-            from: new Date(question.from).toISOString(),
-            to: new Date(question.to).toISOString(),
-            ...refSummary(ref.totals(question)),
+          // Summary: filtered as generated, and unfiltered without bots (the rollup path).
+          for (const question of [q, { ...q, filters: [], bots: 'exclude' as const }]) {
+            const res = await getJson(`${tally.url}/v1/stats/summary?${params(question, {})}`);
+            assert.equal(res.status, 200, JSON.stringify(res.body));
+            const want = {
+              from: new Date(question.from).toISOString(),
+              to: new Date(question.to).toISOString(),
+              ...refSummary(ref.totals(question)),
+            };
+            assert.deepEqual(res.body, want, `summary ${params(question, {})}`);
+          }
+
+          // Timeseries, top pages and event types under the same selection.
+          const series = await getJson<{ points: { value: number }[] }>(
+            `${tally.url}/v1/stats/timeseries?${params(q, { metric: qa.seriesMetric, interval: qa.interval })}`,
+          );
+          assert.equal(series.status, 200, JSON.stringify(series.body));
+          assert.deepEqual(
+            series.body.points.map((p) => p.value),
+            expectedSeries(ref, q, qa.seriesMetric, qa.interval),
+            `timeseries ${qa.seriesMetric} ${params(q, {})}`,
+          );
+          const top = await getJson(
+            `${tally.url}/v1/stats/top-pages?${params(q, { limit: String(qa.limit) })}`,
+          );
+          assert.deepEqual(
+            top.body.pages,
+            expectedTop(ref, q, 'page_url', qa.limit),
+            `top-pages ${params(q, {})}`,
+          );
+          const types = await getJson(
+            `${tally.url}/v1/stats/event-types?${params(q, { limit: String(qa.limit) })}`,
+          );
+          assert.deepEqual(
+            types.body.types,
+            expectedTop(ref, q, 'type', qa.limit),
+            `event-types ${params(q, {})}`,
+          );
+
+          // Breakdown.
+          const extra: Record<string, string> = {
+            dimension: qa.dimension,
+            metrics: qa.metrics.join(','),
+            limit: String(qa.limit),
+            page: String(qa.page),
           };
-          assert.deepEqual(res.body, want, `summary ${params(question, {})}`);
-        }
-
-        // Timeseries, top pages and event types under the same selection.
-        const series = await getJson<{ points: { value: number }[] }>(
-          `${tally.url}/v1/stats/timeseries?${params(q, { metric: qa.seriesMetric, interval: qa.interval })}`,
-        );
-        assert.equal(series.status, 200, JSON.stringify(series.body));
-        assert.deepEqual(
-          series.body.points.map((p) => p.value),
-          expectedSeries(ref, q, qa.seriesMetric, qa.interval),
-          `timeseries ${qa.seriesMetric} ${params(q, {})}`,
-        );
-        const top = await getJson(
-          `${tally.url}/v1/stats/top-pages?${params(q, { limit: String(qa.limit) })}`,
-        );
-        assert.deepEqual(
-          top.body.pages,
-          expectedTop(ref, q, 'page_url', qa.limit),
-          `top-pages ${params(q, {})}`,
-        );
-        const types = await getJson(
-          `${tally.url}/v1/stats/event-types?${params(q, { limit: String(qa.limit) })}`,
-        );
-        assert.deepEqual(
-          types.body.types,
-          expectedTop(ref, q, 'type', qa.limit),
-          `event-types ${params(q, {})}`,
-        );
-
-        // Breakdown.
-        const extra: Record<string, string> = {
-          dimension: qa.dimension,
-          metrics: qa.metrics.join(','),
-          limit: String(qa.limit),
-          page: String(qa.page),
-        };
-        if (qa.sort !== null) extra.sort = `${qa.sort[0]}:${qa.sort[1]}`;
-        const url = `${tally.url}/v1/stats/breakdown?${params(q, extra)}`;
-        const res = await getJson(url);
-        assert.equal(res.status, 200, JSON.stringify(res.body));
-        assert.deepEqual(res.body, expectedBreakdown(ref, q, qa), url);
-      },
-    ),
-    { numRuns: 40 },
-  );
-});
+          if (qa.sort !== null) extra.sort = `${qa.sort[0]}:${qa.sort[1]}`;
+          const url = `${tally.url}/v1/stats/breakdown?${params(q, extra)}`;
+          const res = await getJson(url);
+          assert.equal(res.status, 200, JSON.stringify(res.body));
+          assert.deepEqual(res.body, expectedBreakdown(ref, q, qa), url);
+        },
+      ),
+      { numRuns: 30 },
+    );
+    const answered = await tally.metrics.registry.getSingleMetricAsString('tally_read_model_answers_total');
+    if (readModel === 'columnar') assert.match(answered, /source="model"} [1-9]/, 'the model answered');
+    else assert.doesNotMatch(answered, /source="model"} [1-9]/, 'PostgreSQL answered');
+  });
+}
 
 function expectedBreakdown(
   ref: Reference,

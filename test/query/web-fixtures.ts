@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { bumpDataVersions } from '../../src/store/data-versions.ts';
 import { RawPartitions } from '../../src/store/partitions.ts';
 import { postJson } from '../helpers/embedded-tally.ts';
 
@@ -174,6 +175,35 @@ export async function storeWebEvents(
   }
   const users = [...new Set(events.map((e) => e.user_id))];
   await pool.query(`DELETE FROM tally.sessions WHERE project = 'default' AND user_id = ANY($1)`, [users]);
+  await replaceVisits(pool, visits);
+  await noteChanged(pool, users);
+}
+
+/**
+ * Tells the readers about the rows written here around the writer, as tally.write_events does
+ * for its own: a new data version (the cache) with a change-feed row naming the users (the
+ * columnar read model catches up on them, migration 018).
+ */
+async function noteChanged(pool: pg.Pool, users: readonly string[]) {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    await bumpDataVersions(client, ['default']);
+    await client.query(
+      `INSERT INTO tally.model_changes (project, version, user_ids)
+       SELECT project, version, $1 FROM tally.data_versions WHERE project = 'default'`,
+      [users],
+    );
+    await client.query('COMMIT');
+  } catch (err) {
+    await client.query('ROLLBACK');
+    throw err;
+  } finally {
+    client.release();
+  }
+}
+
+async function replaceVisits(pool: pg.Pool, visits: readonly Visit[]) {
   const v = (f: (x: Visit) => unknown) => visits.map(f);
   await pool.query(
     `INSERT INTO tally.sessions (project, user_id, session_key, started_at, ended_at, events, page_views,
