@@ -12,6 +12,7 @@ import { appliedMigrations } from '../store/migrate.ts';
 import { countProjectEvents, moveProjectData } from '../store/project-move.ts';
 import { classifyPgError, isPgError } from '../store/pg-errors.ts';
 import { projectsWithEvents, rebuildSessions } from '../store/sessions-store.ts';
+import { markModelRebuild } from '../store/model-feed.ts';
 
 /**
  * Opens the database for a short admin command: the embedded server already running under
@@ -231,6 +232,26 @@ export function registerAdminCommands(program: Command, configOrExit: () => Conf
             const visits = await rebuildSessions(db.pool, project, timeoutMs);
             process.stdout.write(`rebuilt the visits of project ${project}: ${visits} visits\n`);
           }
+        });
+      }),
+    );
+
+  program
+    .command('model')
+    .description('Manage the columnar read model of the `tally query` processes (TALLY_READ_MODEL)')
+    .command('rebuild')
+    .description(
+      'Make every running query process reload its read model of a project (default: every project) from PostgreSQL; each answers from PostgreSQL until it has reloaded. For repairs made outside Tally: its own writes reach the model by themselves',
+    )
+    .option('--project <name>', 'only this project', projectName)
+    .action(
+      admin(async (opts: { project?: string }) => {
+        const config = configOrExit();
+        await withDatabase(config, async (db) => {
+          await markModelRebuild(db.pool, opts.project === undefined ? 'all' : [opts.project]);
+          process.stdout.write(
+            `asked every query process to reload ${opts.project === undefined ? 'every project' : `project ${opts.project}`}\n`,
+          );
         });
       }),
     );

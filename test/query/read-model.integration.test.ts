@@ -1,11 +1,12 @@
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { test } from 'node:test';
 import { BreakdownService, readBreakdown } from '../../src/query/breakdown-service.ts';
 import { parseFilters } from '../../src/query/filters.ts';
 import { ScopedStats, type Selection } from '../../src/query/scoped-stats.ts';
 import { StatsService } from '../../src/query/stats-service.ts';
 import { AnalyticsStore } from '../../src/store/analytics-store.ts';
-import { markModelRebuild } from '../../src/store/model-feed.ts';
 import { readSnapshot } from '../../src/store/read-snapshot.ts';
 import { StatsStore } from '../../src/store/stats-store.ts';
 import type pg from 'pg';
@@ -158,7 +159,17 @@ test('the read model answers as PostgreSQL does after a load, after catch-ups an
   // A change the feed does not describe (as an operator's repair would be): the model reloads.
   const before = await model.at('default');
   await pool.query(`UPDATE tally.events SET country = 'US' WHERE project = 'default' AND user_id = 'u4'`);
-  await markModelRebuild(pool, ['default']);
+  // `tally model rebuild` (the running Tally's embedded PostgreSQL, found by its data directory).
+  const main = new URL('../../src/cli/main.ts', import.meta.url).pathname;
+  const env = { ...process.env, TALLY_DATA_DIR: tally.dataDir, TALLY_LOG_LEVEL: 'silent' };
+  const cli = await promisify(execFile)(
+    process.execPath,
+    [main, 'model', 'rebuild', '--project', 'default'],
+    {
+      env,
+    },
+  );
+  assert.equal(cli.stdout, 'asked every query process to reload project default\n');
   const byCountry = readBreakdown({ dimension: 'country', metrics: 'visitors', limit: 10, page: 1 });
   const viaModel = services(pool, model);
   await waitFor('the model to reload after a rebuild', async () => {
