@@ -155,6 +155,24 @@ test(
   },
 );
 
+test('a batch of re-sent events moves no version and writes no row; fresh events none stored raw write an empty row', async (t) => {
+  const db = await startTestPostgres(t);
+  const project = `p-${randomUUID()}`;
+  const writer = new BatchWriter({
+    pool: db.pool,
+    partitions: new RawPartitions(db.pool, RETENTION_DAYS),
+    storeRaw: true,
+  });
+  const now = Date.now();
+  await writer.write({ events: [event(project, 'a', 'u1', now)] });
+  await writer.write({ events: [event(project, 'a', 'u1', now)] });
+  await writer.write({ events: [event(project, 'old', 'u2', now - 10 * DAY_MS)] });
+  assert.deepEqual(await feedRows(db.pool, [project]), [
+    { project, version: 1, users: ['u1'] },
+    { project, version: 2, users: [] },
+  ]);
+});
+
 test('a batch and its feed rows commit together: a feed row that cannot be written fails the batch', async (t) => {
   const db = await startTestPostgres(t);
   const project = `p-${randomUUID()}`;

@@ -14,7 +14,10 @@
 --
 -- Every other bump writes no row: retention (partitions.ts), the visit rebuild
 -- (sessions-store.ts, and the dimension backfill's through it), project moves, migrations that
--- bump every project (016), `markModelRebuild` (model-feed.ts) and any admin bump. THE CONTRACT:
+-- bump every project (016), `markModelRebuild` (model-feed.ts) and any admin bump. TRICKY: the
+-- dimension backfill's own batches (dimension-backfill.ts) rewrite raw rows without moving a
+-- version, as they always did for the query cache; its visit rebuild afterwards moves one without
+-- a row, so a reader catches up with them then, by reloading. THE CONTRACT:
 -- the versions covered by rows are exactly those a reader can apply incrementally; a reader that
 -- finds a version in its interval without a row reloads the project (readModelChanges in
 -- src/store/model-feed.ts says whether the interval is complete).
@@ -27,7 +30,9 @@
 -- maintenance of the roles that write batches: a reader further behind than that finds the
 -- interval incomplete and reloads (the gap rule). created_at is the batch's transaction start,
 -- not its commit: pruning goes by it only, never the order. No index on it: the table holds an
--- hour of batches (one row per project per batch), scanned once per pruning.
+-- hour of batches (one row per project per batch), scanned once per pruning. Size: 5.4 bytes per
+-- event written in that hour (bench/web-dataset.ts in 2,000-event batches: 590 users a row),
+-- against 472 for the raw rows and their indexes.
 CREATE TABLE tally.model_changes (
   project    text        NOT NULL,
   version    bigint      NOT NULL,
