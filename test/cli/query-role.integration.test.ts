@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { waitFor } from '../helpers/poll.ts';
 import { test } from 'node:test';
 import { findFreePort } from '../../src/util/free-port.ts';
 import { spawnTally } from '../helpers/child-tally.ts';
@@ -24,7 +25,11 @@ test('tally query: REST and gRPC on their own ports over an existing database; S
     `${role.url}/analytics/events?user_id=u&page_url=https://a.test/`,
   );
   assert.deepEqual(rest, { status: 200, body: { user_id: 'u', page_url: 'https://a.test/', count: 1 } });
-  assert.equal((await getJson<{ status: string }>(`${role.url}/ready`)).body.status, 'ready');
+  // Ready once its read model has loaded (a moment: `degraded` until then).
+  await waitFor(
+    'the query role to be ready',
+    async () => (await getJson<{ status: string }>(`${role.url}/ready`)).body.status === 'ready',
+  );
   const client = analyticsClient(grpcPort);
   t.after(() => client.close());
   assert.equal(await client.health(''), 'SERVING');

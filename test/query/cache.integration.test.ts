@@ -96,9 +96,15 @@ test('Redis cache shared by two query processes; fresh after each commit; Redis 
   t.after(() => grpcTwo.close());
 
   assert.equal((await postJson(`${writer.url}/v1/events`, [event('a'), event('b')])).status, 202);
-  assert.deepEqual((await readiness(one.url)).body, {
+  // Ready once its read model has loaded (degraded until then: PostgreSQL answers meanwhile).
+  const ready = await until(
+    'process one to be ready',
+    () => readiness(one.url),
+    (r) => r.body.status === 'ready',
+  );
+  assert.deepEqual(ready.body, {
     status: 'ready',
-    checks: { postgres: 'ok', redis: 'ok' },
+    checks: { postgres: 'ok', redis: 'ok', read_model: 'ok' },
   });
 
   const c1 = await cacheCounters(one.url);
@@ -156,7 +162,7 @@ test('Redis cache shared by two query processes; fresh after each commit; Redis 
     (r) => r.body.status === 'degraded',
   );
   assert.equal(degraded.status, 200);
-  assert.deepEqual(degraded.body.checks, { postgres: 'ok', redis: 'degraded' });
+  assert.deepEqual(degraded.body.checks, { postgres: 'ok', redis: 'degraded', read_model: 'ok' });
   assert.equal((await postJson(`${writer.url}/v1/events`, event('e', 'click'))).status, 202);
   await until(
     'process two to see the commit',
