@@ -1,5 +1,5 @@
 import type { GroupKey } from '../../store/analytics-store.ts';
-import type { Counts } from '../metrics.ts';
+import { ZERO, type Counts } from '../metrics.ts';
 import type { ColumnarAnswer, ColumnarGroup, ColumnarSelection } from './engine.ts';
 import { digestOf, retireInDigests } from './digest.ts';
 import { median } from './median.ts';
@@ -136,15 +136,7 @@ function medianOf(slices: readonly SliceSums[]): number | null {
 }
 
 function zero(): Counts {
-  return {
-    visitors: 0,
-    events: 0,
-    page_views: 0,
-    visits: 0,
-    bounces: 0,
-    duration_ms: 0,
-    visit_page_views: 0,
-  };
+  return { ...ZERO };
 }
 
 function add(into: Counts, s: ScanSums, k: number): void {
