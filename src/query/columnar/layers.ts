@@ -2,7 +2,7 @@ import type { GroupKey } from '../../store/analytics-store.ts';
 import { ZERO, type Counts } from '../metrics.ts';
 import type { ColumnarAnswer, ColumnarGroup, ColumnarSelection } from './engine.ts';
 import { digestOf, retireInDigests } from './digest.ts';
-import { median } from './median.ts';
+import { median, medianOfParts } from './median.ts';
 import type { ColumnarModel } from './model.ts';
 import {
   digestable,
@@ -14,7 +14,9 @@ import {
   type ScanSums,
   type Scratch,
   type SliceSums,
+  visitDigestable,
 } from './scan.ts';
+import { retireInVisitDigest, visitDigestOf } from './visit-digest.ts';
 
 /**
  * A read model made of layers: a base ColumnarModel and the deltas built since, each holding the
@@ -75,7 +77,8 @@ export class Layers {
         i === 0 && digestable(plan)
           ? digestOf(m, c, plan.space, digestName(grouping), plan.pageView)
           : undefined;
-      const slice = runSlice(c, plan, 0, c.userEvents.length - 1, this.#scratchOf(m), digest);
+      const visitDigest = i === 0 && visitDigestable(plan) ? visitDigestOf(m, c) : undefined;
+      const slice = runSlice(c, plan, 0, c.userEvents.length - 1, this.#scratchOf(m), digest, visitDigest);
       slices.push(slice);
       const { dict } = keySpace(m, grouping);
       const s = slice.sums;
@@ -112,6 +115,7 @@ export function retire(m: ColumnarModel, userId: string): void {
   const u = m.users.find(userId);
   if (u < 0) return;
   retireInDigests(m, u);
+  retireInVisitDigest(m, u);
   m.events.ts.fill(Infinity, m.userEvents[u], m.userEvents[u + 1]);
   m.visits.start.fill(Infinity, m.userVisits[u], m.userVisits[u + 1]);
   m.visits.end.fill(Infinity, m.userVisits[u], m.userVisits[u + 1]);
@@ -124,7 +128,21 @@ function digestName(g: ColumnarGrouping): string {
   return d.kind === 'property' ? `property:${d.key}` : `${d.kind}:${d.name}`;
 }
 
+/**
+ * The median of every slice's durations. The base's may come as a visit digest's parts (sorted −
+ * removed) plus a few durations; every other duration is then `extra` to those parts.
+ */
 function medianOf(slices: readonly SliceSums[]): number | null {
+  const digested = slices.find((s) => s.digested !== undefined)?.digested;
+  if (digested !== undefined) {
+    const extra = new Float64Array(slices.reduce((n, s) => n + s.nDurations, 0));
+    let at = 0;
+    for (const s of slices) {
+      extra.set(s.durations.subarray(0, s.nDurations), at);
+      at += s.nDurations;
+    }
+    return medianOfParts(digested.sorted, digested.removed, extra.sort());
+  }
   if (slices.length === 1) return median(slices[0].durations, slices[0].nDurations);
   const all = new Float64Array(slices.reduce((n, s) => n + s.nDurations, 0));
   let at = 0;

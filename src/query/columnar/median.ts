@@ -92,3 +92,54 @@ function select(xs: Float64Array, lo: number, hi: number, k: number): void {
 function medianOf3(a: number, b: number, c: number): number {
   return a < b ? (b < c ? b : a < c ? c : a) : a < c ? a : b < c ? c : b;
 }
+
+/**
+ * median() of the multiset (all − removed) ∪ extra, each ascending, `removed` a sub-multiset of
+ * `all`: exactly the same value, without reading `all` (visit-digest.ts). O(log² n).
+ */
+export function medianOfParts(all: Float64Array, removed: Float64Array, extra: Float64Array): number | null {
+  const n = all.length - removed.length + extra.length;
+  if (n === 0) return null;
+  const lowerRank = (n - 1) >>> 1;
+  const upperRank = n >>> 1;
+  const upper = rankOfParts(all, removed, extra, upperRank);
+  if (lowerRank === upperRank) return upper;
+  return (rankOfParts(all, removed, extra, lowerRank) + upper) / 2;
+}
+
+/**
+ * The value of rank k (0-based) of (all − removed) ∪ extra.
+ * TRICKY: the count of values ≤ v in that multiset is atMost(all) − atMost(removed) + atMost(extra),
+ * for any v, since removed ⊆ all. The value of rank k is the smallest v of the multiset whose
+ * count reaches k + 1; it is a value of `all` or of `extra`, and no value of either below it
+ * reaches k + 1. So the smaller of the two smallest values (of `all`, of `extra`) reaching k + 1
+ * is it, even when the one found in `all` is itself removed (then it is not the smaller).
+ */
+function rankOfParts(all: Float64Array, removed: Float64Array, extra: Float64Array, k: number): number {
+  const count = (v: number) => atMost(all, v) - atMost(removed, v) + atMost(extra, v);
+  return Math.min(firstReaching(all, count, k + 1), firstReaching(extra, count, k + 1));
+}
+
+/** The smallest xs[i] with count(xs[i]) ≥ want (count grows with the value); +Infinity if none. */
+function firstReaching(xs: Float64Array, count: (v: number) => number, want: number): number {
+  let lo = 0;
+  let hi = xs.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (count(xs[mid]) >= want) hi = mid;
+    else lo = mid + 1;
+  }
+  return lo < xs.length ? xs[lo] : Infinity;
+}
+
+/** How many of xs (ascending) are ≤ v. */
+function atMost(xs: Float64Array, v: number): number {
+  let lo = 0;
+  let hi = xs.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (xs[mid] <= v) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}

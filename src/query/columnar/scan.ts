@@ -6,6 +6,7 @@ import { countByDigest, type Digest } from './digest.ts';
 import { countEventsAndMembers, countEventsByOwnKey, type EventPass } from './event-pass.ts';
 import { median } from './median.ts';
 import type { ColumnarModel } from './model.ts';
+import { countVisitsByDigest, type VisitDigest } from './visit-digest.ts';
 import { countVisits, visitStates } from './visit-pass.ts';
 
 /** How a scan groups: not at all, by a dimension, or by time bucket (ascending starts, epoch ms). */
@@ -159,12 +160,23 @@ export interface Scratch {
 
 const scratchOf = new WeakMap<ColumnarModel, Required<Scratch>>();
 
-/** A slice's sums and the durations of its counted visits (for the median), durations[0..n). */
+/**
+ * A slice's sums and the durations of its counted visits (for the median): durations[0..n), plus,
+ * when a visit digest answered, (digested.sorted − digested.removed) (visit-digest.ts). Only
+ * Layers passes a visit digest and reads `digested`; mergeSlices (the pool's) never sees one.
+ */
 export interface SliceSums {
   sums: ScanSums;
   durations: Float64Array;
   nDurations: number;
+  digested?: { sorted: Float64Array; removed: Float64Array };
 }
+
+/**
+ * Above this share of a visit digest's durations to remove, the median takes the usual way: a
+ * short range leaves most users to the visit pass, and sorting their durations would cost more.
+ */
+const MAX_REMOVED_SHARE = 0.25;
 
 /**
  * Runs a plan over the users [u0, u1) and their visits. Slices of disjoint users add up: a user's
@@ -177,6 +189,7 @@ export function runSlice(
   u1: number,
   scratch: Scratch = {},
   digest?: Digest,
+  visitDigest?: VisitDigest,
 ): SliceSums {
   const K = plan.space.keys;
   const sums = emptySums(K);
@@ -219,15 +232,41 @@ export function runSlice(
       dur,
     );
   }
+  let digested: SliceSums['digested'];
   if (need.visits && !visitsByEvents) {
-    nDurations = countVisits(c, { v0, v1, from, to, botWant, filters: plan.visitFilters, space }, sums, dur);
+    let only: Uint32Array | undefined;
+    if (visitDigest !== undefined && visitDigestable(plan)) {
+      const maxRemoved = need.median ? visitDigest.sorted.length * MAX_REMOVED_SHARE : Infinity;
+      const rest = countVisitsByDigest(visitDigest, c, pass, sums, maxRemoved);
+      if (rest !== undefined) {
+        only = rest.only;
+        if (need.median) digested = { sorted: visitDigest.sorted, removed: rest.removed };
+      }
+    }
+    const vp = { v0, v1, only, from, to, botWant, filters: plan.visitFilters, space };
+    nDurations = countVisits(c, vp, sums, dur);
   }
   // Every selected event has exactly one key: the event totals are the keys' sums.
   for (let k = 0; k < K; k++) {
     sums.events[K] += sums.events[k];
     sums.pageViews[K] += sums.pageViews[k];
   }
-  return { sums, durations, nDurations };
+  return { sums, durations, nDurations, digested };
+}
+
+/**
+ * Whether a visit digest (visit-digest.ts) can answer a plan's visits: the unfiltered summary (no
+ * filter of any kind, no grouping).
+ */
+export function visitDigestable(plan: ScanPlan): boolean {
+  return (
+    plan.need.visits &&
+    !plan.empty &&
+    !plan.visitsByEvents &&
+    plan.eventFilters.length === 0 &&
+    plan.visitFilters.length === 0 &&
+    plan.space.kind === KEY.none
+  );
 }
 
 /**

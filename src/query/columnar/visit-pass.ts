@@ -43,9 +43,11 @@ export function addVisit(c: ScanColumns, sums: ScanSums, k: number, v: number): 
 }
 
 export interface VisitPass {
-  /** The visits this pass reads: [v0, v1). */
+  /** The visits this pass reads: [v0, v1), or only those of `only` when given. */
   v0: number;
   v1: number;
+  /** Just these users' visits (ascending, within [v0, v1)): those a visit digest left (visit-digest.ts). */
+  only?: Uint32Array;
   from: number;
   to: number;
   botWant: number;
@@ -64,12 +66,32 @@ export function countVisits(
   sums: ScanSums,
   durations: Float64Array | undefined,
 ): number {
+  const only = p.only;
+  if (only === undefined) return countRange(c, p, p.v0, p.v1, sums, durations, 0);
+  const { userVisits } = c;
+  let n = 0;
+  for (let x = 0; x < only.length; x++) {
+    const u = only[x];
+    n = countRange(c, p, userVisits[u], userVisits[u + 1], sums, durations, n);
+  }
+  return n;
+}
+
+/** countVisits over the visits [v0, v1), its durations written from durations[n]; returns the new n. */
+function countRange(
+  c: ScanColumns,
+  p: VisitPass,
+  v0: number,
+  v1: number,
+  sums: ScanSums,
+  durations: Float64Array | undefined,
+  n: number,
+): number {
   const { visitStart: start, visitIsBot: isBot } = c;
   const { from, to, botWant, filters, space } = p;
   const nf = filters.length;
   const K = sums.keys;
-  let n = 0;
-  for (let v = p.v0; v < p.v1; v++) {
+  for (let v = v0; v < v1; v++) {
     const s = start[v];
     if (s < from || s >= to || (botWant >= 0 && isBot[v] !== botWant)) continue;
     let ok = true;
