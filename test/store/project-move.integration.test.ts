@@ -29,7 +29,12 @@ const eventArb = fc.record({
 });
 
 /** Every stats answer the API gives for a project, over a fixed range that holds all events. */
-async function everyAnswer(tally: TestTally, key: string, range: { from: string; to: string }) {
+async function everyAnswer(
+  tally: TestTally,
+  key: string,
+  range: { from: string; to: string },
+  users: readonly string[],
+) {
   const get = async (path: string) => {
     const res = await fetch(`${tally.url}${path}`, { headers: { authorization: `Bearer ${key}` } });
     assert.equal(res.status, 200, `${path}: ${res.status}`);
@@ -50,7 +55,7 @@ async function everyAnswer(tally: TestTally, key: string, range: { from: string;
   paths.push(
     `/v1/stats/timeseries?${r}&metric=page_views&interval=minute&page_url=${encodeURIComponent(PAGES[0])}`,
   );
-  for (const user of USERS) {
+  for (const user of users) {
     paths.push(`/v1/users/${user}/events?limit=1000`);
     for (const page of PAGES) {
       paths.push(`/analytics/events?user_id=${user}&page_url=${encodeURIComponent(page)}`);
@@ -76,12 +81,16 @@ test(
     await fc.assert(
       fc.asyncProperty(fc.array(eventArb, { minLength: 1, maxLength: 40 }), async (sent: Sent[]) => {
         run += 1;
+        // Users of this run only. TRICKY: a running process remembers the (bucket, user) rows it
+        // stored (known-user-rows.ts); after a move it would skip a moved user's rows in `default`
+        // (the CLI says to restart the processes), which is not what this test is about.
+        const users = USERS.map((u) => `r${run}-${u}`);
         const body = sent
           .map((e) =>
             JSON.stringify({
               event_id: `r${run}-${e.id}`,
               type: e.type,
-              user_id: USERS[e.user],
+              user_id: users[e.user],
               timestamp: new Date(now - e.minutesAgo * MINUTE_MS).toISOString(),
               ...(e.page === null ? {} : { page_url: PAGES[e.page] }),
             }),
@@ -104,18 +113,18 @@ test(
         const emptyRead = (await createApiKey(store, empty, 'read')).key;
         await tally.keys.refresh();
         // Read twice: the second answer comes from the cache, which the move must not let through.
-        await everyAnswer(tally, defaultRead, range);
-        const before = await everyAnswer(tally, defaultRead, range);
-        const zero = await everyAnswer(tally, emptyRead, range);
+        await everyAnswer(tally, defaultRead, range, users);
+        const before = await everyAnswer(tally, defaultRead, range, users);
+        const zero = await everyAnswer(tally, emptyRead, range, users);
         assert.notDeepEqual(before, zero, 'default held data');
 
         const moved = await moveProjectData(tally.database.pool, 'default', target);
         assert.equal(moved.events, new Set(sent.map((e) => e.id)).size);
-        assert.deepEqual(await everyAnswer(tally, targetRead, range), before);
-        assert.deepEqual(await everyAnswer(tally, defaultRead, range), zero);
+        assert.deepEqual(await everyAnswer(tally, targetRead, range, users), before);
+        assert.deepEqual(await everyAnswer(tally, defaultRead, range, users), zero);
         // The dedup keys moved too: the same events sent to the new project are duplicates there.
         await send(targetWrite);
-        const after = await everyAnswer(tally, targetRead, range);
+        const after = await everyAnswer(tally, targetRead, range, users);
         assert.deepEqual(after, before);
         // The user numbering came along: a new user of the new project counts as one more user.
         const fresh = await fetch(`${tally.url}/v1/events`, {
@@ -129,7 +138,7 @@ test(
             unique_users: number;
           };
         assert.equal(
-          summary(await everyAnswer(tally, targetRead, range)).unique_users,
+          summary(await everyAnswer(tally, targetRead, range, users)).unique_users,
           summary(before).unique_users + 1,
         );
       }),
