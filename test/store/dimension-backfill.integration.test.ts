@@ -116,6 +116,41 @@ async function writerOnNewDatabase(t: TestContext) {
 const EVENT_ROWS = `SELECT event_id, ${DERIVED.join(', ')} FROM tally.events WHERE project = $1 ORDER BY event_id`;
 const VISIT_ROWS = `SELECT * FROM tally.sessions WHERE project = $1 ORDER BY user_id, session_key, started_at`;
 
+/**
+ * Stores `list` twice, as project `fresh-<run>` and as `old-<run>` with its derived columns cleared
+ * and its visits cut from those rows (as a database written before migration 010 holds them),
+ * backfills, and compares the old copy with what the writer gave the fresh one.
+ */
+async function assertBackfillMatchesWriter(
+  db: { pool: pg.Pool },
+  writer: BatchWriter,
+  list: readonly Input[],
+  run: number,
+  beforeBackfill?: (old: string) => Promise<void>,
+): Promise<void> {
+  const fresh = `fresh-${run}`;
+  const old = `old-${run}`;
+  await writer.write({ events: events(fresh, list) });
+  await writer.write({ events: events(old, list) });
+  await db.pool.query(
+    `UPDATE tally.events SET ${DERIVED.map((c) => `${c} = NULL`).join(', ')} WHERE project = $1`,
+    [old],
+  );
+  await rebuildSessions(db.pool, old, TIMEOUT_MS);
+  const version = await versionOf(db.pool, old);
+  await beforeBackfill?.(old);
+
+  // Batches of 3: many per partition, a partial one at each partition's end.
+  assert.equal(await backfillDimensions(db.pool, silent, { batch: 3 }), true);
+
+  assert.deepEqual(await rowsOf(db.pool, EVENT_ROWS, old), await rowsOf(db.pool, EVENT_ROWS, fresh));
+  assert.deepEqual(await rowsOf(db.pool, VISIT_ROWS, old), await rowsOf(db.pool, VISIT_ROWS, fresh));
+  const pending = await db.pool.query('SELECT project FROM tally.pending_visit_rebuilds');
+  assert.deepEqual(pending.rows, []);
+  // The rebuild moved the data version: no cached answer from before is served again.
+  assert.ok((await versionOf(db.pool, old)) > version);
+}
+
 test(
   'events stored before derivation get exactly the dimensions and visits the writer gives new ones',
   { timeout: 240_000 },
@@ -124,34 +159,58 @@ test(
     let run = 0;
     await fc.assert(
       fc.asyncProperty(fc.array(eventArb, { minLength: 1, maxLength: 25 }), async (list) => {
-        run++;
-        const fresh = `fresh-${run}`;
-        const old = `old-${run}`;
-        await writer.write({ events: events(fresh, list) });
-        await writer.write({ events: events(old, list) });
-        // As a database written before migration 010 holds them: no derived columns, and visits
-        // cut from those rows.
-        await db.pool.query(
-          `UPDATE tally.events SET ${DERIVED.map((c) => `${c} = NULL`).join(', ')} WHERE project = $1`,
-          [old],
-        );
-        await rebuildSessions(db.pool, old, TIMEOUT_MS);
-        const version = await versionOf(db.pool, old);
-
-        // Batches of 3: many per partition, a partial one at each partition's end.
-        assert.equal(await backfillDimensions(db.pool, silent, { batch: 3 }), true);
-
-        assert.deepEqual(await rowsOf(db.pool, EVENT_ROWS, old), await rowsOf(db.pool, EVENT_ROWS, fresh));
-        assert.deepEqual(await rowsOf(db.pool, VISIT_ROWS, old), await rowsOf(db.pool, VISIT_ROWS, fresh));
-        const pending = await db.pool.query('SELECT project FROM tally.pending_visit_rebuilds');
-        assert.deepEqual(pending.rows, []);
-        // The rebuild moved the data version: no cached answer from before is served again.
-        assert.ok((await versionOf(db.pool, old)) > version);
+        await assertBackfillMatchesWriter(db, writer, list, ++run);
       }),
       { numRuns: 12 },
     );
   },
 );
+
+test('a batch is the lowest ctids as tids, not as text: none is passed over (fast-check seed 977303629)', async (t) => {
+  const { db, writer } = await writerOnNewDatabase(t);
+  const e = (
+    user: string,
+    minute: number,
+    type: string,
+    pageUrl: string | null,
+    referrer: string | null,
+    sessionId: string | null,
+  ): Input => ({ user, minute, type, pageUrl, referrer, sessionId });
+  // The first day's partition holds the fresh copies at (0,1)..(0,4) and the old ones at (0,5)..(0,8);
+  // clearing the old ones' columns moves e7 to (0,9) and e3, e5, e9 to (0,10)..(0,12). Sorted as
+  // text, the first batch of 3 was (0,10)..(0,12), and the cursor (0,12) passed over e7 at (0,9).
+  const list: Input[] = [
+    e('u3', 2004, 'click', 'https://shop.example/', 'https://www.google.com/', 's1'),
+    e('u1', 3919, 'page_view', '/relative/path', 'https://shop.example/elsewhere', 's1'),
+    e('u1', 3790, 'page_view', 'https://shop.example/', 'https://t.co/abc', 's2'),
+    e('u2', 743, 'page_view', '/relative/path', 'android-app://com.slack', 's1'),
+    e('u2', 1091, 'signup', 'https://Shop.Example:8443/b/c?gclid=xyz#frag', 'garbage', 's2'),
+    e('u3', 123, 'click', 'https://blog.example/post?utm%5Fsource=x', 'https://mail.yahoo.com/', 's1'),
+    e('u2', 3342, 'page_view', 'https://shop.example/', 'https://mail.yahoo.com/', 's2'),
+    e('u1', 12, 'click', null, 'garbage', null),
+    e('u1', 1888, 'page_view', 'https://shop.example/', 'android-app://com.slack', 's2'),
+    e(
+      'u3',
+      42,
+      'click',
+      'https://shop.example/a?utm_source=newsletter&utm_medium=email&utm_campaign=may',
+      'https://mail.yahoo.com/',
+      's2',
+    ),
+  ];
+  await assertBackfillMatchesWriter(db, writer, list, 1, async (old) => {
+    // The layout that made the bug, so this test goes on exercising it.
+    const { rows } = await db.pool.query<{ event_id: string; ctid: string }>(
+      `SELECT event_id, ctid::text AS ctid FROM tally.events
+        WHERE project = $1 AND ts < $2 ORDER BY ctid::tid`,
+      [old, new Date(T0 + 15 * 60 * 60_000)],
+    );
+    assert.deepEqual(
+      rows.map((r) => `${r.event_id} ${r.ctid}`),
+      ['e7 (0,9)', 'e3 (0,10)', 'e5 (0,11)', 'e9 (0,12)'],
+    );
+  });
+});
 
 test('a restart after the events were derived still rebuilds their visits', async (t) => {
   const { db, writer } = await writerOnNewDatabase(t);
