@@ -16,6 +16,12 @@ export interface ReadModelDeps {
   metrics: Pick<Metrics, 'readModelAnswers' | 'readModelEvents'>;
   /** Aborted when the process stops: a load in progress ends at its next fetch. */
   signal: AbortSignal;
+  /**
+   * Runs a full load when no other load of this process runs: one at a time, so loads (each
+   * holding a connection for minutes at 10 M events, and a second copy of a project's model
+   * while it builds) never take the pool the PostgreSQL answers need meanwhile.
+   */
+  oneLoadAtATime: <T>(load: () => Promise<T>) => Promise<T>;
   /** Reload once the deltas hold more than this share of the base's events. */
   maxDeltaShare?: number;
   /** …or once there are more layers than this. */
@@ -26,6 +32,8 @@ const DEFAULT_DELTA_SHARE = 0.05;
 const DEFAULT_MAX_LAYERS = 32;
 /** After a failed load, the next question may start another only this much later. */
 const RELOAD_BACKOFF_MS = 5000;
+/** After a failed catch-up, PostgreSQL answers for this long before the model tries again. */
+const CATCH_UP_BACKOFF_MS = 5000;
 
 /**
  * The columnar read model of every project this process answers for (src/query/QUERY_PLANS.md,
@@ -50,8 +58,18 @@ export class ReadModel {
   /** Until `warm` has loaded every project it found, the model is not ready. */
   #warming = false;
 
-  constructor(deps: Omit<ReadModelDeps, 'signal'>) {
-    this.#deps = { ...deps, signal: this.#stop.signal };
+  #loads: Promise<unknown> = Promise.resolve();
+
+  constructor(deps: Omit<ReadModelDeps, 'signal' | 'oneLoadAtATime'>) {
+    this.#deps = {
+      ...deps,
+      signal: this.#stop.signal,
+      oneLoadAtATime: (load) => {
+        const run = this.#loads.then(load, load);
+        this.#loads = run.catch(() => undefined);
+        return run;
+      },
+    };
   }
 
   /** Starts loading every project that has data, one after the other, in the background. */
@@ -144,6 +162,7 @@ class ProjectModel {
   #loading: Promise<void> | undefined;
   #catching: Promise<void> | undefined;
   #failedAt = Number.NEGATIVE_INFINITY;
+  #catchFailedAt = Number.NEGATIVE_INFINITY;
   readonly #onChange: () => void;
 
   constructor(project: string, deps: ReadModelDeps, onChange: () => void) {
@@ -165,13 +184,19 @@ class ProjectModel {
       this.#reloadSoon();
       return undefined;
     }
-    if (this.#version < want) {
-      try {
-        await (this.#catching ??= this.#catchUp().finally(() => (this.#catching = undefined)));
-      } catch (err) {
-        this.#deps.logger.warn({ err, project: this.#project }, 'read model: catch-up failed');
-        return undefined;
-      }
+    // Twice at most: a catch-up already running may have taken its snapshot before `want` committed.
+    for (let attempt = 0; attempt < 2 && this.#version < want && !this.#stale; attempt++) {
+      if (Date.now() - this.#catchFailedAt < CATCH_UP_BACKOFF_MS) return undefined;
+      this.#catching ??= this.#catchUp()
+        .catch((err: unknown) => {
+          // Logged once per failed catch-up (not per waiting question); PostgreSQL answers meanwhile.
+          this.#catchFailedAt = Date.now();
+          if (!this.#deps.signal.aborted) {
+            this.#deps.logger.warn({ err, project: this.#project }, 'read model: catch-up failed');
+          }
+        })
+        .finally(() => (this.#catching = undefined));
+      await this.#catching;
     }
     return this.#version >= want && !this.#stale ? this.#layers : undefined;
   }
@@ -183,7 +208,8 @@ class ProjectModel {
 
   /** Loads every raw row of the project into a new base, then swaps it in (single flight). */
   reload(): Promise<void> {
-    this.#loading ??= this.#load()
+    this.#loading ??= this.#deps
+      .oneLoadAtATime(() => (this.#deps.signal.aborted ? Promise.resolve() : this.#load()))
       .catch((err: unknown) => {
         this.#failedAt = Date.now();
         if (this.#deps.signal.aborted) return;

@@ -30,8 +30,15 @@ const MIXED = 2;
 const digests = new WeakMap<ColumnarModel, Map<string, Digest>>();
 
 /**
+ * Digests kept per model at most: each costs ~17 B a user and 12 B a pair (tens of MB at 10 M
+ * events), and a question may name any property key; the least recently used goes first.
+ */
+const MAX_DIGESTS = 6;
+
+/**
  * The digest of `model` for the events' keys in `space`, named `name` (the grouping), built on
- * first use and then kept with the model. `pageView`: the event_type code of page_view.
+ * first use and then kept with the model (the last MAX_DIGESTS used). `pageView`: the event_type
+ * code of page_view.
  */
 export function digestOf(
   model: ColumnarModel,
@@ -43,7 +50,13 @@ export function digestOf(
   let byName = digests.get(model);
   if (byName === undefined) digests.set(model, (byName = new Map<string, Digest>()));
   let d = byName.get(name);
-  if (d === undefined) byName.set(name, (d = build(c, space, pageView)));
+  if (d === undefined) {
+    d = build(c, space, pageView);
+    if (byName.size >= MAX_DIGESTS) byName.delete(byName.keys().next().value!);
+  } else {
+    byName.delete(name); // re-inserted below: the Map's order is the order of use
+  }
+  byName.set(name, d);
   return d;
 }
 

@@ -5,6 +5,7 @@ import { digestOf, retireInDigests } from './digest.ts';
 import { median, medianOfParts } from './median.ts';
 import type { ColumnarModel } from './model.ts';
 import {
+  KEY,
   digestable,
   keySpace,
   planScan,
@@ -75,7 +76,7 @@ export class Layers {
       // The base holds nearly every user: its digests spare reading most events. Deltas are small.
       const digest =
         i === 0 && digestable(plan)
-          ? digestOf(m, c, plan.space, digestName(grouping), plan.pageView)
+          ? digestOf(m, c, plan.space, digestName(grouping, plan.space.kind), plan.pageView)
           : undefined;
       const visitDigest = i === 0 && visitDigestable(plan) ? visitDigestOf(m, c) : undefined;
       const slice = runSlice(c, plan, 0, c.userEvents.length - 1, this.#scratchOf(m), digest, visitDigest);
@@ -121,9 +122,12 @@ export function retire(m: ColumnarModel, userId: string): void {
   m.visits.end.fill(Infinity, m.userVisits[u], m.userVisits[u + 1]);
 }
 
-/** What a digest is named by: the key its pairs are summed under. */
-function digestName(g: ColumnarGrouping): string {
-  if (g.kind !== 'dimension') return g.kind;
+/**
+ * What a digest is named by: the key its pairs are summed under (a property no event of the
+ * layer has keys nothing, as no grouping does: one digest for every such key).
+ */
+function digestName(g: ColumnarGrouping, kind: number): string {
+  if (g.kind !== 'dimension' || kind === KEY.none) return 'none';
   const d = g.dimension;
   return d.kind === 'property' ? `property:${d.key}` : `${d.kind}:${d.name}`;
 }
