@@ -73,6 +73,8 @@ test(
         loadConfig({
           TALLY_DATA_DIR: dataDir,
           SERVER_PORT: String(tallyPort),
+          // Never the default 50051: another Tally on this machine may hold it.
+          TALLY_GRPC_PORT: '0',
           TALLY_LOG_LEVEL: 'silent',
           TALLY_CORS_ORIGINS: `https://other.example, ${site}`,
           TALLY_HONOR_DNT: 'true',

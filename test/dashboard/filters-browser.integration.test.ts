@@ -103,6 +103,8 @@ test(
       loadConfig({
         TALLY_DATA_DIR: dataDir,
         SERVER_PORT: String(await findFreePort()),
+        // Never the default 50051: another Tally on this machine may hold it.
+        TALLY_GRPC_PORT: '0',
         TALLY_LOG_LEVEL: 'silent',
       }),
       pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }),
