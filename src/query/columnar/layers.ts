@@ -7,6 +7,7 @@ import type { ColumnarModel } from './model.ts';
 import {
   KEY,
   digestable,
+  durationsOf,
   keySpace,
   planScan,
   runSlice,
@@ -138,22 +139,10 @@ function digestName(g: ColumnarGrouping, kind: number): string {
  */
 function medianOf(slices: readonly SliceSums[]): number | null {
   const digested = slices.find((s) => s.digested !== undefined)?.digested;
-  if (digested !== undefined) {
-    const extra = new Float64Array(slices.reduce((n, s) => n + s.nDurations, 0));
-    let at = 0;
-    for (const s of slices) {
-      extra.set(s.durations.subarray(0, s.nDurations), at);
-      at += s.nDurations;
-    }
-    return medianOfParts(digested.sorted, digested.removed, extra.sort());
-  }
+  if (digested !== undefined)
+    return medianOfParts(digested.sorted, digested.removed, durationsOf(slices).sort());
   if (slices.length === 1) return median(slices[0].durations, slices[0].nDurations);
-  const all = new Float64Array(slices.reduce((n, s) => n + s.nDurations, 0));
-  let at = 0;
-  for (const s of slices) {
-    all.set(s.durations.subarray(0, s.nDurations), at);
-    at += s.nDurations;
-  }
+  const all = durationsOf(slices);
   return median(all, all.length);
 }
 

@@ -1,3 +1,4 @@
+import { bucketOf } from './visit-pass.ts';
 const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 /** Below this many values, quickselect alone; above, a radix pass first (see median). */
 const RADIX_FROM = 4096;
@@ -132,14 +133,10 @@ function firstReaching(xs: Float64Array, count: (v: number) => number, want: num
   return lo < xs.length ? xs[lo] : Infinity;
 }
 
-/** How many of xs (ascending) are ≤ v. */
+/**
+ * How many of xs (ascending) are ≤ v: visit-pass.ts's width_bucket over bucket starts. A call,
+ * not an alias: the modules import each other, and a top-level alias could run before it exists.
+ */
 function atMost(xs: Float64Array, v: number): number {
-  let lo = 0;
-  let hi = xs.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (xs[mid] <= v) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
+  return bucketOf(xs, v);
 }

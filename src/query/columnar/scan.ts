@@ -294,6 +294,17 @@ const SUM_FIELDS = [
   'visitPageViews',
 ] as const;
 
+/** Every slice's durations of counted visits, one after the other, in a new array. */
+export function durationsOf(slices: readonly SliceSums[]): Float64Array {
+  const all = new Float64Array(slices.reduce((n, s) => n + s.nDurations, 0));
+  let at = 0;
+  for (const s of slices) {
+    all.set(s.durations.subarray(0, s.nDurations), at);
+    at += s.nDurations;
+  }
+  return all;
+}
+
 /** The slices' sums added up, with the median of all their durations. */
 export function mergeSlices(slices: readonly SliceSums[], median_: boolean): ScanSums {
   const sums = emptySums(slices[0].sums.keys);
@@ -305,12 +316,7 @@ export function mergeSlices(slices: readonly SliceSums[], median_: boolean): Sca
     }
   }
   if (median_) {
-    const all = new Float64Array(slices.reduce((n, s) => n + s.nDurations, 0));
-    let at = 0;
-    for (const s of slices) {
-      all.set(s.durations.subarray(0, s.nDurations), at);
-      at += s.nDurations;
-    }
+    const all = durationsOf(slices);
     sums.medianMs = median(all, all.length);
   }
   return sums;
