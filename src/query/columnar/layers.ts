@@ -7,6 +7,7 @@ import type { ColumnarModel } from './model.ts';
 import {
   KEY,
   digestable,
+  gridAnswers,
   durationsOf,
   keySpace,
   planScan,
@@ -18,6 +19,7 @@ import {
   type SliceSums,
   visitDigestable,
 } from './scan.ts';
+import { retireInSpanGrids, spanGridOf } from './span-grid.ts';
 import { retireInVisitDigest, visitDigestOf } from './visit-digest.ts';
 
 /**
@@ -80,7 +82,15 @@ export class Layers {
           ? digestOf(m, c, plan.space, digestName(grouping, plan.space.kind), plan.pageView)
           : undefined;
       const visitDigest = i === 0 && visitDigestable(plan) ? visitDigestOf(m, c) : undefined;
-      const slice = runSlice(c, plan, 0, c.userEvents.length - 1, this.#scratchOf(m), digest, visitDigest);
+      const grid =
+        visitDigest !== undefined && gridAnswers(plan)
+          ? spanGridOf(m, c, visitDigest, plan.botWant, plan.pageView)
+          : undefined;
+      const slice = runSlice(c, plan, 0, c.userEvents.length - 1, this.#scratchOf(m), {
+        events: digest,
+        visits: visitDigest,
+        grid,
+      });
       slices.push(slice);
       const { dict } = keySpace(m, grouping);
       const s = slice.sums;
@@ -118,6 +128,7 @@ export function retire(m: ColumnarModel, userId: string): void {
   if (u < 0) return;
   retireInDigests(m, u);
   retireInVisitDigest(m, u);
+  retireInSpanGrids(m, u);
   m.events.ts.fill(Infinity, m.userEvents[u], m.userEvents[u + 1]);
   m.visits.start.fill(Infinity, m.userVisits[u], m.userVisits[u + 1]);
   m.visits.end.fill(Infinity, m.userVisits[u], m.userVisits[u + 1]);

@@ -6,6 +6,7 @@ import { countByDigest, type Digest } from './digest.ts';
 import { countEventsAndMembers, countEventsByOwnKey, type EventPass } from './event-pass.ts';
 import { median } from './median.ts';
 import type { ColumnarModel } from './model.ts';
+import { countByGrid, type SpanGrid } from './span-grid.ts';
 import { countVisitsByDigest, type VisitDigest } from './visit-digest.ts';
 import { countVisits, visitStates } from './visit-pass.ts';
 
@@ -188,9 +189,9 @@ export function runSlice(
   u0: number,
   u1: number,
   scratch: Scratch = {},
-  digest?: Digest,
-  visitDigest?: VisitDigest,
+  digests: SliceDigests = {},
 ): SliceSums {
+  const { events: digest, visits: visitDigest, grid } = digests;
   const K = plan.space.keys;
   const sums = emptySums(K);
   const v0 = c.userVisits[u0];
@@ -214,8 +215,14 @@ export function runSlice(
   };
   const dur = need.median ? durations : undefined;
   const plain = plan.visitFilters.length === 0 && (space.kind === KEY.eventCode || space.kind === KEY.none);
-  // The users a digest answers are done; the pass reads the others' events.
-  if (digest !== undefined && digestable(plan)) pass.only = countByDigest(digest, pass, sums);
+  const maxRemoved = (n: number) => (need.median ? { maxRemoved: n * MAX_REMOVED_SHARE } : undefined);
+  // The users a grid or digest answers are done; the passes read the others' rows.
+  const gridRest =
+    grid !== undefined && gridAnswers(plan) && u0 === 0 && u1 === c.userEvents.length - 1
+      ? countByGrid(grid, c, pass, sums, maxRemoved(grid.sorted.length))
+      : undefined;
+  if (gridRest !== undefined) pass.only = gridRest.only;
+  else if (digest !== undefined && digestable(plan)) pass.only = countByDigest(digest, pass, sums);
   if (need.events && plain && !visitsByEvents) {
     countEventsByOwnKey(c, pass, sums);
   } else if (need.events || visitsByEvents) {
@@ -235,9 +242,17 @@ export function runSlice(
   let digested: SliceSums['digested'];
   if (need.visits && !visitsByEvents) {
     let only: Uint32Array | undefined;
-    if (visitDigest !== undefined && visitDigestable(plan)) {
-      const maxRemoved = need.median ? visitDigest.sorted.length * MAX_REMOVED_SHARE : Infinity;
-      const rest = countVisitsByDigest(visitDigest, c, pass, sums, maxRemoved);
+    if (gridRest !== undefined) {
+      only = gridRest.only;
+      if (need.median) digested = { sorted: grid!.sorted, removed: gridRest.removed };
+    } else if (visitDigest !== undefined && visitDigestable(plan)) {
+      const rest = countVisitsByDigest(
+        visitDigest,
+        c,
+        pass,
+        sums,
+        maxRemoved(visitDigest.sorted.length)?.maxRemoved ?? Infinity,
+      );
       if (rest !== undefined) {
         only = rest.only;
         if (need.median) digested = { sorted: visitDigest.sorted, removed: rest.removed };
@@ -267,6 +282,21 @@ export function visitDigestable(plan: ScanPlan): boolean {
     plan.visitFilters.length === 0 &&
     plan.space.kind === KEY.none
   );
+}
+
+/**
+ * Whether a span grid (span-grid.ts) can answer a plan: the unfiltered summary, events and visits
+ * both (over every user: the grid's cells are not cut by slices).
+ */
+export function gridAnswers(plan: ScanPlan): boolean {
+  return visitDigestable(plan) && plan.need.events;
+}
+
+/** The digests a slice may use, all of the base layer (Layers.answer). */
+export interface SliceDigests {
+  events?: Digest;
+  visits?: VisitDigest;
+  grid?: SpanGrid;
 }
 
 /**
