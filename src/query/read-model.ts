@@ -235,6 +235,7 @@ class ProjectModel {
       this.#deps.signal,
     );
     const layers = new Layers(builder.build());
+    layers.prepareSummary();
     // A catch-up of the old layers may have gone past this snapshot: it stays behind, and the
     // next question catches the new layers up from their own version.
     this.#layers = layers;

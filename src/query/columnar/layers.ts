@@ -60,6 +60,16 @@ export class Layers {
   }
 
   /**
+   * Builds the base's structures for the unfiltered summary with bots excluded (the dashboard's
+   * first question) now, rather than in that question's answer.
+   */
+  prepareSummary(): void {
+    const m = this.#layers[0];
+    const c = scanColumns(m);
+    spanGridOf(m, c, visitDigestOf(m, c), 0, m.events.dims.event_type.dict.find('page_view'));
+  }
+
+  /**
    * The sums of a selection over every layer, grouped; `need` leaves a side out (its counts read
    * zero). Synchronous: no layer changes while it runs.
    */
