@@ -24,6 +24,27 @@ export interface Digest {
   max: Float64Array;
   /** 0: every event human; 1: every event a bot; 2: both. */
   bot: Uint8Array;
+  /** Built for questions counting visits by their events' keys (digestOf's `withVisits`). */
+  visits?: DigestVisits;
+}
+
+/**
+ * A visit counts under each key of its events (event-pass.ts, countEventsAndMembers): per pair,
+ * the sums of the user's visits holding an event of that key; per user, those of its visits
+ * holding any event (the total's). Only with every visit of the user counted (its span, `min` to
+ * `max`, then covers its visits' starts too, and its visits' bot flags are one).
+ */
+export interface DigestVisits {
+  visits: Uint32Array;
+  bounces: Uint32Array;
+  durationMs: Float64Array;
+  pageViews: Uint32Array;
+  userVisits: Uint32Array;
+  userBounces: Uint32Array;
+  userDurationMs: Float64Array;
+  userPageViews: Uint32Array;
+  /** 0: every visit human; 1: every visit a bot's; 2: both; 3: no visit. */
+  bot: Uint8Array;
 }
 
 const MIXED = 2;
@@ -38,20 +59,22 @@ const MAX_DIGESTS = 6;
 /**
  * The digest of `model` for the events' keys in `space`, named `name` (the grouping), built on
  * first use and then kept with the model (the last MAX_DIGESTS used). `pageView`: the event_type
- * code of page_view.
+ * code of page_view. `withVisits`: with the visit sums of each pair (a digest of its own).
  */
 export function digestOf(
   model: ColumnarModel,
   c: ScanColumns,
   space: KeySpace,
-  name: string,
+  grouping: string,
   pageView: number,
+  withVisits = false,
 ): Digest {
   let byName = digests.get(model);
   if (byName === undefined) digests.set(model, (byName = new Map<string, Digest>()));
+  const name = withVisits ? `${grouping}+visits` : grouping;
   let d = byName.get(name);
   if (d === undefined) {
-    d = build(c, space, pageView);
+    d = build(c, space, pageView, withVisits);
     if (byName.size >= MAX_DIGESTS) byName.delete(byName.keys().next().value!);
   } else {
     byName.delete(name); // re-inserted below: the Map's order is the order of use
@@ -78,8 +101,8 @@ function keyOf(c: ScanColumns, space: KeySpace, i: number): number {
   return 0;
 }
 
-function build(c: ScanColumns, space: KeySpace, pageView: number): Digest {
-  const { ts, isBot, typeCodes, userEvents } = c;
+function build(c: ScanColumns, space: KeySpace, pageView: number, withVisits: boolean): Digest {
+  const { ts, isBot, typeCodes, userEvents, visitOf, visitStart, visitIsBot } = c;
   const nUsers = userEvents.length - 1;
   const slot = new Int32Array(space.keys).fill(-1);
   const code: number[] = [];
@@ -89,12 +112,16 @@ function build(c: ScanColumns, space: KeySpace, pageView: number): Digest {
   const min = new Float64Array(nUsers).fill(Infinity);
   const max = new Float64Array(nUsers).fill(Infinity);
   const bot = new Uint8Array(nUsers);
+  const pv = withVisits ? pairVisits(nUsers) : undefined;
   for (let u = 0; u < nUsers; u++) {
     const start = code.length;
     first[u] = start;
     let lo = Infinity;
     let hi = -Infinity;
     let bots = 0;
+    let lastVisit = -1;
+    let nVisits = 0;
+    let visitBots = 0;
     const end = userEvents[u + 1];
     for (let i = userEvents[u]; i < end; i++) {
       const t = ts[i];
@@ -107,10 +134,28 @@ function build(c: ScanColumns, space: KeySpace, pageView: number): Digest {
         j = code.push(k) - 1;
         events.push(0);
         pageViews.push(0);
+        pv?.pairs.push(-1, 0, 0, 0, 0);
         slot[k] = j;
       }
       events[j]++;
       if (typeCodes[i] === pageView) pageViews[j]++;
+      const v = visitOf[i];
+      if (pv === undefined || v < 0) continue;
+      // As countEventsAndMembers counts a visit: once per key (the last visit counted under the
+      // pair's key) and once in the total (the last visit counted), in the events' order.
+      if (pv.pairs[5 * j] !== v) {
+        pv.pairs[5 * j] = v;
+        addTo(pv.pairs, 5 * j + 1, c, v);
+      }
+      if (lastVisit !== v) {
+        lastVisit = v;
+        nVisits++;
+        visitBots += visitIsBot[v];
+        const s = visitStart[v];
+        if (s < lo) lo = s;
+        if (s > hi) hi = s;
+        addTo(pv.user, 4 * u, c, v);
+      }
     }
     const n = end - userEvents[u];
     if (n > 0) {
@@ -118,6 +163,8 @@ function build(c: ScanColumns, space: KeySpace, pageView: number): Digest {
       max[u] = hi;
       bot[u] = bots === 0 ? 0 : bots === n ? 1 : MIXED;
     }
+    if (pv !== undefined)
+      pv.bot[u] = nVisits === 0 ? NO_VISIT : visitBots === 0 ? 0 : visitBots === nVisits ? 1 : MIXED;
   }
   first[nUsers] = code.length;
   return {
@@ -128,11 +175,54 @@ function build(c: ScanColumns, space: KeySpace, pageView: number): Digest {
     min,
     max,
     bot,
+    visits: pv === undefined ? undefined : visitsOf(pv, code.length, nUsers),
+  };
+}
+
+const NO_VISIT = 3;
+
+/** The visit sums while a digest builds: per pair [last visit, visits, bounces, ms, page views]; per user the last four. */
+function pairVisits(nUsers: number) {
+  return { pairs: [] as number[], user: new Float64Array(4 * nUsers), bot: new Uint8Array(nUsers) };
+}
+
+/** Adds visit v at `into[at..at+4)`: visits, bounces, rounded ms, page views (as addVisit counts it). */
+function addTo(into: { [i: number]: number }, at: number, c: ScanColumns, v: number): void {
+  const n = c.visitPageViews[v];
+  into[at]++;
+  if (c.visitEvents[v] === 1 && n === 1) into[at + 1]++;
+  into[at + 2] += Math.round(c.visitEnd[v] - c.visitStart[v]);
+  into[at + 3] += n;
+}
+
+function visitsOf(pv: ReturnType<typeof pairVisits>, nPairs: number, nUsers: number): DigestVisits {
+  const column = <A extends Uint32Array | Float64Array>(
+    make: new (n: number) => A,
+    n: number,
+    stride: number,
+    src: ArrayLike<number>,
+    at: number,
+  ) => {
+    const a = new make(n);
+    for (let i = 0; i < n; i++) a[i] = src[stride * i + at];
+    return a;
+  };
+  return {
+    visits: column(Uint32Array, nPairs, 5, pv.pairs, 1),
+    bounces: column(Uint32Array, nPairs, 5, pv.pairs, 2),
+    durationMs: column(Float64Array, nPairs, 5, pv.pairs, 3),
+    pageViews: column(Uint32Array, nPairs, 5, pv.pairs, 4),
+    userVisits: column(Uint32Array, nUsers, 4, pv.user, 0),
+    userBounces: column(Uint32Array, nUsers, 4, pv.user, 1),
+    userDurationMs: column(Float64Array, nUsers, 4, pv.user, 2),
+    userPageViews: column(Uint32Array, nUsers, 4, pv.user, 3),
+    bot: pv.bot,
   };
 }
 
 /**
- * Events, page views and visitors per key of the users [u0, u1), with no filter of any kind:
+ * Events, page views and visitors per key of the users [u0, u1), with no filter of any kind
+ * (`sides.events`), and the visits by their events' keys (`sides.visits`, a digest with visits):
  * a user wholly inside the range with the bots wanted from its pairs; returns the users partly
  * inside (or of mixed bot flags), ascending, for the event pass to read event by event.
  */
@@ -140,27 +230,56 @@ export function countByDigest(
   d: Digest,
   p: { u0: number; u1: number; from: number; to: number; botWant: number },
   sums: ScanSums,
+  sides: { events: boolean; visits: boolean } = { events: true, visits: false },
 ): Uint32Array {
   const rest: number[] = [];
   const { first, code, events: ev, pageViews: pv, min, max, bot } = d;
   const { from, to, botWant } = p;
   const { events, pageViews, visitors } = sums;
   const K = sums.keys;
+  const dv = sides.visits ? d.visits : undefined;
+  if (sides.visits && dv === undefined) throw new Error('digest: built without visits');
   for (let u = p.u0; u < p.u1; u++) {
     const lo = min[u];
     const hi = max[u];
     if (hi < from || lo >= to) continue;
     const b = bot[u];
-    if (lo >= from && hi < to && (botWant < 0 || b === botWant)) {
+    const whole =
+      lo >= from &&
+      hi < to &&
+      (botWant < 0 ||
+        (b === botWant && (dv === undefined || dv.bot[u] === botWant || dv.bot[u] === NO_VISIT)));
+    if (whole) {
       const end = first[u + 1];
-      for (let j = first[u]; j < end; j++) {
-        const k = code[j];
-        events[k] += ev[j];
-        pageViews[k] += pv[j];
-        visitors[k]++;
+      if (sides.events) {
+        for (let j = first[u]; j < end; j++) {
+          const k = code[j];
+          events[k] += ev[j];
+          pageViews[k] += pv[j];
+          visitors[k]++;
+        }
+        visitors[K]++;
       }
-      visitors[K]++;
-    } else if (botWant < 0 || b === botWant || b === MIXED) {
+      if (dv !== undefined) {
+        for (let j = first[u]; j < end; j++) {
+          const k = code[j];
+          sums.visits[k] += dv.visits[j];
+          sums.bounces[k] += dv.bounces[j];
+          sums.durationMs[k] += dv.durationMs[j];
+          sums.visitPageViews[k] += dv.pageViews[j];
+        }
+        sums.visits[K] += dv.userVisits[u];
+        sums.bounces[K] += dv.userBounces[u];
+        sums.durationMs[K] += dv.userDurationMs[u];
+        sums.visitPageViews[K] += dv.userPageViews[u];
+      }
+    } else if (
+      botWant < 0 ||
+      b === botWant ||
+      b === MIXED ||
+      // Its events are all of the other kind, not (all) its visits: the pass counts those.
+      (dv !== undefined && dv.bot[u] !== 1 - botWant && dv.bot[u] !== NO_VISIT)
+    ) {
       rest.push(u);
     }
   }

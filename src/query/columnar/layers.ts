@@ -89,7 +89,14 @@ export class Layers {
       // The base holds nearly every user: its digests spare reading most events. Deltas are small.
       const digest =
         i === 0 && digestable(plan)
-          ? digestOf(m, c, plan.space, digestName(grouping, plan.space.kind), plan.pageView)
+          ? digestOf(
+              m,
+              c,
+              plan.space,
+              digestName(grouping, plan.space.kind),
+              plan.pageView,
+              plan.visitsByEvents,
+            )
           : undefined;
       const visitDigest = i === 0 && visitDigestable(plan) ? visitDigestOf(m, c) : undefined;
       const grid =

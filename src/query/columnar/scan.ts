@@ -222,7 +222,8 @@ export function runSlice(
       ? countByGrid(grid, c, pass, sums, maxRemoved(grid.sorted.length))
       : undefined;
   if (gridRest !== undefined) pass.only = gridRest.only;
-  else if (digest !== undefined && digestable(plan)) pass.only = countByDigest(digest, pass, sums);
+  else if (digest !== undefined && digestable(plan))
+    pass.only = countByDigest(digest, pass, sums, { events: need.events, visits: visitsByEvents });
   if (need.events && plain && !visitsByEvents) {
     countEventsByOwnKey(c, pass, sums);
   } else if (need.events || visitsByEvents) {
@@ -300,14 +301,15 @@ export interface SliceDigests {
 }
 
 /**
- * Whether a digest (digest.ts) can answer a plan's events: no filter of any kind, events counted
- * by their own key, their visit's, or none (not visits by their events, not time buckets).
+ * Whether a digest (digest.ts) can answer a plan's events, and its visits when they count by their
+ * events' keys (then with the pairs' visit sums, and no median): no filter of any kind, events
+ * counted by their own key, their visit's, or none (not time buckets).
  */
 export function digestable(plan: ScanPlan): boolean {
   return (
-    plan.need.events &&
+    (plan.need.events || plan.visitsByEvents) &&
+    !(plan.visitsByEvents && plan.need.median) &&
     !plan.empty &&
-    !plan.visitsByEvents &&
     plan.eventFilters.length === 0 &&
     plan.visitFilters.length === 0 &&
     plan.space.kind !== KEY.bucket
