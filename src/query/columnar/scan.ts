@@ -374,7 +374,7 @@ export function scan(m: ColumnarModel, q: ScanQuestion): ScanSums {
   return slice.sums;
 }
 
-function emptySums(keys: number): ScanSums {
+export function emptySums(keys: number): ScanSums {
   const a = () => new Float64Array(keys + 1);
   return {
     keys,
