@@ -39,7 +39,7 @@ export function authorize(keys: KeySet, key: string | undefined, scope: Scope): 
     return {
       ok: false,
       code: 'TALLY_FORBIDDEN',
-      message: `this key has ${grant.scope} scope; a ${scope} key is needed`,
+      message: `this key has ${grant.scope} scope; ${scope === 'admin' ? 'an' : 'a'} ${scope} key is needed`,
     };
   }
   return { ok: true, project: grant.project, keyId: grant.keyId };

@@ -25,6 +25,8 @@ import { checkSessionTimeout } from '../store/sessions-store.ts';
 import { createQueryLayer } from '../query/query-layer.ts';
 import type { ReadModel } from '../query/read-model.ts';
 import { runRole, type RoleRunner } from './role-runner.ts';
+import { userHashKey } from '../store/user-hash.ts';
+import { userRoutes } from '../users/routes.ts';
 
 export interface EmbeddedTally {
   app: FastifyInstance;
@@ -90,6 +92,7 @@ export function startEmbeddedTally(config: Config, logger: Logger): Promise<Embe
     const sink = kafka?.sink ?? startMicroBatcher(runner, config, processor);
     const queryLayer = createQueryLayer({ pool: database.pool, config, metrics, logger, versions });
     runner.onStop('query layer', () => queryLayer.stop());
+    const hashKey = await userHashKey(database.pool, raw.TALLY_USER_HASH_KEY);
     const retention = setInterval(() => {
       partitions.applyRetention().then(
         (r) => r.dropped.length > 0 && logger.info(r, 'retention applied'),
@@ -108,6 +111,7 @@ export function startEmbeddedTally(config: Config, logger: Logger): Promise<Embe
         plugins: [
           ingestPlugin({ raw, sink, metrics, projectOf, isStopping: runner.isStopping }),
           queryRoutes({ query: queryLayer.query, projectOf }),
+          userRoutes({ pool: database.pool, hashKey, versions }),
           dashboardRoutes({
             live,
             pipeline: new PipelineStatus({
