@@ -85,8 +85,14 @@ export async function* exportUser(pool: pg.Pool, req: UserExportRequest): AsyncG
   const client = await pool.connect();
   let done = false;
   try {
-    // UTC: timestamps read the same whatever the server's zone.
-    await client.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL TimeZone = 'UTC'");
+    // UTC: timestamps read the same whatever the server's zone. TRICKY: between two fetches the
+    // session idles in its transaction for as long as the reader takes, which `tally start` with
+    // Kafka caps at 10 s (embedded-tally.ts); a stalled HTTP client is cut off by the
+    // connection timeout long before these 5 minutes.
+    await client.query(
+      `BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL TimeZone = 'UTC';
+       SET LOCAL idle_in_transaction_session_timeout = '5min'`,
+    );
     const counts = await countOn(client, req.project, req.userId, hash);
     // On the pool, not the snapshot (read only): committed before a single line goes out.
     await recordAudit(pool, {
