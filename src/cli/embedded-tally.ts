@@ -22,6 +22,7 @@ import type { Database } from '../store/database.ts';
 import { pruneModelChangesPeriodically } from '../store/model-feed.ts';
 import { RawPartitions } from '../store/partitions.ts';
 import { checkSessionTimeout } from '../store/sessions-store.ts';
+import { userHashKey } from '../store/user-hash.ts';
 import { createQueryLayer } from '../query/query-layer.ts';
 import type { ReadModel } from '../query/read-model.ts';
 import { runRole, type RoleRunner } from './role-runner.ts';
@@ -76,6 +77,8 @@ export function startEmbeddedTally(config: Config, logger: Logger): Promise<Embe
       storeRaw: raw.TALLY_STORE_RAW,
       sessionTimeoutMs: raw.TALLY_SESSION_TIMEOUT_MIN * 60_000,
       onVersions: (v) => versions.observe(v),
+      // Read here, so that a key other than the one of the stored tombstones stops the start.
+      userHashKey: await userHashKey(database.pool, raw.TALLY_USER_HASH_KEY),
     });
     const live = new LiveFeed();
     const processor = new BatchProcessor({ writer, metrics, logger, onCommit: live.onCommit });
