@@ -26,7 +26,6 @@ import { userHashKey } from '../store/user-hash.ts';
 import { createQueryLayer } from '../query/query-layer.ts';
 import type { ReadModel } from '../query/read-model.ts';
 import { runRole, type RoleRunner } from './role-runner.ts';
-import { userHashKey } from '../store/user-hash.ts';
 import { userRoutes } from '../users/routes.ts';
 
 export interface EmbeddedTally {
@@ -71,14 +70,15 @@ export function startEmbeddedTally(config: Config, logger: Logger): Promise<Embe
       storeRaw: raw.TALLY_STORE_RAW,
       timeoutMs: raw.TALLY_SESSION_TIMEOUT_MIN * 60_000,
     });
+    // Read here, so that a key other than the one of the stored tombstones stops the start.
+    const hashKey = await userHashKey(database.pool, raw.TALLY_USER_HASH_KEY);
     const writer = new BatchWriter({
       pool: database.pool,
       partitions,
       storeRaw: raw.TALLY_STORE_RAW,
       sessionTimeoutMs: raw.TALLY_SESSION_TIMEOUT_MIN * 60_000,
       onVersions: (v) => versions.observe(v),
-      // Read here, so that a key other than the one of the stored tombstones stops the start.
-      userHashKey: await userHashKey(database.pool, raw.TALLY_USER_HASH_KEY),
+      userHashKey: hashKey,
     });
     const live = new LiveFeed();
     const processor = new BatchProcessor({ writer, metrics, logger, onCommit: live.onCommit });
@@ -95,7 +95,6 @@ export function startEmbeddedTally(config: Config, logger: Logger): Promise<Embe
     const sink = kafka?.sink ?? startMicroBatcher(runner, config, processor);
     const queryLayer = createQueryLayer({ pool: database.pool, config, metrics, logger, versions });
     runner.onStop('query layer', () => queryLayer.stop());
-    const hashKey = await userHashKey(database.pool, raw.TALLY_USER_HASH_KEY);
     const retention = setInterval(() => {
       partitions.applyRetention().then(
         (r) => r.dropped.length > 0 && logger.info(r, 'retention applied'),

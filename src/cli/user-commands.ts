@@ -44,7 +44,11 @@ export function deletionLine(d: UserDeletion): string {
     d.version === null
       ? 'nothing was stored about it'
       : `${count(d.events, 'event')} and ${count(d.visits, 'visit')} removed, every rollup corrected (data version ${d.version})`;
-  return `deleted user ${JSON.stringify(d.user_id)} of project ${d.project}: ${what}; its later events are dropped\n`;
+  const inexact =
+    d.inexact_days.length === 0
+      ? ''
+      : `; the event and page counts of ${count(d.inexact_days.length, 'day')} still hold its events (no raw rows were left to subtract): ${d.inexact_days.join(', ')}`;
+  return `deleted user ${JSON.stringify(d.user_id)} of project ${d.project}: ${what}${inexact}; its later events are dropped\n`;
 }
 
 const AUDIT_COLUMNS = ['id', 'at', 'action', 'outcome', 'events', 'actor', 'user_hash'] as const;
@@ -77,8 +81,12 @@ export function registerUserCommands(program: Command, configOrExit: () => Confi
     )
     .argument('<user>', 'the user id, as sent in events', userId)
     .requiredOption('--project <name>', 'the project to delete the user from', projectName)
+    .option(
+      '--allow-inexact',
+      'delete even when some days count events of the user whose raw rows are gone (retention, TALLY_STORE_RAW=false); those days stay over-counted and are listed. Without it such a deletion is refused (TALLY_DELETE_INEXACT), nothing changed',
+    )
     .action(
-      admin(async (user: string, opts: { project: string }) => {
+      admin(async (user: string, opts: { project: string; allowInexact?: boolean }) => {
         const config = configOrExit();
         const deletion = await withDatabase(config, async (db) =>
           deleteUser(db.pool, {
@@ -86,6 +94,7 @@ export function registerUserCommands(program: Command, configOrExit: () => Confi
             userId: user,
             actor: cliActor(),
             key: await userHashKey(db.pool, config.raw.TALLY_USER_HASH_KEY),
+            allowInexact: opts.allowInexact === true,
           }),
         );
         process.stdout.write(deletionLine(deletion));

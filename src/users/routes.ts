@@ -14,7 +14,9 @@ import {
   adminErrorResponses,
   AuditQuery,
   AuditResponse,
+  DeleteQuery,
   ExportResponse,
+  inexactResponse,
   ProjectQuery,
   UserDeletionResponse,
   UserParams,
@@ -51,7 +53,7 @@ export function userRoutes(deps: UserRoutesDeps) {
   const { pool, hashKey, versions } = deps;
   return async function plugin(app: FastifyInstance): Promise<void> {
     const tags = ['admin'];
-    app.delete<{ Params: Static<typeof UserParams>; Querystring: Static<typeof ProjectQuery> }>(
+    app.delete<{ Params: Static<typeof UserParams>; Querystring: Static<typeof DeleteQuery> }>(
       '/v1/users/:user_id',
       {
         schema: {
@@ -59,20 +61,20 @@ export function userRoutes(deps: UserRoutesDeps) {
           summary:
             "Delete a user: raw events, visits and every rollup corrected as if the user's events had never been sent; later events are dropped",
           params: UserParams,
-          querystring: ProjectQuery,
-          response: { 200: UserDeletionResponse, ...adminErrorResponses },
+          querystring: DeleteQuery,
+          response: { 200: UserDeletionResponse, ...adminErrorResponses, ...inexactResponse },
         },
       },
       async (request) => {
-        const { project } = request.query;
+        const { project, allow_inexact: allowInexact } = request.query;
         const actor = adminActor(request, project);
+        // deleteUser's errors are coded already (TALLY_DELETE_INEXACT, the database's).
         const deletion = await deleteUser(pool, {
           project,
           userId: request.params.user_id,
           actor,
           key: hashKey,
-        }).catch((err: unknown) => {
-          throw classifyPgError(err);
+          allowInexact,
         });
         // The next answer of this process must not come from before the deletion (design §3):
         // the version moves here rather than a moment later with the NOTIFY.

@@ -12,6 +12,18 @@ const Project = Type.String({
 
 export const ProjectQuery = Type.Object({ project: Project }, { additionalProperties: false });
 
+export const DeleteQuery = Type.Object(
+  {
+    project: Project,
+    allow_inexact: Type.Boolean({
+      default: false,
+      description:
+        'Delete even when some days count events of the user whose raw rows are gone (retention, TALLY_STORE_RAW=false): everything else is removed, those days stay over-counted and are listed in inexact_days. Without it such a deletion is refused (409 TALLY_DELETE_INEXACT), nothing changed',
+    }),
+  },
+  { additionalProperties: false },
+);
+
 export const AuditQuery = Type.Object(
   {
     project: Project,
@@ -47,6 +59,10 @@ export const UserDeletionResponse = Type.Object(
     visits: Type.Integer({ description: 'Visits removed' }),
     version: Type.Union([Type.Integer(), Type.Null()], {
       description: "The project's data version the deletion committed; null when nothing was removed",
+    }),
+    inexact_days: Type.Array(Type.String({ format: 'date' }), {
+      description:
+        'Days (UTC) whose event and page counts still hold events of the user that had no raw rows left (only with allow_inexact)',
     }),
   },
   {
@@ -87,6 +103,13 @@ export const ExportResponse = {
 };
 
 const described = (description: string) => ({ ...ErrorSchema, description });
+
+/** A deletion's own refusal. */
+export const inexactResponse = {
+  409: described(
+    'TALLY_DELETE_INEXACT: some days count events of the user whose raw rows are gone, so their counts cannot be corrected; the message lists them. Nothing was deleted; allow_inexact=true deletes the rest',
+  ),
+};
 
 /** The errors every admin route can answer, each described for the OpenAPI document. */
 export const adminErrorResponses = {

@@ -139,6 +139,7 @@ test(
         events: 0,
         visits: 0,
         version: null,
+        inexact_days: [],
       });
     }
     // Any user id events can carry reaches the route (Fastify's own limit is 100 characters).
@@ -402,7 +403,14 @@ test(
     assert.equal(deleted.status, 200);
     assert.deepEqual(
       { ...((await deleted.json()) as Record<string, unknown>), version: undefined },
-      { project: 'shop', user_id: 'heavy', events: HEAVY_EVENTS, visits: 1, version: undefined },
+      {
+        project: 'shop',
+        user_id: 'heavy',
+        events: HEAVY_EVENTS,
+        visits: 1,
+        version: undefined,
+        inexact_days: [],
+      },
     );
     assert.equal(await summaryEvents(tally, keys.read), 50);
 
