@@ -42,7 +42,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     return503OnClosing: true,
     // A path parameter may be any user id events carry (Fastify's default stops at 100
     // characters): /v1/users/:user_id must reach every user, to delete or export it too.
-    maxParamLength: LIMITS.userId,
+    routerOptions: { maxParamLength: LIMITS.userId },
     // A URL Fastify cannot route (bad percent-encoding, an over-long parameter) gets Tally's coded
     // error JSON, not Fastify's own body.
     frameworkErrors: (error, _request, reply) => {

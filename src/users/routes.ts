@@ -86,6 +86,8 @@ export function userRoutes(deps: UserRoutesDeps) {
     app.get<{ Params: Static<typeof UserParams>; Querystring: Static<typeof ProjectQuery> }>(
       '/v1/users/:user_id/export',
       {
+        // A HEAD would run an export (and record it) only to throw the body away.
+        exposeHeadRoute: false,
         schema: {
           tags,
           summary:
@@ -114,6 +116,7 @@ export function userRoutes(deps: UserRoutesDeps) {
     app.get<{ Querystring: Static<typeof AuditQuery> }>(
       '/v1/admin/audit',
       {
+        exposeHeadRoute: false,
         schema: {
           tags,
           summary:
