@@ -240,6 +240,22 @@ test(
       [],
       "another project's audit is its own",
     );
+
+    // Read-your-writes, again and again: each answer right after a 200 is at the deletion's
+    // version, never the one cached before it (which a NOTIFY a moment later would also fix).
+    const more = Array.from({ length: 8 }, (_, i) => ({
+      event_id: `r-${i}`,
+      type: 'page_view',
+      user_id: `r-${i}`,
+      timestamp: new Date(now - 30_000).toISOString(),
+      user_agent: BROWSER_UA,
+    }));
+    await sendEvents(tally, keys.write, more);
+    for (let i = 0; i < more.length; i++) {
+      assert.equal(await summaryEvents(tally, keys.read), 1 + more.length - i, 'cached before the deletion');
+      assert.equal((await admin('DELETE', `/v1/users/r-${i}?project=shop`)).status, 200);
+      assert.equal(await summaryEvents(tally, keys.read), more.length - i, `at once after deleting r-${i}`);
+    }
   },
 );
 
