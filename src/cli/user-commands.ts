@@ -118,7 +118,12 @@ export function registerUserCommands(program: Command, configOrExit: () => Confi
             key: await userHashKey(db.pool, config.raw.TALLY_USER_HASH_KEY),
           });
           // stdout's pace sets the reading; stdout itself stays open for the process.
-          await pipeline(Readable.from(lines, { objectMode: false }), process.stdout, { end: false });
+          await pipeline(Readable.from(lines, { objectMode: false }), process.stdout, { end: false }).catch(
+            (err: unknown) => {
+              // A reader that stopped early (`| head`) ends the export, as any Unix tool's output.
+              if ((err as { code?: unknown }).code !== 'EPIPE') throw err;
+            },
+          );
         });
       }),
     );
