@@ -47,11 +47,7 @@ export async function writeEvents(
   derive: Derive = deriveDimensions,
 ): Promise<StoredEvents> {
   const cols = eventColumns(events, rawCutoff !== undefined, derive);
-  const userHashes = events.map((e) => {
-    const hash = hashes.get(e.userId);
-    if (hash === undefined) throw new Error(`user ${e.userId} of project ${e.project} has no hash`);
-    return hash;
-  });
+  const userHashes = hashArgs(events, hashes);
   const users = rollupUserArgs(events, numbers, known, cols.bot);
   const raw = cols.raw;
   // [parameter of tally.write_events, value, SQL type]
@@ -64,7 +60,8 @@ export async function writeEvents(
     ['p_ts', cols.ts, 'float8[]'],
     ['p_page_url', cols.pageUrl, 'text[]'],
     ['p_is_bot', cols.bot, 'bool[]'],
-    ['p_user_hash', userHashes, 'bytea[]'],
+    ['p_user_hash', userHashes.hash, 'bytea[]'],
+    ['p_user_hash_of', userHashes.of, 'int4[]'],
     ['p_raw_cutoff', rawCutoff ?? null, 'float8'],
     ['p_user_id', raw?.userId ?? null, 'text[]'],
     ['p_received_at', raw?.receivedAt ?? null, 'float8[]'],
@@ -139,6 +136,28 @@ export async function writeEvents(
     userRows: writtenUserRows(users, fresh),
     bot: cols.bot,
   };
+}
+
+/**
+ * The users' hashes as tally.write_events takes them (migration 021): each distinct user's once
+ * (`hash`), and for each event the 1-based ordinal of its user's there (`of`).
+ */
+function hashArgs(events: readonly TallyEvent[], hashes: ReadonlyMap<string, Buffer>) {
+  const ordinal = new Map<string, number>();
+  const hash: Buffer[] = [];
+  const of = new Array<number>(events.length);
+  for (let i = 0; i < events.length; i++) {
+    const userId = events[i].userId;
+    let k = ordinal.get(userId);
+    if (k === undefined) {
+      const h = hashes.get(userId);
+      if (h === undefined) throw new Error(`user ${userId} of project ${events[i].project} has no hash`);
+      k = hash.push(h);
+      ordinal.set(userId, k);
+    }
+    of[i] = k;
+  }
+  return { hash, of };
 }
 
 /**
