@@ -465,3 +465,62 @@ test(
     );
   },
 );
+
+test(
+  'a deletion that cannot be exact (no raw rows kept) is a 409 naming the days, nothing changed; allow_inexact=true deletes the rest',
+  { timeout: 120_000 },
+  async (t) => {
+    const tally = await startTestTally(t, { TALLY_STORE_RAW: 'false' });
+    const keys = await createKeys(tally);
+    const at = new Date(Date.now() - 60_000);
+    const day = at.toISOString().slice(0, 10);
+    await sendEvents(
+      tally,
+      keys.write,
+      ['e-1', 'e-2'].map((event_id) => ({
+        event_id,
+        type: 'page_view',
+        user_id: 'u-1',
+        timestamp: at.toISOString(),
+        user_agent: BROWSER_UA,
+      })),
+    );
+    const summary = async () => {
+      const res = await call(tally, 'GET', '/v1/stats/summary', keys.read);
+      const body = (await res.json()) as { events: number; unique_users: number };
+      return { events: body.events, unique_users: body.unique_users };
+    };
+    assert.deepEqual(await summary(), { events: 2, unique_users: 1 });
+
+    const refused = await expectError(
+      await call(tally, 'DELETE', '/v1/users/u-1?project=shop', keys.admin),
+      409,
+      'TALLY_DELETE_INEXACT',
+    );
+    assert.ok(refused.message.includes(day), refused.message);
+    assert.deepEqual(await summary(), { events: 2, unique_users: 1 }, 'nothing changed');
+
+    const res = await call(tally, 'DELETE', '/v1/users/u-1?project=shop&allow_inexact=true', keys.admin);
+    assert.equal(res.status, 200);
+    const deletion = (await res.json()) as { events: number; inexact_days: string[] };
+    assert.deepEqual(deletion.inexact_days, [day]);
+    assert.deepEqual(
+      await summary(),
+      { events: 2, unique_users: 0 },
+      'the day stays over-counted, the user gone',
+    );
+
+    const audit = await call(tally, 'GET', '/v1/admin/audit?project=shop', keys.admin);
+    const { records } = (await audit.json()) as {
+      records: (AuditRecord & { detail: { inexact_days?: string[] } })[];
+    };
+    assert.deepEqual(
+      records.map((r) => [r.action, r.outcome]),
+      [
+        ['delete', 'ok'],
+        ['delete', 'failed'],
+      ],
+    );
+    assert.deepEqual(records[0].detail.inexact_days, [day]);
+  },
+);
