@@ -15,12 +15,16 @@ import {
   AuditQuery,
   AuditResponse,
   DeleteQuery,
+  exportBusyResponse,
   ExportResponse,
   inexactResponse,
   ProjectQuery,
   UserDeletionResponse,
   UserParams,
 } from './schemas.ts';
+
+/** Exports streaming at once per process (each holds a pooled connection, TALLY_DB_POOL_SIZE). */
+const MAX_CONCURRENT_EXPORTS = 2;
 
 export interface UserRoutesDeps {
   pool: pg.Pool;
@@ -51,6 +55,7 @@ function adminActor(request: FastifyRequest, project: string): string {
  */
 export function userRoutes(deps: UserRoutesDeps) {
   const { pool, hashKey, versions } = deps;
+  let exporting = 0;
   return async function plugin(app: FastifyInstance): Promise<void> {
     const tags = ['admin'];
     app.delete<{ Params: Static<typeof UserParams>; Querystring: Static<typeof DeleteQuery> }>(
@@ -95,21 +100,42 @@ export function userRoutes(deps: UserRoutesDeps) {
           params: UserParams,
           querystring: ProjectQuery,
           produces: ['application/x-ndjson'],
-          response: { 200: ExportResponse, ...adminErrorResponses },
+          response: { 200: ExportResponse, ...adminErrorResponses, ...exportBusyResponse },
         },
       },
       async (request, reply) => {
         const { project } = request.query;
         const actor = adminActor(request, project);
+        // Each export holds a pooled connection for as long as its client reads: a few at a
+        // time, so that ingest and queries keep theirs.
+        if (exporting >= MAX_CONCURRENT_EXPORTS) {
+          throw new TallyError(
+            'TALLY_UNAVAILABLE',
+            `${MAX_CONCURRENT_EXPORTS} exports are running on this instance; retry when one has ended`,
+          );
+        }
+        exporting += 1;
+        let first: IteratorResult<string>;
         const lines = exportUser(pool, { project, userId: request.params.user_id, actor, key: hashKey });
-        // TRICKY: the first line waits for the snapshot and the committed audit row. Until then
-        // a failure is a coded error answer; once the 200 has gone out it can only cut the body
-        // short, which the missing {"kind":"end"} line shows.
-        const first = await lines.next().catch((err: unknown) => {
+        try {
+          // TRICKY: the first line waits for the snapshot and the committed audit row. Until
+          // then a failure is a coded error answer; once the 200 has gone out it can only cut
+          // the body short, which the missing {"kind":"end"} line shows.
+          first = await lines.next();
+        } catch (err) {
+          exporting -= 1;
           throw classifyPgError(err);
+        }
+        const body = Readable.from(rest(first, lines), { objectMode: false });
+        // TRICKY: however the body ends (sent, the client gone, or destroyed before its first
+        // read, which never starts `rest` and so never reaches its end), the snapshot ends and
+        // its connection returns here; returning a finished export does nothing.
+        body.once('close', () => {
+          exporting -= 1;
+          lines.return(undefined).catch(() => undefined);
         });
         void reply.type('application/x-ndjson; charset=utf-8');
-        return reply.send(Readable.from(rest(first, lines), { objectMode: false }));
+        return reply.send(body);
       },
     );
 

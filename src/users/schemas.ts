@@ -104,6 +104,13 @@ export const ExportResponse = {
 
 const described = (description: string) => ({ ...ErrorSchema, description });
 
+/** An export's own refusal. */
+export const exportBusyResponse = {
+  503: described(
+    'TALLY_UNAVAILABLE: two exports are streaming from this instance already; or TALLY_DB_UNAVAILABLE: PostgreSQL cannot be reached. Retry after Retry-After seconds',
+  ),
+};
+
 /** A deletion's own refusal. */
 export const inexactResponse = {
   409: described(

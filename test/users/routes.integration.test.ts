@@ -401,16 +401,27 @@ test(
     assert.deepEqual(exported, sent, 'every event of the user, once');
     await waitFor('the export to end its snapshot', async () => (await exportSessions(tally)).length === 0);
 
-    // A client that goes away mid-export: the snapshot ends and its connection returns.
+    // Two exports at a time: a third waits its turn (503). Clients that go away mid-export: the
+    // snapshots end, the connections return, and the turn is free again.
     const controller = new AbortController();
-    const aborted = await fetch(`${tally.url}/v1/users/heavy/export?project=shop`, {
-      headers: { 'x-api-key': keys.admin },
-      signal: controller.signal,
-    });
-    await aborted.body!.getReader().read();
+    const open = async () => {
+      const res = await fetch(`${tally.url}/v1/users/heavy/export?project=shop`, {
+        headers: { 'x-api-key': keys.admin },
+        signal: controller.signal,
+      });
+      assert.equal(res.status, 200);
+      await (res.body as ReadableStream<Uint8Array>).getReader().read();
+    };
+    await Promise.all([open(), open()]);
+    const busy = await expectError(
+      await call(tally, 'GET', '/v1/users/heavy/export?project=shop', keys.admin),
+      503,
+      'TALLY_UNAVAILABLE',
+    );
+    assert.match(busy.message, /2 exports are running/);
     controller.abort();
     await waitFor(
-      'the abandoned export to end its snapshot',
+      'the abandoned exports to end their snapshots',
       async () => (await exportSessions(tally)).length === 0,
     );
 
@@ -449,7 +460,7 @@ test(
     );
     assert.deepEqual(
       rest.slice(1).map((l) => (l.kind === 'audit' ? `audit ${l.data?.action}` : l.kind)),
-      ['tombstone', 'audit export', 'audit export', 'audit delete', 'end'],
+      ['tombstone', 'audit export', 'audit export', 'audit export', 'audit delete', 'end'],
     );
 
     const audit = await call(tally, 'GET', '/v1/admin/audit?project=shop&user_id=heavy', keys.admin);
@@ -459,6 +470,7 @@ test(
       [
         ['export', 'ok', 0, `key:${keys.adminId}`],
         ['delete', 'ok', HEAVY_EVENTS, `key:${keys.adminId}`],
+        ['export', 'ok', HEAVY_EVENTS, `key:${keys.adminId}`],
         ['export', 'ok', HEAVY_EVENTS, `key:${keys.adminId}`],
         ['export', 'ok', HEAVY_EVENTS, `key:${keys.adminId}`],
       ],
