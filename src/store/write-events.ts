@@ -60,6 +60,7 @@ export async function writeEvents(
     ['p_ts', cols.ts, 'float8[]'],
     ['p_page_url', cols.pageUrl, 'text[]'],
     ['p_is_bot', cols.bot, 'bool[]'],
+    ['p_projects', [...new Set(cols.project)], 'text[]'],
     ['p_user_hash', userHashes.hash, 'bytea[]'],
     ['p_user_hash_of', userHashes.of, 'int4[]'],
     ['p_raw_cutoff', rawCutoff ?? null, 'float8'],

@@ -61,11 +61,18 @@ export async function writeAll(
 
 /**
  * Everything stored of `project` that a user deletion must make equal to the twin's: the rollups
- * (users decoded to ids), the raw rows, the dedup keys and the visits (without the project name).
+ * (users decoded to ids), the raw rows, the dedup keys, the visits (without the project name) and
+ * how many rows hold the user sets.
  */
 export async function projectState(pool: pg.Pool, project: string) {
   const visits = (await storedVisits(pool, project)).map(({ project: _p, ...v }) => v);
-  return { ...(await storedState(pool, project)), visits };
+  // The user sets' rows themselves: an emptied minute or bit string is invisible in `users`.
+  const { rows } = await pool.query<{ minutes: number; bits: number }>(
+    `SELECT (SELECT count(*)::int FROM tally.rollup_minute_users WHERE project = $1) AS minutes,
+            (SELECT count(*)::int FROM tally.rollup_user_bits WHERE project = $1) AS bits`,
+    [project],
+  );
+  return { ...(await storedState(pool, project)), visits, userSetRows: rows[0] };
 }
 
 const BREAKDOWNS = ['page', 'country', 'browser', 'event_type', 'entry_page', 'channel', 'utm_source'];

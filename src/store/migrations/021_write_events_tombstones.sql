@@ -21,7 +21,8 @@ CREATE TABLE tally.user_hash_key (
 --      cost the statement 15-20 ms to send and parse, a few distinct ones and an int4 per event a
 --      few.
 --   2. FIRST, before any row lock, each project of the batch's lock 741121 in SHARED mode, in
---      project order: batches never wait on each other there, and a deletion (tally.delete_user,
+--      project order (p_projects: the distinct projects of p_project, which the caller has at hand;
+--      a DISTINCT over the events here would cost as much as a pass of the batch): batches never wait on each other there, and a deletion (tally.delete_user,
 --      migration 022) takes it EXCLUSIVE, so it waits for the batches in flight, and a batch
 --      that comes later waits for the deletion's COMMIT, and then (READ COMMITTED: each statement
 --      sees what committed before it began) finds the tombstone. Without the lock a batch that
@@ -48,7 +49,7 @@ DROP FUNCTION tally.write_events(
 CREATE FUNCTION tally.write_events(
   p_levels int2[], p_level_ms float8[],
   p_project text[], p_event_id text[], p_type text[], p_ts float8[], p_page_url text[], p_is_bot bool[],
-  p_user_hash bytea[], p_user_hash_of int4[],
+  p_projects text[], p_user_hash bytea[], p_user_hash_of int4[],
   p_raw_cutoff float8, p_user_id text[], p_received_at float8[], p_referrer text[],
   p_session_id text[], p_service text[], p_properties text[],
   p_user_agent text[], p_country text[], p_hostname text[], p_path text[], p_referrer_host text[],
@@ -61,7 +62,7 @@ CREATE FUNCTION tally.write_events(
 ) LANGUAGE plpgsql AS $$
 DECLARE
   keep bool[];
-  batch_projects text[] := ARRAY(SELECT DISTINCT x.p COLLATE "C" FROM unnest(p_project) AS x(p) ORDER BY 1);
+  batch_projects text[] := ARRAY(SELECT DISTINCT x.p COLLATE "C" FROM unnest(p_projects) AS x(p) ORDER BY 1);
   v_project text;
 BEGIN
   FOREACH v_project IN ARRAY batch_projects LOOP

@@ -14,10 +14,11 @@
 --   * tally.events: every raw row of the user, bots too.
 --   * tally.rollup_events, tally.rollup_pages: minus the user's raw non-bot rows, grouped as the
 --     writer groups them (tally.write_events, migration 016: each level's bucket is the event time
---     floored to the level's width in ms). Every row to correct must exist and stay >= 0, or the
---     function raises (TL003) and nothing is done: the rollups disagree with the raw rows, and a
---     silent partial correction would hide it. Rows left at 0 are deleted: eventTypes and topPages
---     would list them with 0, which "never sent" would not.
+--     floored to the level's width in ms). Every row to correct must exist and hold at least the
+--     user's count, or the function raises (TL003) and nothing is done: the rollups disagree with
+--     the raw rows, and a silent partial correction would hide it. Rows the user alone made are
+--     deleted, not left at 0: eventTypes and topPages would list them with 0, which "never sent"
+--     would not.
 --   * tally.rollup_user_bits, tally.rollup_minute_users: the user's bit is cleared in every hour
 --     and day where it is set, and its number removed from the minutes of those hours; rows left
 --     empty are deleted. Exact whatever the raw window holds: the bits themselves say where the
@@ -70,37 +71,38 @@ DECLARE
   v_bits_level int2[]; v_bits_bucket timestamptz[];
   v_any boolean;
   v_rows int8;
-  v_negative int8;
+  v_from timestamptz;
+  v_to timestamptz;
 BEGIN
   PERFORM pg_advisory_xact_lock(741121, hashtext(p_project));
 
   SELECT n.num INTO v_num FROM tally.user_numbers n WHERE n.project = p_project AND n.user_id = p_user_id;
 
   -- Read before anything is deleted: the raw rows are the only record of what the user added.
-  SELECT coalesce(array_agg(c.level ORDER BY c.level, c.bucket, c.type COLLATE "C"), '{}'),
-         coalesce(array_agg(c.bucket ORDER BY c.level, c.bucket, c.type COLLATE "C"), '{}'),
-         coalesce(array_agg(c.type ORDER BY c.level, c.bucket, c.type COLLATE "C"), '{}'),
-         coalesce(array_agg(c.k ORDER BY c.level, c.bucket, c.type COLLATE "C"), '{}')
-    INTO e_level, e_bucket, e_type, e_count
-    FROM (SELECT l.level, to_timestamp(floor(extract(epoch FROM e.ts) * 1000 / l.ms) * l.ms / 1000.0) AS bucket,
-                 e.type, count(*) AS k
-            FROM tally.events e CROSS JOIN unnest(p_levels, p_level_ms) AS l(level, ms)
-           WHERE e.project = p_project AND e.user_id = p_user_id AND NOT e.is_bot
-           GROUP BY 1, 2, 3) AS c;
-
-  -- LEFT JOIN: a page with no number matches no rollup_pages row, and the guard below raises.
-  SELECT coalesce(array_agg(c.level ORDER BY c.level, c.bucket, c.type COLLATE "C", c.page), '{}'),
-         coalesce(array_agg(c.bucket ORDER BY c.level, c.bucket, c.type COLLATE "C", c.page), '{}'),
-         coalesce(array_agg(c.type ORDER BY c.level, c.bucket, c.type COLLATE "C", c.page), '{}'),
-         coalesce(array_agg(c.page ORDER BY c.level, c.bucket, c.type COLLATE "C", c.page), '{}'),
-         coalesce(array_agg(c.k ORDER BY c.level, c.bucket, c.type COLLATE "C", c.page), '{}')
-    INTO g_level, g_bucket, g_type, g_page, g_count
-    FROM (SELECT l.level, to_timestamp(floor(extract(epoch FROM e.ts) * 1000 / l.ms) * l.ms / 1000.0) AS bucket,
-                 e.type, d.id AS page, count(*) AS k
-            FROM tally.events e CROSS JOIN unnest(p_levels, p_level_ms) AS l(level, ms)
-            LEFT JOIN tally.page_urls d ON d.page_url = e.page_url
-           WHERE e.project = p_project AND e.user_id = p_user_id AND NOT e.is_bot AND e.page_url IS NOT NULL
-           GROUP BY 1, 2, 3, 4) AS c;
+  -- One pass over them: counts per (level, bucket, type, page_url), summed over the pages for
+  -- rollup_events, and per page number for rollup_pages. A page with no number (LEFT JOIN) matches
+  -- no rollup_pages row, and the guard below raises.
+  WITH x AS (
+    SELECT l.level, to_timestamp(floor(date_part('epoch', e.ts) * 1000 / l.ms) * l.ms / 1000.0) AS bucket,
+           e.type, e.page_url, count(*) AS k
+      FROM tally.events e CROSS JOIN unnest(p_levels, p_level_ms) AS l(level, ms)
+     WHERE e.project = p_project AND e.user_id = p_user_id AND NOT e.is_bot
+     GROUP BY 1, 2, 3, 4
+  ), c AS (
+    SELECT x.level, x.bucket, x.type, sum(x.k)::int8 AS k FROM x GROUP BY 1, 2, 3
+  ), g AS (
+    SELECT x.level, x.bucket, x.type, d.id AS page, sum(x.k)::int8 AS k
+      FROM x LEFT JOIN tally.page_urls d ON d.page_url = x.page_url
+     WHERE x.page_url IS NOT NULL
+     GROUP BY 1, 2, 3, 4
+  )
+  SELECT ca.level, ca.bucket, ca.type, ca.k, ga.level, ga.bucket, ga.type, ga.page, ga.k
+    INTO e_level, e_bucket, e_type, e_count, g_level, g_bucket, g_type, g_page, g_count
+    FROM (SELECT coalesce(array_agg(c.level), '{}') AS level, coalesce(array_agg(c.bucket), '{}') AS bucket,
+                 coalesce(array_agg(c.type), '{}') AS type, coalesce(array_agg(c.k), '{}') AS k FROM c) AS ca,
+         (SELECT coalesce(array_agg(g.level), '{}') AS level, coalesce(array_agg(g.bucket), '{}') AS bucket,
+                 coalesce(array_agg(g.type), '{}') AS type, coalesce(array_agg(g.page), '{}') AS page,
+                 coalesce(array_agg(g.k), '{}') AS k FROM g) AS ga;
 
   -- Days first (about one row per day and 8192 users), then the hours of those days only.
   IF v_num IS NOT NULL THEN
@@ -127,7 +129,7 @@ BEGIN
 
   -- THE LIMIT (see the top): an hour or day with the user's bit but none of its counted rows.
   SELECT coalesce(array_agg(x.day ORDER BY x.day), '{}') INTO inexact_days
-    FROM (SELECT DISTINCT to_timestamp(floor(extract(epoch FROM s.bucket) * 1000 / v_day_ms) * v_day_ms / 1000.0) AS day
+    FROM (SELECT DISTINCT to_timestamp(floor(date_part('epoch', s.bucket) * 1000 / v_day_ms) * v_day_ms / 1000.0) AS day
             FROM unnest(v_bits_level, v_bits_bucket) AS s(level, bucket)
            WHERE NOT EXISTS (SELECT 1 FROM unnest(e_level, e_bucket) AS c(level, bucket)
                               WHERE c.level = s.level AND c.bucket = s.bucket)) AS x;
@@ -162,50 +164,61 @@ BEGIN
     PERFORM pg_notify('tally_data_versions', new_version || ' ' || p_project);
   END IF;
 
-  -- updated_at is left alone: user_activity_metrics.created_at reads it (migration 016).
-  WITH u AS (
-    UPDATE tally.rollup_events r SET count = r.count - c.k
-      FROM unnest(e_level, e_bucket, e_type, e_count) AS c(level, bucket, type, k)
+  -- Each counter row drops by the user's count: deleted where that is all of it (cheaper than an
+  -- update to 0 and a delete), updated where more is left. Both in one statement: on one snapshot
+  -- the two sets of rows are disjoint. Found rows short of the list means a row missing or
+  -- smaller than the user's share. updated_at is left alone: user_activity_metrics.created_at
+  -- reads it (migration 016).
+  WITH c AS (
+    SELECT * FROM unnest(e_level, e_bucket, e_type, e_count) AS c(level, bucket, type, k)
+  ), d AS (
+    DELETE FROM tally.rollup_events r USING c
      WHERE r.project = p_project AND r.level = c.level AND r.bucket = c.bucket AND r.type = c.type
-    RETURNING r.count
+       AND r.count = c.k
+    RETURNING 1
+  ), u AS (
+    UPDATE tally.rollup_events r SET count = r.count - c.k FROM c
+     WHERE r.project = p_project AND r.level = c.level AND r.bucket = c.bucket AND r.type = c.type
+       AND r.count > c.k
+    RETURNING 1
   )
-  SELECT count(*), count(*) FILTER (WHERE u.count < 0) INTO v_rows, v_negative FROM u;
-  IF v_rows <> cardinality(e_level) OR v_negative > 0 THEN
-    RAISE EXCEPTION 'tally.rollup_events of project % disagrees with the raw rows of the user: % of % rows found, % would go negative',
-      p_project, v_rows, cardinality(e_level), v_negative USING ERRCODE = 'TL003';
+  SELECT (SELECT count(*) FROM d) + (SELECT count(*) FROM u) INTO v_rows;
+  IF v_rows <> cardinality(e_level) THEN
+    RAISE EXCEPTION 'tally.rollup_events of project % disagrees with the raw rows of the user: % of % rows found holding at least the user''s count',
+      p_project, v_rows, cardinality(e_level) USING ERRCODE = 'TL003';
   END IF;
-  DELETE FROM tally.rollup_events r USING unnest(e_level, e_bucket, e_type) AS c(level, bucket, type)
-   WHERE r.project = p_project AND r.level = c.level AND r.bucket = c.bucket AND r.type = c.type AND r.count = 0;
 
-  WITH u AS (
-    UPDATE tally.rollup_pages r SET count = r.count - c.k
-      FROM unnest(g_level, g_bucket, g_type, g_page, g_count) AS c(level, bucket, type, page, k)
+  WITH c AS (
+    SELECT * FROM unnest(g_level, g_bucket, g_type, g_page, g_count) AS c(level, bucket, type, page, k)
+  ), d AS (
+    DELETE FROM tally.rollup_pages r USING c
      WHERE r.project = p_project AND r.level = c.level AND r.bucket = c.bucket AND r.type = c.type
-       AND r.page_id = c.page
-    RETURNING r.count
+       AND r.page_id = c.page AND r.count = c.k
+    RETURNING 1
+  ), u AS (
+    UPDATE tally.rollup_pages r SET count = r.count - c.k FROM c
+     WHERE r.project = p_project AND r.level = c.level AND r.bucket = c.bucket AND r.type = c.type
+       AND r.page_id = c.page AND r.count > c.k
+    RETURNING 1
   )
-  SELECT count(*), count(*) FILTER (WHERE u.count < 0) INTO v_rows, v_negative FROM u;
-  IF v_rows <> cardinality(g_level) OR v_negative > 0 THEN
-    RAISE EXCEPTION 'tally.rollup_pages of project % disagrees with the raw rows of the user: % of % rows found, % would go negative',
-      p_project, v_rows, cardinality(g_level), v_negative USING ERRCODE = 'TL003';
+  SELECT (SELECT count(*) FROM d) + (SELECT count(*) FROM u) INTO v_rows;
+  IF v_rows <> cardinality(g_level) THEN
+    RAISE EXCEPTION 'tally.rollup_pages of project % disagrees with the raw rows of the user: % of % rows found holding at least the user''s count',
+      p_project, v_rows, cardinality(g_level) USING ERRCODE = 'TL003';
   END IF;
-  DELETE FROM tally.rollup_pages r USING unnest(g_level, g_bucket, g_type, g_page) AS c(level, bucket, type, page)
-   WHERE r.project = p_project AND r.level = c.level AND r.bucket = c.bucket AND r.type = c.type
-     AND r.page_id = c.page AND r.count = 0;
 
   IF v_num IS NOT NULL THEN
-    -- A minute's users are in its hour's bits (the writer sets both from the same rows). Emptied
-    -- rows go in a second statement: one statement must not change a row twice.
+    -- A minute's users are in its hour's bits (the writer sets both from the same rows), so the
+    -- user's minutes lie within its first and last hour: one range of the key, membership tested
+    -- on each (no index on the arrays), rather than a join per hour. A minute of the user alone goes.
+    SELECT min(s.bucket), max(s.bucket) + v_hour_ms * interval '1 millisecond' INTO v_from, v_to
+      FROM unnest(v_bits_level, v_bits_bucket) AS s(level, bucket) WHERE s.level = p_hour;
+    DELETE FROM tally.rollup_minute_users m
+     WHERE m.project = p_project AND m.bucket >= v_from AND m.bucket < v_to AND m.users = ARRAY[v_num];
     UPDATE tally.rollup_minute_users m SET users = array_remove(m.users, v_num)
-      FROM unnest(v_bits_level, v_bits_bucket) AS h(level, bucket)
-     WHERE h.level = p_hour AND m.project = p_project
-       AND m.bucket >= h.bucket AND m.bucket < h.bucket + v_hour_ms * interval '1 millisecond'
-       AND m.users @> ARRAY[v_num];
-    DELETE FROM tally.rollup_minute_users m USING unnest(v_bits_level, v_bits_bucket) AS h(level, bucket)
-     WHERE h.level = p_hour AND m.project = p_project
-       AND m.bucket >= h.bucket AND m.bucket < h.bucket + v_hour_ms * interval '1 millisecond'
-       AND m.users = '{}';
+     WHERE m.project = p_project AND m.bucket >= v_from AND m.bucket < v_to AND m.users @> ARRAY[v_num];
 
+    -- Emptied rows go in a second statement: one statement must not change a row twice.
     UPDATE tally.rollup_user_bits b SET users = set_bit(b.users, v_num % 8192, 0)
       FROM unnest(v_bits_level, v_bits_bucket) AS s(level, bucket)
      WHERE b.project = p_project AND b.level = s.level AND b.bucket = s.bucket AND b.chunk = v_num / 8192;
