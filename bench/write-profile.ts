@@ -8,7 +8,9 @@
  *
  * `bench`: the events of bench scenarios 3 and 4 (bench/lib/events.ts: 5,000 users in turn, one
  * event a millisecond, so every user's visit lasts the whole run); `web`: bench/web-dataset.ts
- * (visits of ~3 events, minutes long).
+ * (visits of ~3 events, minutes long). TOMBSTONES=n: n deleted users (hashes of no user of the
+ * data) in the project written, so every batch takes the tombstone check's slow path (migration
+ * 021) and drops nothing.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -60,6 +62,14 @@ const admin = new pg.Pool({ connectionString: server.connectionString, max: 1 })
 let pool: pg.Pool | undefined;
 try {
   await migrate(admin);
+  const tombstones = Number(process.env.TOMBSTONES ?? 0);
+  if (tombstones > 0) {
+    await admin.query(
+      `INSERT INTO tally.user_tombstones (project, user_hash)
+       SELECT $1, decode(md5(i::text) || md5((-i)::text), 'hex') FROM generate_series(1, $2::int) AS i`,
+      [kind === 'web' ? 'default' : 'bench', tombstones],
+    );
+  }
   await admin.query(`ALTER SYSTEM SET track_functions = 'pl'`);
   if (process.env.EXPLAIN !== undefined) {
     // The plans of the statements inside the functions, with their timings, in the server log.

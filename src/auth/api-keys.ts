@@ -3,7 +3,7 @@ import type { ApiKeyRecord, ApiKeyStore, Scope } from '../store/api-keys-store.t
 
 export type { ApiKeyRecord, Scope, StoredKey } from '../store/api-keys-store.ts';
 
-export const SCOPES: readonly Scope[] = ['read', 'write'];
+export const SCOPES: readonly Scope[] = ['read', 'write', 'admin'];
 
 const KEY_PREFIX = 'tally_';
 // 32 random bytes = 256 bits, base64url: 43 characters.

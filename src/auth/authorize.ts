@@ -11,10 +11,21 @@ export type Authorization =
 /**
  * The one auth decision, shared by HTTP (src/auth/http-auth.ts) and any other transport (gRPC
  * metadata): which project may a request holding `key` act on with `scope`? Without any
- * key configured, everything is the open `default` project.
+ * key configured, everything is the open `default` project, except `admin`: deleting and
+ * exporting users is never open (the CLI does it without keys, with database access).
  */
 export function authorize(keys: KeySet, key: string | undefined, scope: Scope): Authorization {
-  if (!keys.authRequired) return { ok: true, project: DEFAULT_PROJECT, keyId: null };
+  if (!keys.authRequired) {
+    if (scope === 'admin') {
+      return {
+        ok: false,
+        code: 'TALLY_FORBIDDEN',
+        message:
+          'the admin API needs an admin key, and no API key exists: create one (tally keys create --project <name> --scope admin) or use tally users',
+      };
+    }
+    return { ok: true, project: DEFAULT_PROJECT, keyId: null };
+  }
   if (key === undefined || key === '') {
     return {
       ok: false,
@@ -28,7 +39,7 @@ export function authorize(keys: KeySet, key: string | undefined, scope: Scope): 
     return {
       ok: false,
       code: 'TALLY_FORBIDDEN',
-      message: `this key has ${grant.scope} scope; a ${scope} key is needed`,
+      message: `this key has ${grant.scope} scope; ${scope === 'admin' ? 'an' : 'a'} ${scope} key is needed`,
     };
   }
   return { ok: true, project: grant.project, keyId: grant.keyId };

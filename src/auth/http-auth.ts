@@ -32,6 +32,13 @@ const OPEN_ROUTES = new Set(['/health', '/ready', '/metrics', '/', '/dashboard/:
 const OPS_ROUTES = new Set(['/health', '/ready', '/metrics']);
 // The ingest routes: Tally's own and the earlier systems' (src/compat/ingest-routes.ts).
 const WRITE_ROUTES = new Set(['/v1/events', '/activity', '/ingest', '/v1/collect']);
+// Deleting and exporting users, and their audit (src/users/routes.ts): admin keys only, never
+// open. Method and route, since GET /v1/users/:user_id/events is a read.
+const ADMIN_ROUTES = new Set([
+  'DELETE /v1/users/:user_id',
+  'GET /v1/users/:user_id/export',
+  'GET /v1/admin/audit',
+]);
 // TRICKY: navigator.sendBeacon cannot set headers, so the beacon route also takes the key as
 // `?key=` (a write key: it can only add events). Nowhere else: keys in URLs end up in logs.
 const QUERY_KEY_ROUTES = new Set(['/v1/collect']);
@@ -50,7 +57,9 @@ function isOpen(request: FastifyRequest): boolean {
 
 function requiredScope(request: FastifyRequest): Scope {
   const route = routeOf(request);
-  return request.method === 'POST' && route !== undefined && WRITE_ROUTES.has(route) ? 'write' : 'read';
+  if (route === undefined) return 'read';
+  if (request.method === 'POST' && WRITE_ROUTES.has(route)) return 'write';
+  return ADMIN_ROUTES.has(`${request.method} ${route}`) ? 'admin' : 'read';
 }
 
 function presentedKey(request: FastifyRequest): string | undefined {
@@ -82,13 +91,14 @@ function isLoopback(address: string): boolean {
  * API-key authentication and per-key rate limiting for every route registered afterwards.
  * Once any key exists, API routes need `Authorization: Bearer <key>` or `X-Api-Key` (401
  * without a valid one, 403 with a key of the wrong scope); the key decides the project.
- * Call before registering routes.
+ * The admin routes answer 403 while no key exists. Call before registering routes.
  */
 export async function installAuth(app: FastifyInstance, deps: AuthDeps): Promise<void> {
   app.decorateRequest('tallyAuth', null);
   app.addHook('onRequest', async (request, reply) => {
-    if (!deps.keys.authRequired || isOpen(request)) return;
+    if (isOpen(request)) return;
     const scope = requiredScope(request);
+    if (!deps.keys.authRequired && scope !== 'admin') return;
     const result = authorize(deps.keys, presentedKey(request), scope);
     if (!result.ok) {
       if (result.code === 'TALLY_UNAUTHORIZED') void reply.header('www-authenticate', 'Bearer realm="tally"');

@@ -19,7 +19,7 @@ import { markModelRebuild } from '../store/model-feed.ts';
  * `tally start` when there is one (it is left running), otherwise a fresh one (stopped after),
  * or DATABASE_URL. Migrations are applied either way.
  */
-async function withDatabase<T>(
+export async function withDatabase<T>(
   config: Config,
   fn: (db: Database, shared: boolean) => Promise<T>,
 ): Promise<T> {
@@ -42,7 +42,9 @@ async function withDatabase<T>(
 }
 
 /** Runs an admin command; a TallyError (e.g. TALLY_ALREADY_RUNNING) is one line on stderr, exit 1. */
-function admin<A extends unknown[]>(action: (...args: A) => Promise<void>): (...args: A) => Promise<void> {
+export function admin<A extends unknown[]>(
+  action: (...args: A) => Promise<void>,
+): (...args: A) => Promise<void> {
   return async (...args) => {
     try {
       await action(...args);
@@ -98,7 +100,7 @@ export function firstKeyNotice(keylessEvents: number): string {
   return `${lines.join('\n')}\n`;
 }
 
-function projectName(value: string): string {
+export function projectName(value: string): string {
   if (!isValidProject(value)) {
     throw new InvalidArgumentError("1-128 letters, digits, '.', '_' or '-', starting with a letter or digit");
   }
@@ -134,7 +136,9 @@ export function registerAdminCommands(program: Command, configOrExit: () => Conf
     )
     .requiredOption('--project <name>', 'project the key reads or writes', projectName)
     .addOption(
-      new Option('--scope <scope>', 'write (ingest) or read (queries)').choices(SCOPES).makeOptionMandatory(),
+      new Option('--scope <scope>', 'write (ingest), read (queries) or admin (delete and export users)')
+        .choices(SCOPES)
+        .makeOptionMandatory(),
     )
     .action(
       admin(async (opts: { project: string; scope: Scope }) => {

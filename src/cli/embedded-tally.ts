@@ -22,9 +22,11 @@ import type { Database } from '../store/database.ts';
 import { pruneModelChangesPeriodically } from '../store/model-feed.ts';
 import { RawPartitions } from '../store/partitions.ts';
 import { checkSessionTimeout } from '../store/sessions-store.ts';
+import { userHashKey } from '../store/user-hash.ts';
 import { createQueryLayer } from '../query/query-layer.ts';
 import type { ReadModel } from '../query/read-model.ts';
 import { runRole, type RoleRunner } from './role-runner.ts';
+import { userRoutes } from '../users/routes.ts';
 
 export interface EmbeddedTally {
   app: FastifyInstance;
@@ -68,12 +70,15 @@ export function startEmbeddedTally(config: Config, logger: Logger): Promise<Embe
       storeRaw: raw.TALLY_STORE_RAW,
       timeoutMs: raw.TALLY_SESSION_TIMEOUT_MIN * 60_000,
     });
+    // Read here, so that a key other than the one of the stored tombstones stops the start.
+    const hashKey = await userHashKey(database.pool, raw.TALLY_USER_HASH_KEY);
     const writer = new BatchWriter({
       pool: database.pool,
       partitions,
       storeRaw: raw.TALLY_STORE_RAW,
       sessionTimeoutMs: raw.TALLY_SESSION_TIMEOUT_MIN * 60_000,
       onVersions: (v) => versions.observe(v),
+      userHashKey: hashKey,
     });
     const live = new LiveFeed();
     const processor = new BatchProcessor({ writer, metrics, logger, onCommit: live.onCommit });
@@ -108,6 +113,7 @@ export function startEmbeddedTally(config: Config, logger: Logger): Promise<Embe
         plugins: [
           ingestPlugin({ raw, sink, metrics, projectOf, isStopping: runner.isStopping }),
           queryRoutes({ query: queryLayer.query, projectOf }),
+          userRoutes({ pool: database.pool, hashKey, versions }),
           dashboardRoutes({
             live,
             pipeline: new PipelineStatus({

@@ -6,6 +6,7 @@ import { TallyError } from '../errors/tally-error.ts';
 import { createLogger, type Logger } from '../observability/logger.ts';
 import type { WorkerMessage } from './worker-pool.ts';
 import { registerAdminCommands } from './admin-commands.ts';
+import { registerUserCommands } from './user-commands.ts';
 import { routeGrpcLogs } from './grpc-logs.ts';
 import { startEmbeddedTally } from './embedded-tally.ts';
 import { startIngestPrimary } from './ingest-primary.ts';
@@ -88,6 +89,8 @@ const program = new Command('tally')
   .showHelpAfterError();
 // tally migrate, tally keys create|list|revoke
 registerAdminCommands(program, configOrExit);
+// tally users delete|export|audit
+registerUserCommands(program, configOrExit);
 
 program
   .command('start')

@@ -16,6 +16,7 @@ import { startEmbeddedPostgres } from '../store/embedded-postgres.ts';
 import { pruneModelChangesPeriodically } from '../store/model-feed.ts';
 import { RawPartitions } from '../store/partitions.ts';
 import { checkSessionTimeout } from '../store/sessions-store.ts';
+import { userHashKey } from '../store/user-hash.ts';
 import { TALLY_V8_FLAGS } from './v8-flags.ts';
 import { runRole } from './role-runner.ts';
 
@@ -119,6 +120,8 @@ export function startProcessWorker(config: Config, logger: Logger): Promise<Stop
       partitions,
       storeRaw: raw.TALLY_STORE_RAW,
       sessionTimeoutMs: raw.TALLY_SESSION_TIMEOUT_MIN * 60_000,
+      // Read here, so that a key other than the one of the stored tombstones stops the start.
+      userHashKey: await userHashKey(database.pool, raw.TALLY_USER_HASH_KEY),
     });
     const processor = new KafkaProcessor(
       kafkaProcessorOptions(config, kafka, `tally-process-${process.pid}`),

@@ -15,6 +15,8 @@ import type { Database } from '../store/database.ts';
 import { createQueryLayer } from '../query/query-layer.ts';
 import type { ReadModel } from '../query/read-model.ts';
 import { runRole } from './role-runner.ts';
+import { userHashKey } from '../store/user-hash.ts';
+import { userRoutes } from '../users/routes.ts';
 
 export interface QueryRole {
   app: FastifyInstance;
@@ -45,6 +47,7 @@ export function startQueryRole(config: Config, logger: Logger): Promise<QueryRol
     const security = await runner.auth(config, database.pool);
     const layer = createQueryLayer({ pool: database.pool, config, metrics, logger });
     runner.onStop('query layer', () => layer.stop());
+    const hashKey = await userHashKey(database.pool, raw.TALLY_USER_HASH_KEY);
     // The dashboard lives here too; this process commits no batches, so the live feed polls rollups.
     const live = new LiveFeed();
     const watcher = new RollupWatcher({ pool: database.pool, live, logger });
@@ -57,6 +60,7 @@ export function startQueryRole(config: Config, logger: Logger): Promise<QueryRol
         auth: security.auth,
         plugins: [
           queryRoutes({ query: layer.query, projectOf }),
+          userRoutes({ pool: database.pool, hashKey, versions: layer.versions }),
           dashboardRoutes({
             live,
             pipeline: new PipelineStatus({ pool: database.pool, metrics, live, mode: 'kafka' }),

@@ -37,7 +37,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const converted = Value.Convert(ConfigSchema, Value.Default(ConfigSchema, input));
   for (const error of Value.Errors(ConfigSchema, converted)) {
     const name = error.path.replace(/^\//, '');
-    problems.push(`${name}: ${error.message} (got ${JSON.stringify(input[name])})`);
+    const got = SECRETS.has(name) ? `${String(input[name]).length} characters` : JSON.stringify(input[name]);
+    problems.push(`${name}: ${error.message} (got ${got})`);
   }
   const proxies = (converted as Partial<RawConfig>).TALLY_TRUSTED_PROXIES;
   if (typeof proxies === 'string') {
@@ -60,6 +61,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     redisUrl: redisUrl(raw),
   };
 }
+
+/** Variables whose values an error message must not show: they end up in logs. */
+const SECRETS = new Set(['TALLY_USER_HASH_KEY']);
 
 /** Variables that share the prefix but are not configuration (test and CI switches). */
 const IGNORED_TALLY_VARS = new Set(['TALLY_REQUIRE_ALL_SUITES', 'TALLY_COMPAT_DATABASE_URL']);

@@ -47,6 +47,15 @@ export const ConfigSchema = Type.Object({
     }),
   ),
 
+  // The user's rights (issue 22)
+  TALLY_USER_HASH_KEY: Type.Optional(
+    Type.String({
+      minLength: 32,
+      description:
+        'Secret key of the hashes deleted users are remembered by (tombstones, the audit): HMAC-SHA256 of the user id. Every process of a database must use the same one; a process with another is refused. Unset: a random key generated on the first start and stored in the database (tally.user_hash_key)',
+    }),
+  ),
+
   // Ingest limits and event validation
   TALLY_MAX_BODY_BYTES: Type.Integer({ minimum: 1024, default: 1048576 }),
   TALLY_MAX_DECOMPRESSED_BYTES: Type.Integer({ minimum: 1024, default: 10485760 }),

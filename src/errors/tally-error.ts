@@ -35,6 +35,9 @@ export const ERROR_CODES = {
   TALLY_ALREADY_RUNNING: { status: 409, retriable: false },
   TALLY_PROJECT_HAS_DATA: { status: 409, retriable: false },
   TALLY_PROJECT_EMPTY: { status: 404, retriable: false },
+  // A user deletion that could not be exact (events counted without raw rows); the same request
+  // with allow_inexact goes through.
+  TALLY_DELETE_INEXACT: { status: 409, retriable: false },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

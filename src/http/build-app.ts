@@ -10,6 +10,7 @@ import swaggerUi from '@fastify/swagger-ui';
 import type { Logger } from 'pino';
 import type { AuthDeps } from '../auth/http-auth.ts';
 import { TallyError } from '../errors/tally-error.ts';
+import { LIMITS } from '../event/limits.ts';
 import { errorBody, installErrorHandler } from './error-handler.ts';
 import { installHardening } from './hardening.ts';
 
@@ -39,6 +40,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     },
     connectionTimeout: deps.requestTimeoutMs,
     return503OnClosing: true,
+    // A path parameter may be any user id events carry (Fastify's default stops at 100
+    // characters): /v1/users/:user_id must reach every user, to delete or export it too.
+    routerOptions: { maxParamLength: LIMITS.userId },
     // A URL Fastify cannot route (bad percent-encoding, an over-long parameter) gets Tally's coded
     // error JSON, not Fastify's own body.
     frameworkErrors: (error, _request, reply) => {
@@ -73,7 +77,12 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   await app.register(swagger, {
     openapi: {
       info: { title: deps.title, version: '1', description: 'Real-time user-activity analytics' },
-      tags: [{ name: 'ingest' }, { name: 'query' }, { name: 'operations' }],
+      tags: [
+        { name: 'ingest' },
+        { name: 'query' },
+        { name: 'admin', description: 'Deleting and exporting users, and their audit: admin keys only' },
+        { name: 'operations' },
+      ],
     },
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });

@@ -38,6 +38,11 @@ export function createMetrics(registry: Registry = new Registry(), options: { de
       help: 'Events stored for the first time that are bots (stored raw, left out of the rollups)',
       registers,
     }),
+    droppedDeletedUserEvents: new Counter({
+      name: 'tally_events_dropped_deleted_user_total',
+      help: 'Events dropped because their user was deleted (a tombstone): late events, replays and retries of a deleted user',
+      registers,
+    }),
     // Ingest.
     ingestRequests: new Counter({
       name: 'tally_ingest_requests_total',

@@ -96,6 +96,7 @@ export class BatchProcessor {
     metrics.batchSize.observe(result.fresh.length);
     metrics.eventsStored.inc(result.inserted);
     if (result.insertedBots > 0) metrics.botEvents.inc(result.insertedBots);
+    if (result.dropped > 0) metrics.droppedDeletedUserEvents.inc(result.dropped);
     metrics.lastCommit.set(now / 1000);
     const counts = new Map<string, { type: string; service: string; n: number }>();
     for (const e of result.insertedEvents) {

@@ -22,6 +22,8 @@ export interface QueryLayer {
   query: QueryService;
   /** The columnar read model (undefined: TALLY_READ_MODEL=off or no raw rows). */
   model: ReadModel | undefined;
+  /** The data versions the cache and the model answer at; a deletion's route observes its own. */
+  versions: DataVersions;
   /** Readiness checks of the query side (the cache; Redis down only degrades). */
   checks: HealthCheck[];
   /** Where answers are cached: `redis` or `memory`. */
@@ -78,6 +80,7 @@ export function createQueryLayer(deps: {
   return {
     query,
     model,
+    versions,
     checks: model === undefined ? [store.health] : [store.health, model.health],
     cacheKind: store.kind,
     async startGrpc(host, port, projectOf) {

@@ -1,6 +1,7 @@
 import type pg from 'pg';
 
-export type Scope = 'read' | 'write';
+/** write: ingest; read: queries; admin: delete and export users, read their audit (issue 22). */
+export type Scope = 'read' | 'write' | 'admin';
 
 export interface ApiKeyRecord {
   id: number;

@@ -5,6 +5,7 @@ import { compareStrings } from '../util/compare-strings.ts';
 import { classifyPgError } from './pg-errors.ts';
 import { dayStart, type RawPartitions } from './partitions.ts';
 import { KnownUserRows } from './known-user-rows.ts';
+import { UserHashes, userHashKey } from './user-hash.ts';
 import { UserNumbers } from './user-numbers.ts';
 import { writeEvents, type Derive, type StoredEvents } from './write-events.ts';
 
@@ -35,10 +36,12 @@ export interface BatchInput {
 }
 
 export interface BatchResult {
-  /** For each input event: true when it was stored now, false when it was already known. */
+  /** For each input event: true when it was stored now, false when it was already known or dropped. */
   fresh: boolean[];
   inserted: number;
   duplicates: number;
+  /** Events of deleted users (a tombstone): dropped, and counted on their tombstones. */
+  dropped: number;
   /** Committed events, for metrics and live updates. */
   insertedEvents: TallyEvent[];
   /** How many of the committed events are bots (stored raw, in no rollup). */
@@ -53,14 +56,21 @@ export interface BatchWriterDeps {
   sessionTimeoutMs?: number;
   /** The dimensions of an event (default: src/event/derive.ts); tests pin bot flags with their own. */
   derive?: Derive;
+  /**
+   * The key of the user hashes the tombstones hold: userHashKey(pool, TALLY_USER_HASH_KEY), read at
+   * start-up so that a wrong key stops the process before it consumes. Unset: the key the database
+   * stores (userHashKey(pool, undefined)), read at the first batch.
+   */
+  userHashKey?: Buffer;
   /** Called right after each commit with the data versions it moved (this process's query cache). */
   onVersions?: (versions: ReadonlyMap<string, number>) => void;
 }
 
 /**
  * The processing core's storage step: in ONE transaction, advance the source positions (fenced),
- * record dead letters, insert dedup keys, store raw rows and add rollup deltas derived only from
- * the events inserted now. Either everything commits or nothing does.
+ * record dead letters, drop the events of deleted users, insert dedup keys, store raw rows and add
+ * rollup deltas derived only from the events inserted now. Either everything commits or nothing
+ * does.
  *
  * The events go in one call of tally.write_events (write-events.ts). A batch with no positions
  * and no dead letters (every HTTP batch) is that one statement, in its own implicit transaction:
@@ -74,6 +84,7 @@ export class BatchWriter {
   readonly #deps: BatchWriterDeps;
   readonly #userNumbers: UserNumbers;
   readonly #knownUserRows = new KnownUserRows();
+  #userHashes: UserHashes | undefined;
 
   constructor(deps: BatchWriterDeps) {
     this.#deps = deps;
@@ -89,9 +100,12 @@ export class BatchWriter {
       await this.#deps.partitions.ensure(unique.filter((e) => e.ts >= cutoff).map((e) => dayStart(e.ts)));
     }
     let client: pg.PoolClient;
-    let numbers: Map<string, number>;
+    let numbers: Map<string, number | null>;
+    let hashes: Map<string, Buffer>;
     try {
-      numbers = await this.#userNumbers.resolve(usersByProject(unique));
+      const userHashes = await this.#hashes();
+      hashes = hashUsers(unique, userHashes);
+      numbers = await this.#userNumbers.resolve(usersByProject(unique), (id) => userHashes.of(id));
       client = await this.#deps.pool.connect();
     } catch (err) {
       throw classifyPgError(err);
@@ -106,7 +120,7 @@ export class BatchWriter {
       }
       const stored: StoredEvents =
         unique.length === 0
-          ? { fresh: [], versions: new Map(), userRows: [], bot: [] }
+          ? { fresh: [], dropped: [], versions: new Map(), userRows: [], bot: [] }
           : await writeEvents(
               client,
               unique,
@@ -114,6 +128,7 @@ export class BatchWriter {
               numbers,
               this.#knownUserRows,
               this.#deps.sessionTimeoutMs ?? DEFAULT_SESSION_TIMEOUT_MS,
+              hashes,
               this.#deps.derive,
             );
       if (transaction) await client.query('COMMIT');
@@ -121,13 +136,18 @@ export class BatchWriter {
       this.#deps.onVersions?.(stored.versions);
       const inserted = unique.filter((_e, i) => stored.fresh[i]);
       let insertedBots = 0;
-      for (let i = 0; i < unique.length; i++) if (stored.fresh[i] && stored.bot[i]) insertedBots++;
+      let dropped = 0;
+      for (let i = 0; i < unique.length; i++) {
+        if (stored.fresh[i] && stored.bot[i]) insertedBots++;
+        if (stored.dropped[i]) dropped++;
+      }
       const freshKeys = new EventKeys();
       for (const e of inserted) freshKeys.add(e.project, e.eventId);
       return {
         fresh: input.events.map((e, i) => first[i] && freshKeys.has(e)),
         inserted: inserted.length,
-        duplicates: input.events.length - inserted.length,
+        duplicates: input.events.length - inserted.length - dropped,
+        dropped,
         insertedEvents: inserted,
         insertedBots,
       };
@@ -143,6 +163,20 @@ export class BatchWriter {
       client.release(broken);
     }
   }
+
+  async #hashes(): Promise<UserHashes> {
+    this.#userHashes ??= new UserHashes(
+      this.#deps.userHashKey ?? (await userHashKey(this.#deps.pool, undefined)),
+    );
+    return this.#userHashes;
+  }
+}
+
+/** Each distinct user id of `events` to its keyed hash. */
+function hashUsers(events: readonly TallyEvent[], userHashes: UserHashes): Map<string, Buffer> {
+  const hashes = new Map<string, Buffer>();
+  for (const e of events) if (!hashes.has(e.userId)) hashes.set(e.userId, userHashes.of(e.userId));
+  return hashes;
 }
 
 /** A set of (project, event_id) keys, without building a key string per event. */

@@ -4,10 +4,13 @@ import { bumpDataVersions } from './data-versions.ts';
 import { DAY } from './levels.ts';
 
 /**
- * The tables whose rows belong to one project (migrations 001, 004, 005, 010, 016), in the order a
- * batch transaction writes them, which is the order the move locks them in.
+ * The tables whose rows belong to one project (migrations 001, 004, 005, 010, 016, 020), in the
+ * order a batch transaction writes them, which is the order the move locks them in. The deleted
+ * users' tombstones (020) go with the data they keep the users out of, and the audit of deletions
+ * and exports with the project it describes.
  */
 const MOVED_TABLES = [
+  'user_tombstones',
   'event_ids',
   'events',
   'rollup_events',
@@ -15,6 +18,7 @@ const MOVED_TABLES = [
   'rollup_minute_users',
   'rollup_user_bits',
   'sessions',
+  'user_audit',
 ] as const;
 /** Copied, not moved: see moveProjectData. */
 const NUMBER_TABLES = ['user_numbers', 'user_number_counters'] as const;
@@ -27,11 +31,15 @@ const NUMBER_TABLES = ['user_numbers', 'user_number_counters'] as const;
  * per-user advisory locks). The move takes no advisory lock: a refresher's batch holds the raw
  * rows' table before its advisory locks, so the move never holds the settings' or the visits'
  * table while a refresher runs; a rebuild (advisory lock too) holds the data version row first.
+ * A user deletion (tally.delete_user, migration 022; user-deletion.ts) writes the same tables in
+ * this order, the tombstones where a batch checks them (between the dead letters and the keys,
+ * migration 021), and the audit last.
  */
 const LOCK_ORDER = [
   'user_number_counters',
   'user_numbers',
   'dead_letters',
+  'user_tombstones',
   'event_ids',
   'events',
   'data_versions',
@@ -41,6 +49,7 @@ const LOCK_ORDER = [
   'rollup_user_bits',
   'session_settings',
   'sessions',
+  'user_audit',
 ] as const;
 
 export interface ProjectMove {

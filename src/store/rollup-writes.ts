@@ -23,7 +23,8 @@ export interface UserRowArgs extends UserRows {
  * the hour's or day's bit string (tally.rollup_user_bits) only when one of those events is fresh:
  * a re-sent event_id may differ from the stored event (time, user, bot flag), and its rows must
  * not count. Bot events (`isBot`, parallel to `events`) derive no rows: bots are in no rollup
- * (migration 012).
+ * (migration 012), and neither do the events of a deleted user (a null number, user-numbers.ts):
+ * tally.write_events drops them (migration 021).
  *
  * TRICKY: the counters, the page numbers, the minute arrays, the bit strings and the data version
  * are shared by every batch (all batches of a minute add to the same rollup_events rows and minute
@@ -35,7 +36,7 @@ export interface UserRowArgs extends UserRows {
  */
 export function rollupUserArgs(
   events: readonly TallyEvent[],
-  numbers: ReadonlyMap<string, number>,
+  numbers: ReadonlyMap<string, number | null>,
   known: KnownUserRows,
   isBot?: readonly boolean[],
 ): UserRowArgs {
@@ -55,6 +56,7 @@ export function rollupUserArgs(
     const k = rowKey(rows.project[i], rows.level[i], rows.bucket[i], rows.userId[i]);
     if (known.has(k)) continue;
     const num = numbers.get(userKey(rows.project[i], rows.userId[i]));
+    if (num === null) continue;
     if (num === undefined)
       throw new Error(`user ${rows.userId[i]} of project ${rows.project[i]} has no number`);
     out.keys.push(k);

@@ -13,6 +13,8 @@ export type Derive = (e: TallyEvent) => DerivedDimensions;
 export interface StoredEvents {
   /** For each of the events given: true when its key was new, so it was stored and counted now. */
   fresh: boolean[];
+  /** For each of the events given: true when its user was deleted (a tombstone), so it was dropped and counted there. */
+  dropped: boolean[];
   /** The new data version of each project that got events. */
   versions: Map<string, number>;
   /** The (bucket, user) rows sent whose users are recorded once the transaction has committed, for `known.remember`. */
@@ -23,12 +25,13 @@ export interface StoredEvents {
 
 /**
  * Stores `events` (unique by (project, event_id), sorted by it: see dedupeWithinBatch) with ONE
- * call of tally.write_events (migration 016): their dedup keys, the raw rows of those whose key
- * was new and whose time is at or after `rawCutoff` (undefined: raw storage off) with the
- * dimensions derived from each (src/event/derive.ts), the rollups of those that are not bots,
- * and the visits (sessions, with `sessionTimeoutMs`) the raw rows touch, and the change feed's
- * rows (tally.model_changes, migration 018). One round trip; inside an open transaction it joins
- * it, alone it is its own.
+ * call of tally.write_events (migration 021): it drops the events of deleted users (`hashes`:
+ * each user id's keyed hash, user-hash.ts, which their tombstones hold) and counts them there; of
+ * the others, their dedup keys, the raw rows of those whose key was new and whose time is at or
+ * after `rawCutoff` (undefined: raw storage off) with the dimensions derived from each
+ * (src/event/derive.ts), the rollups of those that are not bots, and the visits (sessions, with
+ * `sessionTimeoutMs`) the raw rows touch, and the change feed's rows (tally.model_changes,
+ * migration 018). One round trip; inside an open transaction it joins it, alone it is its own.
  *
  * Named: parsed and planned once per connection instead of once per batch. TRICKY: behind
  * PgBouncer in transaction mode this needs PgBouncer ≥ 1.21 with max_prepared_statements set.
@@ -37,12 +40,14 @@ export async function writeEvents(
   client: pg.ClientBase,
   events: readonly TallyEvent[],
   rawCutoff: number | undefined,
-  numbers: ReadonlyMap<string, number>,
+  numbers: ReadonlyMap<string, number | null>,
   known: KnownUserRows,
   sessionTimeoutMs: number,
+  hashes: ReadonlyMap<string, Buffer>,
   derive: Derive = deriveDimensions,
 ): Promise<StoredEvents> {
   const cols = eventColumns(events, rawCutoff !== undefined, derive);
+  const userHashes = hashArgs(events, hashes);
   const users = rollupUserArgs(events, numbers, known, cols.bot);
   const raw = cols.raw;
   // [parameter of tally.write_events, value, SQL type]
@@ -55,6 +60,9 @@ export async function writeEvents(
     ['p_ts', cols.ts, 'float8[]'],
     ['p_page_url', cols.pageUrl, 'text[]'],
     ['p_is_bot', cols.bot, 'bool[]'],
+    ['p_projects', [...new Set(cols.project)], 'text[]'],
+    ['p_user_hash', userHashes.hash, 'bytea[]'],
+    ['p_user_hash_of', userHashes.of, 'int4[]'],
     ['p_raw_cutoff', rawCutoff ?? null, 'float8'],
     ['p_user_id', raw?.userId ?? null, 'text[]'],
     ['p_received_at', raw?.receivedAt ?? null, 'float8[]'],
@@ -92,10 +100,11 @@ export async function writeEvents(
   const ref = (name: string) => at.get(name) ?? name;
   // The change feed (migration 018) in the same statement, so in the batch's transaction even in
   // autocommit: one row per version bumped, listing the users of the fresh events stored raw, by
-  // write_events' own condition for a raw row (a NULL cutoff, raw storage off, matches none).
+  // write_events' own condition for a raw row (a NULL cutoff, raw storage off, matches none). A
+  // dropped event is never fresh, so a deleted user is never listed.
   // TRICKY: PostgreSQL runs a data-modifying WITH to completion though the final SELECT never
   // reads it; `w` is referenced twice, so it is materialised and write_events runs once.
-  const text = `WITH w AS (SELECT fresh, projects, versions FROM tally.write_events(${named.join(', ')})),
+  const text = `WITH w AS (SELECT fresh, projects, versions, dropped FROM tally.write_events(${named.join(', ')})),
     f AS (
       INSERT INTO tally.model_changes (project, version, user_ids)
       SELECT v.p, v.v, coalesce(u.ids, '{}')
@@ -108,11 +117,11 @@ export async function writeEvents(
            GROUP BY x.p
         ) AS u ON u.p = v.p
     )
-    SELECT fresh, projects, versions FROM w`;
+    SELECT fresh, projects, versions, dropped FROM w`;
   // A session timeout other than the one the visits were built with is a configuration error,
   // not a database one: TALLY_CONFIG_INVALID, never retried (migration 011).
   const { rows } = await client
-    .query<{ fresh: boolean[]; projects: string[]; versions: string[] }>({
+    .query<{ fresh: boolean[]; projects: string[]; versions: string[]; dropped: boolean[] }>({
       name: 'tally-write-events',
       text,
       values: p.values,
@@ -120,13 +129,36 @@ export async function writeEvents(
     .catch((err: unknown) => {
       throw sessionTimeoutError(err);
     });
-  const { fresh, projects, versions } = rows[0];
+  const { fresh, projects, versions, dropped } = rows[0];
   return {
     fresh,
+    dropped,
     versions: new Map(projects.map((project, i) => [project, Number(versions[i])])),
     userRows: writtenUserRows(users, fresh),
     bot: cols.bot,
   };
+}
+
+/**
+ * The users' hashes as tally.write_events takes them (migration 021): each distinct user's once
+ * (`hash`), and for each event the 1-based ordinal of its user's there (`of`).
+ */
+function hashArgs(events: readonly TallyEvent[], hashes: ReadonlyMap<string, Buffer>) {
+  const ordinal = new Map<string, number>();
+  const hash: Buffer[] = [];
+  const of = new Array<number>(events.length);
+  for (let i = 0; i < events.length; i++) {
+    const userId = events[i].userId;
+    let k = ordinal.get(userId);
+    if (k === undefined) {
+      const h = hashes.get(userId);
+      if (h === undefined) throw new Error(`user ${userId} of project ${events[i].project} has no hash`);
+      k = hash.push(h);
+      ordinal.set(userId, k);
+    }
+    of[i] = k;
+  }
+  return { hash, of };
 }
 
 /**

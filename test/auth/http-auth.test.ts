@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { test, type TestContext } from 'node:test';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { pino } from 'pino';
 import { generateKey, hashKey, type Scope, type StoredKey } from '../../src/auth/api-keys.ts';
 import { Metadata } from '@grpc/grpc-js';
@@ -96,6 +96,89 @@ test('with keys: 401 without or with a bad key, 403 with the wrong scope, the ke
   assert.deepEqual((await post({ 'x-api-key': w })).json(), { project: 'shop' });
   const read = await app.inject({ url: '/v1/stats/summary', headers: { authorization: `Bearer ${other}` } });
   assert.deepEqual(read.json(), { project: 'blog' });
+});
+
+/** An app with the admin routes' shapes (stand-ins echoing the key), beside a read route of the same path. */
+async function adminApp(t: TestContext, keys: KeySet) {
+  await keys.start();
+  const app = await buildApp({
+    logger,
+    title: 'test',
+    requestTimeoutMs: 30_000,
+    auth: { keys, rateLimitPerSec: 1000 },
+    plugins: [
+      async (a: FastifyInstance) => {
+        const echo = (req: FastifyRequest) => ({ project: projectOf(req), scope: req.tallyAuth?.scope });
+        a.delete('/v1/users/:user_id', echo);
+        a.get('/v1/users/:user_id/export', echo);
+        a.get('/v1/users/:user_id/events', echo);
+        a.get('/v1/admin/audit', echo);
+        a.get('/v1/stats/summary', echo);
+        a.post('/v1/events', echo);
+      },
+    ],
+  });
+  t.after(async () => {
+    keys.stop();
+    await app.close();
+  });
+  return app;
+}
+
+const ADMIN_CALLS = [
+  { method: 'DELETE', url: '/v1/users/u-1' },
+  { method: 'GET', url: '/v1/users/u-1/export' },
+  { method: 'GET', url: '/v1/admin/audit' },
+] as const;
+
+test('admin routes: 403 while no key exists, though everything else is open', async (t) => {
+  const app = await adminApp(t, memoryKeys([]));
+  for (const call of ADMIN_CALLS) {
+    const res = await app.inject(call);
+    assert.equal(res.statusCode, 403, `${call.method} ${call.url}`);
+    const body = res.json<{ code: string; message: string }>();
+    assert.equal(body.code, 'TALLY_FORBIDDEN');
+    assert.match(body.message, /no API key exists.*--scope admin/);
+  }
+  assert.equal((await app.inject('/v1/users/u-1/events')).statusCode, 200, 'reading a user stays open');
+  assert.equal((await app.inject('/v1/stats/summary')).statusCode, 200);
+});
+
+test('admin routes need an admin key, and an admin key opens nothing else (exact scope)', async (t) => {
+  const r = generateKey();
+  const w = generateKey();
+  const a = generateKey();
+  const app = await adminApp(
+    t,
+    memoryKeys([stored(1, r, 'shop', 'read'), stored(2, w, 'shop', 'write'), stored(3, a, 'shop', 'admin')]),
+  );
+  for (const call of ADMIN_CALLS) {
+    for (const key of [r, w]) {
+      const res = await app.inject({ ...call, headers: { authorization: `Bearer ${key}` } });
+      assert.equal(
+        res.statusCode,
+        403,
+        `${call.method} ${call.url} with a ${key === r ? 'read' : 'write'} key`,
+      );
+      assert.match(res.json<{ message: string }>().message, /an admin key is needed/);
+    }
+    assert.equal((await app.inject(call)).statusCode, 401, 'no key');
+    const ok = await app.inject({ ...call, headers: { 'x-api-key': a } });
+    assert.equal(ok.statusCode, 200, `${call.method} ${call.url} with the admin key`);
+    assert.deepEqual(ok.json(), { project: 'shop', scope: 'admin' });
+  }
+  const withAdmin = { headers: { authorization: `Bearer ${a}` } };
+  assert.equal((await app.inject({ url: '/v1/users/u-1/events', ...withAdmin })).statusCode, 403);
+  assert.equal((await app.inject({ url: '/v1/stats/summary', ...withAdmin })).statusCode, 403);
+  assert.equal(
+    (await app.inject({ method: 'POST', url: '/v1/events', ...withAdmin, payload: {} })).statusCode,
+    403,
+  );
+  assert.equal(
+    (await app.inject({ url: '/v1/users/u-1/events', headers: { authorization: `Bearer ${r}` } })).statusCode,
+    200,
+    'GET /v1/users/:user_id/events is still a read',
+  );
 });
 
 test('?key= works only on the beacon route, and only with a write key', async (t) => {
@@ -223,6 +306,7 @@ test('authorize(): the transport-independent decision (for gRPC metadata as well
   const open = memoryKeys([]);
   await open.refresh();
   assert.deepEqual(authorize(open, undefined, 'read'), { ok: true, project: 'default', keyId: null });
+  assert.equal(authorize(open, undefined, 'admin').ok, false, 'admin is never open');
   const keys = memoryKeys([stored(7, w, 'shop', 'write')]);
   await keys.refresh();
   assert.deepEqual(authorize(keys, w, 'write'), { ok: true, project: 'shop', keyId: 7 });

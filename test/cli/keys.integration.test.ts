@@ -149,8 +149,12 @@ test(
     assert.equal(taken.code, 1);
     assert.match(taken.stderr, /project archive already holds data .*\(TALLY_PROJECT_HAS_DATA\)/);
     assert.notEqual((await tally(['projects', 'move', 'default', 'no spaces'], env)).code, 0);
-    const badScope = await tally(['keys', 'create', '--project', 'shop', '--scope', 'admin'], env);
+    const badScope = await tally(['keys', 'create', '--project', 'shop', '--scope', 'owner'], env);
     assert.notEqual(badScope.code, 0);
+    assert.match(badScope.stderr, /Allowed choices are read, write, admin/);
+    const adminKey = await tally(['keys', 'create', '--project', 'shop', '--scope', 'admin'], env);
+    assert.equal(adminKey.code, 0, adminKey.stderr);
+    assert.match(adminKey.stdout, /^created admin key \d+ /);
 
     // `tally migrate` against DATABASE_URL (here: the running server's PostgreSQL).
     const running = findRunningEmbeddedPostgres(dataDir);

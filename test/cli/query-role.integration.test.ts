@@ -5,6 +5,8 @@ import { findFreePort } from '../../src/util/free-port.ts';
 import { spawnTally } from '../helpers/child-tally.ts';
 import { getJson, postJson, startTestTally } from '../helpers/embedded-tally.ts';
 import { analyticsClient } from '../helpers/grpc-client.ts';
+import { createApiKey } from '../../src/auth/api-keys.ts';
+import { ApiKeyStore } from '../../src/store/api-keys-store.ts';
 
 test('tally query: REST and gRPC on their own ports over an existing database; SIGTERM exits 0', async (t) => {
   const writer = await startTestTally(t);
@@ -36,6 +38,33 @@ test('tally query: REST and gRPC on their own ports over an existing database; S
   assert.equal((await client.call('GetEventCount', { user_id: 'u', page_url: 'https://a.test/' })).count, 1);
   // Ingest is not this role's job.
   assert.equal((await postJson(`${role.url}/v1/events`, event)).status, 404);
+
+  // It deletes users for admin keys (never while no key exists), and answers without them at once.
+  const deleteU = (key?: string) =>
+    fetch(`${role.url}/v1/users/u?project=default`, {
+      method: 'DELETE',
+      headers: key === undefined ? {} : { 'x-api-key': key },
+    });
+  assert.equal((await deleteU()).status, 403);
+  const store = new ApiKeyStore(writer.database.pool);
+  const readKey = (await createApiKey(store, 'default', 'read')).key;
+  const adminKey = (await createApiKey(store, 'default', 'admin')).key;
+  const count = async () => {
+    const res = await fetch(`${role.url}/analytics/events?user_id=u&page_url=https://a.test/`, {
+      headers: { 'x-api-key': readKey },
+    });
+    return ((await res.json()) as { count: number }).count;
+  };
+  await waitFor(
+    'the query role to load the new keys',
+    async () => (await fetch(`${role.url}/v1/stats/summary`)).status === 401,
+  );
+  assert.equal(await count(), 1);
+  const deleted = await deleteU(adminKey);
+  const body = (await deleted.json()) as { events: number };
+  assert.equal(deleted.status, 200, JSON.stringify(body));
+  assert.equal(body.events, 1);
+  assert.equal(await count(), 0);
 
   role.child.kill('SIGTERM');
   assert.deepEqual(await role.exited, { code: 0, signal: null });

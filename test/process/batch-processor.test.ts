@@ -6,7 +6,14 @@ import { createMetrics } from '../../src/observability/metrics.ts';
 import { BatchProcessor, MAX_STATEMENT_TIMEOUTS } from '../../src/process/batch-processor.ts';
 import type { BatchResult } from '../../src/store/batch-writer.ts';
 
-const committed: BatchResult = { fresh: [], inserted: 0, duplicates: 0, insertedEvents: [], insertedBots: 0 };
+const committed: BatchResult = {
+  fresh: [],
+  inserted: 0,
+  duplicates: 0,
+  dropped: 0,
+  insertedEvents: [],
+  insertedBots: 0,
+};
 // The Kafka processor's policy (no time budget), with short delays.
 const endless = { maxRetryTimeMs: Number.POSITIVE_INFINITY, minDelayMs: 1, maxDelayMs: 2 };
 

@@ -32,7 +32,14 @@ function fakes() {
       if (input.events.some((e) => e.eventId.endsWith('-bad')))
         return Promise.reject(new TallyError('TALLY_DB_ERROR', 'PostgreSQL: refused'));
       calls.push(input);
-      return Promise.resolve({ fresh: [], inserted: 0, duplicates: 0, insertedEvents: [], insertedBots: 0 });
+      return Promise.resolve({
+        fresh: [],
+        inserted: 0,
+        duplicates: 0,
+        dropped: 0,
+        insertedEvents: [],
+        insertedBots: 0,
+      });
     },
   };
   const producer = {
@@ -110,7 +117,14 @@ test('an event that times out on its own (the BatchProcessor gave up on it) is d
         new TallyError('TALLY_DB_TIMEOUT', 'PostgreSQL: canceling statement due to statement timeout'),
       );
     calls.push(input);
-    return Promise.resolve({ fresh: [], inserted: 0, duplicates: 0, insertedEvents: [], insertedBots: 0 });
+    return Promise.resolve({
+      fresh: [],
+      inserted: 0,
+      duplicates: 0,
+      dropped: 0,
+      insertedEvents: [],
+      insertedBots: 0,
+    });
   };
   const ids = Array.from({ length: 20 }, (_, i) => (i === 11 ? `e${i}-slow` : `e${i}`));
   await writeBatch(batchOf(ids), deps);

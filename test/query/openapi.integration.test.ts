@@ -4,7 +4,13 @@ import { getJson, startTestTally } from '../helpers/embedded-tally.ts';
 
 interface Operation {
   summary?: string;
-  parameters?: { name: string; description?: string; schema?: { description?: string } }[];
+  tags?: string[];
+  parameters?: {
+    name: string;
+    required?: boolean;
+    description?: string;
+    schema?: { description?: string };
+  }[];
   responses: Record<string, { description: string }>;
 }
 
@@ -19,6 +25,9 @@ const DOCUMENTED_PATHS = [
   '/v1/stats/event-types',
   '/v1/stats/breakdown',
   '/v1/users/{user_id}/events',
+  '/v1/users/{user_id}',
+  '/v1/users/{user_id}/export',
+  '/v1/admin/audit',
   '/analytics/events',
   '/health',
   '/ready',
@@ -28,12 +37,13 @@ test('/docs/openapi.json: OpenAPI 3 with every endpoint, parameter and response 
   const tally = await startTestTally(t);
   const { status, body } = await getJson<{
     openapi: string;
+    tags?: { name: string }[];
     paths: Record<string, Record<string, Operation>>;
   }>(`${tally.url}/docs/openapi.json`);
   assert.equal(status, 200);
   assert.match(body.openapi, /^3\./);
   for (const path of DOCUMENTED_PATHS) {
-    const op = body.paths[path]?.get ?? body.paths[path]?.post;
+    const op = body.paths[path]?.get ?? body.paths[path]?.post ?? body.paths[path]?.delete;
     assert.ok(op, `${path} is documented`);
     assert.ok(op.summary, `${path} summary`);
     for (const p of op.parameters ?? [])
@@ -54,6 +64,22 @@ test('/docs/openapi.json: OpenAPI 3 with every endpoint, parameter and response 
     'tz',
   ]);
   assert.ok(body.paths['/v1/stats/summary'].get.responses['400'].description.includes('TALLY_INVALID_QUERY'));
+  // The user's rights, under their own tag, admin keys only.
+  const admin = [
+    body.paths['/v1/users/{user_id}'].delete,
+    body.paths['/v1/users/{user_id}/export'].get,
+    body.paths['/v1/admin/audit'].get,
+  ];
+  for (const op of admin) {
+    assert.deepEqual(op.tags, ['admin']);
+    assert.match(op.responses['403'].description, /admin key/);
+    assert.ok(
+      op.parameters?.some((p) => p.name === 'project' && p.required === true),
+      'project is required',
+    );
+  }
+  assert.ok(body.paths['/v1/users/{user_id}/export'].get.responses['200'], 'the export documents its 200');
+  assert.ok(body.tags?.some((tag) => tag.name === 'admin'));
   // The browsable UI is served too.
   const ui = await fetch(`${tally.url}/docs/`);
   assert.equal(ui.status, 200);
