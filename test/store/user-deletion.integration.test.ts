@@ -11,6 +11,7 @@ import { TallyError } from '../../src/errors/tally-error.ts';
 import { BatchWriter, type BatchWriterDeps } from '../../src/store/batch-writer.ts';
 import { readModelChanges } from '../../src/store/model-feed.ts';
 import { RawPartitions } from '../../src/store/partitions.ts';
+import { moveProjectData } from '../../src/store/project-move.ts';
 import { listAudit } from '../../src/store/user-audit.ts';
 import { deleteUser } from '../../src/store/user-deletion.ts';
 import { userHash } from '../../src/store/user-hash.ts';
@@ -374,3 +375,21 @@ test(
     );
   },
 );
+
+test('tally projects move takes the tombstones and the audit along', async (t) => {
+  const pool = await twinDatabase(t);
+  const { deleted } = await writeTwins(pool, 2206, nth(1));
+  await deleteUser(pool, { project: 'A', userId: deleted, actor: 'cli:test', key: KEY });
+  const moved = await moveProjectData(pool, 'A', 'C');
+  assert.equal(moved.rows.user_tombstones, 1);
+  assert.equal(moved.rows.user_audit, 1);
+  assert.equal(await tombstones(pool, 'A'), 0);
+  assert.equal(await tombstones(pool, 'C'), 1);
+  assert.deepEqual(
+    (await listAudit(pool, { project: 'C', limit: 10 })).map((a) => a.user_hash),
+    [userHash(KEY, deleted).toString('hex')],
+  );
+  // Deleting the user again in the moved project finds its tombstone: still one.
+  await deleteUser(pool, { project: 'C', userId: deleted, actor: 'cli:test', key: KEY });
+  assert.equal(await tombstones(pool, 'C'), 1);
+});

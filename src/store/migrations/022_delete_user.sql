@@ -29,7 +29,7 @@
 --   * tally.model_changes: one row (project, the new version, ARRAY[user]) for the one bump, so every
 --     query process with a read model retires the user at that version instead of reloading the
 --     project (migration 018; design §2). The user's id is also taken out of the older rows of the
---     feed: a snapshot that sees that sees the deletion's row too.
+--     feed: a snapshot that sees the scrub sees the deletion's row too.
 -- Not touched: tally.page_urls (global, no user in it; a page only this user saw is invisible once
 -- no rollup_pages row points to it), tally.dead_letters (no user column; not done here).
 --
@@ -50,7 +50,9 @@
 -- the tombstone. Then the tables in the order of `tally projects move` (project-move.ts
 -- LOCK_ORDER): user_numbers, user_tombstones, event_ids, events, data_versions, rollup_events,
 -- rollup_pages, rollup_minute_users, rollup_user_bits, the visits lock and tally.sessions; the
--- caller writes tally.user_audit last.
+-- caller writes tally.user_audit last. Within a rollup table the rows are not taken in key order:
+-- the project lock keeps the project's batches out meanwhile (without migration 021 a batch could
+-- meet it in a deadlock, which PostgreSQL breaks by failing one, retriably: SQLSTATE 40P01).
 --
 -- p_levels, p_level_ms: every level and its width (src/store/levels.ts LEVELS, as tally.write_events
 -- takes them); p_hour, p_day: the levels of the hour and day bit strings (HOUR, DAY).
