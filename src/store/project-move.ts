@@ -92,6 +92,13 @@ export async function moveProjectData(pool: pg.Pool, from: string, to: string): 
   const client = await pool.connect();
   try {
     await client.query('BEGIN');
+    // The projects' lock of batches (shared) and deletions (exclusive), migrations 021 and 022,
+    // before any table, as they take it: a deletion waiting on a table the move holds while a
+    // batch holding dead letters waits on the deletion would otherwise close a cycle.
+    await client.query(
+      `SELECT pg_advisory_xact_lock(741121, hashtext(p)) FROM unnest($1::text[]) AS p ORDER BY p COLLATE "C"`,
+      [[from, to]],
+    );
     const locked = LOCK_ORDER;
     await client.query(`LOCK TABLE ${locked.map((t) => `tally.${t}`).join(', ')} IN EXCLUSIVE MODE`);
     const targetHas = await tablesHolding(client, [...MOVED_TABLES, ...NUMBER_TABLES], to);
