@@ -15,6 +15,7 @@ import {
 import { crossCheck, measureBaseline, measureTally } from '../lib/analytics-measure.ts';
 import { analyticsQuestions, TARGET_FILTERED_MS, TARGET_UNFILTERED_MS } from '../lib/analytics-questions.ts';
 import { startService } from '../lib/processes.ts';
+import { deleteUserRows } from './delete-user.ts';
 import type { Row } from '../lib/report.ts';
 import { percentile, round } from '../lib/stats.ts';
 import type { BenchContext } from '../run.ts';
@@ -104,7 +105,27 @@ export async function analyticsScenario(
           },
         ];
         const queryDir = join(dir, 'analytics-query');
-        const asked = await askQuestions(ctx, admin, postgres.connectionString, queryDir, end, fail, log);
+        const asked = await askQuestions(
+          ctx,
+          admin,
+          postgres.connectionString,
+          queryDir,
+          end,
+          fail,
+          log,
+          (url) =>
+            deleteUserRows({
+              pool: database.pool,
+              admin,
+              tallyUrl: url,
+              dataset,
+              end,
+              heavy: ctx.quick ? 2_000 : 100_000,
+              events,
+              fail,
+              log,
+            }),
+        );
         rows.push(...asked.rows);
         const sizes = await tallyTableSizes(admin);
         const perEvent = sizes.map((t) => `${t.table} ${round(t.bytes / events, 1)}`);
@@ -177,6 +198,8 @@ async function askQuestions(
   end: number,
   fail: (what: string) => void,
   log: (line: string) => void,
+  /** Asked of the same `tally query` after the questions (scenario 9). */
+  after: (url: string) => Promise<Row[]>,
 ): Promise<{ rows: Row[]; rssMb: number }> {
   const port = await findFreePort();
   const tally = await startService({
@@ -246,6 +269,7 @@ async function askQuestions(
       tally: Math.round(rssMb),
       unit: 'MB',
     });
+    rows.push(...(await after(tally.url)));
     return { rows, rssMb };
   } finally {
     await tally.stop();
