@@ -37,7 +37,7 @@ async function interruptedRun(t: TestContext, runner: string[], target: 'group' 
   child.stdout.on('data', (c: Buffer) => (output += c.toString()));
   child.stderr.on('data', (c: Buffer) => (output += c.toString()));
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  let fixture: { dataDir: string; pids: number[] } | undefined; // eslint-disable-line prefer-const
+  let fixture: { dataDir: string; pids: number[] } | undefined;
   t.after(() => {
     if (child.exitCode === null) process.kill(-child.pid!, 'SIGKILL');
     for (const pid of fixture?.pids ?? []) if (alive(pid)) process.kill(pid, 'SIGKILL');
@@ -49,12 +49,18 @@ async function interruptedRun(t: TestContext, runner: string[], target: 'group' 
     'the fixture to start its services',
     () => {
       if (child.exitCode !== null) throw new Error(`the run ended first (${child.exitCode}):\n${output}`);
-      return existsSync(started);
+      // The fixture may be between creating the file and writing it: whole JSON, or not yet.
+      try {
+        fixture = JSON.parse(readFileSync(started, 'utf8')) as { dataDir: string; pids: number[] };
+        return true;
+      } catch {
+        return false;
+      }
     },
     120_000,
     100,
   );
-  fixture = JSON.parse(readFileSync(started, 'utf8')) as { dataDir: string; pids: number[] };
+  if (fixture === undefined) throw new Error('waitFor returned before the fixture was read');
   assert.ok(fixture.pids.every(alive));
   // Ctrl-C in a terminal signals the whole foreground process group; `kill -INT` just the runner.
   process.kill(target === 'group' ? -child.pid! : child.pid!, 'SIGINT');
