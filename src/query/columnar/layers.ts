@@ -87,8 +87,15 @@ export class Layers {
       const plan = planScan(m, q);
       const c = scanColumns(m);
       // The base holds nearly every user: its digests spare reading most events. Deltas are small.
+      const visitDigest = i === 0 && visitDigestable(plan) ? visitDigestOf(m, c) : undefined;
+      const grid =
+        visitDigest !== undefined && gridAnswers(plan)
+          ? spanGridOf(m, c, visitDigest, plan.botWant, plan.pageView)
+          : undefined;
+      // With a grid the summary needs no events digest (nor its build): a short range the grid
+      // leaves to the passes reads the events, as most of its users are at the edges anyway.
       const digest =
-        i === 0 && digestable(plan)
+        i === 0 && grid === undefined && digestable(plan)
           ? digestOf(
               m,
               c,
@@ -97,11 +104,6 @@ export class Layers {
               plan.pageView,
               plan.visitsByEvents,
             )
-          : undefined;
-      const visitDigest = i === 0 && visitDigestable(plan) ? visitDigestOf(m, c) : undefined;
-      const grid =
-        visitDigest !== undefined && gridAnswers(plan)
-          ? spanGridOf(m, c, visitDigest, plan.botWant, plan.pageView)
           : undefined;
       const slice = runSlice(c, plan, 0, c.userEvents.length - 1, this.#scratchOf(m), {
         events: digest,
