@@ -49,6 +49,11 @@ export class Layers {
     return n;
   }
 
+  /** The layers, base first: each user's current rows are in one of them (funnels and the like walk them). */
+  get models(): readonly ColumnarModel[] {
+    return this.#layers;
+  }
+
   get baseEvents(): number {
     return this.#layers[0].events.count;
   }
