@@ -119,7 +119,7 @@ export function forEachSequence(
   }
 }
 
-function grow(a: Uint32Array, n: number): Uint32Array {
+function grow(a: Uint32Array, n: number): Uint32Array<ArrayBuffer> {
   let size = a.length;
   while (size < n) size *= 2;
   return new Uint32Array(size);
