@@ -145,6 +145,13 @@ export const ConfigSchema = Type.Object({
       'columnar: each query process keeps an in-memory columnar copy of the raw events and visits (about 45 bytes per event) and answers filtered questions, breakdowns and visits from it; off: every such question scans PostgreSQL',
   }),
 
+  TALLY_PRODUCT_MAX_SCAN_EVENTS: Type.Integer({
+    minimum: 1,
+    default: 2_000_000,
+    description:
+      'Most raw events a funnel, retention or paths question may read from PostgreSQL while the read model cannot answer it (off, or loading); beyond: TALLY_QUERY_TOO_EXPENSIVE, before anything is read',
+  }),
+
   // Browser tracker / abuse limits
   TALLY_CORS_ORIGINS: Type.String({ default: '*' }),
   TALLY_HONOR_DNT: Type.Boolean({ default: false }),

@@ -38,6 +38,8 @@ export const ERROR_CODES = {
   // A user deletion that could not be exact (events counted without raw rows); the same request
   // with allow_inexact goes through.
   TALLY_DELETE_INEXACT: { status: 409, retriable: false },
+  // A question refused before it runs: it would read more than the server's limit allows.
+  TALLY_QUERY_TOO_EXPENSIVE: { status: 422, retriable: false },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

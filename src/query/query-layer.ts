@@ -17,6 +17,9 @@ import { ScopedStats } from './scoped-stats.ts';
 import { rawCutoff } from '../store/partitions.ts';
 import { readSnapshot } from '../store/read-snapshot.ts';
 import { ReadModel } from './read-model.ts';
+import { ProductService } from './product/product-service.ts';
+import { ColumnarBuilder } from './columnar/builder.ts';
+import { countEventsSince, readModelRows } from '../store/model-rows.ts';
 
 export interface QueryLayer {
   query: QueryService;
@@ -70,9 +73,22 @@ export function createQueryLayer(deps: {
         read({ stats: new StatsService(new StatsStore(db)), store: new AnalyticsStore(db) }),
       ),
   });
+  const product = new ProductService({
+    scoped: stats,
+    raw: { stored: config.raw.TALLY_STORE_RAW, cutoff },
+    // Without the read model: the same columns, built for this one answer.
+    readModel: async (project, since, maxEvents) => {
+      if ((await countEventsSince(pool, project, since, maxEvents)) > maxEvents) return undefined;
+      const builder = new ColumnarBuilder();
+      await readModelRows(pool, project, since, undefined, builder);
+      return builder.build();
+    },
+    maxScanEvents: config.raw.TALLY_PRODUCT_MAX_SCAN_EVENTS,
+  });
   const query = new QueryService({
     stats,
     breakdown: new BreakdownService(stats),
+    product,
     events: new EventsStore(pool),
     cache,
   });

@@ -3,6 +3,7 @@ import { classifyPgError } from '../store/pg-errors.ts';
 import type { QueryCache } from './cache.ts';
 import type { EventsStore } from '../store/events-store.ts';
 import { readBreakdown, type BreakdownService } from './breakdown-service.ts';
+import type { ProductService } from './product/product-service.ts';
 import { formatFilter, parseFilters } from './filters.ts';
 import type { RangeQuery } from './schemas.ts';
 import {
@@ -20,6 +21,7 @@ import { checkQuery } from './validate.ts';
 export interface QueryServiceDeps {
   stats: ScopedStats;
   breakdown: BreakdownService;
+  product: ProductService;
   events: EventsStore;
   cache: QueryCache;
   now?: () => number;
@@ -93,6 +95,24 @@ export class QueryService {
     return this.#cached(project, cacheKey, () =>
       this.#deps.breakdown.breakdown(project, range, sel, question),
     );
+  }
+
+  /** Issue 21: how many users (or visits) went through 2–10 steps, in order or not, within a window. */
+  async funnel(project: string, input: Input) {
+    const q = this.#deps.product.checkFunnel(input);
+    return this.#cached(project, q.key, () => q.answer(project));
+  }
+
+  /** Issue 21: cohorts by first seen (or first doing an event), and who came back in each later period. */
+  async retention(project: string, input: Input) {
+    const q = this.#deps.product.checkRetention(input);
+    return this.#cached(project, q.key, () => q.answer(project));
+  }
+
+  /** Issue 21: the most common pages (or events) after or before one, within the visit. */
+  async paths(project: string, input: Input) {
+    const q = this.#deps.product.checkPaths(input);
+    return this.#cached(project, q.key, () => q.answer(project));
   }
 
   async userEvents(project: string, input: Input) {

@@ -16,6 +16,15 @@ import {
   UserParams,
 } from './schemas.ts';
 import type { QueryService } from './query-service.ts';
+import {
+  FunnelBody,
+  FunnelResponse,
+  PathsQuery,
+  productErrorResponses,
+  PathsResponse,
+  RetentionQuery,
+  RetentionResponse,
+} from './product/schemas.ts';
 import { addEventCountRoute } from '../compat/event-count-route.ts';
 
 export interface QueryRoutesDeps {
@@ -116,6 +125,45 @@ export function queryRoutes(deps: QueryRoutesDeps) {
         },
       },
       async (request, reply) => sendAnswer(reply, await query.breakdown(projectOf(request), request.query)),
+    );
+    app.post<{ Body: Static<typeof FunnelBody> }>(
+      '/v1/stats/funnel',
+      {
+        schema: {
+          tags,
+          summary:
+            'A funnel: users (or visits) through 2–10 steps in order (or any order) within a window, with conversion and median times, optionally broken down',
+          body: FunnelBody,
+          response: { 200: FunnelResponse, ...productErrorResponses },
+        },
+      },
+      async (request, reply) => sendAnswer(reply, await query.funnel(projectOf(request), request.body)),
+    );
+    app.get<{ Querystring: Static<typeof RetentionQuery> }>(
+      '/v1/stats/retention',
+      {
+        schema: {
+          tags,
+          summary:
+            'Retention: cohorts by first seen (or first doing an event) per day, week or month, and the share back in each later period',
+          querystring: RetentionQuery,
+          response: { 200: RetentionResponse, ...productErrorResponses },
+        },
+      },
+      async (request, reply) => sendAnswer(reply, await query.retention(projectOf(request), request.query)),
+    );
+    app.get<{ Querystring: Static<typeof PathsQuery> }>(
+      '/v1/stats/paths',
+      {
+        schema: {
+          tags,
+          summary:
+            'The most common pages (or events) after or before a page (or event), to depth 3, within the visit',
+          querystring: PathsQuery,
+          response: { 200: PathsResponse, ...productErrorResponses },
+        },
+      },
+      async (request, reply) => sendAnswer(reply, await query.paths(projectOf(request), request.query)),
     );
     app.get<{ Params: Static<typeof UserParams>; Querystring: Static<typeof UserEventsQuery> }>(
       '/v1/users/:user_id/events',

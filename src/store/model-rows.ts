@@ -131,3 +131,21 @@ async function stream(
   }
   await client.query('CLOSE model_rows');
 }
+
+/**
+ * How many raw events `project` holds from `sinceMs` on, counting no further than `atMost + 1`:
+ * what a question reading them would cost, known for at most that many index entries read.
+ */
+export async function countEventsSince(
+  pool: pg.Pool,
+  project: string,
+  sinceMs: number,
+  atMost: number,
+): Promise<number> {
+  const { rows } = await pool.query<{ n: string }>(
+    `SELECT count(*) AS n FROM (SELECT 1 FROM tally.events
+      WHERE project = $1 AND ts >= to_timestamp($2::float8 / 1000) LIMIT $3) AS x`,
+    [project, sinceMs, atMost + 1],
+  );
+  return Number(rows[0].n);
+}

@@ -15,6 +15,7 @@ import { StatsStore } from '../../src/store/stats-store.ts';
 import { AnalyticsStore } from '../../src/store/analytics-store.ts';
 import { BreakdownService } from '../../src/query/breakdown-service.ts';
 import { ScopedStats } from '../../src/query/scoped-stats.ts';
+import { ProductService } from '../../src/query/product/product-service.ts';
 
 const logger = pino({ level: 'silent' });
 
@@ -34,6 +35,12 @@ function service(query: (sql: string) => Promise<{ rows: unknown[] }>, version =
     query: new QueryService({
       stats: scoped,
       breakdown: new BreakdownService(scoped),
+      product: new ProductService({
+        scoped,
+        raw: { stored: true, cutoff: () => Number.NEGATIVE_INFINITY },
+        readModel: () => Promise.resolve(undefined),
+        maxScanEvents: 1,
+      }),
       events: new EventsStore(pool),
       cache,
     }),

@@ -13,6 +13,7 @@ const STATUS_BY_HTTP: Record<number, grpc.status> = {
   404: grpc.status.NOT_FOUND,
   409: grpc.status.ABORTED,
   413: grpc.status.INVALID_ARGUMENT,
+  422: grpc.status.RESOURCE_EXHAUSTED,
   429: grpc.status.RESOURCE_EXHAUSTED,
   503: grpc.status.UNAVAILABLE,
 };
@@ -79,6 +80,38 @@ export function analyticsHandlers(deps: HandlerDeps): grpc.UntypedServiceImpleme
     }),
     GetEventCount: unary((p, r) => query.eventCount(p, r)),
     GetBreakdown: unary((p, r) => query.breakdown(p, r)),
+    GetFunnel: unary((p, r) => {
+      const steps = Array.isArray(r.steps) ? (r.steps as Message[]).map(given) : r.steps;
+      return query.funnel(p, { ...r, ...(steps === undefined ? {} : { steps }) });
+    }),
+    GetRetention: unary(async (p, r) => {
+      const answer = await query.retention(p, r);
+      return {
+        ...answer,
+        cohorts: answer.cohorts.map((c) => ({
+          start: c.start,
+          date: c.date,
+          users: c.users,
+          periods: c.returned.map((n, k) =>
+            n === null ? {} : { returned: n, retention: c.retention[k] ?? undefined },
+          ),
+        })),
+      };
+    }),
+    GetPaths: unary(async (p, r) => {
+      const answer = await query.paths(p, r);
+      return {
+        ...answer,
+        levels: answer.levels.map((l) => ({
+          ...l,
+          items: l.items.map((i) => ({
+            count: i.count,
+            percentage: i.percentage ?? undefined,
+            path: i.path.map((v) => (v === null ? {} : { value: v })),
+          })),
+        })),
+      };
+    }),
   };
 }
 
