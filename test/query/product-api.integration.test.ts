@@ -121,13 +121,13 @@ async function assertAnswers(url: string): Promise<void> {
   assert.equal(funnel.status, 200, JSON.stringify(funnel.body));
   assert.deepEqual(funnel.body, WANT_FUNNEL);
 
-  const retention = await getJson(`${url}/v1/stats/retention?${new URLSearchParams(RETENTION)}`);
+  const retention = await getJson(`${url}/v1/stats/retention?${new URLSearchParams(RETENTION).toString()}`);
   assert.equal(retention.status, 200, JSON.stringify(retention.body));
   assert.deepEqual(retention.body.cohorts, WANT_COHORTS);
   // No raw retention: first seen is over every event ever stored.
   assert.equal(retention.body.first_seen_since, null);
 
-  const paths = await getJson(`${url}/v1/stats/paths?${new URLSearchParams(PATHS)}`);
+  const paths = await getJson(`${url}/v1/stats/paths?${new URLSearchParams(PATHS).toString()}`);
   assert.equal(paths.status, 200, JSON.stringify(paths.body));
   assert.equal(paths.body.anchors, 3);
   assert.deepEqual(paths.body.levels, WANT_LEVELS);
