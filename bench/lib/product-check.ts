@@ -15,7 +15,7 @@ type RetentionRow = { start: Date; k: number; users: number };
 type PathsRow = { depth: number; n1: string | null; n2: string | null; n3: string | null; count: number };
 
 /** The Monday 00:00 UTC of the week holding `t` (1970-01-01 was a Thursday). */
-export function utcWeekStart(t: number): number {
+function utcWeekStart(t: number): number {
   const day = Math.floor(t / DAY);
   return (day - ((day + 3) % 7)) * DAY;
 }

@@ -27,22 +27,25 @@ const IN_RANGE = `${HUMAN} AND ts >= $1 AND ts < $2`;
  * Strict funnel of three steps per user, in the straightforward form: every start (a step-1
  * event) with its earliest step-2 event within the window, then the earliest step-3 event after
  * that one within the same window; a user reaches depth j when some start does. Exact here
- * because the three steps match disjoint events (a step's masks order ties as the contract's
- * sequence does: step 1, then 2, then 3 at equal ts) and the earliest match is never worse.
- * $6 is the window in ms: an interval of days would follow the session's time zone over DST.
+ * because the three steps match disjoint events (at equal ts the contract's sequence puts a
+ * step-1 event before a step-2 one before a step-3 one, as `>=` lets them chain) and the earliest
+ * match is never worse. $6 is the window in ms: an interval in days would follow the session's
+ * time zone across DST.
  */
+const WINDOW_SPAN = `$6::float8 * interval '1 millisecond'`;
+
 export const FUNNEL_SQL = `
 WITH s1 AS (SELECT user_id, ts FROM tally.events WHERE ${IN_RANGE} AND type = 'page_view' AND path = $3),
      s2 AS (SELECT user_id, ts FROM tally.events WHERE ${IN_RANGE} AND type = 'page_view' AND path = $4),
      s3 AS (SELECT user_id, ts FROM tally.events WHERE ${IN_RANGE} AND type = $5),
      c2 AS (
        SELECT s1.user_id, s1.ts AS t1, min(s2.ts) AS t2
-         FROM s1 LEFT JOIN s2 ON s2.user_id = s1.user_id AND s2.ts >= s1.ts AND s2.ts <= s1.ts + $6::float8 * interval '1 millisecond'
+         FROM s1 LEFT JOIN s2 ON s2.user_id = s1.user_id AND s2.ts >= s1.ts AND s2.ts <= s1.ts + ${WINDOW_SPAN}
         GROUP BY 1, 2
      ),
      c3 AS (
        SELECT c2.user_id, c2.t2, min(s3.ts) AS t3
-         FROM c2 LEFT JOIN s3 ON s3.user_id = c2.user_id AND s3.ts >= c2.t2 AND s3.ts <= c2.t1 + $6::float8 * interval '1 millisecond'
+         FROM c2 LEFT JOIN s3 ON s3.user_id = c2.user_id AND s3.ts >= c2.t2 AND s3.ts <= c2.t1 + ${WINDOW_SPAN}
         GROUP BY c2.user_id, c2.t1, c2.t2
      )
 SELECT count(DISTINCT user_id)::int AS step1,
