@@ -25,9 +25,11 @@ import { prepareQueryDatabase, queryScenario } from './scenarios/query.ts';
  * of the benchmark issue, each Tally figure next to a baseline measured in the same run. Starts
  * its own PostgreSQL (embedded), Kafka broker and Redis; writes bench/results/<date>.json and .md
  * and prints the table. `--quick` (CI) only proves the harness works: short runs, small sizes.
- * Scenario 9 (issue 22: deleting a user of 100,000 events, 2,000 with --quick) runs on scenario 8's
- * database and `tally query`. Scenario 8 (`analytics`, issue 20) takes `--events N` (default 1,000,000; the issue's set is
- * 10,000,000), `--runs N` (Tally's uncached runs per question) and `--baseline-runs N`.
+ * Scenario 8 (`analytics`, issue 20) takes `--events N` (default 1,000,000; the issue's set is
+ * 10,000,000), `--runs N` (Tally's uncached runs per question) and `--baseline-runs N`. Scenarios
+ * 10 (issue 21: a funnel, a retention table and a path query, against one SQL each; the same
+ * flags) and 9 (issue 22: deleting a user of 100,000 events, 2,000 with --quick), in that order,
+ * run on scenario 8's database and `tally query`.
  * A scenario that finds Tally wrong or incomplete (e.g. an endpoint missing) still writes the
  * results, then says so loudly and exits 1.
  */

@@ -76,7 +76,7 @@ export async function measureTally(
 /** The baseline's side: the question's SQL, a warm-up and then `runs` runs over Tally's ranges. */
 export async function measureBaseline(
   client: pg.ClientBase,
-  q: AnalyticsQuestion,
+  q: Pick<AnalyticsQuestion, 'sql' | 'sqlParams'>,
   opts: { end: number; days: number; runs: number },
 ): Promise<Side> {
   const ask = async (i: number) => {

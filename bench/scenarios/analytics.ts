@@ -16,6 +16,7 @@ import { crossCheck, measureBaseline, measureTally } from '../lib/analytics-meas
 import { analyticsQuestions, TARGET_FILTERED_MS, TARGET_UNFILTERED_MS } from '../lib/analytics-questions.ts';
 import { startService } from '../lib/processes.ts';
 import { deleteUserRows } from './delete-user.ts';
+import { productRows } from './product.ts';
 import type { Row } from '../lib/report.ts';
 import { percentile, round } from '../lib/stats.ts';
 import type { BenchContext } from '../run.ts';
@@ -113,8 +114,10 @@ export async function analyticsScenario(
           end,
           fail,
           log,
-          (url) =>
-            deleteUserRows({
+          // Scenario 10 first: scenario 9 adds a user and deletes it, changing the data.
+          async (url) => [
+            ...(await productRows({ ctx, admin, tallyUrl: url, end, days: DAYS, fail, log })),
+            ...(await deleteUserRows({
               pool: database.pool,
               admin,
               tallyUrl: url,
@@ -124,7 +127,8 @@ export async function analyticsScenario(
               events,
               fail,
               log,
-            }),
+            })),
+          ],
         );
         rows.push(...asked.rows);
         const sizes = await tallyTableSizes(admin);
@@ -198,7 +202,7 @@ async function askQuestions(
   end: number,
   fail: (what: string) => void,
   log: (line: string) => void,
-  /** Asked of the same `tally query` after the questions (scenario 9). */
+  /** Asked of the same `tally query` after the questions (scenarios 10 and 9). */
   after: (url: string) => Promise<Row[]>,
 ): Promise<{ rows: Row[]; rssMb: number }> {
   const port = await findFreePort();
