@@ -291,3 +291,157 @@ test('funnels over Layers with pushed deltas equal the reference over the final 
     { numRuns: 250 },
   );
 });
+
+function event(
+  user_id: string,
+  minute: number,
+  type: string,
+  country = 'US',
+  session_id: string | null = null,
+): WebEvent {
+  return {
+    event_id: `${user_id}-${minute}-${type}`,
+    user_id,
+    type,
+    ts: BASE + minute * MINUTE,
+    session_id,
+    properties: null,
+    path: '/',
+    hostname: 'example.com',
+    referrer_host: null,
+    channel: 'Direct',
+    utm_source: null,
+    utm_medium: null,
+    utm_campaign: null,
+    utm_term: null,
+    utm_content: null,
+    browser: 'Chrome',
+    os: 'iOS',
+    device: 'mobile',
+    country,
+    is_bot: false,
+  };
+}
+
+const typeIs = (t: string) => [toFilter({ dim: 'event_type', op: '==', values: [t] })];
+
+function question(
+  steps: string[],
+  windowMinutes: number,
+  more: Partial<FunnelQuestion> = {},
+): FunnelQuestion {
+  return {
+    from: BASE,
+    to: BASE + 10 * HOUR,
+    bots: 'exclude',
+    filters: [],
+    steps: steps.map(typeIs),
+    windowMs: windowMinutes * MINUTE,
+    unit: 'user',
+    order: 'strict',
+    ...more,
+  };
+}
+
+/** Five users of known answers: view → click → signup within 10 minutes. */
+const FIVE = [
+  // u1 converts: 1 min, then 2 min.
+  event('u1', 0, 'page_view'),
+  event('u1', 1, 'click'),
+  event('u1', 3, 'signup'),
+  // u2 signs up before clicking: strict stops at the click (5 min); any order takes all three.
+  event('u2', 0, 'page_view', 'DE'),
+  event('u2', 2, 'signup', 'DE'),
+  event('u2', 5, 'click', 'DE'),
+  // u3 never views.
+  event('u3', 0, 'click'),
+  // u4 clicks 11 min after its view: outside the window.
+  event('u4', 0, 'page_view', 'FR'),
+  event('u4', 11, 'click', 'FR'),
+  // u5's first view leads nowhere; its second leads to a click 5 min later, the signup too late.
+  event('u5', 0, 'page_view'),
+  event('u5', 20, 'page_view'),
+  event('u5', 25, 'click'),
+  event('u5', 40, 'signup'),
+];
+
+test('a 3-step strict funnel: counts per step, and the median time from the previous step', () => {
+  const model = modelOf(FIVE, sessionize(FIVE, TIMEOUT));
+  const q = question(['page_view', 'click', 'signup'], 10);
+  const want = [
+    { count: 4, medianMsFromPrevious: null },
+    // u1 1 min, u2 5 min, u5 5 min.
+    { count: 3, medianMsFromPrevious: 5 * MINUTE },
+    { count: 1, medianMsFromPrevious: 2 * MINUTE },
+  ];
+  assert.deepEqual(funnel([model], q), { steps: want, groups: [] });
+
+  const byCountry = funnel([model], { ...q, breakdown: parseDimension('country')! });
+  assert.deepEqual(
+    byCountry.groups.map((g) => [g.key, g.steps.map((s) => s.count)]),
+    [
+      ['US', [2, 2, 1]],
+      ['DE', [1, 1, 0]],
+      ['FR', [1, 0, 0]],
+    ],
+  );
+  assert.equal(byCountry.groups[0].steps[1].medianMsFromPrevious, 3 * MINUTE, 'US: the mean of 1 and 5 min');
+});
+
+test('any order: steps done in any order count, and the median is the mean of the two middle times', () => {
+  const model = modelOf(FIVE, sessionize(FIVE, TIMEOUT));
+  assert.deepEqual(funnel([model], question(['page_view', 'click', 'signup'], 10, { order: 'any' })).steps, [
+    // u3's click is a step too.
+    { count: 5, medianMsFromPrevious: null },
+    // u1 1 min, u2 2 min (its signup), u5 5 min.
+    { count: 3, medianMsFromPrevious: 2 * MINUTE },
+    // u1 2 min, u2 3 min.
+    { count: 2, medianMsFromPrevious: 2.5 * MINUTE },
+  ]);
+});
+
+test('the window is inclusive: a step exactly windowMs after the first counts, 1 ms more does not', () => {
+  const model = modelOf(FIVE, sessionize(FIVE, TIMEOUT));
+  const at = (windowMs: number) =>
+    funnel([model], { ...question(['page_view', 'click'], 0), windowMs }).steps.map((s) => s.count);
+  // u4's click is 11 min after its view; u2's and u5's 5 min after theirs.
+  assert.deepEqual(at(11 * MINUTE), [4, 4]);
+  assert.deepEqual(at(11 * MINUTE - 1), [4, 3]);
+  assert.deepEqual(at(5 * MINUTE), [4, 3]);
+  assert.deepEqual(at(5 * MINUTE - 1), [4, 1]);
+});
+
+test('a repeated step: in strict order it takes a second event, in any order one event does both', () => {
+  const one = [event('u1', 0, 'page_view')];
+  const model = modelOf(one, sessionize(one, TIMEOUT));
+  const steps = ['page_view', 'page_view'];
+  assert.deepEqual(
+    funnel([model], question(steps, 10)).steps.map((s) => s.count),
+    [1, 0],
+  );
+  assert.deepEqual(funnel([model], question(steps, 10, { order: 'any' })).steps, [
+    { count: 1, medianMsFromPrevious: null },
+    { count: 1, medianMsFromPrevious: 0 },
+  ]);
+});
+
+test('per visit: each visit is a unit of its own, and a chain does not cross visits', () => {
+  const rows = [
+    event('u1', 0, 'page_view', 'US', 's1'),
+    event('u1', 1, 'click', 'US', 's2'),
+    event('u1', 2, 'signup', 'US', 's2'),
+    event('u1', 3, 'page_view', 'US', 's2'),
+    event('u1', 4, 'click', 'US', 's2'),
+  ];
+  const model = modelOf(rows, sessionize(rows, TIMEOUT));
+  const steps = ['page_view', 'click', 'signup'];
+  assert.deepEqual(
+    funnel([model], question(steps, 60)).steps.map((s) => s.count),
+    [1, 1, 1],
+  );
+  // s1 views only; s2 views, then clicks: its signup came before the view.
+  assert.deepEqual(
+    funnel([model], question(steps, 60, { unit: 'visit' })).steps.map((s) => s.count),
+    [2, 1, 0],
+  );
+});
