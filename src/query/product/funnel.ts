@@ -36,6 +36,8 @@ export interface FunnelAnswer {
 /** The funnel over the layers' models (base first); each unit is counted once, at its deepest chain. */
 export function funnel(models: readonly ColumnarModel[], q: FunnelQuestion): FunnelAnswer {
   const k = q.steps.length;
+  // Step masks are 16 bits wide; the API allows 10 steps.
+  if (k < 1 || k > 16) throw new RangeError(`a funnel has 1 to 16 steps (got ${k})`);
   const groups = new GroupIds();
   const tally = new Tally(k);
   const s = new Scratch(k);
@@ -45,24 +47,23 @@ export function funnel(models: readonly ColumnarModel[], q: FunnelQuestion): Fun
     if (compiled?.model !== seq.model) compiled = compile(seq.model, q, groups);
     const { n } = seq;
     s.fit(n);
-    const { masks, times, events } = s;
+    const { masks, times } = s;
     const ts = seq.model.events.ts;
-    const from = seq.events;
+    const events = seq.events;
     const maskOf = compiled.maskOf;
     let seen = 0;
     let tied = false;
     for (let p = 0; p < n; p++) {
-      const i = from[p];
-      events[p] = i;
+      const i = events[p];
       seen |= masks[p] = maskOf(i);
       times[p] = ts[i];
       if (p > 0 && times[p] === times[p - 1] && masks[p] < masks[p - 1]) tied = true;
     }
     if (q.order === 'strict' ? (seen & 1) === 0 : seen === 0) return;
-    if (tied) s.orderTies(n);
+    if (tied) s.orderTies(events, n);
     const depth =
       q.order === 'strict' ? strictChain(s, n, k, q.windowMs) : anyOrderChain(s, n, k, q.windowMs);
-    if (depth > 0) tally.add(depth, compiled.keyOf(events[s.start]), s.chain);
+    if (depth > 0) tally.add(depth, compiled.keyOf((tied ? s.events : events)[s.start]), s.chain);
   };
 
   // TRICKY: the contract's order is (time, mask, index). The sequence comes by (time, index), and
@@ -182,9 +183,10 @@ class Scratch {
     this.events = new Uint32Array(size);
   }
 
-  /** Orders each run of equal times by (mask, index); runs come by index. */
-  orderTies(n: number): void {
+  /** Orders each run of equal times by (mask, index) (runs come by index), the events into `this.events`. */
+  orderTies(from: Uint32Array, n: number): void {
     const { masks, times, events } = this;
+    events.set(from.subarray(0, n));
     for (let a = 0; a < n;) {
       let b = a + 1;
       while (b < n && times[b] === times[a]) b++;
