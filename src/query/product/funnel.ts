@@ -192,7 +192,7 @@ class Scratch {
       while (b < n && times[b] === times[a]) b++;
       if (b - a > 1) {
         if (this.keys.length < b - a) this.keys = new Float64Array(2 ** Math.ceil(Math.log2(b - a)));
-        // Masks are < 2^10 and indexes < 2^32: the key is exact in a double and sorts as the pair.
+        // Masks are < 2^16 and indexes < 2^32: the key (< 2^48) is exact in a double and sorts as the pair.
         const keys = this.keys.subarray(0, b - a);
         for (let p = a; p < b; p++) keys[p - a] = masks[p] * 2 ** 32 + events[p];
         keys.sort();
