@@ -41,14 +41,17 @@ function count(n: number, noun: string): string {
 /** What `tally users delete` prints. */
 export function deletionLine(d: UserDeletion): string {
   const what =
-    d.version === null
-      ? 'nothing was stored about it'
-      : `${count(d.events, 'event')} and ${count(d.visits, 'visit')} removed, every rollup corrected (data version ${d.version})`;
+    d.version !== null
+      ? `${count(d.events, 'event')} and ${count(d.visits, 'visit')} removed, every rollup corrected (data version ${d.version})`
+      : d.dead_letters === 0
+        ? 'nothing was stored about it'
+        : 'no event or visit was stored';
+  const letters = d.dead_letters === 0 ? '' : `; ${count(d.dead_letters, 'dead letter')} removed`;
   const inexact =
     d.inexact_days.length === 0
       ? ''
       : `; the event and page counts of ${count(d.inexact_days.length, 'day')} still hold its events (no raw rows were left to subtract): ${d.inexact_days.join(', ')}`;
-  return `deleted user ${JSON.stringify(d.user_id)} of project ${d.project}: ${what}${inexact}; its later events are dropped\n`;
+  return `deleted user ${JSON.stringify(d.user_id)} of project ${d.project}: ${what}${letters}${inexact}; its later events are dropped\n`;
 }
 
 const AUDIT_COLUMNS = ['id', 'at', 'action', 'outcome', 'events', 'actor', 'user_hash'] as const;
@@ -77,7 +80,7 @@ export function registerUserCommands(program: Command, configOrExit: () => Confi
   users
     .command('delete')
     .description(
-      "Delete a user of a project: raw events, visits and user number removed, every rollup corrected as if the user's events had never been sent, in one transaction; a tombstone (a keyed hash) makes later events of the user be dropped. Deleting an unknown user stores the tombstone too",
+      "Delete a user of a project: raw events, visits, user number and dead letters removed, every rollup corrected as if the user's events had never been sent, in one transaction; a tombstone (a keyed hash) makes later events of the user be dropped. Deleting an unknown user stores the tombstone too",
     )
     .argument('<user>', 'the user id, as sent in events', userId)
     .requiredOption('--project <name>', 'the project to delete the user from', projectName)
@@ -103,7 +106,7 @@ export function registerUserCommands(program: Command, configOrExit: () => Confi
   users
     .command('export')
     .description(
-      'Print everything stored about a user of a project as NDJSON on stdout (one snapshot, streamed): a header line with the counts, then its events, visits, user number, tombstone and audit records, then {"kind":"end"}; recorded in the audit',
+      'Print everything stored about a user of a project as NDJSON on stdout (one snapshot, streamed): a header line with the counts, then its events, visits, user number, dead letters, tombstone and audit records, then {"kind":"end"}; recorded in the audit',
     )
     .argument('<user>', 'the user id, as sent in events', userId)
     .requiredOption('--project <name>', 'the project of the user', projectName)

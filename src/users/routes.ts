@@ -64,7 +64,7 @@ export function userRoutes(deps: UserRoutesDeps) {
         schema: {
           tags,
           summary:
-            "Delete a user: raw events, visits and every rollup corrected as if the user's events had never been sent; later events are dropped",
+            "Delete a user: raw events, visits, dead letters and every rollup corrected as if the user's events had never been sent; later events are dropped",
           params: UserParams,
           querystring: DeleteQuery,
           response: { 200: UserDeletionResponse, ...adminErrorResponses, ...inexactResponse },
@@ -96,7 +96,7 @@ export function userRoutes(deps: UserRoutesDeps) {
         schema: {
           tags,
           summary:
-            'Everything stored about a user as NDJSON, streamed: a header line with the counts, then events, visits, user number, tombstone and audit records, then {"kind":"end"}',
+            'Everything stored about a user as NDJSON, streamed: a header line with the counts, then events, visits, user number, dead letters, tombstone and audit records, then {"kind":"end"}',
           params: UserParams,
           querystring: ProjectQuery,
           produces: ['application/x-ndjson'],
