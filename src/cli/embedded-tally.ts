@@ -114,7 +114,7 @@ export function startEmbeddedTally(config: Config, logger: Logger): Promise<Embe
         plugins: [
           ingestPlugin({ raw, sink, metrics, projectOf, isStopping: runner.isStopping }),
           queryRoutes({ query: queryLayer.query, projectOf }),
-          userRoutes({ pool: database.pool, hashKey, versions }),
+          userRoutes({ pool: database.pool, hashKey, versions, purgeCache: queryLayer.purgeCache }),
           dashboardRoutes({
             live,
             pipeline: new PipelineStatus({

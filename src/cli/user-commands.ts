@@ -2,7 +2,9 @@ import { userInfo } from 'node:os';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { InvalidArgumentError, type Command } from 'commander';
+import { pino } from 'pino';
 import type { Config } from '../config/load.ts';
+import { purgeProject, redisCacheStore } from '../query/cache.ts';
 import { listAudit, type AuditRecord } from '../store/user-audit.ts';
 import { deleteUser, type UserDeletion } from '../store/user-deletion.ts';
 import { exportUser } from '../store/user-export.ts';
@@ -68,6 +70,34 @@ export function formatAuditTable(records: readonly AuditRecord[]): string {
     .join('\n');
 }
 
+/** How long `tally users delete` waits for Redis to accept commands. */
+const REDIS_READY_MS = 3000;
+
+/**
+ * After a deletion from the command line, with REDIS_URL: removes the project's cached answers
+ * from the shared cache, as the DELETE route does (QueryCache.purge). The running processes' own
+ * memory is out of reach; its entries are under older versions, never read again. Undefined when
+ * done, else what went wrong: the deletion stands, and the entries expire by TALLY_CACHE_TTL_SEC.
+ */
+export async function purgeSharedCache(redisUrl: string, project: string): Promise<string | undefined> {
+  const store = redisCacheStore(redisUrl, pino({ level: 'silent' }));
+  try {
+    // The store refuses commands until connected (no offline queue): wait for it, briefly.
+    const deadline = Date.now() + REDIS_READY_MS;
+    while ((await store.health.check()) !== 'ok') {
+      if (Date.now() > deadline)
+        return `Redis did not answer; its cached answers of project ${project} expire by TALLY_CACHE_TTL_SEC`;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await purgeProject(store, project);
+    return undefined;
+  } catch (err) {
+    return `the Redis cache could not be purged (${(err as Error).message}); its answers of project ${project} expire by TALLY_CACHE_TTL_SEC`;
+  } finally {
+    await store.close();
+  }
+}
+
 /**
  * `tally users delete|export|audit`: the user's rights (issue 22) from the command line, straight
  * on the database (no API key needed; the HTTP routes need an admin key). Running Tally
@@ -101,6 +131,10 @@ export function registerUserCommands(program: Command, configOrExit: () => Confi
           }),
         );
         process.stdout.write(deletionLine(deletion));
+        if (config.redisUrl !== undefined && deletion.version !== null) {
+          const problem = await purgeSharedCache(config.redisUrl, opts.project);
+          if (problem !== undefined) process.stderr.write(`tally: ${problem}\n`);
+        }
       }),
     );
   users
