@@ -3,12 +3,13 @@ import { projectOf } from '../auth/http-auth.ts';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import type { Config } from '../config/load.ts';
+import type { TallyEvent } from '../event/types.ts';
 import { dashboardRoutes } from '../dashboard/routes.ts';
 import { LiveFeed } from '../dashboard/live-feed.ts';
 import { PipelineStatus } from '../dashboard/pipeline-status.ts';
 import { grpcProjectOf } from '../auth/grpc-project.ts';
 import { buildApp } from '../http/build-app.ts';
-import type { EventSink } from '../ingest/ingest-service.ts';
+import type { EventOutcome, EventSink } from '../ingest/ingest-service.ts';
 import { ingestPlugin } from '../ingest/plugin.ts';
 import { startKafkaPipeline } from './kafka-pipeline.ts';
 import { MicroBatcher } from '../ingest/micro-batcher.ts';
@@ -16,7 +17,7 @@ import { createMetrics, type Metrics } from '../observability/metrics.ts';
 import { opsRoutes } from '../observability/routes.ts';
 import { BatchProcessor } from '../process/batch-processor.ts';
 import { queryRoutes } from '../query/routes.ts';
-import { BatchWriter } from '../store/batch-writer.ts';
+import { BatchWriter, type BatchResult } from '../store/batch-writer.ts';
 import { DataVersions } from '../store/data-versions.ts';
 import type { Database } from '../store/database.ts';
 import { pruneModelChangesPeriodically } from '../store/model-feed.ts';
@@ -113,7 +114,7 @@ export function startEmbeddedTally(config: Config, logger: Logger): Promise<Embe
         plugins: [
           ingestPlugin({ raw, sink, metrics, projectOf, isStopping: runner.isStopping }),
           queryRoutes({ query: queryLayer.query, projectOf }),
-          userRoutes({ pool: database.pool, hashKey, versions }),
+          userRoutes({ pool: database.pool, hashKey, versions, purgeCache: queryLayer.purgeCache }),
           dashboardRoutes({
             live,
             pipeline: new PipelineStatus({
@@ -151,10 +152,12 @@ export function startEmbeddedTally(config: Config, logger: Logger): Promise<Embe
 /** The sink of `tally start` without Kafka: batches of accepted events, each committed before its 202s. */
 function startMicroBatcher(runner: RoleRunner, config: Config, processor: BatchProcessor): EventSink {
   const raw = config.raw;
-  const batcher = new MicroBatcher({
+  const batcher = new MicroBatcher<TallyEvent, EventOutcome>({
     // A client is waiting: retry a failing database for a few seconds, then answer 503.
     commit: async (events) =>
-      (await processor.process({ events }, { maxRetryTimeMs: 5000, minDelayMs: 50, maxDelayMs: 1000 })).fresh,
+      eventOutcomes(
+        await processor.process({ events }, { maxRetryTimeMs: 5000, minDelayMs: 50, maxDelayMs: 1000 }),
+      ),
     maxBatchEvents: raw.BATCH_SIZE,
     lingerMs: raw.TALLY_BATCH_LINGER_MS,
     maxQueuedEvents: raw.BATCH_SIZE * 20,
@@ -162,4 +165,11 @@ function startMicroBatcher(runner: RoleRunner, config: Config, processor: BatchP
   });
   runner.onStop('micro-batcher', () => batcher.stop());
   return { submit: (events) => batcher.submit(events) };
+}
+
+/** Each input event's outcome, from the writer's per-event flags. */
+export function eventOutcomes(result: BatchResult): EventOutcome[] {
+  return result.fresh.map((fresh, i) =>
+    fresh ? 'stored' : result.ofDeletedUser[i] ? 'dropped' : 'duplicate',
+  );
 }

@@ -60,7 +60,12 @@ export function startQueryRole(config: Config, logger: Logger): Promise<QueryRol
         auth: security.auth,
         plugins: [
           queryRoutes({ query: layer.query, projectOf }),
-          userRoutes({ pool: database.pool, hashKey, versions: layer.versions }),
+          userRoutes({
+            pool: database.pool,
+            hashKey,
+            versions: layer.versions,
+            purgeCache: layer.purgeCache,
+          }),
           dashboardRoutes({
             live,
             pipeline: new PipelineStatus({ pool: database.pool, metrics, live, mode: 'kafka' }),

@@ -24,6 +24,8 @@ export interface SendSummary {
   sent: number;
   accepted: number;
   duplicates: number;
+  /** Accepted events of deleted users: dropped, not stored (embedded mode says so; Kafka cannot). */
+  dropped: number;
   rejected: number;
   failed: number;
   /** Response count by HTTP status (0 = no response). */
@@ -76,6 +78,7 @@ export async function sendActivity(options: SendOptions): Promise<SendSummary> {
     sent: 0,
     accepted: 0,
     duplicates: 0,
+    dropped: 0,
     rejected: 0,
     failed: 0,
     statuses: {},
@@ -130,11 +133,16 @@ async function sendOne(
         signal: AbortSignal.timeout(30_000),
       });
       status = res.status;
-      const answer = (await res.json().catch(() => ({}))) as { accepted?: number; duplicates?: number };
+      const answer = (await res.json().catch(() => ({}))) as {
+        accepted?: number;
+        duplicates?: number;
+        dropped?: number;
+      };
       if (res.ok) {
         summary.statuses[status] = (summary.statuses[status] ?? 0) + 1;
         summary.accepted += answer.accepted ?? 1;
         summary.duplicates += answer.duplicates ?? 0;
+        summary.dropped += answer.dropped ?? 0;
         return;
       }
       const retryAfter = Number(res.headers.get('retry-after'));
@@ -162,6 +170,7 @@ export function formatSummary(s: SendSummary, url: string): string {
     `sent ${s.sent} events to ${url} in ${s.seconds.toFixed(1)} s (${rate} events/s)`,
     `accepted: ${s.accepted}`,
     `already known (re-sent event_id): ${s.duplicates}`,
+    `dropped (user deleted): ${s.dropped}`,
     `rejected: ${s.rejected}`,
     `failed: ${s.failed}`,
     `responses: ${statuses || 'none'}`,

@@ -2,7 +2,9 @@ import { userInfo } from 'node:os';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { InvalidArgumentError, type Command } from 'commander';
+import { pino } from 'pino';
 import type { Config } from '../config/load.ts';
+import { purgeProject, redisCacheStore } from '../query/cache.ts';
 import { listAudit, type AuditRecord } from '../store/user-audit.ts';
 import { deleteUser, type UserDeletion } from '../store/user-deletion.ts';
 import { exportUser } from '../store/user-export.ts';
@@ -41,14 +43,17 @@ function count(n: number, noun: string): string {
 /** What `tally users delete` prints. */
 export function deletionLine(d: UserDeletion): string {
   const what =
-    d.version === null
-      ? 'nothing was stored about it'
-      : `${count(d.events, 'event')} and ${count(d.visits, 'visit')} removed, every rollup corrected (data version ${d.version})`;
+    d.version !== null
+      ? `${count(d.events, 'event')} and ${count(d.visits, 'visit')} removed, every rollup corrected (data version ${d.version})`
+      : d.dead_letters === 0
+        ? 'nothing was stored about it'
+        : 'no event or visit was stored';
+  const letters = d.dead_letters === 0 ? '' : `; ${count(d.dead_letters, 'dead letter')} removed`;
   const inexact =
     d.inexact_days.length === 0
       ? ''
       : `; the event and page counts of ${count(d.inexact_days.length, 'day')} still hold its events (no raw rows were left to subtract): ${d.inexact_days.join(', ')}`;
-  return `deleted user ${JSON.stringify(d.user_id)} of project ${d.project}: ${what}${inexact}; its later events are dropped\n`;
+  return `deleted user ${JSON.stringify(d.user_id)} of project ${d.project}: ${what}${letters}${inexact}; its later events are dropped\n`;
 }
 
 const AUDIT_COLUMNS = ['id', 'at', 'action', 'outcome', 'events', 'actor', 'user_hash'] as const;
@@ -65,6 +70,34 @@ export function formatAuditTable(records: readonly AuditRecord[]): string {
     .join('\n');
 }
 
+/** How long `tally users delete` waits for Redis to accept commands. */
+const REDIS_READY_MS = 3000;
+
+/**
+ * After a deletion from the command line, with REDIS_URL: removes the project's cached answers
+ * from the shared cache, as the DELETE route does (QueryCache.purge). The running processes' own
+ * memory is out of reach; its entries are under older versions, never read again. Undefined when
+ * done, else what went wrong: the deletion stands, and the entries expire by TALLY_CACHE_TTL_SEC.
+ */
+export async function purgeSharedCache(redisUrl: string, project: string): Promise<string | undefined> {
+  const store = redisCacheStore(redisUrl, pino({ level: 'silent' }));
+  try {
+    // The store refuses commands until connected (no offline queue): wait for it, briefly.
+    const deadline = Date.now() + REDIS_READY_MS;
+    while ((await store.health.check()) !== 'ok') {
+      if (Date.now() > deadline)
+        return `Redis did not answer; its cached answers of project ${project} expire by TALLY_CACHE_TTL_SEC`;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await purgeProject(store, project);
+    return undefined;
+  } catch (err) {
+    return `the Redis cache could not be purged (${(err as Error).message}); its answers of project ${project} expire by TALLY_CACHE_TTL_SEC`;
+  } finally {
+    await store.close();
+  }
+}
+
 /**
  * `tally users delete|export|audit`: the user's rights (issue 22) from the command line, straight
  * on the database (no API key needed; the HTTP routes need an admin key). Running Tally
@@ -77,7 +110,7 @@ export function registerUserCommands(program: Command, configOrExit: () => Confi
   users
     .command('delete')
     .description(
-      "Delete a user of a project: raw events, visits and user number removed, every rollup corrected as if the user's events had never been sent, in one transaction; a tombstone (a keyed hash) makes later events of the user be dropped. Deleting an unknown user stores the tombstone too",
+      "Delete a user of a project: raw events, visits, user number and dead letters removed, every rollup corrected as if the user's events had never been sent, in one transaction; a tombstone (a keyed hash) makes later events of the user be dropped. Deleting an unknown user stores the tombstone too",
     )
     .argument('<user>', 'the user id, as sent in events', userId)
     .requiredOption('--project <name>', 'the project to delete the user from', projectName)
@@ -98,12 +131,16 @@ export function registerUserCommands(program: Command, configOrExit: () => Confi
           }),
         );
         process.stdout.write(deletionLine(deletion));
+        if (config.redisUrl !== undefined && deletion.version !== null) {
+          const problem = await purgeSharedCache(config.redisUrl, opts.project);
+          if (problem !== undefined) process.stderr.write(`tally: ${problem}\n`);
+        }
       }),
     );
   users
     .command('export')
     .description(
-      'Print everything stored about a user of a project as NDJSON on stdout (one snapshot, streamed): a header line with the counts, then its events, visits, user number, tombstone and audit records, then {"kind":"end"}; recorded in the audit',
+      'Print everything stored about a user of a project as NDJSON on stdout (one snapshot, streamed): a header line with the counts, then its events, visits, user number, dead letters, tombstone and audit records, then {"kind":"end"}; recorded in the audit',
     )
     .argument('<user>', 'the user id, as sent in events', userId)
     .requiredOption('--project <name>', 'the project of the user', projectName)

@@ -4,18 +4,27 @@ import type { FieldError } from '../errors/tally-error.ts';
 import type { BodyItem } from './decode-body.ts';
 import type { Metrics } from '../observability/metrics.ts';
 
+/**
+ * What became of one accepted event: stored now, already known (its event_id was stored before),
+ * or dropped because its user was deleted (a tombstone: not stored, not counted).
+ */
+export type EventOutcome = 'stored' | 'duplicate' | 'dropped';
+
 /** Where accepted events go: the embedded micro-batcher, or a Kafka producer. */
 export interface EventSink {
   /**
-   * Resolves once the events are durable. With a flag per event (true = stored now, false =
-   * already known) when the sink knows; undefined when dedup happens later (Kafka).
+   * Resolves once the events are durable. With an outcome per event when the sink knows;
+   * undefined when dedup and tombstones are applied later (Kafka).
    */
-  submit(events: TallyEvent[]): Promise<boolean[] | undefined>;
+  submit(events: TallyEvent[]): Promise<EventOutcome[] | undefined>;
 }
 
 export interface IngestOutcome {
   accepted: number;
+  /** Of the accepted events, those already stored; undefined when the sink cannot tell (Kafka). */
   duplicates: number | undefined;
+  /** Of the accepted events, those of deleted users (dropped); undefined as `duplicates`. */
+  dropped: number | undefined;
   eventIds: string[];
   rejected: FieldError[];
 }
@@ -70,14 +79,22 @@ export class IngestService {
     const { metrics } = this.#deps;
     const rejectedItems = new Set(rejected.map((r) => r.index)).size;
     if (rejectedItems > 0) metrics.ingestEvents.inc({ outcome: 'rejected' }, rejectedItems);
-    if (events.length === 0) return { accepted: 0, duplicates: 0, eventIds: [], rejected };
+    if (events.length === 0) return { accepted: 0, duplicates: 0, dropped: 0, eventIds: [], rejected };
 
-    const fresh = await this.#deps.sink.submit(events);
-    const duplicates = fresh === undefined ? undefined : fresh.filter((f) => !f).length;
-    metrics.ingestEvents.inc({ outcome: 'accepted' }, events.length - (duplicates ?? 0));
+    const outcomes = await this.#deps.sink.submit(events);
+    const duplicates = outcomes === undefined ? undefined : countOf(outcomes, 'duplicate');
+    const dropped = outcomes === undefined ? undefined : countOf(outcomes, 'dropped');
+    metrics.ingestEvents.inc({ outcome: 'accepted' }, events.length - (duplicates ?? 0) - (dropped ?? 0));
     if (duplicates) metrics.ingestEvents.inc({ outcome: 'duplicate' }, duplicates);
-    return { accepted: events.length, duplicates, eventIds: events.map((e) => e.eventId), rejected };
+    if (dropped) metrics.ingestEvents.inc({ outcome: 'dropped' }, dropped);
+    return { accepted: events.length, duplicates, dropped, eventIds: events.map((e) => e.eventId), rejected };
   }
+}
+
+function countOf(outcomes: readonly EventOutcome[], outcome: EventOutcome): number {
+  let n = 0;
+  for (const o of outcomes) if (o === outcome) n++;
+  return n;
 }
 
 function completeFromOrigin(

@@ -3,8 +3,8 @@ import { TallyError } from '../errors/tally-error.ts';
 
 export interface MicroBatcherOptions<T, R> {
   /**
-   * Commits one batch; resolves with one result per item (embedded: a fresh/duplicate flag per
-   * event), or undefined when there is nothing to say per item (Kafka).
+   * Commits one batch; resolves with one result per item (embedded: stored, duplicate or dropped
+   * per event), or undefined when there is nothing to say per item (Kafka).
    */
   commit: (items: T[]) => Promise<R[] | undefined>;
   maxBatchEvents: number;

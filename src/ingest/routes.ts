@@ -163,6 +163,7 @@ function responseBody(o: IngestOutcome) {
   return {
     accepted: o.accepted,
     ...(o.duplicates !== undefined ? { duplicates: o.duplicates } : {}),
+    ...(o.dropped !== undefined ? { dropped: o.dropped } : {}),
     event_ids: o.eventIds,
     ...(o.rejected.length > 0 ? { rejected: o.rejected } : {}),
   };

@@ -13,7 +13,16 @@ export const IngestResponseSchema = Type.Object({
     description: 'Valid events in the request, all durable now (duplicates included)',
   }),
   duplicates: Type.Optional(
-    Type.Integer({ description: 'Of those, how many were already stored (not counted again)' }),
+    Type.Integer({
+      description:
+        'Of those, how many were already stored (not counted again). Absent when Kafka carries the events: dedup happens later',
+    }),
+  ),
+  dropped: Type.Optional(
+    Type.Integer({
+      description:
+        'Of those, how many were dropped because their user was deleted (not stored, not counted). Absent like duplicates',
+    }),
   ),
   event_ids: Type.Array(Type.String(), { description: 'Ids of the accepted events, in request order' }),
   rejected: Type.Optional(

@@ -52,7 +52,7 @@ export function createMetrics(registry: Registry = new Registry(), options: { de
     }),
     ingestEvents: new Counter({
       name: 'tally_ingest_events_total',
-      help: 'Events received over HTTP, by outcome (accepted, duplicate, rejected)',
+      help: 'Events received over HTTP, by outcome (accepted, duplicate, dropped: of a deleted user, rejected)',
       labelNames: ['outcome'] as const,
       registers,
     }),

@@ -24,11 +24,22 @@ import type { Metrics } from '../observability/metrics.ts';
  * cache): a repeated question costs neither a Redis round trip nor a JSON.parse, and over REST
  * no serialization either (routes.ts keeps each frozen answer's JSON). Its keys are Redis's keys,
  * versioned, so it is exactly as fresh as Redis.
+ *
+ * A user deletion (issue 22) moves the version too, so no later answer is read from before it;
+ * but the entries of older versions, which hold the deleted user's numbers, would stay until
+ * their TTL. `purge(project)` removes them at once, from this process's near cache and from the
+ * store. Other processes' in-memory caches are out of its reach: their entries are under versions
+ * older than the deletion's, never read again, and expire by TTL.
  */
 export interface CacheStore {
   readonly kind: 'redis' | 'memory';
   get(key: string): Promise<string | undefined>;
   set(key: string, value: string, ttlSec: number): Promise<void>;
+  /**
+   * Removes every key `matches` accepts; how many. `pattern` (a Redis MATCH glob) finds at least
+   * all of them; `matches` has the last word.
+   */
+  purge(pattern: string, matches: (key: string) => boolean): Promise<number>;
   health: HealthCheck;
   close(): Promise<void>;
 }
@@ -63,7 +74,7 @@ export class QueryCache {
   async through<T>(project: string, question: string, compute: () => Promise<T>): Promise<T> {
     const { store, metrics, ttlSec } = this.#deps;
     const version = await this.#deps.version(project);
-    const key = `tally:q:${version}:${JSON.stringify([project, question])}`;
+    const key = cacheKey(version, project, question);
     const near = this.#near?.get(key);
     if (near !== undefined) {
       metrics.cacheHits.inc();
@@ -94,6 +105,24 @@ export class QueryCache {
     return value;
   }
 
+  /**
+   * Removes every cached answer of `project`, of every version, from the near cache and the store;
+   * how many the store held. Never throws: a store that fails is logged, and its entries expire by
+   * TTL as before.
+   */
+  async purge(project: string): Promise<number> {
+    if (this.#near !== undefined) {
+      const keys = [...this.#near.keys()].filter((key) => projectOfKey(key) === project);
+      for (const key of keys) this.#near.delete(key);
+    }
+    try {
+      return await purgeProject(this.#deps.store, project);
+    } catch (err) {
+      this.#deps.logger.warn({ err, project }, 'query cache purge failed; the entries expire by TTL');
+      return 0;
+    }
+  }
+
   #warn(err: unknown): void {
     // A cache outage would otherwise log once per query.
     const now = Date.now();
@@ -101,6 +130,41 @@ export class QueryCache {
     this.#lastWarn = now;
     this.#deps.logger.warn({ err }, 'query cache unavailable; answering from PostgreSQL');
   }
+}
+
+const KEY_PREFIX = 'tally:q:';
+
+/** The key of an answer: `tally:q:<version>:<JSON of [project, question]>`. */
+export function cacheKey(version: number, project: string, question: string): string {
+  return `${KEY_PREFIX}${version}:${JSON.stringify([project, question])}`;
+}
+
+/** Removes every cached answer of `project`, of any version, from `store`; how many. Throws what the store throws. */
+export function purgeProject(store: CacheStore, project: string): Promise<number> {
+  return store.purge(projectPattern(project), (key) => projectOfKey(key) === project);
+}
+
+/** The project of a key of cacheKey's; undefined for any other key. */
+function projectOfKey(key: string): string | undefined {
+  if (!key.startsWith(KEY_PREFIX)) return undefined;
+  const at = key.indexOf(':', KEY_PREFIX.length);
+  if (at < 0) return undefined;
+  try {
+    const parsed: unknown = JSON.parse(key.slice(at + 1));
+    return Array.isArray(parsed) && typeof parsed[0] === 'string' ? parsed[0] : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A Redis MATCH glob for every key of `project`: `tally:q:*:["<project>",*`, its text glob-escaped.
+ * TRICKY: the `*` of the version cannot reach into another project's question, since a `"` there is
+ * escaped as `\"` and the glob wants `["` unescaped; projectOfKey checks each key all the same.
+ */
+function projectPattern(project: string): string {
+  const head = `${JSON.stringify([project]).slice(0, -1)},`;
+  return `${KEY_PREFIX}*:${head.replace(/[\\*?[\]^]/g, (c) => `\\${c}`)}*`;
 }
 
 function deepFreeze<T>(value: T): T {
@@ -121,12 +185,22 @@ export function memoryCacheStore(maxEntries: number): CacheStore {
       lru.set(key, value, { ttl: ttlSec * 1000 });
       return Promise.resolve();
     },
+    purge: (_pattern, matches) => {
+      // Collected first: the LRU is not changed while its keys are iterated.
+      const keys = [...lru.keys()].filter(matches);
+      for (const key of keys) lru.delete(key);
+      return Promise.resolve(keys.length);
+    },
     health: { name: 'cache', check: () => Promise.resolve('ok') },
     close: () => Promise.resolve(),
   };
 }
 
 const REDIS_TIMEOUT_MS = 250;
+/** Keys SCAN looks at per call (a hint): each call stays well within REDIS_TIMEOUT_MS. */
+const SCAN_COUNT = 1000;
+/** Keys per UNLINK. */
+const UNLINK_BATCH = 500;
 
 /**
  * Redis through ioredis. Commands fail at once while disconnected (no offline queue) and after
@@ -155,6 +229,22 @@ export function redisCacheStore(url: string, logger: Logger): CacheStore {
     },
     async set(key, value, ttlSec) {
       await redis.set(key, value, 'EX', ttlSec);
+    },
+    async purge(pattern, matches) {
+      // SCAN, not KEYS: it walks the keyspace a page at a time and never blocks Redis. Each page
+      // is unlinked (freed off Redis's main thread) before the next is read; a key SCAN returns
+      // twice is unlinked twice, harmlessly, so the count is of UNLINK's answers.
+      let cursor = '0';
+      let removed = 0;
+      do {
+        const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', SCAN_COUNT);
+        cursor = next;
+        const ours = keys.filter(matches);
+        for (let i = 0; i < ours.length; i += UNLINK_BATCH) {
+          removed += await redis.unlink(...ours.slice(i, i + UNLINK_BATCH));
+        }
+      } while (cursor !== '0');
+      return removed;
     },
     health: {
       name: 'redis',

@@ -31,6 +31,8 @@ export interface QueryLayer {
   checks: HealthCheck[];
   /** Where answers are cached: `redis` or `memory`. */
   cacheKind: 'redis' | 'memory';
+  /** Removes every cached answer of the project (a user deletion: QueryCache.purge); never throws. */
+  purgeCache: (project: string) => Promise<number>;
   startGrpc(host: string, port: number, projectOf: (metadata: grpc.Metadata) => string): Promise<GrpcServer>;
   stop(): Promise<void>;
 }
@@ -99,6 +101,7 @@ export function createQueryLayer(deps: {
     versions,
     checks: model === undefined ? [store.health] : [store.health, model.health],
     cacheKind: store.kind,
+    purgeCache: (project) => cache.purge(project),
     async startGrpc(host, port, projectOf) {
       grpcServer = await startGrpcServer({ query, host, port, projectOf, logger });
       return grpcServer;

@@ -38,9 +38,19 @@ export interface BatchInput {
 export interface BatchResult {
   /** For each input event: true when it was stored now, false when it was already known or dropped. */
   fresh: boolean[];
+  /**
+   * For each input event: true when its user was deleted (a tombstone), so it was dropped: not
+   * stored, not counted. Every copy of such an event in the batch, so that the answer does not
+   * depend on which requests the micro-batcher coalesced.
+   */
+  ofDeletedUser: boolean[];
   inserted: number;
+  /** Input events already known (stored before, or earlier in the batch), none of a deleted user. */
   duplicates: number;
-  /** Events of deleted users (a tombstone): dropped, and counted on their tombstones. */
+  /**
+   * Input events of deleted users (ofDeletedUser). The tombstones count each (project, event_id)
+   * once per batch, so a repeat inside one batch counts here only.
+   */
   dropped: number;
   /** Committed events, for metrics and live updates. */
   insertedEvents: TallyEvent[];
@@ -136,15 +146,18 @@ export class BatchWriter {
       this.#deps.onVersions?.(stored.versions);
       const inserted = unique.filter((_e, i) => stored.fresh[i]);
       let insertedBots = 0;
-      let dropped = 0;
+      const droppedKeys = new EventKeys();
       for (let i = 0; i < unique.length; i++) {
         if (stored.fresh[i] && stored.bot[i]) insertedBots++;
-        if (stored.dropped[i]) dropped++;
+        if (stored.dropped[i]) droppedKeys.add(unique[i].project, unique[i].eventId);
       }
       const freshKeys = new EventKeys();
       for (const e of inserted) freshKeys.add(e.project, e.eventId);
+      const ofDeletedUser = input.events.map((e) => droppedKeys.has(e));
+      const dropped = ofDeletedUser.filter(Boolean).length;
       return {
         fresh: input.events.map((e, i) => first[i] && freshKeys.has(e)),
+        ofDeletedUser,
         inserted: inserted.length,
         duplicates: input.events.length - inserted.length - dropped,
         dropped,

@@ -3,6 +3,7 @@ import { TallyError } from '../errors/tally-error.ts';
 import { DAY, HOUR, LEVELS } from './levels.ts';
 import { classifyPgError } from './pg-errors.ts';
 import { recordAudit } from './user-audit.ts';
+import { deleteUserDeadLetters } from './user-dead-letters.ts';
 import { userHash } from './user-hash.ts';
 
 /** What a deletion removed (issue 22). */
@@ -13,6 +14,8 @@ export interface UserDeletion {
   events: number;
   /** Visits removed (tally.sessions). */
   visits: number;
+  /** Dead letters removed: the project's tally.dead_letters whose payload names the user (user-dead-letters.ts). */
+  dead_letters: number;
   /** The project's data version the deletion moved to; null when nothing was stored of the user. */
   version: number | null;
   /**
@@ -67,6 +70,11 @@ export async function deleteUser(pool: pg.Pool, req: UserDeletionRequest): Promi
     // the pool's statement_timeout (pool.ts), meant for questions and batches.
     await client.query("SET LOCAL statement_timeout = '10min'");
     const deletion = await runDeletion(client, req, hash);
+    // TRICKY: after tally.delete_user, though `tally projects move` locks dead_letters before the
+    // tables delete_user writes (project-move.ts LOCK_ORDER). No cycle: the move's one LOCK TABLE
+    // waits at user_numbers, delete_user's first table, before it reaches dead_letters; and the
+    // batches only insert dead letters, never waiting on rows a deletion holds.
+    deletion.dead_letters = await deleteUserDeadLetters(client, req.project, req.userId);
     await recordAudit(client, {
       project: req.project,
       action: 'delete',
@@ -74,7 +82,12 @@ export async function deleteUser(pool: pg.Pool, req: UserDeletionRequest): Promi
       actor: req.actor,
       outcome: 'ok',
       events: deletion.events,
-      detail: { visits: deletion.visits, version: deletion.version, inexact_days: deletion.inexact_days },
+      detail: {
+        visits: deletion.visits,
+        dead_letters: deletion.dead_letters,
+        version: deletion.version,
+        inexact_days: deletion.inexact_days,
+      },
     });
     await client.query('COMMIT');
     return deletion;
@@ -129,6 +142,7 @@ async function runDeletion(
     user_id: req.userId,
     events: Number(r.removed_events),
     visits: Number(r.removed_visits),
+    dead_letters: 0,
     version: r.new_version === null ? null : Number(r.new_version),
     inexact_days: r.inexact_days.map((d) => d.toISOString().slice(0, 10)),
   };

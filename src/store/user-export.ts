@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { recordAudit } from './user-audit.ts';
+import { countUserDeadLetters, userDeadLetterRows } from './user-dead-letters.ts';
 import { userHash } from './user-hash.ts';
 
 export interface UserExportRequest {
@@ -17,8 +18,9 @@ const FETCH_ROWS = 1000;
 /**
  * What is stored about the user, one NDJSON line (`{"kind", "data"}`) per row, each kind from its
  * own cursor. `row_to_json` of the whole row, so a column added later is exported without a
- * change here. Not here: dead letters (no user column; their payloads would have to be decoded
- * one by one) and the rollups (counts, with no row of their own per user).
+ * change here. The dead letters have no user column: theirs are read in TypeScript
+ * (user-dead-letters.ts), between the user number and the tombstone. Not here: the rollups
+ * (counts, with no row of their own per user).
  */
 interface Section {
   kind: string;
@@ -64,14 +66,15 @@ interface Counts {
   version: number;
   events: number;
   visits: number;
+  dead_letters: number;
   deleted: boolean;
 }
 
 /**
  * Everything stored about one user of one project, as NDJSON text (whole lines, a fetch's worth
  * per string): first a header line `{"kind":"export", project, user_id, version, events, visits,
- * deleted}`, then the user's raw events, visits, user number, tombstone and audit records, and
- * last `{"kind":"end"}`.
+ * dead_letters, deleted}`, then the user's raw events, visits, user number, dead letters,
+ * tombstone and audit records, and last `{"kind":"end"}`.
  *
  * All of it is read on ONE read-only REPEATABLE READ snapshot, with cursors, so the lines agree
  * with each other and with the header's counts, and memory stays bounded by one fetch however
@@ -102,10 +105,15 @@ export async function* exportUser(pool: pg.Pool, req: UserExportRequest): AsyncG
       actor: req.actor,
       outcome: 'ok',
       events: counts.events,
-      detail: { visits: counts.visits, version: counts.version },
+      detail: { visits: counts.visits, dead_letters: counts.dead_letters, version: counts.version },
     });
     yield `${JSON.stringify({ kind: 'export', project: req.project, user_id: req.userId, ...counts })}\n`;
     for (const section of SECTIONS) {
+      if (section.kind === 'tombstone') {
+        for await (const page of userDeadLetterRows(client, req.project, req.userId)) {
+          yield page.map((data) => `{"kind":"dead_letter","data":${data}}\n`).join('');
+        }
+      }
       yield* streamSection(client, section, [req.project, section.by === 'id' ? req.userId : hash]);
     }
     await client.query('COMMIT');
@@ -137,6 +145,7 @@ async function countOn(
     version: Number(r.version),
     events: Number(r.events),
     visits: Number(r.visits),
+    dead_letters: await countUserDeadLetters(client, project, userId),
     deleted: r.deleted,
   };
 }

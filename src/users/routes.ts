@@ -32,6 +32,11 @@ export interface UserRoutesDeps {
   hashKey: Buffer;
   /** This process's data versions: a deletion's version is observed before its 200 (read-your-writes). */
   versions: Pick<DataVersions, 'observe'>;
+  /**
+   * Removes the project's cached answers (QueryLayer.purgeCache), called once a deletion has
+   * committed; never throws (a failing cache is logged, and its entries expire by TTL).
+   */
+  purgeCache: (project: string) => Promise<unknown>;
 }
 
 /**
@@ -54,7 +59,7 @@ function adminActor(request: FastifyRequest, project: string): string {
  * `GET /v1/users/:user_id/export` (NDJSON, streamed) and `GET /v1/admin/audit`, for admin keys.
  */
 export function userRoutes(deps: UserRoutesDeps) {
-  const { pool, hashKey, versions } = deps;
+  const { pool, hashKey, versions, purgeCache } = deps;
   let exporting = 0;
   return async function plugin(app: FastifyInstance): Promise<void> {
     const tags = ['admin'];
@@ -64,7 +69,7 @@ export function userRoutes(deps: UserRoutesDeps) {
         schema: {
           tags,
           summary:
-            "Delete a user: raw events, visits and every rollup corrected as if the user's events had never been sent; later events are dropped",
+            "Delete a user: raw events, visits, dead letters and every rollup corrected as if the user's events had never been sent; later events are dropped",
           params: UserParams,
           querystring: DeleteQuery,
           response: { 200: UserDeletionResponse, ...adminErrorResponses, ...inexactResponse },
@@ -83,7 +88,14 @@ export function userRoutes(deps: UserRoutesDeps) {
         });
         // The next answer of this process must not come from before the deletion (design §3):
         // the version moves here rather than a moment later with the NOTIFY.
-        if (deletion.version !== null) versions.observe(new Map([[project, deletion.version]]));
+        if (deletion.version !== null) {
+          versions.observe(new Map([[project, deletion.version]]));
+          // The version already keeps every older answer from being read; this takes the deleted
+          // user's numbers out of the caches at once rather than at their TTL (issue 22). Only
+          // this process's near cache and the shared store: other processes' in-memory entries
+          // are under older versions, never read again.
+          await purgeCache(project);
+        }
         return deletion;
       },
     );
@@ -96,7 +108,7 @@ export function userRoutes(deps: UserRoutesDeps) {
         schema: {
           tags,
           summary:
-            'Everything stored about a user as NDJSON, streamed: a header line with the counts, then events, visits, user number, tombstone and audit records, then {"kind":"end"}',
+            'Everything stored about a user as NDJSON, streamed: a header line with the counts, then events, visits, user number, dead letters, tombstone and audit records, then {"kind":"end"}',
           params: UserParams,
           querystring: ProjectQuery,
           produces: ['application/x-ndjson'],

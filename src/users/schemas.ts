@@ -57,6 +57,10 @@ export const UserDeletionResponse = Type.Object(
     user_id: Type.String(),
     events: Type.Integer({ description: 'Raw events removed (0 for an unknown or already deleted user)' }),
     visits: Type.Integer({ description: 'Visits removed' }),
+    dead_letters: Type.Integer({
+      description:
+        "Dead letters removed: the project's stored payloads that failed to decode or validate and whose JSON names the user under user_id",
+    }),
     version: Type.Union([Type.Integer(), Type.Null()], {
       description: "The project's data version the deletion committed; null when nothing was removed",
     }),
@@ -87,7 +91,8 @@ export const AuditResponse = Type.Object(
         outcome: Type.String({ enum: ['ok', 'failed'] }),
         events: Type.Integer({ description: 'Events deleted or exported' }),
         detail: Type.Unknown({
-          description: 'More figures of the action (visits, data version), or the error of a failure',
+          description:
+            'More figures of the action (visits, dead letters, data version), or the error of a failure',
         }),
       }),
     ),
@@ -98,7 +103,7 @@ export const AuditResponse = Type.Object(
 /** The export's 200 (a stream: documented, never serialized through a schema). */
 export const ExportResponse = {
   description:
-    'NDJSON, one JSON object a line, read on one snapshot: `{"kind":"export", project, user_id, version, events, visits, deleted}`, then `{"kind":"event"|"visit"|"user_number"|"tombstone"|"audit", "data":{…stored row}}`, and last `{"kind":"end"}` (missing: the export was cut short)',
+    'NDJSON, one JSON object a line, read on one snapshot: `{"kind":"export", project, user_id, version, events, visits, dead_letters, deleted}`, then `{"kind":"event"|"visit"|"user_number"|"dead_letter"|"tombstone"|"audit", "data":{…stored row}}` (the payload of a dead letter as its text), and last `{"kind":"end"}` (missing: the export was cut short)',
   content: { 'application/x-ndjson': { schema: { type: 'string' } } },
 };
 

@@ -57,6 +57,7 @@ test('a key reads and writes only its own project', { timeout: 120_000 }, async 
   assert.deepEqual(await shopRes.json(), {
     accepted: 3,
     duplicates: 0,
+    dropped: 0,
     event_ids: ['same-id', 's-2', 's-3'],
   });
   const blogRes = await post('/ingest', blogEvents[0], blogW);

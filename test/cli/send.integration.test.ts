@@ -12,6 +12,7 @@ test('tally send 100 plays seed 000 test-producer.sh: 100 events accepted and co
   const tally = await startTestTally(t);
   const { stdout } = await run(process.execPath, [MAIN, 'send', '100', '--url', tally.url, '--rate', '500']);
   assert.match(stdout, /^accepted: 100$/m);
+  assert.match(stdout, /^dropped \(user deleted\): 0$/m);
   assert.match(stdout, /^failed: 0$/m);
   const summary = await getJson<{ events: number }>(`${tally.url}/v1/stats/summary`);
   assert.equal(summary.body.events, 100);

@@ -71,6 +71,7 @@ test(
         version: undefined,
         events: 3,
         visits: 1,
+        dead_letters: 0,
         deleted: false,
       },
     );

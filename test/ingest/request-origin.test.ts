@@ -45,7 +45,7 @@ async function ingestApp(
         sink: sink ?? {
           submit: (batch) => {
             events.push(...batch);
-            return Promise.resolve(batch.map(() => true));
+            return Promise.resolve(batch.map(() => 'stored' as const));
           },
         },
         metrics: createMetrics(undefined, { defaults: false }),

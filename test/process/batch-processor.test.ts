@@ -8,6 +8,7 @@ import type { BatchResult } from '../../src/store/batch-writer.ts';
 
 const committed: BatchResult = {
   fresh: [],
+  ofDeletedUser: [],
   inserted: 0,
   duplicates: 0,
   dropped: 0,

@@ -34,6 +34,7 @@ function fakes() {
       calls.push(input);
       return Promise.resolve({
         fresh: [],
+        ofDeletedUser: [],
         inserted: 0,
         duplicates: 0,
         dropped: 0,
@@ -119,6 +120,7 @@ test('an event that times out on its own (the BatchProcessor gave up on it) is d
     calls.push(input);
     return Promise.resolve({
       fresh: [],
+      ofDeletedUser: [],
       inserted: 0,
       duplicates: 0,
       dropped: 0,

@@ -19,6 +19,11 @@ function countingStore() {
       data.set(key, value);
       return Promise.resolve();
     },
+    purge: (_pattern, matches) => {
+      const keys = [...data.keys()].filter(matches);
+      for (const key of keys) data.delete(key);
+      return Promise.resolve(keys.length);
+    },
     health: { name: 'redis', check: () => Promise.resolve('ok') },
     close: () => Promise.resolve(),
   };

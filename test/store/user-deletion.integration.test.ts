@@ -163,7 +163,15 @@ test('an unknown user: nothing removed, no version bump, a tombstone; a second d
     });
     assert.deepEqual(
       result,
-      { project: 'A', user_id: 'never-seen', events: 0, visits: 0, version: null, inexact_days: [] },
+      {
+        project: 'A',
+        user_id: 'never-seen',
+        events: 0,
+        visits: 0,
+        dead_letters: 0,
+        version: null,
+        inexact_days: [],
+      },
       `attempt ${attempt}`,
     );
     assert.equal(await tombstones(pool, 'A'), 1, 'one tombstone');

@@ -77,6 +77,7 @@ test(
         version: undefined,
         events: 2500,
         visits: 1,
+        dead_letters: 0,
         deleted: false,
       },
     );

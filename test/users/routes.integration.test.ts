@@ -138,6 +138,7 @@ test(
         user_id: 'nobody',
         events: 0,
         visits: 0,
+        dead_letters: 0,
         version: null,
         inexact_days: [],
       });
@@ -196,12 +197,31 @@ test(
     );
     assert.equal(await summaryEvents(tally, keys.read), 4, 'nothing was deleted by the refused calls');
 
-    // A known user: its events go, the other user's stay; this process answers at once.
+    // A known user: its events go, the other user's stay; this process answers at once. Its dead
+    // letter (a payload that failed validation, naming it) goes too; u-2's stays.
+    await tally.database.pool.query(
+      `INSERT INTO tally.dead_letters (project, reason, payload, source)
+       VALUES ('shop', 'invalid', convert_to('{"user_id":"u-1","type":""}', 'UTF8'), 'kafka'),
+              ('shop', 'invalid', convert_to('{"user_id":"u-2","type":""}', 'UTF8'), 'kafka')`,
+    );
     const deleted = await admin('DELETE', '/v1/users/u-1?project=shop');
     assert.equal(deleted.status, 200);
-    const deletion = (await deleted.json()) as { events: number; visits: number; version: number | null };
+    const deletion = (await deleted.json()) as {
+      events: number;
+      visits: number;
+      dead_letters: number;
+      version: number | null;
+    };
     assert.equal(deletion.events, 3);
     assert.equal(deletion.visits, 1);
+    assert.equal(deletion.dead_letters, 1);
+    const letters = await tally.database.pool.query<{ payload: string }>(
+      "SELECT convert_from(payload, 'UTF8') AS payload FROM tally.dead_letters",
+    );
+    assert.deepEqual(
+      letters.rows.map((r) => r.payload),
+      ['{"user_id":"u-2","type":""}'],
+    );
     assert.equal(typeof deletion.version, 'number');
     assert.equal(await summaryEvents(tally, keys.read), 1);
 
@@ -355,6 +375,7 @@ test(
         version: undefined,
         events: HEAVY_EVENTS,
         visits: 1,
+        dead_letters: 0,
         deleted: false,
       },
     );
@@ -434,6 +455,7 @@ test(
         user_id: 'heavy',
         events: HEAVY_EVENTS,
         visits: 1,
+        dead_letters: 0,
         version: undefined,
         inexact_days: [],
       },
@@ -455,6 +477,7 @@ test(
         version: undefined,
         events: 0,
         visits: 0,
+        dead_letters: 0,
         deleted: true,
       },
     );
