@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import type { TestContext } from 'node:test';
-import type pg from 'pg';
+import pg from 'pg';
 import type { KafkaBroker } from '../../scripts/kafka/broker.ts';
 import { createApiKey } from '../../src/auth/api-keys.ts';
 import { ApiKeyStore } from '../../src/store/api-keys-store.ts';
@@ -95,6 +95,7 @@ export interface TwinTraffic {
   range: { from: number; to: number };
 }
 
+/** Generated web traffic (web-traffic.ts) of `users` users, split into the deleted user's and the others'. */
 export function twinTraffic(seed: number, users: number): TwinTraffic {
   const now = Date.now();
   const traffic = generateTraffic({ seed, users, now });
@@ -125,22 +126,22 @@ export async function deleteFromA(twins: KafkaTwins, user: string): Promise<{ re
 }
 
 /**
- * Holds project `project`'s lock 741121 SHARED, as a batch in flight does (migration 021), on a
- * connection of its own: a deletion (which takes it EXCLUSIVE, migration 022) then waits, and so
- * do the project's batches that come after it. It stretches a deletion's window the way a heavy
+ * Holds project `project`'s lock 741121 SHARED, as a batch in flight does (migration 021), in a
+ * session of its own: a deletion (which takes it EXCLUSIVE, migration 022) then waits, and so do
+ * the project's batches that come after it. It stretches a deletion's window the way a heavy
  * user's does (seconds), so that events are consumed while it runs. Released after the test.
  */
-export async function holdProjectLock(t: TestContext, pool: pg.Pool, project: string) {
-  const client = await pool.connect();
+export async function holdProjectLock(t: TestContext, connectionString: string, project: string) {
+  // Not a pool's client: a test failing while it holds the lock must not keep the pool from ending.
+  const client = new pg.Client({ connectionString });
+  client.on('error', () => undefined);
+  await client.connect();
   let held = true;
+  // The session's end releases its lock.
   const release = async () => {
     if (!held) return;
     held = false;
-    try {
-      await client.query('SELECT pg_advisory_unlock_shared(741121, hashtext($1))', [project]);
-    } finally {
-      client.release();
-    }
+    await client.end().catch(() => undefined);
   };
   t.after(release);
   await client.query('SELECT pg_advisory_lock_shared(741121, hashtext($1))', [project]);
@@ -148,7 +149,7 @@ export async function holdProjectLock(t: TestContext, pool: pg.Pool, project: st
     release,
     /** How many sessions wait for a lock 741121 in `mode` (ExclusiveLock: a deletion; ShareLock: a batch). */
     async waiting(mode: 'ExclusiveLock' | 'ShareLock'): Promise<number> {
-      const { rows } = await pool.query<{ n: number }>(
+      const { rows } = await client.query<{ n: number }>(
         `SELECT count(*)::int AS n FROM pg_locks
           WHERE locktype = 'advisory' AND classid = 741121 AND objsubid = 2 AND NOT granted AND mode = $1`,
         [mode],

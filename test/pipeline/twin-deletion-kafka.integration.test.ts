@@ -54,7 +54,7 @@ test(
     // The deletion, stretched (holdProjectLock): it waits for the project's lock while the late
     // wave goes to both projects and more of X's events come, one a request; the batches of A
     // consumed meanwhile wait behind it, and must drop X's events once it has committed.
-    const lock = await holdProjectLock(t, twins.db.pool, 'A');
+    const lock = await holdProjectLock(t, twins.db.connectionString, 'A');
     const deletion = deleteFromA(twins, traffic.deleted);
     await waitFor(
       'the deletion waiting for the project lock',

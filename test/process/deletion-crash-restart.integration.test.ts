@@ -50,7 +50,7 @@ test(
     ]);
     await twins.drained();
 
-    const lock = await holdProjectLock(t, db.pool, 'A');
+    const lock = await holdProjectLock(t, db.connectionString, 'A');
     const deletion = deleteFromA(twins, traffic.deleted);
     await waitFor(
       'the deletion waiting for the project lock',
