@@ -1,36 +1,11 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { findRunningEmbeddedPostgres } from '../../src/store/embedded-postgres.ts';
 import { findFreePort } from '../../src/util/free-port.ts';
-import { spawnTally } from '../helpers/child-tally.ts';
-
-const MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs `tally <args>` to completion. */
-function tally(args: string[], env: Record<string, string>): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [MAIN, ...args],
-      { env: { ...process.env, TALLY_LOG_LEVEL: 'warn', ...env }, timeout: 120_000 },
-      (err, stdout, stderr) => {
-        const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
-        resolve({ code, stdout, stderr });
-      },
-    );
-  });
-}
+import { runTally as tally, spawnTally } from '../helpers/child-tally.ts';
 
 async function until<T>(what: string, fn: () => Promise<T | undefined>): Promise<T> {
   const deadline = Date.now() + 30_000;

@@ -1,30 +1,13 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { findRunningEmbeddedPostgres } from '../../src/store/embedded-postgres.ts';
 import { LOCK_FILE } from '../../src/store/data-dir-lock.ts';
 import { findFreePort } from '../../src/util/free-port.ts';
-import { spawnTally, type ChildTally } from '../helpers/child-tally.ts';
-
-const MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
-
-/** Runs `tally <args>` to completion. */
-function tally(args: string[], env: Record<string, string>): Promise<{ code: number; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [MAIN, ...args],
-      { env: { ...process.env, TALLY_LOG_LEVEL: 'warn', ...env }, timeout: 120_000 },
-      (err, _stdout, stderr) =>
-        resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stderr }),
-    );
-  });
-}
+import { runTally as tally, spawnTally, type ChildTally } from '../helpers/child-tally.ts';
 
 async function until<T>(what: string, fn: () => T | undefined | Promise<T | undefined>): Promise<T> {
   const deadline = Date.now() + 30_000;

@@ -1,35 +1,12 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { userInfo } from 'node:os';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { runTally as tally } from '../helpers/child-tally.ts';
 import { getJson, postJson, startTestTally } from '../helpers/embedded-tally.ts';
 import { waitFor } from '../helpers/poll.ts';
 
-const MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 const BROWSER_UA =
   'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36';
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs `tally <args>` to completion. */
-function tally(args: string[], env: Record<string, string>): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [MAIN, ...args],
-      { env: { ...process.env, TALLY_LOG_LEVEL: 'warn', ...env }, timeout: 120_000, maxBuffer: 64 << 20 },
-      (err, stdout, stderr) => {
-        const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
-        resolve({ code, stdout, stderr });
-      },
-    );
-  });
-}
 
 test(
   'tally users export|delete|audit next to a running tally start, without any API key',

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { stopOnInterrupt } from './interrupt.ts';
 
@@ -43,4 +43,25 @@ export async function spawnTally(
     await new Promise((r) => setTimeout(r, 100));
   }
   return { child, url, output: () => out, exited };
+}
+
+export interface TallyRun {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a one-shot `tally <args>` command (keys, users, …) to completion; warn-level logs unless `env` says. */
+export function runTally(args: string[], env: Record<string, string>): Promise<TallyRun> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [MAIN, ...args],
+      { env: { ...process.env, TALLY_LOG_LEVEL: 'warn', ...env }, timeout: 120_000, maxBuffer: 64 << 20 },
+      (err, stdout, stderr) => {
+        const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
+        resolve({ code, stdout, stderr });
+      },
+    );
+  });
 }

@@ -12,11 +12,14 @@ import { startEmbeddedPostgres, type EmbeddedPostgresHandle } from '../../src/st
 import { findFreePort } from '../../src/util/free-port.ts';
 import { spawnTally, type ChildTally } from './child-tally.ts';
 import { cleanupAfter, guardTempDir } from './interrupt.ts';
+import { endOffsets } from './kafka.ts';
 import { prng, type OracleEvent } from './oracle.ts';
+import { waitFor } from './poll.ts';
+import { isAlive } from './process-group.ts';
 import { storedCount } from './stored-state.ts';
 
 // Polling lives in ./poll.ts; suites import it from here too.
-export { waitFor } from './poll.ts';
+export { waitFor };
 
 export type KafkaMessage = MessageToProduce<Buffer, Buffer, Buffer, Buffer>;
 
@@ -220,6 +223,32 @@ export async function workerPids(primaryPid: number): Promise<number[]> {
 }
 
 /**
+ * A crash of a whole `tally process`: SIGKILL to the primary and, in the same tick, to its workers.
+ * TRICKY: killing the primary alone is no crash for the consumer: its worker sees the IPC channel
+ * close and stops as on SIGTERM, committing its batch (lifecycle.ts, stopWhenOrphaned).
+ */
+export async function crashProcessor(p: ChildTally): Promise<void> {
+  const workers = await workerPids(p.child.pid ?? 0);
+  p.child.kill('SIGKILL');
+  for (const pid of workers) process.kill(pid, 'SIGKILL');
+  await p.exited;
+  await waitFor('the killed workers gone', () => workers.every((pid) => !isAlive(pid)), 10_000, 20);
+}
+
+/** The next offset consumer group `groupId` has stored for each partition of `topic` (tally.positions). */
+export async function storedPositions(
+  db: pg.Pool,
+  groupId: string,
+  topic: string,
+): Promise<Map<number, bigint>> {
+  const { rows } = await db.query<{ partition: number; next_offset: string }>(
+    'SELECT partition, next_offset FROM tally.positions WHERE group_id = $1 AND topic = $2',
+    [groupId, topic],
+  );
+  return new Map(rows.map((r) => [r.partition, BigInt(r.next_offset)]));
+}
+
+/**
  * How many partitions of `topic` consumer group `groupId` has stored up to `ends` (end offsets by
  * partition, as endOffsets in ./kafka.ts gives them): the next offset in tally.positions has
  * reached the partition's end.
@@ -230,12 +259,32 @@ export async function partitionsStoredUpTo(
   topic: string,
   ends: readonly bigint[],
 ): Promise<number> {
-  const { rows } = await db.query<{ partition: number; next_offset: string }>(
-    'SELECT partition, next_offset FROM tally.positions WHERE group_id = $1 AND topic = $2',
-    [groupId, topic],
-  );
-  const stored = new Map(rows.map((r) => [r.partition, BigInt(r.next_offset)]));
+  const stored = await storedPositions(db, groupId, topic);
   return ends.filter((end, partition) => (stored.get(partition) ?? 0n) >= end).length;
+}
+
+/** Waits until consumer group `groupId` has stored every message of `topic` produced so far. */
+export async function waitStoredToEnd(
+  db: pg.Pool,
+  bootstrap: string,
+  groupId: string,
+  topic: string,
+  timeoutMs = 120_000,
+): Promise<void> {
+  const ends = await endOffsets(bootstrap, topic);
+  await waitFor(
+    'every partition stored to its end',
+    async () => (await partitionsStoredUpTo(db, groupId, topic, ends)) === ends.length,
+    timeoutMs,
+  );
+}
+
+/** `b` spread through `a` at seeded places (one user's events among the others', say). */
+export function interleave<T>(a: readonly T[], b: readonly T[], seed: number): T[] {
+  const random = prng(seed);
+  const out = [...a];
+  for (const m of b) out.splice(Math.floor(random() * (out.length + 1)), 0, m);
+  return out;
 }
 
 /** A `waitFor` probe: true once the project has `n` distinct events stored. */
@@ -243,12 +292,25 @@ export function storedCountProbe(db: pg.Pool, n: number): () => Promise<boolean>
   return async () => (await storedCount(db)) >= n;
 }
 
-/** `tally ingest` as a child process publishing to `topic`; stopped after the test. */
-export async function spawnIngest(t: TestContext, bootstrap: string, topic: string): Promise<ChildTally> {
+/**
+ * `tally ingest` as a child process publishing to `topic`, with `env` (DATABASE_URL for API keys);
+ * stopped after the test.
+ */
+export async function spawnIngest(
+  t: TestContext,
+  bootstrap: string,
+  topic: string,
+  env: Record<string, string> = {},
+): Promise<ChildTally> {
   const port = await findFreePort();
   const child = await spawnTally(
     ['ingest'],
-    { KAFKA_BROKERS: bootstrap, KAFKA_TOPIC: topic, TALLY_LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn' },
+    {
+      KAFKA_BROKERS: bootstrap,
+      KAFKA_TOPIC: topic,
+      TALLY_LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn',
+      ...env,
+    },
     port,
   );
   t.after(async () => {

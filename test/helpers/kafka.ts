@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
-import { Consumer, MessagesStreamModes } from '@platformatic/kafka';
+import { Admin, Consumer, MessagesStreamModes } from '@platformatic/kafka';
 import { startKafkaBroker, type KafkaBroker } from '../../scripts/kafka/broker.ts';
 import { cleanupAfter, guardTempDir } from './interrupt.ts';
 import { requireTool } from './require-tool.ts';
@@ -30,6 +30,16 @@ export async function startTestKafka(t: TestContext): Promise<KafkaBroker | unde
     await rm(dataDir, { recursive: true, force: true });
   });
   return broker;
+}
+
+/** Creates `topic` with `partitions` partitions (replication factor 1: one broker). */
+export async function createTopic(bootstrap: string, topic: string, partitions: number): Promise<void> {
+  const admin = new Admin({ clientId: 'test-admin', bootstrapBrokers: [bootstrap] });
+  try {
+    await admin.createTopics({ topics: [topic], partitions, replicas: 1 });
+  } finally {
+    await admin.close();
+  }
 }
 
 export interface ReadMessage {

@@ -16,6 +16,7 @@ import { StatsStore } from '../../src/store/stats-store.ts';
 import { startTestPostgres } from './kafka-process.ts';
 import { storedVisits } from './sessionizer.ts';
 import { storedState } from './stored-state.ts';
+import type { Generated } from './web-traffic.ts';
 
 /**
  * The oracle of issue 22 ("as if never sent"): the same traffic written into two projects, one
@@ -137,6 +138,24 @@ export async function everyAnswer(pool: pg.Pool, project: string, range: Range, 
     eventType: 'click',
   });
   return answers;
+}
+
+/** The user with the most late events: the one whose deletion touches most visits and rows. */
+export function busiest(all: readonly Generated[]): string {
+  const late = new Map<string, number>();
+  for (const g of all) if (g.late) late.set(g.event.user_id, (late.get(g.event.user_id) ?? 0) + 1);
+  return [...late].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))[0][0];
+}
+
+/** What is left of `user` in `project` outside the rows projectState compares: its number, visits, change-feed rows. */
+export async function userTraces(pool: pg.Pool, project: string, user: string) {
+  const { rows } = await pool.query<{ numbers: number; visits: number; feed: number }>(
+    `SELECT (SELECT count(*)::int FROM tally.user_numbers WHERE project = $1 AND user_id = $2) AS numbers,
+            (SELECT count(*)::int FROM tally.sessions WHERE project = $1 AND user_id = $2) AS visits,
+            (SELECT count(*)::int FROM tally.model_changes WHERE project = $1 AND $2 = ANY (user_ids)) AS feed`,
+    [project, user],
+  );
+  return rows[0];
 }
 
 /** The project's data version (0 before its first). */

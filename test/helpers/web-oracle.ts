@@ -182,13 +182,14 @@ export interface Sent {
 
 /**
  * POSTs `bodies` to /v1/events in requests of random sizes (1..`maxBatch`), as JSON arrays or
- * NDJSON, `concurrency` at a time; every request must be answered 202 without rejections.
+ * NDJSON, `concurrency` at a time, with `headers` (an API key); every request must be answered 202
+ * without rejections.
  */
 export async function sendEvents(
   baseUrls: readonly string[],
   bodies: readonly Record<string, unknown>[],
   random: () => number,
-  options: { maxBatch: number; concurrency: number },
+  options: { maxBatch: number; concurrency: number; headers?: Record<string, string> },
 ): Promise<Sent> {
   const batches: Record<string, unknown>[][] = [];
   for (let i = 0; i < bodies.length;) {
@@ -202,7 +203,7 @@ export async function sendEvents(
       const ndjson = random() < 0.3;
       const res = await fetch(`${baseUrls[i % baseUrls.length]}/v1/events`, {
         method: 'POST',
-        headers: { 'content-type': ndjson ? 'application/x-ndjson' : 'application/json' },
+        headers: { ...options.headers, 'content-type': ndjson ? 'application/x-ndjson' : 'application/json' },
         body: ndjson ? batch.map((b) => JSON.stringify(b)).join('\n') : JSON.stringify(batch),
       });
       const json = (await res.json()) as { accepted: number; duplicates?: number; rejected?: unknown };

@@ -1,23 +1,23 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { test } from 'node:test';
-import { Admin } from '@platformatic/kafka';
 import { userHash } from '../../src/store/user-hash.ts';
 import {
   generateEvents,
+  interleave,
   metricValue,
-  partitionsStoredUpTo,
   produce,
   spawnProcessor,
   startTestPostgres,
   testProducer,
   toMessage,
   waitFor,
-  type KafkaMessage,
+  waitStoredToEnd,
 } from '../helpers/kafka-process.ts';
-import { endOffsets, startTestKafka } from '../helpers/kafka.ts';
-import { prng, type OracleEvent } from '../helpers/oracle.ts';
+import { createTopic, startTestKafka } from '../helpers/kafka.ts';
+import type { OracleEvent } from '../helpers/oracle.ts';
 import { assertExactlyOnce } from '../helpers/stored-state.ts';
+import { userTraces } from '../helpers/twin-projects.ts';
 
 const PARTITIONS = 6;
 /** The deployment's TALLY_USER_HASH_KEY: the processor checks it against the stored fingerprint. */
@@ -36,14 +36,6 @@ function deletedUserEvents(n: number): OracleEvent[] {
   }));
 }
 
-/** `b` spread through `a` at seeded places, so the deleted user's messages share batches with the others. */
-function interleave(a: readonly KafkaMessage[], b: readonly KafkaMessage[], seed: number): KafkaMessage[] {
-  const random = prng(seed);
-  const out = [...a];
-  for (const m of b) out.splice(Math.floor(random() * (out.length + 1)), 0, m);
-  return out;
-}
-
 test(
   'tally process drops a tombstoned user’s events, new and replayed, counts them, and stores the others exactly',
   { timeout: 5 * 60_000 },
@@ -58,12 +50,7 @@ test(
     ]);
     const topic = `deleted-${randomUUID()}`;
     const groupId = `g-${randomUUID()}`;
-    const admin = new Admin({ clientId: 'test-admin', bootstrapBrokers: [broker.bootstrap] });
-    try {
-      await admin.createTopics({ topics: [topic], partitions: PARTITIONS, replicas: 1 });
-    } finally {
-      await admin.close();
-    }
+    await createTopic(broker.bootstrap, topic, PARTITIONS);
     const processor = await spawnProcessor(t, {
       bootstrap: broker.bootstrap,
       topic,
@@ -72,14 +59,7 @@ test(
       extra: { TALLY_USER_HASH_KEY: KEY },
     });
     const producer = testProducer(t, broker.bootstrap);
-    const allStored = async () => {
-      const ends = await endOffsets(broker.bootstrap, topic);
-      await waitFor(
-        'every partition stored to its end',
-        async () => (await partitionsStoredUpTo(db.pool, groupId, topic, ends)) === PARTITIONS,
-        120_000,
-      );
-    };
+    const allStored = () => waitStoredToEnd(db.pool, broker.bootstrap, groupId, topic);
     const tombstoneDropped = async () =>
       Number(
         (
@@ -92,6 +72,7 @@ test(
 
     const { oracle, messages } = generateEvents(4000, 31, 0.05);
     const gone = deletedUserEvents(300).map(toMessage);
+    // Spread through the others', so the deleted user's messages share batches with them.
     await produce(producer, topic, interleave(messages, gone, 32), { chunk: 500 });
     await allStored();
     await assertExactlyOnce(db.pool, oracle);
@@ -108,12 +89,10 @@ test(
     await allStored();
     await assertExactlyOnce(db.pool, oracle);
     assert.equal(await tombstoneDropped(), 2 * gone.length, 'the replay is dropped and counted');
-    const { rows } = await db.pool.query<{ numbers: string; visits: string; feed: string }>(
-      `SELECT (SELECT count(*) FROM tally.user_numbers WHERE user_id = $1) AS numbers,
-              (SELECT count(*) FROM tally.sessions WHERE user_id = $1) AS visits,
-              (SELECT count(*) FROM tally.model_changes WHERE $1 = ANY (user_ids)) AS feed`,
-      [GONE],
+    assert.deepEqual(
+      await userTraces(db.pool, 'default', GONE),
+      { numbers: 0, visits: 0, feed: 0 },
+      'no trace of the user',
     );
-    assert.deepEqual(rows[0], { numbers: '0', visits: '0', feed: '0' }, 'no trace of the user');
   },
 );

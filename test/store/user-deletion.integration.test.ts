@@ -17,6 +17,7 @@ import { deleteUser } from '../../src/store/user-deletion.ts';
 import { userHash } from '../../src/store/user-hash.ts';
 import { prng } from '../helpers/oracle.ts';
 import {
+  busiest,
   dataVersion,
   eventsOf,
   everyAnswer,
@@ -25,13 +26,6 @@ import {
   writeAll,
 } from '../helpers/twin-projects.ts';
 import { generateTraffic, type Generated } from '../helpers/web-traffic.ts';
-
-/** The user with the most late events: the one whose deletion touches most visits and rows. */
-function busiest(all: readonly Generated[]): string {
-  const late = new Map<string, number>();
-  for (const g of all) if (g.late) late.set(g.event.user_id, (late.get(g.event.user_id) ?? 0) + 1);
-  return [...late].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))[0][0];
-}
 
 /** The `i`-th user of the traffic (u7 is a bot: web-traffic.ts makes every 20th one from u7 a bot). */
 const nth = (i: number) => (all: readonly Generated[]) =>
