@@ -14,6 +14,9 @@ const MINUTE = 60 * SECOND;
 const HOUR = 60 * MINUTE;
 const DAY = 24 * HOUR;
 
+/** Coarse to fine: a day at a time, then closer (zones change offset on whole seconds). */
+const STEPS = [DAY, HOUR, 15 * MINUTE, MINUTE, SECOND];
+
 const formats = new Map<string, Intl.DateTimeFormat>();
 
 /** The local calendar date of `t` in `tz`: [year, month 1-12, day]. */
@@ -40,14 +43,13 @@ export function periodNumber(t: number, period: Period, tz: string): number {
 }
 
 /**
- * The first instant of the period holding `t`: walks back an hour at a time while the instant
- * before is in the same period, then by 15 minutes, a minute and a second (zones change offset
- * on whole seconds).
+ * The first instant of the period holding `t`: walks back a day at a time while the instant
+ * before is in the same period, then by an hour, 15 minutes, a minute and a second.
  */
 export function refPeriodStart(t: number, period: Period, tz: string): number {
   const n = periodNumber(t, period, tz);
   let s = Math.floor(t / SECOND) * SECOND;
-  for (const step of [HOUR, 15 * MINUTE, MINUTE, SECOND]) {
+  for (const step of STEPS) {
     while (periodNumber(s - step, period, tz) === n) s -= step;
   }
   return s;
@@ -57,7 +59,7 @@ export function refPeriodStart(t: number, period: Period, tz: string): number {
 export function refNextPeriod(start: number, period: Period, tz: string): number {
   const n = periodNumber(start, period, tz);
   let s = start;
-  for (const step of [HOUR, 15 * MINUTE, MINUTE, SECOND]) {
+  for (const step of STEPS) {
     while (periodNumber(s + step, period, tz) === n) s += step;
   }
   return s + SECOND;
