@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import {
+  firstInstantOf,
   nextPeriod,
   periodStart,
   periodStarts,
@@ -296,5 +297,48 @@ test('period starts and their successors equal the local-date reference in any z
       },
     ),
     { numRuns: 600 },
+  );
+});
+
+/** A made-up zone whose offset changes once, at `change`, from `before` to `after` (ms). */
+const zoneOf = (change: number, before: number, after: number) => (t: number) =>
+  t < change ? before : after;
+
+test('made-up zones: midnight inside a gap, twice in an overlap, or at its edge', () => {
+  const date = Date.UTC(2030, 0, 10);
+  // Clocks jump from 23:30 to 01:30: the date begins at the jump.
+  const jump = date - 30 * 60_000 - HOUR;
+  assert.equal(firstInstantOf(date, zoneOf(jump, HOUR, 3 * HOUR)), jump);
+  // Clocks go back from 00:30 to 23:30: the first midnight.
+  const back = date + 30 * 60_000 - 2 * HOUR;
+  assert.equal(firstInstantOf(date, zoneOf(back, 2 * HOUR, HOUR)), date - 2 * HOUR);
+  // A jump at midnight itself.
+  assert.equal(firstInstantOf(date, zoneOf(date - HOUR, HOUR, 2 * HOUR)), date - HOUR);
+});
+
+test('made-up zones: the first instant of a date equals a minute-by-minute search', () => {
+  const quarter = 15 * 60_000;
+  fc.assert(
+    fc.property(
+      fc.integer({ min: -3, max: 3 }).map((d) => Date.UTC(2030, 0, 10) + d * DAY),
+      fc.integer({ min: -48, max: 56 }),
+      fc.integer({ min: -12, max: 12 }).filter((n) => n !== 0),
+      fc.integer({ min: -2 * DAY, max: 2 * DAY }),
+      (date, before, shift, at) => {
+        const offset = zoneOf(date + at, before * quarter, (before + shift) * quarter);
+        const local = (t: number) => Math.floor((t + offset(t)) / DAY) * DAY;
+        let want = Infinity;
+        for (let t = date - 20 * HOUR; t <= date + 20 * HOUR; t += 60_000) {
+          if (local(t) >= date) {
+            want = t;
+            break;
+          }
+        }
+        // The change itself, off the minute grid.
+        if (local(date + at) >= date && date + at < want) want = date + at;
+        assert.equal(firstInstantOf(date, offset), want);
+      },
+    ),
+    { numRuns: 500 },
   );
 });

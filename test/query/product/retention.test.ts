@@ -239,6 +239,9 @@ const timeArbOf = (unit: number, min: number, max: number) =>
     },
   );
 
+/** A user's later event: within a unit of its arrival (often the same period), or within five. */
+const laterArbOf = (unit: number) => fc.oneof(fc.integer({ min: 0, max: unit }), timeArbOf(unit, 0, 5));
+
 /**
  * Users (u0… and bots, as eventsOf names them) each arriving at some time and coming back a few
  * times over the next units, so that cohorts fill and later periods see returns.
@@ -249,7 +252,7 @@ const usersArbOf = (scale: Scale, users: number, maxUsers: number) =>
       fc.tuple(
         fc.nat(users),
         timeArbOf(UNITS[scale], -3, 10),
-        fc.array(fc.tuple(eventArbOf(VALUES, { users: 0, hours: 0 }), timeArbOf(UNITS[scale], 0, 5)), {
+        fc.array(fc.tuple(eventArbOf(VALUES, { users: 0, hours: 0 }), laterArbOf(UNITS[scale])), {
           minLength: 1,
           maxLength: 6,
         }),
@@ -262,10 +265,11 @@ const usersArbOf = (scale: Scale, users: number, maxUsers: number) =>
       ),
     );
 
-const filtersArb = (...common: RefFilter[][]) =>
+/** None (weight `none`), one of `common` (weight 4), or random ones (mostly selecting nothing). */
+const filtersArb = (none: number, ...common: RefFilter[][]) =>
   fc.oneof(
-    { weight: 4, arbitrary: fc.constant<RefFilter[]>([]) },
-    { weight: 3, arbitrary: oneOf(common) },
+    { weight: none, arbitrary: fc.constant<RefFilter[]>([]) },
+    { weight: 4, arbitrary: oneOf(common) },
     { weight: 1, arbitrary: fc.array(filterArb, { minLength: 1, maxLength: 2 }) },
   );
 
@@ -292,18 +296,23 @@ const questionArbOf = (scale: Scale) =>
     snapTo: snapArb,
     bots: oneOf<Bots>(['exclude', 'exclude', 'include', 'only']),
     filters: filtersArb(
+      5,
       [{ dim: 'event_type', op: '!=', values: ['click'] }],
       [{ dim: 'channel', op: '!=', values: ['Email'] }],
       [{ dim: 'country', op: '==', values: ['US', '(none)'] }],
     ),
     cohortFilters: filtersArb(
+      3,
+      [{ dim: 'event_type', op: '==', values: ['signup'] }],
       [{ dim: 'event_type', op: '==', values: ['signup'] }],
       [{ dim: 'event_type', op: '==', values: ['click'] }],
       [{ dim: 'page', op: '~=', values: ['blog'] }],
       [{ dim: 'utm_source', op: '==', values: ['newsletter'] }],
     ),
     returnFilters: filtersArb(
+      3,
       [{ dim: 'event_type', op: '==', values: ['click'] }],
+      [{ dim: 'event_type', op: '!=', values: ['signup'] }],
       [{ dim: 'page', op: '~=', values: ['blog'] }],
       [{ dim: 'country', op: '==', values: ['(none)'] }],
       [{ dim: 'entry_page', op: '==', values: ['/pricing'] }],
