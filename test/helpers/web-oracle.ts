@@ -9,7 +9,11 @@ import {
   type RefCounts,
   type RefFilter,
 } from '../query/web-reference.ts';
-import { getJson } from './embedded-tally.ts';
+import { refFunnel, type RefFunnelQuestion } from '../query/product/funnel-reference.ts';
+import { refPaths, type RefPathsQuestion } from '../query/product/paths-reference.ts';
+import { refRetention, type RefRetentionQuestion } from '../query/product/retention-reference.ts';
+import type { Visit as FixtureVisit } from '../query/web-fixtures.ts';
+import { getJson, postJson } from './embedded-tally.ts';
 import { pool } from './oracle.ts';
 import { compareC, sessionize, storedVisits, type Visit } from './sessionizer.ts';
 import { sessionizerEvent, TIMEOUT_MS, type Generated } from './web-traffic.ts';
@@ -28,6 +32,8 @@ export class WebOracle {
   /** Every visit, bots too (the rows tally.sessions must hold), by the reference sessionizer. */
   readonly visits: Visit[];
   readonly #ref: Reference;
+  /** The visits with their events, as the issue-20 and issue-21 references read them. */
+  readonly #visitsWithMembers: FixtureVisit[];
 
   constructor(generated: readonly Generated[]) {
     this.events = generated.map((g) => g.event);
@@ -43,6 +49,7 @@ export class WebOracle {
       'the two reference sessionizers agree',
     );
     this.#ref = new Reference(this.events, withMembers);
+    this.#visitsWithMembers = withMembers;
     for (const v of withMembers) {
       const key = JSON.stringify([v.user_id, v.session_key, v.started_at]);
       for (const e of v.members) this.#visitKey.set(e.event_id, key);
@@ -59,6 +66,11 @@ export class WebOracle {
       parts.set(now, (parts.get(now) ?? new Set()).add(key));
     }
     return [...parts.values()].filter((p) => p.size > 1).length;
+  }
+
+  /** Issue 21's reference answers over the same events and visits. */
+  product(): ProductOracle {
+    return new ProductOracle(this, this.#visitsWithMembers);
   }
 
   summary(q: Question) {
@@ -103,6 +115,167 @@ export class WebOracle {
       limit: 1000,
       has_more: false,
     };
+  }
+}
+
+/** Issue 21's answers from scratch (test/query/product/*-reference.ts), next to issue 20's. */
+export class ProductOracle {
+  readonly #oracle: WebOracle;
+  readonly #visits: FixtureVisit[];
+
+  constructor(oracle: WebOracle, visits: FixtureVisit[]) {
+    this.#oracle = oracle;
+    this.#visits = visits;
+  }
+
+  /** Counts and medians (seconds) per step; no breakdown, so the order of equal times plays no part. */
+  funnel(q: RefFunnelQuestion) {
+    const a = refFunnel(this.#oracle.events, this.#visits, q, () => 0);
+    return a.steps.map((s) => [
+      s.count,
+      s.medianMsFromPrevious === null ? null : s.medianMsFromPrevious / 1000,
+    ]);
+  }
+
+  retention(q: RefRetentionQuestion) {
+    return refRetention(this.#oracle.events, this.#visits, q).cohorts.map((c) => ({
+      start: new Date(c.start).toISOString(),
+      users: c.users,
+      returned: c.returned,
+    }));
+  }
+
+  paths(q: RefPathsQuestion) {
+    return refPaths(this.#oracle.events, this.#visits, q);
+  }
+}
+
+const filterText = (f: RefFilter) => `${f.dim}${f.op}${f.values.map(escapeValue).join('|')}`;
+
+/** Asserts a running Tally's funnel, retention and paths for traffic in [from, to) equal the oracle's. */
+export async function assertProduct(url: string, oracle: WebOracle, from: number, to: number): Promise<void> {
+  const product = oracle.product();
+  const range = { from: new Date(from).toISOString(), to: new Date(to).toISOString() };
+  const page = (p: string): RefFilter[] => [
+    { dim: 'event_type', op: '==', values: ['page_view'] },
+    { dim: 'page', op: '==', values: [p] },
+  ];
+  const type = (t: string): RefFilter[] => [{ dim: 'event_type', op: '==', values: [t] }];
+  const mobile: RefFilter = { dim: 'device', op: '==', values: ['mobile', 'tablet'] };
+  const shapes: Pick<RefFunnelQuestion, 'steps' | 'windowMs' | 'unit' | 'order'>[] = [
+    {
+      steps: [page('/'), page('/pricing'), type('purchase')],
+      windowMs: 60 * 60_000,
+      unit: 'user',
+      order: 'strict',
+    },
+    {
+      steps: [page('/pricing'), type('click'), page('/cart')],
+      windowMs: 20 * 60_000,
+      unit: 'visit',
+      order: 'strict',
+    },
+    {
+      steps: [type('signup'), page('/docs'), type('click')],
+      windowMs: 3 * 60 * 60_000,
+      unit: 'user',
+      order: 'any',
+    },
+  ];
+  const funnels: RefFunnelQuestion[] = shapes.map((f) => ({
+    from,
+    to,
+    bots: 'exclude',
+    filters: [],
+    breakdown: null,
+    ...f,
+  }));
+  funnels.push({ ...funnels[0], filters: [mobile], bots: 'include' });
+  for (const f of funnels) {
+    const body = {
+      ...range,
+      steps: f.steps.map((filters) => ({ filter: filters.map(filterText) })),
+      window: `${f.windowMs / 60_000}m`,
+      count_by: f.unit,
+      order: f.order,
+      bots: f.bots,
+      ...(f.filters.length > 0 ? { filter: f.filters.map(filterText) } : {}),
+    };
+    const res = await postJson(`${url}/v1/stats/funnel`, body);
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    const steps = res.body.steps as { count: number; median_seconds_from_previous: number | null }[];
+    assert.deepEqual(
+      steps.map((s) => [s.count, s.median_seconds_from_previous]),
+      product.funnel(f),
+      `funnel ${JSON.stringify(body)}`,
+    );
+    assert.ok(steps[1].count > 0, `funnel ${JSON.stringify(body)}: someone reaches step 2`);
+  }
+
+  for (const [period, tz] of [
+    ['day', 'Asia/Kolkata'],
+    ['week', 'UTC'],
+  ] as const) {
+    const q: RefRetentionQuestion = {
+      from,
+      to,
+      bots: 'exclude',
+      filters: [],
+      period,
+      periods: 3,
+      tz,
+      cohortFilters: [],
+      returnFilters: period === 'day' ? type('purchase') : [],
+    };
+    const qs = new URLSearchParams({ ...range, period, periods: '3', tz });
+    if (period === 'day') qs.set('return_event', 'purchase');
+    const res = await getJson<{ cohorts: { start: string; users: number; returned: (number | null)[] }[] }>(
+      `${url}/v1/stats/retention?${qs.toString()}`,
+    );
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    assert.deepEqual(
+      res.body.cohorts.map((c) => ({ start: c.start, users: c.users, returned: c.returned })),
+      product.retention(q),
+      `retention ${qs.toString()}`,
+    );
+  }
+
+  for (const [by, anchor, direction] of [
+    ['page', '/pricing', 'next'],
+    ['page', '/', 'previous'],
+    ['event_type', 'click', 'next'],
+  ] as const) {
+    const q: RefPathsQuestion = {
+      from,
+      to,
+      bots: 'exclude',
+      filters: [],
+      by,
+      anchor,
+      direction,
+      depth: 3,
+      limit: 5,
+    };
+    const qs = new URLSearchParams({ ...range, by, anchor, direction, depth: '3', limit: '5' });
+    const res = await getJson<{
+      anchors: number;
+      levels: { depth: number; items: { path: unknown[]; count: number }[]; other: number }[];
+    }>(`${url}/v1/stats/paths?${qs.toString()}`);
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    const want = product.paths(q);
+    assert.ok(want.anchors > 0, `paths ${qs.toString()} meet the anchor`);
+    assert.deepEqual(
+      {
+        anchors: res.body.anchors,
+        levels: res.body.levels.map((l) => ({
+          depth: l.depth,
+          items: l.items.map((i) => ({ path: i.path, count: i.count })),
+          other: l.other,
+        })),
+      },
+      want,
+      `paths ${qs.toString()}`,
+    );
   }
 }
 

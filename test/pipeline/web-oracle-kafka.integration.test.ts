@@ -16,6 +16,7 @@ import { endOffsets, startTestKafka } from '../helpers/kafka.ts';
 import { prng } from '../helpers/oracle.ts';
 import {
   assertBreakdown,
+  assertProduct,
   assertSessions,
   assertSummary,
   question,
@@ -123,5 +124,7 @@ test(
     ];
     await assertSummary(query.url, oracle, question(from, to, filters), 'filtered');
     await assertBreakdown(query.url, oracle, question(from, to, filters), 'entry_page');
+    // Issue 21: funnels, retention and paths of the same traffic.
+    await assertProduct(query.url, oracle, from, to);
   },
 );

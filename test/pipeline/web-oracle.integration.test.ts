@@ -4,6 +4,7 @@ import { startTestTally } from '../helpers/embedded-tally.ts';
 import { prng } from '../helpers/oracle.ts';
 import {
   assertBreakdown,
+  assertProduct,
   assertSessions,
   assertSummary,
   question,
@@ -117,6 +118,8 @@ test(
     // Part of the window: a visit that started before it counts none of its visits.
     for (const dim of ['entry_page', 'browser', 'utm_source'])
       await assertBreakdown(tally.url, oracle, question(mid - 90 * MINUTE, mid), dim);
+    // Issue 21: funnels, retention and paths of the same traffic.
+    await assertProduct(tally.url, oracle, from, to);
   },
 );
 
