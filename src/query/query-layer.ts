@@ -19,7 +19,7 @@ import { readSnapshot } from '../store/read-snapshot.ts';
 import { ReadModel } from './read-model.ts';
 import { ProductService } from './product/product-service.ts';
 import { ColumnarBuilder } from './columnar/builder.ts';
-import { countEventsSince, readModelRows } from '../store/model-rows.ts';
+import { readRangeRows } from '../store/model-rows.ts';
 
 export interface QueryLayer {
   query: QueryService;
@@ -79,11 +79,9 @@ export function createQueryLayer(deps: {
     scoped: stats,
     raw: { stored: config.raw.TALLY_STORE_RAW, cutoff },
     // Without the read model: the same columns, built for this one answer.
-    readModel: async (project, since, maxEvents) => {
-      if ((await countEventsSince(pool, project, since, maxEvents)) > maxEvents) return undefined;
+    readModel: async (project, range, maxEvents) => {
       const builder = new ColumnarBuilder();
-      await readModelRows(pool, project, since, undefined, builder);
-      return builder.build();
+      return (await readRangeRows(pool, project, range, maxEvents, builder)) ? builder.build() : undefined;
     },
     maxScanEvents: config.raw.TALLY_PRODUCT_MAX_SCAN_EVENTS,
   });

@@ -2,7 +2,7 @@ import { Type, type TSchema } from '@sinclair/typebox';
 import { ErrorSchema } from '../http/schemas.ts';
 
 // A plain `enum` gives one clear validation error ("must be equal to one of the allowed values").
-function StringEnum<const T extends readonly string[]>(
+export function StringEnum<const T extends readonly string[]>(
   values: T,
   defaultValue: T[number],
   description: string,
@@ -10,7 +10,7 @@ function StringEnum<const T extends readonly string[]>(
   return Type.Unsafe<T[number]>({ type: 'string', enum: [...values], default: defaultValue, description });
 }
 
-const Time = Type.String({ maxLength: 64 });
+export const Time = Type.String({ maxLength: 64 });
 
 /** `from` and `to`, described for a query whose date-only values start their day in `zone`. */
 function rangeFields(zone: string) {

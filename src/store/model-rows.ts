@@ -54,13 +54,44 @@ export async function readModelRows(
   sink: ModelRowSink,
   signal?: AbortSignal,
 ): Promise<ModelRows> {
+  return onSnapshot(pool, (client) => readOn(client, project, cutoffMs, since, sink, signal));
+}
+
+/**
+ * The raw events of `project` in [fromMs, toMs) and every visit holding one (ending at or after
+ * `fromMs`, starting before `toMs`), on one snapshot, for a question the read model cannot answer
+ * (src/query/product/product-service.ts); unless there are more than `atMost` such events: then
+ * nothing is read and false returned. The count reads at most `atMost + 1` index entries.
+ */
+export async function readRangeRows(
+  pool: pg.Pool,
+  project: string,
+  range: { fromMs: number; toMs: number },
+  atMost: number,
+  sink: ModelRowSink,
+): Promise<boolean> {
+  return onSnapshot(pool, async (client) => {
+    const { rows } = await client.query<{ n: string }>(
+      `SELECT count(*) AS n FROM (SELECT 1 FROM tally.events
+        WHERE project = $1 AND ts >= to_timestamp($2::float8 / 1000) AND ts < to_timestamp($3::float8 / 1000)
+        LIMIT $4) AS x`,
+      [project, range.fromMs, range.toMs, atMost + 1],
+    );
+    if (Number(rows[0].n) > atMost) return false;
+    await readOn(client, project, range.fromMs, undefined, sink, undefined, range.toMs);
+    return true;
+  });
+}
+
+/** Runs `read` in a read-only REPEATABLE READ transaction of its own: one snapshot. */
+async function onSnapshot<T>(pool: pg.Pool, read: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
   try {
     await client.query(`BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL work_mem = '${WORK_MEM}'`);
-    const read = await readOn(client, project, cutoffMs, since, sink, signal);
+    const result = await read(client);
     await client.query('COMMIT');
     client.release();
-    return read;
+    return result;
   } catch (err) {
     // A client whose ROLLBACK fails is broken: destroy it rather than return it to the pool.
     await client.query('ROLLBACK').then(
@@ -78,6 +109,7 @@ async function readOn(
   since: number | undefined,
   sink: ModelRowSink,
   signal: AbortSignal | undefined,
+  untilMs = Number.POSITIVE_INFINITY,
 ): Promise<ModelRows> {
   const { rows } = await client.query<{ version: string }>(
     'SELECT version FROM tally.data_versions WHERE project = $1',
@@ -90,12 +122,12 @@ async function readOn(
     if (!changes.complete || changes.users.length === 0) return { version, ...changes };
     users = changes.users;
   }
-  const byUser = users === undefined ? '' : 'AND user_id = ANY($3::text[])';
-  const params = users === undefined ? [project, cutoffMs] : [project, cutoffMs, users];
+  const byUser = users === undefined ? '' : 'AND user_id = ANY($4::text[])';
+  const params = users === undefined ? [project, cutoffMs, untilMs] : [project, cutoffMs, untilMs, users];
   await stream(
     client,
     `SELECT ${EVENT_COLUMNS} FROM tally.events e
-      WHERE project = $1 AND ts >= to_timestamp($2::float8 / 1000) ${byUser}`,
+      WHERE project = $1 AND ts >= to_timestamp($2::float8 / 1000) AND ts < to_timestamp($3::float8 / 1000) ${byUser}`,
     params,
     (row) => sink.addEvent(row as unknown as EventRow),
     signal,
@@ -103,7 +135,8 @@ async function readOn(
   await stream(
     client,
     `SELECT ${VISIT_COLUMNS} FROM tally.sessions s
-      WHERE project = $1 AND ended_at >= to_timestamp($2::float8 / 1000) ${byUser}`,
+      WHERE project = $1 AND ended_at >= to_timestamp($2::float8 / 1000)
+        AND started_at < to_timestamp($3::float8 / 1000) ${byUser}`,
     params,
     (row) => sink.addVisit(row as unknown as VisitRow),
     signal,
@@ -130,22 +163,4 @@ async function stream(
     signal?.throwIfAborted();
   }
   await client.query('CLOSE model_rows');
-}
-
-/**
- * How many raw events `project` holds from `sinceMs` on, counting no further than `atMost + 1`:
- * what a question reading them would cost, known for at most that many index entries read.
- */
-export async function countEventsSince(
-  pool: pg.Pool,
-  project: string,
-  sinceMs: number,
-  atMost: number,
-): Promise<number> {
-  const { rows } = await pool.query<{ n: string }>(
-    `SELECT count(*) AS n FROM (SELECT 1 FROM tally.events
-      WHERE project = $1 AND ts >= to_timestamp($2::float8 / 1000) LIMIT $3) AS x`,
-    [project, sinceMs, atMost + 1],
-  );
-  return Number(rows[0].n);
 }

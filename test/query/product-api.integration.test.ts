@@ -116,6 +116,14 @@ async function started(t: TestContext, env: Record<string, string> = {}) {
   return tally;
 }
 
+/** How many questions the read model has answered (tally_read_model_answers_total, source model). */
+async function modelAnswers(tally: {
+  metrics: { registry: { getSingleMetricAsString(name: string): Promise<string> } };
+}) {
+  const text = await tally.metrics.registry.getSingleMetricAsString('tally_read_model_answers_total');
+  return Number(/source="model"} (\d+)/.exec(text)?.[1] ?? 0);
+}
+
 async function assertAnswers(url: string): Promise<void> {
   const funnel = await postJson(`${url}/v1/stats/funnel`, FUNNEL);
   assert.equal(funnel.status, 200, JSON.stringify(funnel.body));
@@ -138,7 +146,11 @@ test(
   { timeout: 120_000 },
   async (t) => {
     const tally = await started(t);
+    // The read model answers (not the raw rows read for one answer: the next test's path).
+    assert.ok(await tally.model?.ready('default'), 'the read model loaded');
+    const before = await modelAnswers(tally);
     await assertAnswers(tally.url);
+    assert.equal((await modelAnswers(tally)) - before, 3, 'the model answered all three');
 
     const client = analyticsClient(tally.grpcPort);
     t.after(() => client.close());

@@ -33,10 +33,15 @@ export interface ProductServiceDeps {
   scoped: Pick<ScopedStats, 'layers'>;
   raw: RawWindow;
   /**
-   * Without the read model: the project's raw events from `since` on, as one model, read from
-   * PostgreSQL on one snapshot; undefined when there are more than `maxEvents` (nothing read).
+   * Without the read model: the project's raw events in [fromMs, toMs) and their visits, as one
+   * model, read from PostgreSQL on one snapshot; undefined when there are more than `maxEvents`
+   * (nothing read then).
    */
-  readModel: (project: string, since: number, maxEvents: number) => Promise<ColumnarModel | undefined>;
+  readModel: (
+    project: string,
+    range: { fromMs: number; toMs: number },
+    maxEvents: number,
+  ) => Promise<ColumnarModel | undefined>;
   /** Most raw events a question may read from PostgreSQL (TALLY_PRODUCT_MAX_SCAN_EVENTS). */
   maxScanEvents: number;
   now?: () => number;
@@ -49,6 +54,8 @@ export interface ProductServiceDeps {
  */
 export class ProductService {
   readonly #deps: ProductServiceDeps;
+  /** The raw-row read in progress (see #models): the next one starts after it. */
+  #reading: Promise<unknown> = Promise.resolve();
 
   constructor(deps: ProductServiceDeps) {
     this.#deps = deps;
@@ -72,10 +79,11 @@ export class ProductService {
       breakdown,
     };
     const labels = q.steps.map(stepLabel);
+    const window = this.#window(range);
     return {
       key: [
         'funnel',
-        range,
+        window.covers,
         q.filter ?? [],
         q.bots,
         q.steps,
@@ -86,7 +94,8 @@ export class ProductService {
         q.limit,
       ],
       answer: async (project: string) => {
-        const { models, covers } = await this.#models(project, range, range.from);
+        const { covers } = window;
+        const models = await this.#models(project, covers, covers.from);
         const a = funnel(models, { ...question, from: covers.from });
         const groups = a.groups.slice(0, q.limit);
         return {
@@ -118,10 +127,11 @@ export class ProductService {
       type === undefined
         ? []
         : [{ dimension: { kind: 'event', name: 'event_type' }, op: 'is', values: [type] }];
+    const window = this.#window(range);
     return {
       key: [
         'retention',
-        range,
+        window,
         q.filter ?? [],
         q.bots,
         q.period,
@@ -132,7 +142,8 @@ export class ProductService {
       ],
       answer: async (project: string) => {
         // First seen is judged over every raw event kept, not only those in the range.
-        const { models, covers, since } = await this.#models(project, range, -Infinity);
+        const { covers, since } = window;
+        const models = await this.#models(project, covers, since);
         const a = retention(models, {
           from: covers.from,
           to: range.to,
@@ -143,6 +154,7 @@ export class ProductService {
           tz: q.tz,
           cohortFilters: eventIs(q.cohort_event),
           returnFilters: eventIs(q.return_event),
+          historyFrom: since,
         });
         return {
           from: iso(range.from),
@@ -168,10 +180,12 @@ export class ProductService {
     const q = checkQuery(PathsQuery, input);
     const range = this.#range(q);
     const filters = parseFilters(q.filter);
+    const window = this.#window(range);
     return {
-      key: ['paths', range, q.filter ?? [], q.bots, q.by, q.anchor, q.direction, q.depth, q.limit],
+      key: ['paths', window.covers, q.filter ?? [], q.bots, q.by, q.anchor, q.direction, q.depth, q.limit],
       answer: async (project: string) => {
-        const { models, covers } = await this.#models(project, range, range.from);
+        const { covers } = window;
+        const models = await this.#models(project, covers, covers.from);
         const a = paths(models, {
           from: covers.from,
           to: range.to,
@@ -209,10 +223,11 @@ export class ProductService {
   }
 
   /**
-   * The models answering for `project` over `range`, reading the raw events from `need` on (or
-   * from the raw window's start, -Infinity), and the part of the range the raw events cover.
+   * The part of `range` the raw events cover, and where they begin (the raw window's start, or
+   * -Infinity): checked before the cache, whose keys hold both (the window moves at UTC midnight
+   * with no new data version).
    */
-  async #models(project: string, range: Range, need: number) {
+  #window(range: Range): { covers: Range; since: number } {
     const { raw } = this.#deps;
     if (!raw.stored) {
       throw rawUnavailable(
@@ -225,29 +240,50 @@ export class ProductService {
         `the raw events are kept from ${iso(since)} on (TALLY_RAW_RETENTION_DAYS): the range ends before`,
       );
     }
-    const covers = { from: Math.max(range.from, since), to: range.to };
+    return { covers: { from: Math.max(range.from, since), to: range.to }, since };
+  }
+
+  /**
+   * The models answering for `project` over `covers`, whose events from `need` on (up to
+   * covers.to) the question reads: the read model's layers, or else the raw rows read once from
+   * PostgreSQL, one such read at a time per process (each builds a model of up to
+   * TALLY_PRODUCT_MAX_SCAN_EVENTS events), refused when there are more.
+   */
+  async #models(project: string, covers: Range, need: number): Promise<readonly ColumnarModel[]> {
     const layers = await this.#deps.scoped.layers(project, covers);
-    if (layers !== undefined) return { models: layers.models, covers, since };
+    if (layers !== undefined) return layers.models;
     const max = this.#deps.maxScanEvents;
-    const model = await this.#deps.readModel(project, Math.max(need, since), max);
+    const read = this.#reading.then(() =>
+      this.#deps.readModel(project, { fromMs: need, toMs: covers.to }, max),
+    );
+    this.#reading = read.catch(() => undefined);
+    const model = await read;
     if (model === undefined) {
       throw new TallyError(
         'TALLY_QUERY_TOO_EXPENSIVE',
         `this question would read more than ${max} raw events from PostgreSQL (TALLY_PRODUCT_MAX_SCAN_EVENTS) while the read model cannot answer (TALLY_READ_MODEL=off, or loading: retry in a minute); narrow the range`,
       );
     }
-    return { models: [model], covers, since };
+    return [model];
   }
 }
 
+const DATE_FORMATS = new Map<string, Intl.DateTimeFormat>();
+
 /** The local calendar date (YYYY-MM-DD) of `t` in `tz`. */
 function localDate(t: number, tz: string): string {
-  const parts = new Intl.DateTimeFormat('en-CA', {
-    timeZone: tz,
-    year: 'numeric',
-    month: '2-digit',
-    day: '2-digit',
-  }).formatToParts(t);
+  let format = DATE_FORMATS.get(tz);
+  if (format === undefined) {
+    // One per zone (validated IANA names: a few hundred at most); making one costs ~0.1 ms.
+    format = new Intl.DateTimeFormat('en-CA', {
+      timeZone: tz,
+      year: 'numeric',
+      month: '2-digit',
+      day: '2-digit',
+    });
+    DATE_FORMATS.set(tz, format);
+  }
+  const parts = format.formatToParts(t);
   const get = (type: string) => parts.find((p) => p.type === type)?.value ?? '';
   return `${get('year')}-${get('month')}-${get('day')}`;
 }

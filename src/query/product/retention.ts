@@ -22,6 +22,12 @@ export interface RetentionQuestion extends SequenceQuestion {
   cohortFilters: readonly Filter[];
   /** [] = any event. */
   returnFilters: readonly Filter[];
+  /**
+   * Where the history that makes a cohort event first begins (default: all of it). The caller
+   * passes the raw window's start: layers loaded at different times keep rows from different
+   * cutoffs, and first seen must not depend on which layer holds a user.
+   */
+  historyFrom?: number;
 }
 
 export interface RetentionCohort {
@@ -48,8 +54,13 @@ export function retention(models: readonly ColumnarModel[], q: RetentionQuestion
   let isCohort: EventTest = () => false;
   let isReturn: EventTest = () => false;
   // TRICKY: "first" is over the user's whole history: an earlier cohort event before q.from puts
-  // the user in no cohort, so the sequences start at -Infinity and end at q.to.
-  const everything: SequenceQuestion = { from: -Infinity, to: q.to, bots: q.bots, filters: q.filters };
+  // the user in no cohort, so the sequences start at the history's start and end at q.to.
+  const everything: SequenceQuestion = {
+    from: q.historyFrom ?? -Infinity,
+    to: q.to,
+    bots: q.bots,
+    filters: q.filters,
+  };
   if (cohorts > 0) {
     forEachSequence(models, everything, 'user', (seq) => {
       if (seq.model !== model) {

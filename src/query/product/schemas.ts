@@ -1,21 +1,12 @@
 import { Type, type TSchema } from '@sinclair/typebox';
 import { ErrorSchema } from '../../http/schemas.ts';
-import { errorResponses, filterFields } from '../schemas.ts';
+import { errorResponses, filterFields, StringEnum, Time } from '../schemas.ts';
 
 /**
  * Funnels, retention and paths (issue 21): requests and answers, for REST, gRPC (the same checks,
  * src/query/validate.ts) and OpenAPI. Semantics: src/query/QUERY_PLANS.md, "Product analytics".
  */
 
-function StringEnum<const T extends readonly string[]>(
-  values: T,
-  defaultValue: T[number],
-  description: string,
-) {
-  return Type.Unsafe<T[number]>({ type: 'string', enum: [...values], default: defaultValue, description });
-}
-
-const Time = Type.String({ maxLength: 64 });
 const forms =
   'ISO-8601 date-time, epoch milliseconds, or a date (YYYY-MM-DD) meaning that day’s start (00:00) in `tz`';
 const range = {

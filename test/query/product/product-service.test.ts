@@ -3,7 +3,8 @@ import { test } from 'node:test';
 import { TallyError } from '../../../src/errors/tally-error.ts';
 import { Layers } from '../../../src/query/columnar/layers.ts';
 import { ProductService, parseWindow } from '../../../src/query/product/product-service.ts';
-import { BASE, HOUR, MINUTE, modelOf } from '../columnar-arbitraries.ts';
+import { BASE, HOUR, MINUTE, modelOf, TIMEOUT } from '../columnar-arbitraries.ts';
+import { sessionize, type WebEvent } from '../web-fixtures.ts';
 
 /** Issue 21's checks before any engine runs: every bad part named, and the limits. */
 
@@ -15,8 +16,8 @@ function service(opts: { layers?: Layers; cutoff?: number; stored?: boolean; fal
   const product = new ProductService({
     scoped: { layers: () => Promise.resolve(opts.layers) },
     raw: { stored: opts.stored ?? true, cutoff: () => opts.cutoff ?? Number.NEGATIVE_INFINITY },
-    readModel: (_project, since) => {
-      reads.push(since);
+    readModel: (_project, range) => {
+      reads.push(range.fromMs);
       return Promise.resolve(opts.fallback === true ? modelOf([], []) : undefined);
     },
     maxScanEvents: 1000,
@@ -122,15 +123,13 @@ test('raw retention: the answer says which part of the range it covers; none at 
     .checkRetention({ from: String(BASE), to: String(BASE + 5 * DAY), period: 'day' })
     .answer('p');
   assert.equal(r.first_seen_since, new Date(cutoff).toISOString());
-  await assert.rejects(
-    product.checkPaths({ anchor: '/', from: String(BASE), to: String(BASE + 2 * DAY) }).answer('p'),
-    (err: unknown) => err instanceof TallyError && err.code === 'TALLY_RAW_UNAVAILABLE',
+  rejects(
+    () => product.checkPaths({ anchor: '/', from: String(BASE), to: String(BASE + 2 * DAY) }),
+    'TALLY_RAW_UNAVAILABLE',
+    'from',
   );
   const none = service({ stored: false, fallback: true });
-  await assert.rejects(
-    none.product.checkPaths({ anchor: '/' }).answer('p'),
-    (err: unknown) => err instanceof TallyError && err.code === 'TALLY_RAW_UNAVAILABLE',
-  );
+  rejects(() => none.product.checkPaths({ anchor: '/' }), 'TALLY_RAW_UNAVAILABLE', 'from');
 });
 
 test('the read model answers when it can: nothing read from PostgreSQL', async () => {
@@ -144,4 +143,46 @@ test('the read model answers when it can: nothing read from PostgreSQL', async (
   );
   assert.equal(a.window_seconds, 86_400);
   assert.equal(a.from, new Date(NOW - 7 * DAY).toISOString());
+});
+
+test('retention judges first seen from the raw window whichever layer holds the user', async () => {
+  const cutoff = BASE + 3 * DAY;
+  const event = (user: string, ts: number, i: number): WebEvent => ({
+    event_id: `e${i}`,
+    user_id: user,
+    type: 'page_view',
+    ts,
+    session_id: null,
+    properties: null,
+    path: '/',
+    hostname: 'example.com',
+    referrer_host: null,
+    channel: 'Direct',
+    utm_source: null,
+    utm_medium: null,
+    utm_campaign: null,
+    utm_term: null,
+    utm_content: null,
+    browser: null,
+    os: 'Linux',
+    device: null,
+    country: null,
+    is_bot: false,
+  });
+  // A base loaded before the cutoff moved still holds a's day-1 event; b's rows are a delta's.
+  const events = [event('a', BASE + DAY, 0), event('a', BASE + 4 * DAY, 1)];
+  const layers = new Layers(modelOf(events, sessionize(events, TIMEOUT)));
+  const delta = [event('b', BASE + 4 * DAY + HOUR, 2)];
+  layers.push(modelOf(delta, sessionize(delta, TIMEOUT)), ['b']);
+  const { product } = service({ layers, cutoff });
+  const q = { from: String(cutoff), to: String(BASE + 6 * DAY), period: 'day', periods: '2' };
+  const a = await product.checkRetention(q).answer('p');
+  assert.deepEqual(
+    a.cohorts.map((c) => [c.date, c.users]),
+    [
+      ['2026-01-08', 0],
+      ['2026-01-09', 2],
+      ['2026-01-10', 0],
+    ],
+  );
 });
