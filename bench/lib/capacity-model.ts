@@ -169,6 +169,11 @@ export interface Costs {
   ingestUs: number;
   /** µs of one core per event through `tally process` and PostgreSQL together (the whole box charged). */
   pipelineUs: number;
+  /**
+   * pipelineUs had the box been as fast as in its best run: the processor's rate scaled by how much
+   * faster the same INSERT … SELECT went then. An estimate: it assumes load slowed both alike.
+   */
+  quietPipelineUs: number;
   /** µs of one PostgreSQL core per event for the dedup key and raw row alone: one backend's INSERT … SELECT. */
   pgFloorUs: number;
   /** Rows PostgreSQL stores per second on one core (2 per event: dedup key and raw row). */
@@ -186,6 +191,9 @@ export function costs(inputs: Inputs): Costs {
   return {
     ingestUs: (ingest.cpus * 1e6) / ingest.eventsPerSec,
     pipelineUs: (processor.cpus * 1e6) / processor.eventsPerSec,
+    quietPipelineUs:
+      (processor.cpus * 1e6 * processor.insertEventsPerSec) /
+      (processor.eventsPerSec * processor.bestInsertEventsPerSec),
     pgFloorUs: 1e6 / processor.insertEventsPerSec,
     pgRowsPerCoreSec: 2 * processor.insertEventsPerSec,
     perPartitionEventsPerSec: processor.eventsPerSec / processor.workers,
@@ -287,6 +295,7 @@ export function renderModel(inputs: Inputs, a: Assumptions = ASSUMPTIONS): strin
     `| PostgreSQL, key + raw row only, µs of a core per event | ${dec(c.pgFloorUs)} | 1 backend / ${int(processor.insertEventsPerSec)} events/s (scenario 3's INSERT … SELECT) |`,
     `| PostgreSQL rows/s per core (key + raw row) | ${int(c.pgRowsPerCoreSec)} | 2 × ${int(processor.insertEventsPerSec)} |`,
     `| that INSERT … SELECT against its fastest run on this box | ${int((100 * processor.insertEventsPerSec) / processor.bestInsertEventsPerSec)} % | ${int(processor.bestInsertEventsPerSec)} events/s at best: the lower, the busier the box was |`,
+    `| processor + PostgreSQL on a box as fast as at that best (estimate, not used below) | ${dec(c.quietPipelineUs)} | the line above's factor applied to the processor's rate |`,
     `| events/s per partition (one worker's share) | ${int(c.perPartitionEventsPerSec)} | ${int(processor.eventsPerSec)} events/s / ${processor.workers} workers |`,
     `| Kafka bytes per event (uncompressed record) | ${int(ingest.recordBytes)} | scenario 2's record size |`,
     `| one broker, MB/s written (lower bound) | ${dec(c.brokerBytesPerSec / 1e6)} | ${int(ingest.brokerEventsPerSec)} records/s × ${ingest.recordBytes} B (ProducerPerformance) |`,

@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import {
   ASSUMPTIONS,
+  costs,
   loadResults,
   pickInputs,
   primaryCeiling,
@@ -87,6 +88,9 @@ test('the fixture sized by hand: 10k and 1M events/s, a billion stored events, a
   assert.equal(billion.queryRssGB, 100);
   assert.ok(Math.abs(billion.modelLoadHours - 10_000 / 3600) < 1e-9);
   assert.deepEqual(primaryCeiling(inputs), { min: 320_000, max: 1_600_000 });
+  // 2 cores over 10,000 events/s, with the box 99,999 / 25,000 times faster: 50.0005 µs.
+  assert.ok(Math.abs(costs(inputs).quietPipelineUs - (2e6 * 25_000) / (10_000 * 99_999)) < 1e-9);
+  assert.equal(costs(inputs).pipelineUs, 200);
 });
 
 /** Inputs from measured figures as the results hold them (rates rounded to whole events/s). */
@@ -174,6 +178,15 @@ test('stored events and the primary scale linearly from the measured figures (pr
       const p = inputs.processor;
       assert.ok(near(c.min, ASSUMPTIONS.primaryCores * (p.eventsPerSec / p.cpus)));
       assert.ok(near(c.max, ASSUMPTIONS.primaryCores * p.insertEventsPerSec));
+      // On a box as fast as at the INSERT's best, the processor goes faster by that same factor.
+      const k = costs(inputs);
+      assert.ok(
+        near(
+          k.quietPipelineUs * p.eventsPerSec * (p.bestInsertEventsPerSec / p.insertEventsPerSec),
+          p.cpus * 1e6,
+        ),
+      );
+      assert.ok(near(k.pipelineUs * p.eventsPerSec, p.cpus * 1e6));
     }),
   );
 });
