@@ -1,35 +1,39 @@
 -- tally.delete_user of migration 022 (read its header: what goes, how each rollup is corrected,
 -- THE LIMIT, the locks), made faster: same signature, same rows changed, same result and errors.
--- Measured statement by statement (auto_explain, in a rolled-back transaction) on scenario 9's data
--- (docs/benchmarks.md: 1 M events, then one user of 100,000 events over 30 days, every event on a
--- (minute, page) row of its own), where 022 took 7 s on a quiet machine. Where it went:
---   * tally.rollup_pages (130,040 rows to correct, here all the user's alone): the DELETE and the
---     UPDATE of one statement each hash-joined the list with the whole table (1.6 million rows,
---     the hash spilled in 16 batches): 3.4 s, and it grows with the project, not the user;
---   * reading the raw rows: the bucket as to_timestamp(floor(date_part(…))) per event and level,
---     grouped in 4 MB of work_mem (spilled in 9 batches), then read back twice: 1.2–2.4 s;
---   * the dedup keys: a hash join reading all of the project's tally.event_ids: 0.7 s;
---   * tally.rollup_events (12,902 rows): the same two hash joins as rollup_pages, 0.4 s.
+-- Measured statement by statement (bench/delete-user-lab.ts --mode explain: auto_explain, in a
+-- rolled-back transaction) on scenario 9's data (1 M events, then one user of 100,000 events over
+-- 30 days, every event on a (minute, page) row of its own), 022 took 3.5 s with the machine to
+-- itself (docs/benchmarks.md, "Deleting a user"). Where it went:
+--   * 1.9 s: tally.rollup_pages, 130,080 rows to correct (here all the user's alone). The DELETE
+--     and the UPDATE of its one statement were each planned as a hash join of the list with the
+--     whole table (1.6 million rows, spilled in 16 batches): a cost that grows with the project;
+--   * 0.6 s: reading and grouping the raw rows (this did not get faster: see 1.);
+--   * 0.4 s: the dedup keys, a hash join reading all of the project's 1.1 million tally.event_ids;
+--   * 0.2 s: tally.rollup_events, 12,904 rows, the same two joins as rollup_pages.
 -- What changes (none changes which rows are read, deleted or updated, or with what):
 --   1. The buckets are date_bin(width, ts, epoch): in integer microseconds the floor of the event
 --      time to the level's width, which is what 022's float arithmetic computes for event times in
 --      whole milliseconds since 1970 (the only ones src/event/timestamp.ts accepts) and what the
 --      writer stores. Page numbers are looked up per raw row (the user's few distinct pages are
 --      memoized) and grouped by number, as 022 grouped them; URLs without a number are one group,
---      which matches no rollup_pages row, and the guard raises as in 022.
+--      which matches no rollup_pages row, and the guard raises as in 022. (Grouping 300,000
+--      (level, event) rows into 130,080 is most of this statement's time, before and after.)
 --   2. The rollup rows are corrected by MERGE: one lookup per row of the list, then DELETE where
 --      the row holds exactly the user's count, UPDATE where more, nothing where less or missing.
 --      ROW_COUNT counts the rows it deleted or updated, which 022 counted as its DELETE plus its
 --      UPDATE, so the guard (TL003) is the same. The lists go in (level, bucket) order, so the
---      lookups walk the primary key in order (sorting on the text columns too cost more than it
---      saved).
+--      lookups walk the primary key nearly in order (sorting on the text columns too cost more
+--      than it saved).
 --   3. The dedup keys: the user's event ids read once, then deleted by `= ANY`: one sorted walk of
 --      the primary key, whatever the size of the project.
---   4. For this function only (restored on return): work_mem 64 MB, so a heavy user's grouping
+--   4. The user's hour and day bits are cleared by a MERGE as well, which deletes a row left empty
+--      in the same pass (022 updated it, then deleted it in a second join).
+--   5. For this function only (restored on return): work_mem 64 MB, so a heavy user's grouping
 --      stays in memory; no hash or merge joins, so every join is the user's rows against an index,
 --      however large the tables (as migration 019 does for refresh_sessions). The inexact check,
 --      which compares two lists, is an EXCEPT, not a join.
--- Measured after (1 M events, 100,000-event user): see docs/benchmarks.md, "Deleting a user".
+-- After: 2.0 s for the same call (rollup_pages 0.7 s, dedup keys 0.14 s), and a median of 2.5 s
+-- against 5.5 s in scenario 9 (docs/benchmarks.md).
 -- TRICKY: CREATE OR REPLACE FUNCTION resets a function's SET clauses; a migration replacing this
 -- function must repeat them.
 CREATE OR REPLACE FUNCTION tally.delete_user(
@@ -185,12 +189,12 @@ BEGIN
     UPDATE tally.rollup_minute_users m SET users = array_remove(m.users, v_num)
      WHERE m.project = p_project AND m.bucket >= v_from AND m.bucket < v_to AND m.users @> ARRAY[v_num];
 
-    UPDATE tally.rollup_user_bits b SET users = set_bit(b.users, v_num % 8192, 0)
-      FROM unnest(v_bits_level, v_bits_bucket) AS s(level, bucket)
-     WHERE b.project = p_project AND b.level = s.level AND b.bucket = s.bucket AND b.chunk = v_num / 8192;
-    DELETE FROM tally.rollup_user_bits b USING unnest(v_bits_level, v_bits_bucket) AS s(level, bucket)
-     WHERE b.project = p_project AND b.level = s.level AND b.bucket = s.bucket AND b.chunk = v_num / 8192
-       AND bit_count(b.users) = 0;
+    -- The bit cleared; a row left with no bit goes (022: an UPDATE, then a DELETE of the emptied).
+    MERGE INTO tally.rollup_user_bits b
+    USING unnest(v_bits_level, v_bits_bucket) AS s(level, bucket)
+       ON b.project = p_project AND b.level = s.level AND b.bucket = s.bucket AND b.chunk = v_num / 8192
+     WHEN MATCHED AND bit_count(set_bit(b.users, v_num % 8192, 0)) = 0 THEN DELETE
+     WHEN MATCHED THEN UPDATE SET users = set_bit(b.users, v_num % 8192, 0);
   END IF;
 
   PERFORM tally.session_project_lock(p_project, true);
