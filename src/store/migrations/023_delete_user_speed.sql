@@ -33,7 +33,7 @@
 --      however large the tables (as migration 019 does for refresh_sessions). The inexact check,
 --      which compares two lists, is an EXCEPT, not a join.
 -- After: 2.0 s for the same call (rollup_pages 0.7 s, dedup keys 0.14 s), and a median of 2.5 s
--- against 5.5 s in scenario 9 (docs/benchmarks.md).
+-- against 5.4 s in scenario 9 (docs/benchmarks.md).
 -- TRICKY: CREATE OR REPLACE FUNCTION resets a function's SET clauses; a migration replacing this
 -- function must repeat them.
 CREATE OR REPLACE FUNCTION tally.delete_user(
