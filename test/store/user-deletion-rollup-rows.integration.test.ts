@@ -136,3 +136,18 @@ test(
     );
   },
 );
+
+test('tally.delete_user keeps its settings after every migration (023: work_mem, no hash or merge joins)', async (t) => {
+  const pool = await twinDatabase(t);
+  const { rows } = await pool.query<{ config: string[] | null }>(
+    `SELECT p.proconfig AS config
+       FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+      WHERE n.nspname = 'tally' AND p.proname = 'delete_user'`,
+  );
+  assert.equal(rows.length, 1, 'one tally.delete_user');
+  assert.deepEqual([...(rows[0].config ?? [])].sort(), [
+    'enable_hashjoin=off',
+    'enable_mergejoin=off',
+    'work_mem=64MB',
+  ]);
+});
