@@ -9,7 +9,8 @@ import { percentile, round } from '../lib/stats.ts';
 import { SITE, type WebDataset } from '../web-dataset.ts';
 
 const SCENARIO = '9. delete user';
-const USER = 'bench-heavy-user';
+/** The heavy user's id (bench/delete-user-lab.ts deletes it too). */
+export const USER = 'bench-heavy-user';
 const DAY = 86_400_000;
 const DESKTOP =
   'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36';
@@ -202,7 +203,7 @@ async function checkSummary(
 }
 
 /** `n` events of one user over the 30 days: visits of 100 events 3 s apart, at least 31 min between. */
-function* heavyUser(n: number, start: number): Generator<TallyEvent[]> {
+export function* heavyUser(n: number, start: number): Generator<TallyEvent[]> {
   let batch: TallyEvent[] = [];
   const gap = Math.max(31 * 60_000, Math.floor((30 * DAY) / Math.ceil(n / 100) - 99 * 3_000));
   let t = start;
