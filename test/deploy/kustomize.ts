@@ -5,9 +5,11 @@ import { parseAllDocuments, parse } from 'yaml';
 /**
  * The small subset of `kustomize build` that deploy/k8s uses, for CI machines without
  * kubectl: `resources` (files and directories), `patches` (strategic-merge patches of maps,
- * matched by apiVersion/kind/name), `namespace`, `labels` (metadata labels only) and `images`.
- * Anything else in a kustomization, or a patch that would merge a list, is an error rather
- * than silently ignored, so the manifests cannot drift outside what this checks.
+ * matched by apiVersion/kind/name; a null value deletes the key; a workload's `containers` and
+ * their `env` merge by `name`, as in Kubernetes' strategic merge), `namespace`, `labels`
+ * (metadata labels only) and `images`. Anything else in a kustomization, or a patch that would
+ * merge any other list, is an error rather than silently ignored, so the manifests cannot drift
+ * outside what this checks.
  */
 
 export interface K8sObject {
@@ -49,13 +51,46 @@ function isMap(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-function mergeMaps(target: Record<string, unknown>, patch: Record<string, unknown>, where: string): void {
+// The lists Kubernetes' strategic merge patch merges by key (patchMergeKey in k8s.io/api
+// core/v1 types.go) that these manifests patch; kustomize knows them only for built-in kinds.
+const WORKLOADS = new Set(['Deployment', 'StatefulSet', 'DaemonSet']);
+const MERGE_KEYED_LISTS = [
+  /^spec\.template\.spec\.containers$/,
+  /^spec\.template\.spec\.containers\[[^\]]+\]\.env$/,
+];
+
+function mergeMaps(
+  target: Record<string, unknown>,
+  patch: Record<string, unknown>,
+  where: string,
+  kind: string,
+  path = '',
+): void {
   for (const [key, value] of Object.entries(patch)) {
-    if (Array.isArray(value))
-      throw new Error(`${where}.${key}: list merges are outside the supported subset`);
-    if (isMap(value) && isMap(target[key])) mergeMaps(target[key], value, `${where}.${key}`);
+    const at = path === '' ? key : `${path}.${key}`;
+    if (key.startsWith('$'))
+      throw new Error(`${where}.${at}: patch directives are outside the supported subset`);
+    if (value === null) delete target[key];
+    else if (Array.isArray(value)) {
+      if (!WORKLOADS.has(kind) || !MERGE_KEYED_LISTS.some((re) => re.test(at)))
+        throw new Error(`${where}.${at}: list merges are outside the supported subset`);
+      target[key] = mergeByName(target[key], value, where, kind, at);
+    } else if (isMap(value) && isMap(target[key])) mergeMaps(target[key], value, where, kind, at);
     else target[key] = structuredClone(value);
   }
+}
+
+/** Items with a `name` already in the list are merged into it; new ones are appended, in order. */
+function mergeByName(current: unknown, patch: unknown[], where: string, kind: string, at: string): unknown[] {
+  const out = Array.isArray(current) ? [...(current as unknown[])] : [];
+  for (const item of patch) {
+    if (!isMap(item) || typeof item.name !== 'string')
+      throw new Error(`${where}.${at}: every item of a merged list needs a name`);
+    const i = out.findIndex((o) => isMap(o) && o.name === item.name);
+    if (i === -1) out.push(structuredClone(item));
+    else mergeMaps(out[i] as Record<string, unknown>, item, where, kind, `${at}[${item.name}]`);
+  }
+  return out;
 }
 
 function podSpecs(obj: K8sObject): Record<string, unknown>[] {
@@ -89,7 +124,7 @@ export function kustomizeBuild(dir: string): K8sObject[] {
           `${path}: patch for ${patch.kind}/${patch.metadata.name} matches ${matches.length} resources`,
         );
       }
-      mergeMaps(matches[0], patch, path);
+      mergeMaps(matches[0], patch, path, patch.kind);
     }
   }
   for (const { pairs, includeSelectors, includeTemplates } of k.labels ?? []) {
