@@ -81,6 +81,35 @@ const DIM_COLUMNS = [
 const byCodeUnits = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
 /**
+ * A human page view on example.com's `/` from a desktop Firefox in the US, direct, with no session
+ * id or properties: the plain event most hand-written tests start from; `fields` change any of it.
+ */
+export function webEventOf(
+  fields: Partial<WebEvent> & Pick<WebEvent, 'event_id' | 'user_id' | 'ts'>,
+): WebEvent {
+  return {
+    type: 'page_view',
+    session_id: null,
+    properties: null,
+    path: '/',
+    hostname: 'example.com',
+    referrer_host: null,
+    channel: 'Direct',
+    utm_source: null,
+    utm_medium: null,
+    utm_campaign: null,
+    utm_term: null,
+    utm_content: null,
+    browser: 'Firefox',
+    os: 'Linux',
+    device: 'desktop',
+    country: 'US',
+    is_bot: false,
+    ...fields,
+  };
+}
+
+/**
  * The contract's sessionizer, written from its text: explicit session ids make one visit per
  * (user, id); the rest split on gaps longer than the timeout. Ties on time: event_id order.
  */

@@ -4,7 +4,7 @@ import { TallyError } from '../../../src/errors/tally-error.ts';
 import { Layers } from '../../../src/query/columnar/layers.ts';
 import { ProductService, parseWindow } from '../../../src/query/product/product-service.ts';
 import { BASE, HOUR, MINUTE, modelOf, TIMEOUT } from '../columnar-arbitraries.ts';
-import { sessionize, type WebEvent } from '../web-fixtures.ts';
+import { sessionize, webEventOf } from '../web-fixtures.ts';
 
 /** Issue 21's checks before any engine runs: every bad part named, and the limits. */
 
@@ -147,28 +147,7 @@ test('the read model answers when it can: nothing read from PostgreSQL', async (
 
 test('retention judges first seen from the raw window whichever layer holds the user', async () => {
   const cutoff = BASE + 3 * DAY;
-  const event = (user: string, ts: number, i: number): WebEvent => ({
-    event_id: `e${i}`,
-    user_id: user,
-    type: 'page_view',
-    ts,
-    session_id: null,
-    properties: null,
-    path: '/',
-    hostname: 'example.com',
-    referrer_host: null,
-    channel: 'Direct',
-    utm_source: null,
-    utm_medium: null,
-    utm_campaign: null,
-    utm_term: null,
-    utm_content: null,
-    browser: null,
-    os: 'Linux',
-    device: null,
-    country: null,
-    is_bot: false,
-  });
+  const event = (user: string, ts: number, i: number) => webEventOf({ event_id: `e${i}`, user_id: user, ts });
   // A base loaded before the cutoff moved still holds a's day-1 event; b's rows are a delta's.
   const events = [event('a', BASE + DAY, 0), event('a', BASE + 4 * DAY, 1)];
   const layers = new Layers(modelOf(events, sessionize(events, TIMEOUT)));

@@ -20,7 +20,7 @@ import {
   toFilter,
   type RawEvent,
 } from '../columnar-arbitraries.ts';
-import { sessionize, type Visit, type WebEvent } from '../web-fixtures.ts';
+import { sessionize, webEventOf, type Visit, type WebEvent } from '../web-fixtures.ts';
 import type { Bots, RefFilter } from '../web-reference.ts';
 import { refRetention, type RefRetentionQuestion } from './retention-reference.ts';
 
@@ -35,29 +35,7 @@ const DAY = 24 * HOUR;
 const at = (iso: string) => Date.parse(iso);
 
 function ev(user: string, time: string, type = 'page_view', more: Partial<WebEvent> = {}): WebEvent {
-  return {
-    event_id: `${user}-${time}-${type}`,
-    user_id: user,
-    type,
-    ts: at(time),
-    session_id: null,
-    properties: null,
-    path: '/',
-    hostname: 'example.com',
-    referrer_host: null,
-    channel: 'Direct',
-    utm_source: null,
-    utm_medium: null,
-    utm_campaign: null,
-    utm_term: null,
-    utm_content: null,
-    browser: 'Firefox',
-    os: 'Linux',
-    device: 'desktop',
-    country: 'US',
-    is_bot: false,
-    ...more,
-  };
+  return webEventOf({ event_id: `${user}-${time}-${type}`, user_id: user, type, ts: at(time), ...more });
 }
 
 const modelOfRows = (events: WebEvent[]) => modelOf(events, sessionize(events, TIMEOUT));
