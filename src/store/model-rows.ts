@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { EventRow, VisitRow } from '../query/columnar/rows.ts';
 import { readModelChanges } from './model-feed.ts';
-import { WORK_MEM } from './read-snapshot.ts';
+import { WORK_MEM, type Queryable } from './read-snapshot.ts';
 
 /** Where the rows of a load go, as they stream in (the columnar builder). */
 export interface ModelRowSink {
@@ -71,8 +71,21 @@ export async function readModelRows(
   }
 }
 
+/**
+ * As readModelRows, on a snapshot the caller holds open (a read-only REPEATABLE READ transaction:
+ * a replica's, src/query/replica-reads.ts), whose version it then reports.
+ */
+export function readModelRowsIn(
+  db: Queryable,
+  project: string,
+  cutoffMs: number,
+  sink: ModelRowSink,
+): Promise<ModelRows> {
+  return readOn(db, project, cutoffMs, undefined, sink, undefined);
+}
+
 async function readOn(
-  client: pg.PoolClient,
+  client: Queryable,
   project: string,
   cutoffMs: number,
   since: number | undefined,
@@ -116,7 +129,7 @@ async function readOn(
  * stops it between two fetches (a load of millions of rows must not hold up a shutdown).
  */
 async function stream(
-  client: pg.PoolClient,
+  client: Queryable,
   sql: string,
   params: unknown[],
   each: (row: Record<string, unknown>) => void,
@@ -137,7 +150,7 @@ async function stream(
  * what a question reading them would cost, known for at most that many index entries read.
  */
 export async function countEventsSince(
-  pool: pg.Pool,
+  pool: Queryable,
   project: string,
   sinceMs: number,
   atMost: number,
