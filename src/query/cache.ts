@@ -15,7 +15,9 @@ import type { Metrics } from '../observability/metrics.ts';
  * process keeps the versions in memory, moved by the commits' notifications, so a hit costs no
  * PostgreSQL round trip: a commit made by this process is seen by its very next query (the
  * writer reports it before answering 202), one made by another process a moment later, when its
- * notification arrives. An answer is never stored under a version newer than its data. Entries
+ * notification arrives. An answer is never stored under a version newer than its data: one read
+ * from a read replica is stored under the version its own snapshot holds (`throughAt`), which may
+ * be older than the one looked up, and is then never found by a reader that knows the newer. Entries
  * of old versions are never read again and expire by TTL (TALLY_CACHE_TTL_SEC), the backstop.
  *
  * Where: Redis when configured (shared by every query process), else an in-process LRU. Redis
