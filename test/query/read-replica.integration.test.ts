@@ -5,6 +5,7 @@ import { pino } from 'pino';
 import { startQueryRole, type QueryRole } from '../../src/cli/query-role.ts';
 import { loadConfig } from '../../src/config/load.ts';
 import { postJson, startTestTally } from '../helpers/embedded-tally.ts';
+import { analyticsClient } from '../helpers/grpc-client.ts';
 import { startTestReplica } from '../helpers/pg-replica.ts';
 import { waitFor } from '../helpers/poll.ts';
 
@@ -97,6 +98,8 @@ test('read replica: answers from a hot standby with their lag, strong and laggin
   // `tolerant` takes any lag (it says how much); `exact` none, so a replica behind leaves it to the primary.
   const tolerant = await queryRole(t, primaryUrl, replica.connectionString, 3_600_000);
   const exact = await queryRole(t, primaryUrl, replica.connectionString, 0);
+  const grpcClient = analyticsClient(tolerant.grpcPort);
+  t.after(() => grpcClient.close());
 
   assert.equal((await postJson(`${writer.url}/v1/events`, [event('a'), event('b')])).status, 202);
   await replayed();
@@ -154,6 +157,21 @@ test('read replica: answers from a hot standby with their lag, strong and laggin
   assert.deepEqual(
     { ...again, lagMs: again.lagMs > 0 },
     { status: 200, events: 2, source: 'replica', lagMs: true },
+  );
+  // gRPC alike: the same answer, its source and lag in the trailer; `tally-consistency` metadata.
+  const viaGrpc = await grpcClient.callWith('GetSummary', { from: FROM, to: '2025-03-03' }, {});
+  assert.equal(viaGrpc.response.events, 2);
+  assert.equal(viaGrpc.trailer['tally-read-source'], 'replica');
+  assert.ok(Number(viaGrpc.trailer['tally-replica-lag-ms']) > 0);
+  const strongGrpc = await grpcClient.callWith(
+    'GetSummary',
+    { from: FROM, to: '2025-03-10' },
+    { 'tally-consistency': 'strong' },
+  );
+  assert.equal(strongGrpc.response.events, 3);
+  assert.deepEqual(
+    [strongGrpc.trailer['tally-read-source'], strongGrpc.trailer['tally-replica-lag-ms']],
+    ['primary', '0'],
   );
   assert.deepEqual(await summary(tolerant, '2025-03-03', '&consistency=strong'), {
     status: 200,
