@@ -70,7 +70,12 @@ export function createQueryLayer(deps: {
   const replica =
     deps.replicaPool === undefined
       ? undefined
-      : new ReplicaReads({ pool: deps.replicaPool, maxLagMs: config.raw.TALLY_READ_MAX_LAG_MS, logger });
+      : new ReplicaReads({
+          pool: deps.replicaPool,
+          maxLagMs: config.raw.TALLY_READ_MAX_LAG_MS,
+          logger,
+          metrics,
+        });
   const query = new QueryService({
     ...poolAnswerers(pool, options),
     cache,

@@ -2,6 +2,7 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import { TallyError } from '../errors/tally-error.ts';
 import type { HealthCheck } from '../observability/health.ts';
+import type { Metrics } from '../observability/metrics.ts';
 import { WORK_MEM, type Queryable } from '../store/read-snapshot.ts';
 
 /** Who answered a question, for the response's headers (routes.ts). */
@@ -25,6 +26,7 @@ export interface ReplicaReadsDeps {
   /** Answers from a replica further behind than this go to the primary (TALLY_READ_MAX_LAG_MS). */
   maxLagMs: number;
   logger: Logger;
+  metrics: Pick<Metrics, 'replicaFallbacks' | 'replicaLagMs'>;
   /** After the replica could not be reached, the primary answers alone for this long. */
   retryMs?: number;
 }
@@ -63,8 +65,14 @@ export class ReplicaReads {
     known: number,
     compute: (db: Queryable) => Promise<T>,
   ): Promise<ReplicaAnswer<T> | undefined> {
-    if (Date.now() < this.#downUntil) return undefined;
-    const snapshot = new ReplicaSnapshot(this.#deps.pool, project, known, this.#deps.maxLagMs);
+    if (Date.now() < this.#downUntil) {
+      this.#deps.metrics.replicaFallbacks.inc({ reason: 'unreachable' });
+      return undefined;
+    }
+    const { metrics } = this.#deps;
+    const snapshot = new ReplicaSnapshot(this.#deps.pool, project, known, this.#deps.maxLagMs, (lagMs) =>
+      metrics.replicaLagMs.set(Number.isFinite(lagMs) ? lagMs : -1),
+    );
     try {
       const value = await compute(snapshot.db);
       const read = await snapshot.commit();
@@ -72,8 +80,12 @@ export class ReplicaReads {
     } catch (err) {
       await snapshot.abandon();
       if (err instanceof TallyError) throw err;
-      if (err instanceof TooFarBehind) return undefined;
+      if (err instanceof TooFarBehind) {
+        metrics.replicaFallbacks.inc({ reason: 'lag' });
+        return undefined;
+      }
       if (!snapshot.opened) this.#downUntil = Date.now() + (this.#deps.retryMs ?? RETRY_MS);
+      metrics.replicaFallbacks.inc({ reason: snapshot.opened ? 'error' : 'unreachable' });
       this.#warn(err);
       return undefined;
     }
@@ -127,6 +139,7 @@ class ReplicaSnapshot {
   readonly #project: string;
   readonly #known: number;
   readonly #maxLagMs: number;
+  readonly #onLag: (lagMs: number) => void;
   #client: pg.PoolClient | undefined;
   #opening: Promise<Opened> | undefined;
   #last: Promise<unknown> = Promise.resolve();
@@ -134,11 +147,18 @@ class ReplicaSnapshot {
   opened = false;
   readonly db: Queryable;
 
-  constructor(pool: pg.Pool, project: string, known: number, maxLagMs: number) {
+  constructor(
+    pool: pg.Pool,
+    project: string,
+    known: number,
+    maxLagMs: number,
+    onLag: (lagMs: number) => void,
+  ) {
     this.#pool = pool;
     this.#project = project;
     this.#known = known;
     this.#maxLagMs = maxLagMs;
+    this.#onLag = onLag;
     const query = (...args: unknown[]) => {
       const run = this.#last.then(() => this.#open()).then(() => this.#send(args));
       this.#last = run.catch(() => undefined);
@@ -170,6 +190,7 @@ class ReplicaSnapshot {
         [this.#project],
       );
       const opened = openedAt(rows[0], this.#known);
+      this.#onLag(opened.lagMs);
       if (opened.lagMs > this.#maxLagMs) throw new TooFarBehind(`replica ${opened.lagMs} ms behind`);
       return opened;
     })();

@@ -218,6 +218,15 @@ test('read replica: answers from a hot standby with their lag, strong and laggin
     source: 'primary',
     lagMs: 0,
   });
+  const metrics = await (await fetch(`${exact.url}/metrics`)).text();
+  const fallbacks = (reason: string) =>
+    Number(
+      new RegExp(`^tally_read_replica_fallbacks_total\\{reason="${reason}"\\} (\\d+)$`, 'm').exec(
+        metrics,
+      )?.[1] ?? 0,
+    );
+  assert.ok(fallbacks('lag') >= 1, 'the strict role left answers to the primary for lag');
+  assert.ok(fallbacks('unreachable') >= 1, 'and for a replica down');
   const ready = await fetch(`${tolerant.url}/ready`);
   const readiness = (await ready.json()) as { checks: Record<string, string> };
   assert.equal(ready.status, 200);

@@ -132,7 +132,13 @@ test('replica answers through the cache: never older than the known version but 
           logger,
         });
         // `retryMs: 0`: a replica back up is asked again at once (the property is about answers).
-        const reads = new ReplicaReads({ pool: replicaPool(world), maxLagMs, logger, retryMs: 0 });
+        const reads = new ReplicaReads({
+          pool: replicaPool(world),
+          maxLagMs,
+          logger,
+          metrics: createMetrics(),
+          retryMs: 0,
+        });
         const service = new QueryService({
           ...answerers(() => Promise.resolve(world.primary)),
           cache,
