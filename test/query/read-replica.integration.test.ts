@@ -126,6 +126,20 @@ test('read replica: answers from a hot standby with their lag, strong and laggin
     source: 'replica',
     lagMs: 0,
   });
+  // The scan engine (breakdown) and the product questions' raw rows (retention) on the replica's
+  // snapshot answer as the primary does.
+  for (const path of [
+    `/v1/stats/breakdown?from=${FROM}&to=2025-03-03&dimension=page&metrics=visitors,visits,page_views`,
+    `/v1/stats/retention?from=${FROM}&to=2025-03-03&period=day&periods=2`,
+  ]) {
+    const fromReplica = await fetch(`${tolerant.url}${path}`);
+    // A filter that leaves every event in: another question, so not the replica's answer cached.
+    const fromPrimary = await fetch(`${tolerant.url}${path}&consistency=strong&filter=page!=/nowhere`);
+    assert.deepEqual([fromReplica.status, fromPrimary.status], [200, 200], path);
+    assert.equal(fromReplica.headers.get('tally-read-source'), 'replica', path);
+    assert.equal(fromPrimary.headers.get('tally-read-source'), 'primary', path);
+    assert.deepEqual(await fromReplica.json(), await fromPrimary.json(), path);
+  }
   // consistency=strong: the primary.
   assert.deepEqual(await summary(tolerant, '2025-03-04', '&consistency=strong'), {
     status: 200,
