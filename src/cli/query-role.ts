@@ -13,6 +13,7 @@ import { opsRoutes } from '../observability/routes.ts';
 import { queryRoutes } from '../query/routes.ts';
 import type { Database } from '../store/database.ts';
 import { createQueryLayer } from '../query/query-layer.ts';
+import { createPool } from '../store/pool.ts';
 import type { ReadModel } from '../query/read-model.ts';
 import { runRole } from './role-runner.ts';
 import { userHashKey } from '../store/user-hash.ts';
@@ -45,7 +46,20 @@ export function startQueryRole(config: Config, logger: Logger): Promise<QueryRol
     });
     // As in `tally start`: with keys, a read key picks the project (SECURITY.md).
     const security = await runner.auth(config, database.pool);
-    const layer = createQueryLayer({ pool: database.pool, config, metrics, logger });
+    // A replica the primary stands in for: a short connect timeout, and no migrations (read-only).
+    const replicaPool =
+      raw.TALLY_READ_DATABASE_URL === undefined
+        ? undefined
+        : createPool(
+            {
+              connectionString: raw.TALLY_READ_DATABASE_URL,
+              max: raw.TALLY_DB_POOL_SIZE,
+              applicationName: 'tally-query-replica',
+              connectionTimeoutMs: 1000,
+            },
+            (err) => logger.warn({ err }, 'idle read-replica connection failed'),
+          );
+    const layer = createQueryLayer({ pool: database.pool, config, metrics, logger, replicaPool });
     runner.onStop('query layer', () => layer.stop());
     const hashKey = await userHashKey(database.pool, raw.TALLY_USER_HASH_KEY);
     // The dashboard lives here too; this process commits no batches, so the live feed polls rollups.

@@ -2,6 +2,7 @@ import { Type } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ErrorSchema } from '../http/schemas.ts';
 import type { QueryService } from '../query/query-service.ts';
+import type { ReadInfo } from '../query/replica-reads.ts';
 import { errorResponses, EventCountQuery, EventCountResponse } from '../query/schemas.ts';
 import { readGetBody } from './get-body.ts';
 
@@ -9,7 +10,7 @@ export interface EventCountRouteDeps {
   query: QueryService;
   projectOf: (request: FastifyRequest) => string;
   /** Sends an answer through the route's response schema, as the other query routes do. */
-  send: (reply: FastifyReply, answer: object) => ReturnType<FastifyReply['serialize']>;
+  send: (reply: FastifyReply, answer: object, info?: ReadInfo) => ReturnType<FastifyReply['serialize']>;
 }
 
 /**
@@ -42,13 +43,9 @@ export function addEventCountRoute(app: FastifyInstance, deps: EventCountRouteDe
     },
     async (request, reply) => {
       const body = await readGetBody(request.raw, request.headers);
-      return send(
-        reply,
-        await query.eventCount(projectOf(request), {
-          ...body,
-          ...(request.query as Record<string, unknown>),
-        }),
-      );
+      const info: ReadInfo = { source: 'cache', lagMs: 0 };
+      const input = { ...body, ...(request.query as Record<string, unknown>) };
+      return send(reply, await query.eventCount(projectOf(request), input, info), info);
     },
   );
 }

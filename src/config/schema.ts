@@ -36,6 +36,18 @@ export const ConfigSchema = Type.Object({
   DB_NAME: Type.Optional(Type.String({ minLength: 1 })),
   TALLY_DATA_DIR: Type.String({ default: '.tally', minLength: 1 }),
   TALLY_DB_POOL_SIZE: Type.Integer({ minimum: 2, maximum: 200, default: 10 }),
+  TALLY_READ_DATABASE_URL: Type.Optional(
+    Type.String({
+      pattern: '^postgres(ql)?://',
+      description:
+        '`tally query`: a streaming hot-standby replica of DATABASE_URL that answers the cache misses (src/query/replica-reads.ts)',
+    }),
+  ),
+  TALLY_READ_MAX_LAG_MS: Type.Integer({
+    minimum: 0,
+    default: 5000,
+    description: 'A replica further behind than this (replay lag) leaves the answer to the primary',
+  }),
 
   // Storage policy
   TALLY_STORE_RAW: Type.Boolean({ default: true }),

@@ -117,6 +117,17 @@ export function createMetrics(registry: Registry = new Registry(), options: { de
       labelNames: ['source'] as const,
       registers,
     }),
+    replicaFallbacks: new Counter({
+      name: 'tally_read_replica_fallbacks_total',
+      help: 'Cache misses the primary answered instead of the read replica, by why: lag (over TALLY_READ_MAX_LAG_MS), unreachable, error',
+      labelNames: ['reason'] as const,
+      registers,
+    }),
+    replicaLagMs: new Gauge({
+      name: 'tally_read_replica_lag_ms',
+      help: 'Replay lag of the read replica at the last snapshot an answer opened there, in ms (0: it held the version asked for; -1: unknown, nothing replayed yet)',
+      registers,
+    }),
     readModelEvents: new Gauge({
       name: 'tally_read_model_events',
       help: 'Events held by the columnar read model of this process (every project, hidden ones included)',

@@ -15,7 +15,9 @@ import type { Metrics } from '../observability/metrics.ts';
  * process keeps the versions in memory, moved by the commits' notifications, so a hit costs no
  * PostgreSQL round trip: a commit made by this process is seen by its very next query (the
  * writer reports it before answering 202), one made by another process a moment later, when its
- * notification arrives. An answer is never stored under a version newer than its data. Entries
+ * notification arrives. An answer is never stored under a version newer than its data: one read
+ * from a read replica is stored under the version its own snapshot holds (`throughAt`), which may
+ * be older than the one looked up, and is then never found by a reader that knows the newer. Entries
  * of old versions are never read again and expire by TTL (TALLY_CACHE_TTL_SEC), the backstop.
  *
  * Where: Redis when configured (shared by every query process), else an in-process LRU. Redis
@@ -71,7 +73,23 @@ export class QueryCache {
   }
 
   /** The cached answer to `question` for the project's current data, computing it on a miss. */
-  async through<T>(project: string, question: string, compute: () => Promise<T>): Promise<T> {
+  through<T>(project: string, question: string, compute: () => Promise<T>): Promise<T> {
+    return this.throughAt(project, question, async () => ({ value: await compute() }));
+  }
+
+  /**
+   * As `through`, for a compute that may read data of another version than the one looked up (a
+   * replica behind or ahead of this process's versions: src/query/replica-reads.ts). It gets the
+   * version looked up and says which version its value holds, read on the snapshot the value was
+   * computed on; the value is stored under that one, so an answer from a replica that lags is
+   * found only by a reader at its own older version, never at the newer one. Without a version,
+   * the value holds the one looked up or a later one (the primary, read after the look-up).
+   */
+  async throughAt<T>(
+    project: string,
+    question: string,
+    compute: (version: number) => Promise<{ value: T; version?: number | undefined }>,
+  ): Promise<T> {
     const { store, metrics, ttlSec } = this.#deps;
     const version = await this.#deps.version(project);
     const key = cacheKey(version, project, question);
@@ -91,10 +109,12 @@ export class QueryCache {
       return this.#keep(key, JSON.parse(cached) as T, cached.length);
     }
     metrics.cacheMisses.inc();
-    const value = await compute();
+    const computed = await compute(version);
+    const value = computed.value;
+    const at = computed.version === undefined ? key : cacheKey(computed.version, project, question);
     const json = JSON.stringify(value);
-    store.set(key, json, ttlSec).catch((err: unknown) => this.#warn(err));
-    return this.#keep(key, value, json.length);
+    store.set(at, json, ttlSec).catch((err: unknown) => this.#warn(err));
+    return this.#keep(at, value, json.length);
   }
 
   /** Remembers an answer in the near cache; frozen, since every later hit shares the object. */

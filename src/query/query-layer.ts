@@ -5,21 +5,13 @@ import type { Config } from '../config/load.ts';
 import type { HealthCheck } from '../observability/health.ts';
 import type { Metrics } from '../observability/metrics.ts';
 import { memoryCacheStore, QueryCache, redisCacheStore } from './cache.ts';
-import { EventsStore } from '../store/events-store.ts';
 import { startGrpcServer, type GrpcServer } from './grpc/server.ts';
 import { QueryService } from './query-service.ts';
-import { StatsService } from './stats-service.ts';
-import { StatsStore } from '../store/stats-store.ts';
 import { DataVersions } from '../store/data-versions.ts';
-import { AnalyticsStore } from '../store/analytics-store.ts';
-import { BreakdownService } from './breakdown-service.ts';
-import { ScopedStats } from './scoped-stats.ts';
 import { rawCutoff } from '../store/partitions.ts';
-import { readSnapshot } from '../store/read-snapshot.ts';
 import { ReadModel } from './read-model.ts';
-import { ProductService } from './product/product-service.ts';
-import { ColumnarBuilder } from './columnar/builder.ts';
-import { readRangeRows } from '../store/model-rows.ts';
+import { poolAnswerers, snapshotAnswerers } from './answerers.ts';
+import { ReplicaReads } from './replica-reads.ts';
 
 export interface QueryLayer {
   query: QueryService;
@@ -44,6 +36,8 @@ export function createQueryLayer(deps: {
   metrics: Metrics;
   logger: Logger;
   versions?: DataVersions;
+  /** TALLY_READ_DATABASE_URL's pool: answers read the replica (replica-reads.ts); the layer ends it. */
+  replicaPool?: pg.Pool;
 }): QueryLayer {
   const { pool, config, metrics, logger } = deps;
   const store =
@@ -61,43 +55,42 @@ export function createQueryLayer(deps: {
     logger,
   });
   const cutoff = () => rawCutoff(config.raw.TALLY_RAW_RETENTION_DAYS, Date.now());
-  // Built from the raw rows: nothing to hold without them.
+  // Built from the raw rows: nothing to hold without them. It loads from the primary, at the
+  // version the primary's notifications name, so its answers are the primary's.
   const model =
     config.raw.TALLY_READ_MODEL === 'columnar' && config.raw.TALLY_STORE_RAW
       ? new ReadModel({ pool, version: (project) => versions.current(project), cutoff, logger, metrics })
       : undefined;
   model?.warm();
-  const stats = new ScopedStats(new StatsService(new StatsStore(pool)), {
+  const options = {
     raw: { stored: config.raw.TALLY_STORE_RAW, cutoff },
     model,
-    snapshot: (read) =>
-      readSnapshot(pool, (db) =>
-        read({ stats: new StatsService(new StatsStore(db)), store: new AnalyticsStore(db) }),
-      ),
-  });
-  const product = new ProductService({
-    scoped: stats,
-    raw: { stored: config.raw.TALLY_STORE_RAW, cutoff },
-    // Without the read model: the same columns, built for this one answer.
-    readModel: async (project, range, maxEvents) => {
-      const builder = new ColumnarBuilder();
-      return (await readRangeRows(pool, project, range, maxEvents, builder)) ? builder.build() : undefined;
-    },
     maxScanEvents: config.raw.TALLY_PRODUCT_MAX_SCAN_EVENTS,
-  });
+  };
+  const replica =
+    deps.replicaPool === undefined
+      ? undefined
+      : new ReplicaReads({
+          pool: deps.replicaPool,
+          maxLagMs: config.raw.TALLY_READ_MAX_LAG_MS,
+          logger,
+          metrics,
+        });
   const query = new QueryService({
-    stats,
-    breakdown: new BreakdownService(stats),
-    product,
-    events: new EventsStore(pool),
+    ...poolAnswerers(pool, options),
     cache,
+    replica: replica && { reads: replica, answerers: (db) => snapshotAnswerers(db, options) },
   });
   let grpcServer: GrpcServer | undefined;
   return {
     query,
     model,
     versions,
-    checks: model === undefined ? [store.health] : [store.health, model.health],
+    checks: [
+      store.health,
+      ...(model === undefined ? [] : [model.health]),
+      ...(replica ? [replica.health] : []),
+    ],
     cacheKind: store.kind,
     purgeCache: (project) => cache.purge(project),
     async startGrpc(host, port, projectOf) {
@@ -107,6 +100,7 @@ export function createQueryLayer(deps: {
     async stop() {
       grpcServer?.drain();
       await Promise.allSettled([grpcServer?.stop(), store.close(), versions.stop(), model?.stop()]);
+      await replica?.stop();
     },
   };
 }

@@ -16,6 +16,7 @@ import {
   UserParams,
 } from './schemas.ts';
 import type { QueryService } from './query-service.ts';
+import type { ReadInfo } from './replica-reads.ts';
 import {
   FunnelBody,
   FunnelResponse,
@@ -36,12 +37,20 @@ export interface QueryRoutesDeps {
 type Json = ReturnType<FastifyReply['serialize']>;
 const serialized = new WeakMap<object, Json>();
 
+/** Who answered: filled in by QueryService, sent as headers. */
+const readInfo = (): ReadInfo => ({ source: 'cache', lagMs: 0 });
+
 /**
- * Sends an answer through the route's response schema. A frozen answer is one the near cache
+ * Sends an answer through the route's response schema, saying who answered it (`Tally-Read-Source`:
+ * cache, primary or replica) and how far behind its data may be (`Tally-Replica-Lag-Ms`). A frozen answer is one the near cache
  * hands out again and again, so its JSON is kept with it (weakly, gone with the entry) and later
  * hits skip serialization, a large part of a cached request's time (figures: docs/benchmarks.md).
  */
-function sendAnswer(reply: FastifyReply, answer: object): Json {
+function sendAnswer(reply: FastifyReply, answer: object, info?: ReadInfo): Json {
+  if (info !== undefined) {
+    void reply.header('tally-read-source', info.source);
+    void reply.header('tally-replica-lag-ms', String(info.lagMs));
+  }
   let body = serialized.get(answer);
   if (body === undefined) {
     body = reply.serialize(answer);
@@ -75,7 +84,10 @@ export function queryRoutes(deps: QueryRoutesDeps) {
           response: { 200: SummaryResponse, ...errorResponses },
         },
       },
-      async (request, reply) => sendAnswer(reply, await query.summary(projectOf(request), request.query)),
+      async (request, reply) => {
+        const info = readInfo();
+        return sendAnswer(reply, await query.summary(projectOf(request), request.query, info), info);
+      },
     );
     app.get<{ Querystring: Static<typeof TimeseriesQuery> }>(
       '/v1/stats/timeseries',
@@ -87,7 +99,10 @@ export function queryRoutes(deps: QueryRoutesDeps) {
           response: { 200: TimeseriesResponse, ...errorResponses },
         },
       },
-      async (request, reply) => sendAnswer(reply, await query.timeseries(projectOf(request), request.query)),
+      async (request, reply) => {
+        const info = readInfo();
+        return sendAnswer(reply, await query.timeseries(projectOf(request), request.query, info), info);
+      },
     );
     app.get<{ Querystring: Static<typeof LimitQuery> }>(
       '/v1/stats/top-pages',
@@ -99,7 +114,10 @@ export function queryRoutes(deps: QueryRoutesDeps) {
           response: { 200: TopPagesResponse, ...errorResponses },
         },
       },
-      async (request, reply) => sendAnswer(reply, await query.topPages(projectOf(request), request.query)),
+      async (request, reply) => {
+        const info = readInfo();
+        return sendAnswer(reply, await query.topPages(projectOf(request), request.query, info), info);
+      },
     );
     app.get<{ Querystring: Static<typeof LimitQuery> }>(
       '/v1/stats/event-types',
@@ -111,7 +129,10 @@ export function queryRoutes(deps: QueryRoutesDeps) {
           response: { 200: EventTypesResponse, ...errorResponses },
         },
       },
-      async (request, reply) => sendAnswer(reply, await query.eventTypes(projectOf(request), request.query)),
+      async (request, reply) => {
+        const info = readInfo();
+        return sendAnswer(reply, await query.eventTypes(projectOf(request), request.query, info), info);
+      },
     );
     app.get<{ Querystring: Static<typeof BreakdownQuery> }>(
       '/v1/stats/breakdown',
@@ -124,7 +145,10 @@ export function queryRoutes(deps: QueryRoutesDeps) {
           response: { 200: BreakdownResponse, ...errorResponses },
         },
       },
-      async (request, reply) => sendAnswer(reply, await query.breakdown(projectOf(request), request.query)),
+      async (request, reply) => {
+        const info = readInfo();
+        return sendAnswer(reply, await query.breakdown(projectOf(request), request.query, info), info);
+      },
     );
     app.post<{ Body: Static<typeof FunnelBody> }>(
       '/v1/stats/funnel',
@@ -137,7 +161,10 @@ export function queryRoutes(deps: QueryRoutesDeps) {
           response: { 200: FunnelResponse, ...productErrorResponses },
         },
       },
-      async (request, reply) => sendAnswer(reply, await query.funnel(projectOf(request), request.body)),
+      async (request, reply) => {
+        const info = readInfo();
+        return sendAnswer(reply, await query.funnel(projectOf(request), request.body, info), info);
+      },
     );
     app.get<{ Querystring: Static<typeof RetentionQuery> }>(
       '/v1/stats/retention',
@@ -150,7 +177,10 @@ export function queryRoutes(deps: QueryRoutesDeps) {
           response: { 200: RetentionResponse, ...productErrorResponses },
         },
       },
-      async (request, reply) => sendAnswer(reply, await query.retention(projectOf(request), request.query)),
+      async (request, reply) => {
+        const info = readInfo();
+        return sendAnswer(reply, await query.retention(projectOf(request), request.query, info), info);
+      },
     );
     app.get<{ Querystring: Static<typeof PathsQuery> }>(
       '/v1/stats/paths',
@@ -163,7 +193,10 @@ export function queryRoutes(deps: QueryRoutesDeps) {
           response: { 200: PathsResponse, ...productErrorResponses },
         },
       },
-      async (request, reply) => sendAnswer(reply, await query.paths(projectOf(request), request.query)),
+      async (request, reply) => {
+        const info = readInfo();
+        return sendAnswer(reply, await query.paths(projectOf(request), request.query, info), info);
+      },
     );
     app.get<{ Params: Static<typeof UserParams>; Querystring: Static<typeof UserEventsQuery> }>(
       '/v1/users/:user_id/events',
@@ -176,11 +209,11 @@ export function queryRoutes(deps: QueryRoutesDeps) {
           response: { 200: UserEventsResponse, ...errorResponses },
         },
       },
-      async (request, reply) =>
-        sendAnswer(
-          reply,
-          await query.userEvents(projectOf(request), { ...request.query, ...request.params }),
-        ),
+      async (request, reply) => {
+        const info = readInfo();
+        const input = { ...request.query, ...request.params };
+        return sendAnswer(reply, await query.userEvents(projectOf(request), input, info), info);
+      },
     );
     addEventCountRoute(app, { query, projectOf, send: sendAnswer });
   };

@@ -28,10 +28,17 @@ function rangeFields(zone: string) {
 }
 
 /**
- * `filter` (repeatable) and `bots`, on every stats question. The filters themselves are parsed
+ * `filter` (repeatable), `bots` and `consistency`, on every stats question. The filters themselves are parsed
  * by src/query/filters.ts, which names the wrong one as `filter[i]`.
  */
 export const filterFields = {
+  consistency: Type.Optional(
+    StringEnum(
+      ['replica', 'strong'],
+      'replica',
+      'With TALLY_READ_DATABASE_URL: `replica` (default) lets a cache miss read the replica, at most TALLY_READ_MAX_LAG_MS behind (the Tally-Replica-Lag-Ms header says how far); `strong` reads the primary',
+    ),
+  ),
   filter: Type.Optional(
     Type.Array(
       Type.String({
@@ -93,7 +100,10 @@ export const TimeseriesQuery = Type.Object(
 );
 
 export const UserEventsQuery = Type.Object(
-  { limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100, description: 'Most events to return' }) },
+  {
+    limit: Type.Integer({ minimum: 1, maximum: 1000, default: 100, description: 'Most events to return' }),
+    consistency: filterFields.consistency,
+  },
   { additionalProperties: false },
 );
 
@@ -201,6 +211,7 @@ export const EventCountQuery = Type.Object(
   {
     user_id: Type.String({ minLength: 1, maxLength: 256, description: 'The user' }),
     page_url: Type.String({ minLength: 1, maxLength: 2048, description: 'The page, exactly as sent' }),
+    consistency: filterFields.consistency,
   },
   { additionalProperties: false },
 );

@@ -1,4 +1,4 @@
-import type pg from 'pg';
+import type { Queryable } from './read-snapshot.ts';
 
 export interface StoredEvent {
   event_id: string;
@@ -15,9 +15,9 @@ export interface StoredEvent {
 
 /** Reads of the raw event table (needs TALLY_STORE_RAW, within the retention window). */
 export class EventsStore {
-  readonly #pool: pg.Pool;
+  readonly #pool: Queryable;
 
-  constructor(pool: pg.Pool) {
+  constructor(pool: Queryable) {
     this.#pool = pool;
   }
 

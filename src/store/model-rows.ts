@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { EventRow, VisitRow } from '../query/columnar/rows.ts';
 import { readModelChanges } from './model-feed.ts';
-import { WORK_MEM } from './read-snapshot.ts';
+import { WORK_MEM, type Queryable } from './read-snapshot.ts';
 
 /** Where the rows of a load go, as they stream in (the columnar builder). */
 export interface ModelRowSink {
@@ -70,17 +70,26 @@ export async function readRangeRows(
   atMost: number,
   sink: ModelRowSink,
 ): Promise<boolean> {
-  return onSnapshot(pool, async (client) => {
-    const { rows } = await client.query<{ n: string }>(
-      `SELECT count(*) AS n FROM (SELECT 1 FROM tally.events
-        WHERE project = $1 AND ts >= to_timestamp($2::float8 / 1000) AND ts < to_timestamp($3::float8 / 1000)
-        LIMIT $4) AS x`,
-      [project, range.fromMs, range.toMs, atMost + 1],
-    );
-    if (Number(rows[0].n) > atMost) return false;
-    await readOn(client, project, range.fromMs, undefined, sink, undefined, range.toMs);
-    return true;
-  });
+  return onSnapshot(pool, (client) => readRangeRowsIn(client, project, range, atMost, sink));
+}
+
+/** As readRangeRows, on a snapshot the caller holds open (a replica's: src/query/replica-reads.ts). */
+export async function readRangeRowsIn(
+  db: Queryable,
+  project: string,
+  range: { fromMs: number; toMs: number },
+  atMost: number,
+  sink: ModelRowSink,
+): Promise<boolean> {
+  const { rows } = await db.query<{ n: string }>(
+    `SELECT count(*) AS n FROM (SELECT 1 FROM tally.events
+      WHERE project = $1 AND ts >= to_timestamp($2::float8 / 1000) AND ts < to_timestamp($3::float8 / 1000)
+      LIMIT $4) AS x`,
+    [project, range.fromMs, range.toMs, atMost + 1],
+  );
+  if (Number(rows[0].n) > atMost) return false;
+  await readOn(db, project, range.fromMs, undefined, sink, undefined, range.toMs);
+  return true;
 }
 
 /** Runs `read` in a read-only REPEATABLE READ transaction of its own: one snapshot. */
@@ -103,7 +112,7 @@ async function onSnapshot<T>(pool: pg.Pool, read: (client: pg.PoolClient) => Pro
 }
 
 async function readOn(
-  client: pg.PoolClient,
+  client: Queryable,
   project: string,
   cutoffMs: number,
   since: number | undefined,
@@ -149,7 +158,7 @@ async function readOn(
  * stops it between two fetches (a load of millions of rows must not hold up a shutdown).
  */
 async function stream(
-  client: pg.PoolClient,
+  client: Queryable,
   sql: string,
   params: unknown[],
   each: (row: Record<string, unknown>) => void,

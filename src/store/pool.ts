@@ -38,6 +38,8 @@ export interface PoolOptions {
   max: number;
   applicationName: string;
   idleInTransactionTimeoutMs?: number;
+  /** How long a connection may take (default 5 s); a read replica's is short, the primary then answers. */
+  connectionTimeoutMs?: number;
 }
 
 /** Creates a pg pool whose idle-client errors are reported instead of crashing the process. */
@@ -46,7 +48,7 @@ export function createPool(options: PoolOptions, onError: (err: Error) => void):
     connectionString: options.connectionString,
     max: options.max,
     application_name: options.applicationName,
-    connectionTimeoutMillis: 5000,
+    connectionTimeoutMillis: options.connectionTimeoutMs ?? 5000,
     idleTimeoutMillis: 30000,
     // Statements that hang (a lock, a stuck server) fail instead of holding a batch forever.
     statement_timeout: STATEMENT_TIMEOUT_MS,

@@ -9,6 +9,12 @@ type Unary = (request: Record<string, unknown>) => Promise<Record<string, unknow
 
 export interface AnalyticsClient {
   call(method: string, request: Record<string, unknown>): Promise<Record<string, unknown>>;
+  /** A call with request metadata; the response and the trailer's text values. */
+  callWith(
+    method: string,
+    request: Record<string, unknown>,
+    metadata: Record<string, string>,
+  ): Promise<{ response: Record<string, unknown>; trailer: Record<string, string> }>;
   /** grpc.health.v1.Health/Check for `service` ('' = the server). */
   health(service: string): Promise<string>;
   /** The services server reflection (v1) lists. */
@@ -52,6 +58,27 @@ export function analyticsClient(port: number): AnalyticsClient {
 
   return {
     call: (method, request) => unary(client, method)(request),
+    callWith(method, request, metadata) {
+      const md = new grpc.Metadata();
+      for (const [k, v] of Object.entries(metadata)) md.set(k, v);
+      const fn = (client as unknown as Record<string, unknown>)[method] as (
+        req: unknown,
+        md: grpc.Metadata,
+        cb: (err: grpc.ServiceError | null, res: Record<string, unknown>) => void,
+      ) => grpc.ClientUnaryCall;
+      let call: grpc.ClientUnaryCall | undefined;
+      const response = new Promise<Record<string, unknown>>((resolve, reject) => {
+        call = fn.call(client, request, md, (err, res) => (err ? reject(err) : resolve(res)));
+      });
+      const trailer = new Promise<Record<string, string>>((resolve) =>
+        call?.on('status', (status: grpc.StatusObject) => {
+          const out: Record<string, string> = {};
+          for (const [k, v] of Object.entries(status.metadata.getMap())) out[k] = String(v);
+          resolve(out);
+        }),
+      );
+      return Promise.all([response, trailer]).then(([r, t]) => ({ response: r, trailer: t }));
+    },
     async health(service) {
       const res = await unary(health, 'Check')({ service });
       return res.status as string;

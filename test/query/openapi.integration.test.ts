@@ -54,6 +54,7 @@ test('/docs/openapi.json: OpenAPI 3 with every endpoint, parameter and response 
   const timeseries = body.paths['/v1/stats/timeseries'].get;
   assert.deepEqual(timeseries.parameters?.map((p) => p.name).sort(), [
     'bots',
+    'consistency',
     'event_type',
     'filter',
     'from',

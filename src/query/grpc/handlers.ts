@@ -2,6 +2,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { TallyError } from '../../errors/tally-error.ts';
 import type { QueryService } from '../query-service.ts';
+import type { ReadInfo } from '../replica-reads.ts';
 
 type Message = Record<string, unknown>;
 
@@ -44,7 +45,7 @@ export function analyticsHandlers(deps: HandlerDeps): grpc.UntypedServiceImpleme
   const { query } = deps;
   const unary =
     (
-      answer: (project: string, request: Message) => Promise<unknown>,
+      answer: (project: string, request: Message, info: ReadInfo) => Promise<unknown>,
     ): grpc.handleUnaryCall<Message, unknown> =>
     (call, callback) => {
       let project: string;
@@ -54,18 +55,28 @@ export function analyticsHandlers(deps: HandlerDeps): grpc.UntypedServiceImpleme
         callback(toServiceError(err, deps.logger));
         return;
       }
-      answer(project, given(call.request)).then(
-        (value) => callback(null, value),
+      // As REST's `consistency=strong`, in metadata (no proto field); who answered, in the trailer.
+      const request = given(call.request);
+      const consistency = call.metadata.get('tally-consistency')[0];
+      if (typeof consistency === 'string') request.consistency = consistency;
+      const info: ReadInfo = { source: 'cache', lagMs: 0 };
+      answer(project, request, info).then(
+        (value) => {
+          const trailer = new grpc.Metadata();
+          trailer.set('tally-read-source', info.source);
+          trailer.set('tally-replica-lag-ms', String(info.lagMs));
+          callback(null, value, trailer);
+        },
         (err: unknown) => callback(toServiceError(err, deps.logger)),
       );
     };
   return {
-    GetSummary: unary((p, r) => query.summary(p, r)),
-    GetTimeseries: unary((p, r) => query.timeseries(p, r)),
-    GetTopPages: unary((p, r) => query.topPages(p, r)),
-    GetEventTypes: unary((p, r) => query.eventTypes(p, r)),
-    GetUserEvents: unary(async (p, r) => {
-      const answer = await query.userEvents(p, r);
+    GetSummary: unary((p, r, i) => query.summary(p, r, i)),
+    GetTimeseries: unary((p, r, i) => query.timeseries(p, r, i)),
+    GetTopPages: unary((p, r, i) => query.topPages(p, r, i)),
+    GetEventTypes: unary((p, r, i) => query.eventTypes(p, r, i)),
+    GetUserEvents: unary(async (p, r, i) => {
+      const answer = await query.userEvents(p, r, i);
       return {
         user_id: answer.user_id,
         events: answer.events.map((e) => ({
@@ -78,14 +89,14 @@ export function analyticsHandlers(deps: HandlerDeps): grpc.UntypedServiceImpleme
         })),
       };
     }),
-    GetEventCount: unary((p, r) => query.eventCount(p, r)),
-    GetBreakdown: unary((p, r) => query.breakdown(p, r)),
-    GetFunnel: unary((p, r) => {
+    GetEventCount: unary((p, r, i) => query.eventCount(p, r, i)),
+    GetBreakdown: unary((p, r, i) => query.breakdown(p, r, i)),
+    GetFunnel: unary((p, r, i) => {
       const steps = Array.isArray(r.steps) ? (r.steps as Message[]).map(given) : r.steps;
-      return query.funnel(p, { ...r, ...(steps === undefined ? {} : { steps }) });
+      return query.funnel(p, { ...r, ...(steps === undefined ? {} : { steps }) }, i);
     }),
-    GetRetention: unary(async (p, r) => {
-      const answer = await query.retention(p, r);
+    GetRetention: unary(async (p, r, i) => {
+      const answer = await query.retention(p, r, i);
       return {
         ...answer,
         cohorts: answer.cohorts.map((c) => ({
@@ -98,8 +109,8 @@ export function analyticsHandlers(deps: HandlerDeps): grpc.UntypedServiceImpleme
         })),
       };
     }),
-    GetPaths: unary(async (p, r) => {
-      const answer = await query.paths(p, r);
+    GetPaths: unary(async (p, r, i) => {
+      const answer = await query.paths(p, r, i);
       return {
         ...answer,
         levels: answer.levels.map((l) => ({
