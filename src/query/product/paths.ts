@@ -1,6 +1,7 @@
 import type { Column, Dictionary } from '../columnar/dictionary.ts';
 import type { ColumnarModel } from '../columnar/model.ts';
 import { forEachSequence, type Sequence, type SequenceQuestion } from './sequences.ts';
+import { topByCount } from './top.ts';
 
 /**
  * Paths (issue 21): the most common pages (or event types) after, or before, an anchor within
@@ -9,8 +10,9 @@ import { forEachSequence, type Sequence, type SequenceQuestion } from './sequenc
  * next to it (nearest first; null past the visit's edge) are its path of depth d.
  *
  * Paths are counted per layer on the layer's own codes, as a trie of integer ids (an array for
- * the first level, one Map probe per deeper level and occurrence); only the distinct paths are
- * turned into strings, to be merged across layers by value (their dictionaries differ).
+ * the first level, one Map probe per deeper level and occurrence), merged across layers by value
+ * (their dictionaries differ) and cut to the top on integers: only the listed paths, and the few
+ * a delta layer holds, are turned into strings (see topOfLevel).
  */
 
 export interface PathsQuestion extends SequenceQuestion {
@@ -36,7 +38,7 @@ export interface PathsAnswer {
 
 /** The paths around `q.anchor` in the visits of `models` (a read model's layers, base first). */
 export function paths(models: readonly ColumnarModel[], q: PathsQuestion): PathsAnswer {
-  const merged = Array.from({ length: q.depth }, () => new Map<string, PathItem>());
+  const layers: Layer[] = [];
   let anchors = 0;
   for (const model of models) {
     const column = q.by === 'page' ? model.events.dims.page : model.events.dims.event_type;
@@ -45,13 +47,12 @@ export function paths(models: readonly ColumnarModel[], q: PathsQuestion): Paths
     if (anchor < 0) continue;
     const trie = countPaths(model, column, anchor, q);
     anchors += trie.anchors;
-    for (let d = 0; d < q.depth; d++) mergeLevel(merged[d], trie.levels[d], trie.levels, d, column.dict);
+    layers.push({ dict: column.dict, levels: trie.levels });
   }
   return {
     anchors,
-    levels: merged.map((level, d) => {
-      const all = [...level.values()].sort(byCountThenPath);
-      const items = all.slice(0, q.limit);
+    levels: Array.from({ length: q.depth }, (_, d) => {
+      const items = layers.length === 0 ? [] : topOfLevel(layers, d, q.limit);
       let listed = 0;
       for (const item of items) listed += item.count;
       return { depth: d + 1, items, other: anchors - listed };
@@ -59,15 +60,98 @@ export function paths(models: readonly ColumnarModel[], q: PathsQuestion): Paths
   };
 }
 
+interface Layer {
+  dict: Dictionary;
+  levels: Level[];
+}
+
+/**
+ * The first `limit` paths of level `d` over the layers. The first layer (the base, the largest)
+ * is the host: the others' paths, few as deltas are small, are turned into strings and found in
+ * the host's trie by value, their counts added to the host's; the few the host never saw are
+ * kept aside. Only then are the top paths picked, on integer counts, and only they (and the
+ * candidates tied at the cut) are read as strings.
+ */
+function topOfLevel(layers: readonly Layer[], d: number, limit: number): PathItem[] {
+  const host = layers[0];
+  const counts = host.levels[d].count;
+  const extras = new Map<string, PathItem>();
+  for (let m = 1; m < layers.length; m++) {
+    const { levels, dict } = layers[m];
+    const count = levels[d].count;
+    for (let id = 0; id < count.length; id++) {
+      if (count[id] === 0) continue;
+      const path = pathOf(levels, d, id, dict);
+      const at = findPath(host, path);
+      if (at >= 0) {
+        counts[at] += count[id];
+        continue;
+      }
+      const key = JSON.stringify(path);
+      const item = extras.get(key);
+      if (item === undefined) extras.set(key, { path, count: count[id] });
+      else item.count += count[id];
+    }
+  }
+  // Candidates: the host's ids, then the extras numbered after them.
+  const extra = [...extras.values()];
+  const ids: number[] = [];
+  for (let id = 0; id < counts.length; id++) if (counts[id] > 0) ids.push(id);
+  for (let e = 0; e < extra.length; e++) ids.push(counts.length + e);
+  const itemOf = (id: number): PathItem =>
+    id < counts.length
+      ? { path: pathOf(host.levels, d, id, host.dict), count: counts[id] }
+      : extra[id - counts.length];
+  const top = topByCount(
+    ids,
+    (id) => (id < counts.length ? counts[id] : extra[id - counts.length].count),
+    (a, b) => comparePaths(itemOf(a).path, itemOf(b).path),
+    limit,
+  );
+  return top.map(itemOf);
+}
+
+/** The values of path `id` of level `d`, nearest the anchor first. */
+function pathOf(levels: readonly Level[], d: number, id: number, dict: Dictionary): (string | null)[] {
+  const path = new Array<string | null>(d + 1);
+  for (let k = d, at = id; k >= 0; k--) {
+    path[k] = dict.value(k === 0 ? at : levels[k].code[at]);
+    at = levels[k].parent[at];
+  }
+  return path;
+}
+
+/** The id of `path` in the layer's trie (of level path.length − 1), or -1 when it has none. */
+function findPath(layer: Layer, path: readonly (string | null)[]): number {
+  const size = layer.dict.size;
+  let id = -1;
+  for (let k = 0; k < path.length; k++) {
+    const v = path[k];
+    const code = v === null ? 0 : layer.dict.find(v);
+    if (code < 0) return -1;
+    if (k === 0) id = code;
+    else {
+      const next = layer.levels[k].ids.get(id * size + code);
+      if (next === undefined) return -1;
+      id = next;
+    }
+  }
+  return id;
+}
+
 /**
  * One level of the trie: path id -> (parent id in the level above, last code, count). The first
- * level's id is the code itself (no parent); deeper ids are given per distinct path, found by
- * `ids` from (parent id * dictionary size + code).
+ * level's id is the code itself (no parent, no `code`; counts dense by code); deeper ids are
+ * given per distinct path, found by `ids` from (parent id * dictionary size + code).
  */
 interface Level {
   ids: Map<number, number>;
   parent: number[];
   code: number[];
+  count: number[] | Float64Array;
+}
+
+interface DeepLevel extends Level {
   count: number[];
 }
 
@@ -86,7 +170,7 @@ function countPaths(model: ColumnarModel, column: Column, anchor: number, q: Pat
   const step = q.direction === 'next' ? 1 : -1;
   // The first level is dense; the deeper ones, sparse.
   const first = new Float64Array(size);
-  const levels: Level[] = Array.from({ length: depth }, () => ({
+  const levels: DeepLevel[] = Array.from({ length: depth }, () => ({
     ids: new Map(),
     parent: [],
     code: [],
@@ -137,8 +221,7 @@ function countPaths(model: ColumnarModel, column: Column, anchor: number, q: Pat
     }
   };
   forEachSequence([model], q, 'visit', visit);
-  levels[0] = { ids: new Map(), parent: [], code: Array.from(first, (_, c) => c), count: Array.from(first) };
-  return { anchors, levels };
+  return { anchors, levels: [{ ids: new Map(), parent: [], code: [], count: first }, ...levels.slice(1)] };
 }
 
 /**
@@ -176,33 +259,11 @@ function orderTies(
   return rank;
 }
 
-function mergeLevel(
-  into: Map<string, PathItem>,
-  level: Level,
-  levels: readonly Level[],
-  d: number,
-  dict: Dictionary,
-): void {
-  for (let id = 0; id < level.count.length; id++) {
-    if (level.count[id] === 0) continue;
-    const path: (string | null)[] = new Array<string | null>(d + 1);
-    for (let k = d, at = id; k >= 0; k--) {
-      path[k] = dict.value(levels[k].code[at]);
-      at = levels[k].parent[at];
-    }
-    const key = JSON.stringify(path);
-    const item = into.get(key);
-    if (item === undefined) into.set(key, { path, count: level.count[id] });
-    else item.count += level.count[id];
-  }
-}
-
-/** Count descending, then the path element by element: strings by `<`, null last. */
-function byCountThenPath(a: PathItem, b: PathItem): number {
-  if (a.count !== b.count) return b.count - a.count;
-  for (let k = 0; k < a.path.length; k++) {
-    const x = a.path[k];
-    const y = b.path[k];
+/** Paths element by element: strings by `<`, null last. */
+function comparePaths(a: readonly (string | null)[], b: readonly (string | null)[]): number {
+  for (let k = 0; k < a.length; k++) {
+    const x = a[k];
+    const y = b[k];
     if (x === y) continue;
     if (x === null) return 1;
     if (y === null) return -1;
