@@ -147,12 +147,20 @@ class Orderer {
     if (this.#keys.length < n) this.#fit(n);
     const keys = this.#keys;
     const ends = this.#ends;
-    // Without a tie every key is 0, so that (time, key, index) is (time, index).
-    if (tie !== undefined) for (let k = 0; k < n; k++) keys[k] = tie(events[k]);
-    else keys.fill(0, 0, n);
     let runs = 0;
-    for (let k = 1; k < n; k++) {
-      if (!before(events[k - 1], keys[k - 1], events[k], keys[k], ts)) ends[runs++] = k;
+    if (tie !== undefined) {
+      for (let k = 0; k < n; k++) keys[k] = tie(events[k]);
+      for (let k = 1; k < n; k++) {
+        if (!before(events[k - 1], keys[k - 1], events[k], keys[k], ts)) ends[runs++] = k;
+      }
+    } else {
+      // The common case, and most often already in order: no keys to read or write.
+      for (let k = 1; k < n; k++) {
+        const a = events[k - 1];
+        const b = events[k];
+        if (ts[a] > ts[b] || (ts[a] === ts[b] && a > b)) ends[runs++] = k;
+      }
+      if (runs > 0) keys.fill(0, 0, n);
     }
     if (runs === 0) return;
     ends[runs++] = n;
