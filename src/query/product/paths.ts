@@ -2,6 +2,7 @@ import type { Column, Dictionary } from '../columnar/dictionary.ts';
 import type { ColumnarModel } from '../columnar/model.ts';
 import { forEachSequence, type Sequence, type SequenceQuestion } from './sequences.ts';
 import { topByCount } from './top.ts';
+import { u32 } from '../columnar/growable.ts';
 
 /**
  * Paths (issue 21): the most common pages (or event types) after, or before, an anchor within
@@ -77,11 +78,10 @@ function topOfLevel(layers: readonly Layer[], d: number, limit: number): PathIte
   const counts = host.levels[d].count;
   const extras = new Map<string, PathItem>();
   for (let m = 1; m < layers.length; m++) {
-    const { levels, dict } = layers[m];
-    const count = levels[d].count;
+    const count = layers[m].levels[d].count;
     for (let id = 0; id < count.length; id++) {
       if (count[id] === 0) continue;
-      const path = pathOf(levels, d, id, dict);
+      const path = pathOf(layers[m], d, id);
       const at = findPath(host, path);
       if (at >= 0) {
         counts[at] += count[id];
@@ -95,30 +95,55 @@ function topOfLevel(layers: readonly Layer[], d: number, limit: number): PathIte
   }
   // Candidates: the host's ids, then the extras numbered after them.
   const extra = [...extras.values()];
-  const ids: number[] = [];
-  for (let id = 0; id < counts.length; id++) if (counts[id] > 0) ids.push(id);
-  for (let e = 0; e < extra.length; e++) ids.push(counts.length + e);
-  const itemOf = (id: number): PathItem =>
-    id < counts.length
-      ? { path: pathOf(host.levels, d, id, host.dict), count: counts[id] }
-      : extra[id - counts.length];
+  let n = 0;
+  for (let id = 0; id < counts.length; id++) if (counts[id] > 0) n++;
+  const ids = new Uint32Array(n + extra.length);
+  n = 0;
+  for (let id = 0; id < counts.length; id++) if (counts[id] > 0) ids[n++] = id;
+  for (let e = 0; e < extra.length; e++) ids[n++] = counts.length + e;
+  const pathAt = (id: number): (string | null)[] =>
+    id < counts.length ? pathOf(host, d, id) : extra[id - counts.length].path;
+  // TRICKY: at the cut, ties may be all the paths (500k paths seen once each): host paths are
+  // compared on their codes, no path built, strings read only where the codes differ.
+  const ca = new Uint32Array(d + 1);
+  const cb = new Uint32Array(d + 1);
+  const compare = (a: number, b: number): number => {
+    if (a >= counts.length || b >= counts.length) return comparePaths(pathAt(a), pathAt(b));
+    codesOf(host, d, a, ca);
+    codesOf(host, d, b, cb);
+    for (let k = 0; k <= d; k++) {
+      if (ca[k] !== cb[k]) return comparePaths([host.dict.value(ca[k])], [host.dict.value(cb[k])]);
+    }
+    return 0;
+  };
   const top = topByCount(
     ids,
     (id) => (id < counts.length ? counts[id] : extra[id - counts.length].count),
-    (a, b) => comparePaths(itemOf(a).path, itemOf(b).path),
+    compare,
     limit,
   );
-  return top.map(itemOf);
+  return top.map((id) =>
+    id < counts.length ? { path: pathAt(id), count: counts[id] } : extra[id - counts.length],
+  );
 }
 
-/** The values of path `id` of level `d`, nearest the anchor first. */
-function pathOf(levels: readonly Level[], d: number, id: number, dict: Dictionary): (string | null)[] {
-  const path = new Array<string | null>(d + 1);
-  for (let k = d, at = id; k >= 0; k--) {
-    path[k] = dict.value(k === 0 ? at : levels[k].code[at]);
-    at = levels[k].parent[at];
+/** The values of path `id` of level `d` in the layer's trie, nearest the anchor first. */
+function pathOf(layer: Layer, d: number, id: number): (string | null)[] {
+  const codes = codesOf(layer, d, id, new Uint32Array(d + 1));
+  return Array.from(codes, (c) => layer.dict.value(c));
+}
+
+/** The codes of path `id` of level `d`, into `out`. */
+function codesOf({ dict, levels }: Layer, d: number, id: number, out: Uint32Array): Uint32Array {
+  const size = dict.size;
+  let at = id;
+  for (let k = d; k > 0; k--) {
+    const key = levels[k].keys[at];
+    out[k] = key % size;
+    at = Math.floor(key / size);
   }
-  return path;
+  out[0] = at;
+  return out;
 }
 
 /** The id of `path` in the layer's trie (of level path.length − 1), or -1 when it has none. */
@@ -131,28 +156,22 @@ function findPath(layer: Layer, path: readonly (string | null)[]): number {
     if (code < 0) return -1;
     if (k === 0) id = code;
     else {
-      const next = layer.levels[k].ids.get(id * size + code);
-      if (next === undefined) return -1;
-      id = next;
+      id = search(layer.levels[k].keys, id * size + code);
+      if (id < 0) return -1;
     }
   }
   return id;
 }
 
 /**
- * One level of the trie: path id -> (parent id in the level above, last code, count). The first
- * level's id is the code itself (no parent, no `code`; counts dense by code); deeper ids are
- * given per distinct path, found by `ids` from (parent id * dictionary size + code).
+ * One level of the trie: per path id, its count. The first level's id is the code itself
+ * (counts dense by code). A deeper level's ids index `keys`, its distinct (parent id in the level
+ * above * dictionary size + code), ascending: the key holds the parent and the code, and a path
+ * is found by binary search.
  */
 interface Level {
-  ids: Map<number, number>;
-  parent: number[];
-  code: number[];
-  count: number[] | Float64Array;
-}
-
-interface DeepLevel extends Level {
-  count: number[];
+  keys: Float64Array;
+  count: Float64Array;
 }
 
 interface Trie {
@@ -168,14 +187,9 @@ function countPaths(model: ColumnarModel, column: Column, anchor: number, q: Pat
   const size = dict.size;
   const depth = q.depth;
   const step = q.direction === 'next' ? 1 : -1;
-  // The first level is dense; the deeper ones, sparse.
   const first = new Float64Array(size);
-  const levels: DeepLevel[] = Array.from({ length: depth }, () => ({
-    ids: new Map(),
-    parent: [],
-    code: [],
-    count: [],
-  }));
+  // Deeper levels: each occurrence's code at each distance, made into ids once all are known.
+  const near = Array.from({ length: depth }, () => u32());
   let nodes = new Uint32Array(256);
   let rank: Uint32Array | undefined;
   let anchors = 0;
@@ -200,28 +214,49 @@ function countPaths(model: ColumnarModel, column: Column, anchor: number, q: Pat
       anchors++;
       let at = i + step;
       // Past the visit's edge the path reads null (code 0), and stays there.
-      let parent = at >= 0 && at < m ? nodes[at] : 0;
-      first[parent]++;
+      const c = at >= 0 && at < m ? nodes[at] : 0;
+      first[c]++;
+      if (depth === 1) continue;
+      near[0].push(c);
       for (let d = 1; d < depth; d++) {
         at += step;
-        const c = at >= 0 && at < m ? nodes[at] : 0;
-        const level = levels[d];
-        const key = parent * size + c;
-        let id = level.ids.get(key);
-        if (id === undefined) {
-          id = level.count.length;
-          level.ids.set(key, id);
-          level.parent.push(parent);
-          level.code.push(c);
-          level.count.push(0);
-        }
-        level.count[id]++;
-        parent = id;
+        near[d].push(at >= 0 && at < m ? nodes[at] : 0);
       }
     }
   };
   forEachSequence([model], q, 'visit', visit);
-  return { anchors, levels: [{ ids: new Map(), parent: [], code: [], count: first }, ...levels.slice(1)] };
+  const levels: Level[] = [{ keys: new Float64Array(0), count: first }];
+  // TRICKY: a Map probe per occurrence and level cost ~0.4 s per level at 500k distinct paths;
+  // a typed sort of the keys and a binary search per occurrence, a fraction of that.
+  let parents = near[0].view();
+  for (let d = 1; d < depth; d++) {
+    const codesAt = near[d].view();
+    const all = new Float64Array(anchors);
+    for (let o = 0; o < anchors; o++) all[o] = parents[o] * size + codesAt[o];
+    const sorted = all.slice().sort();
+    let distinct = 0;
+    for (let o = 0; o < anchors; o++)
+      if (o === 0 || sorted[o] !== sorted[o - 1]) sorted[distinct++] = sorted[o];
+    const keys = sorted.slice(0, distinct);
+    const count = new Float64Array(distinct);
+    const ids = new Uint32Array(anchors);
+    for (let o = 0; o < anchors; o++) count[(ids[o] = search(keys, all[o]))]++;
+    levels.push({ keys, count });
+    parents = ids;
+  }
+  return { anchors, levels };
+}
+
+/** The index of `key` in the ascending `keys`, or -1. */
+function search(keys: Float64Array, key: number): number {
+  let lo = 0;
+  let hi = keys.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (keys[mid] < key) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo < keys.length && keys[lo] === key ? lo : -1;
 }
 
 /**
