@@ -251,21 +251,32 @@ const FEW_PATHS = 4096;
  */
 function idsOf(all: Float64Array): { keys: Float64Array; ids: Uint32Array } {
   const ids = new Uint32Array(all.length);
+  // Ids in order of first sight, then renumbered in key order.
   const few = new Map<number, number>();
-  for (let o = 0; o < all.length && few.size <= FEW_PATHS; o++) few.set(all[o], 0);
-  if (few.size <= FEW_PATHS) {
-    const keys = Float64Array.from(few.keys()).sort();
-    for (let id = 0; id < keys.length; id++) few.set(keys[id], id);
-    for (let o = 0; o < all.length; o++) ids[o] = few.get(all[o])!;
+  let o = 0;
+  for (; o < all.length; o++) {
+    let id = few.get(all[o]);
+    if (id === undefined) {
+      if (few.size === FEW_PATHS) break;
+      few.set(all[o], (id = few.size));
+    }
+    ids[o] = id;
+  }
+  if (o === all.length) {
+    const seen = Float64Array.from(few.keys());
+    const keys = seen.slice().sort();
+    const renumber = new Uint32Array(seen.length);
+    for (let id = 0; id < keys.length; id++) renumber[few.get(keys[id])!] = id;
+    for (let k = 0; k < ids.length; k++) ids[k] = renumber[ids[k]];
     return { keys, ids };
   }
   const sorted = all.slice().sort();
   let distinct = 0;
-  for (let o = 0; o < sorted.length; o++) {
-    if (o === 0 || sorted[o] !== sorted[o - 1]) sorted[distinct++] = sorted[o];
+  for (let k = 0; k < sorted.length; k++) {
+    if (k === 0 || sorted[k] !== sorted[k - 1]) sorted[distinct++] = sorted[k];
   }
   const keys = sorted.slice(0, distinct);
-  for (let o = 0; o < all.length; o++) ids[o] = search(keys, all[o]);
+  for (let k = 0; k < all.length; k++) ids[k] = search(keys, all[k]);
   return { keys, ids };
 }
 
