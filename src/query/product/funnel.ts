@@ -315,8 +315,10 @@ class Slots {
 
   /** The value of a slot. */
   keyOf(slot: number): string | null {
-    for (const { dict, base, size } of this.ranges) {
-      if (slot >= base && slot < base + size) return dict === undefined ? null : dict.value(slot - base);
+    // Ranges are few (a model each) and ascending; this runs per comparison at the cut.
+    for (let r = this.ranges.length - 1; r >= 0; r--) {
+      const { dict, base } = this.ranges[r];
+      if (slot >= base) return dict === undefined ? null : dict.value(slot - base);
     }
     throw new RangeError(`no slot ${slot}`);
   }
