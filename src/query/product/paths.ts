@@ -1,8 +1,8 @@
 import type { Column, Dictionary } from '../columnar/dictionary.ts';
 import type { ColumnarModel } from '../columnar/model.ts';
+import { u32 } from '../columnar/growable.ts';
 import { forEachSequence, type Sequence, type SequenceQuestion } from './sequences.ts';
 import { topByCount } from './top.ts';
-import { u32 } from '../columnar/growable.ts';
 
 /**
  * Paths (issue 21): the most common pages (or event types) after, or before, an anchor within
@@ -11,7 +11,7 @@ import { u32 } from '../columnar/growable.ts';
  * next to it (nearest first; null past the visit's edge) are its path of depth d.
  *
  * Paths are counted per layer on the layer's own codes, as a trie of integer ids (an array for
- * the first level, one Map probe per deeper level and occurrence), merged across layers by value
+ * the first level, ids by (parent, code) key for the deeper ones: see idsOf), merged across layers by value
  * (their dictionaries differ) and cut to the top on integers: only the listed paths, and the few
  * a delta layer holds, are turned into strings (see topOfLevel).
  */
