@@ -11,9 +11,9 @@ import { topByCount } from './top.ts';
  * next to it (nearest first; null past the visit's edge) are its path of depth d.
  *
  * Paths are counted per layer on the layer's own codes, as a trie of integer ids (an array for
- * the first level, ids by (parent, code) key for the deeper ones: see idsOf), merged across layers by value
- * (their dictionaries differ) and cut to the top on integers: only the listed paths, and the few
- * a delta layer holds, are turned into strings (see topOfLevel).
+ * the first level, ids by (parent, code) key for the deeper ones: see idsOf), merged across
+ * layers by value (their dictionaries differ) and cut to the top on integers: only the listed
+ * paths, and the few a delta layer holds, are turned into strings (see topOfLevel).
  */
 
 export interface PathsQuestion extends SequenceQuestion {
