@@ -1,10 +1,11 @@
 import type { Dimension, Filter } from '../filters.ts';
 import { compileFilters } from '../columnar/compile-filters.ts';
-import type { Codes, Column } from '../columnar/dictionary.ts';
-import { f64, u32, type Growable } from '../columnar/growable.ts';
+import type { Codes, Column, Dictionary } from '../columnar/dictionary.ts';
+import { f64, u32, u8, type Growable } from '../columnar/growable.ts';
 import { median } from '../columnar/median.ts';
 import type { ColumnarModel } from '../columnar/model.ts';
 import { forEachSequence, type Sequence, type SequenceQuestion } from './sequences.ts';
+import { topByCount } from './top.ts';
 
 /**
  * Funnels (issue 21, CONTRACT-21 "Funnel"): how many users (or visits) did step 1, then step 2
@@ -21,6 +22,8 @@ export interface FunnelQuestion extends SequenceQuestion {
   unit: 'user' | 'visit';
   order: 'strict' | 'any';
   breakdown?: Dimension;
+  /** With a breakdown: at most this many groups (the first in the answer's order); default all. */
+  limit?: number;
 }
 
 export interface FunnelStepCount {
@@ -31,6 +34,8 @@ export interface FunnelStepCount {
 export interface FunnelAnswer {
   steps: FunnelStepCount[];
   groups: { key: string | null; steps: FunnelStepCount[] }[];
+  /** How many groups there are in all, `limit` or not (0 without a breakdown). */
+  totalGroups: number;
 }
 
 /** The funnel over the layers' models (base first); each unit is counted once, at its deepest chain. */
@@ -38,7 +43,7 @@ export function funnel(models: readonly ColumnarModel[], q: FunnelQuestion): Fun
   const k = q.steps.length;
   // Step masks are 16 bits wide; the API allows 10 steps.
   if (k < 1 || k > 16) throw new RangeError(`a funnel has 1 to 16 steps (got ${k})`);
-  const groups = new GroupIds();
+  const groups = new Slots();
   const tally = new Tally(k);
   const s = new Scratch(k);
   let compiled: Compiled | undefined;
@@ -70,7 +75,7 @@ export function funnel(models: readonly ColumnarModel[], q: FunnelQuestion): Fun
   // ties of time are rare: reordering them here (Scratch.orderTies) reads each event's mask once,
   // where a `tie` would have forEachSequence compute it a second time for every event.
   forEachSequence(models, q, q.unit, onUnit);
-  return tally.answer(groups.keys);
+  return tally.answer(q.breakdown === undefined ? undefined : groups, q.limit ?? Infinity);
 }
 
 /**
@@ -219,7 +224,7 @@ interface Compiled {
  * steps whose filters on that column pass the value; an event's mask is the AND of its columns'
  * entries. A 3-step funnel on event types is one array read per event.
  */
-function compile(model: ColumnarModel, q: FunnelQuestion, groups: GroupIds): Compiled {
+function compile(model: ColumnarModel, q: FunnelQuestion, groups: Slots): Compiled {
   const all = (1 << q.steps.length) - 1;
   let always = all;
   let noVisit = all;
@@ -259,24 +264,68 @@ function compile(model: ColumnarModel, q: FunnelQuestion, groups: GroupIds): Com
   return { model, maskOf, keyOf: keyReader(model, q.breakdown, groups) };
 }
 
-/** Group ids by key, shared by the models (each has its own dictionaries): matched by value. */
-class GroupIds {
-  readonly keys: (string | null)[] = [];
-  readonly #ids = new Map<string | null, number>();
+/**
+ * The breakdown's values, as slots: each model's codes get a range of their own (code 0 and an
+ * event of no visit: null), so a unit is tallied on an integer; slots are matched across models
+ * by value only at the end, and only for the few codes the delta layers hold (Slots.merge).
+ */
+class Slots {
+  readonly ranges: { dict: Dictionary | undefined; base: number; size: number }[] = [];
+  size = 0;
 
-  idOf(key: string | null): number {
-    let id = this.#ids.get(key);
-    if (id === undefined) this.#ids.set(key, (id = this.keys.push(key) - 1));
-    return id;
+  /** A range for one model's column (none: the model never saw the key, all null). */
+  add(dict: Dictionary | undefined): number {
+    const base = this.size;
+    const size = dict?.size ?? 1;
+    this.ranges.push({ dict, base, size });
+    this.size += size;
+    return base;
+  }
+
+  /**
+   * Adds every slot's count into its representative's: the first range's slot of the same value
+   * (found by dictionary lookup), else the first slot of that value met. Returns the
+   * representatives with a count, and each slot's representative (-1: none, count 0).
+   */
+  merge(counts: Uint32Array): { ids: number[]; repOf: Int32Array } {
+    const repOf = new Int32Array(this.size).fill(-1);
+    const ids: number[] = [];
+    if (this.ranges.length === 0) return { ids, repOf };
+    const host = this.ranges[0];
+    for (let s = host.base; s < host.base + host.size; s++) repOf[s] = s;
+    const extras = new Map<string | null, number>();
+    for (let r = 1; r < this.ranges.length; r++) {
+      const { dict, base, size } = this.ranges[r];
+      for (let code = 0; code < size; code++) {
+        const s = base + code;
+        if (counts[s] === 0) continue;
+        const value = dict === undefined ? null : dict.value(code);
+        const inHost = value === null ? 0 : host.dict === undefined ? -1 : host.dict.find(value);
+        let to = inHost >= 0 ? host.base + inHost : extras.get(value);
+        if (to === undefined) extras.set(value, (to = s));
+        else counts[to] += counts[s];
+        repOf[s] = to;
+      }
+    }
+    // Only now: a host slot may have its count from the deltas alone.
+    for (let s = host.base; s < host.base + host.size; s++) if (counts[s] > 0) ids.push(s);
+    for (const s of extras.values()) ids.push(s);
+    return { ids, repOf };
+  }
+
+  /** The value of a slot. */
+  keyOf(slot: number): string | null {
+    // Ranges are few (a model each) and ascending; this runs per comparison at the cut.
+    for (let r = this.ranges.length - 1; r >= 0; r--) {
+      const { dict, base } = this.ranges[r];
+      if (slot >= base) return dict === undefined ? null : dict.value(slot - base);
+    }
+    throw new RangeError(`no slot ${slot}`);
   }
 }
 
-/** The group id of an event's breakdown value (visit dimensions: its visit's); -1 with no breakdown. */
-function keyReader(
-  model: ColumnarModel,
-  d: Dimension | undefined,
-  groups: GroupIds,
-): (event: number) => number {
+/** The slot of an event's breakdown value (visit dimensions: its visit's); -1 with no breakdown. */
+function keyReader(model: ColumnarModel, d: Dimension | undefined, slots: Slots): (event: number) => number {
   if (d === undefined) return () => -1;
   const column: Column | undefined =
     d.kind === 'event'
@@ -284,72 +333,92 @@ function keyReader(
       : d.kind === 'visit'
         ? model.visits.dims[d.name]
         : model.events.properties.get(d.key);
-  if (column === undefined) {
-    const none = groups.idOf(null);
-    return () => none;
-  }
-  // Dictionary codes to group ids, each code looked up once.
-  const ids = new Int32Array(column.dict.size).fill(-1);
-  const idOfCode = (code: number) =>
-    ids[code] >= 0 ? ids[code] : (ids[code] = groups.idOf(column.dict.value(code)));
-  if (d.kind !== 'visit') return (i) => idOfCode(column.codes[i]);
+  const base = slots.add(column?.dict);
+  if (column === undefined) return () => base;
+  const { codes } = column;
+  if (d.kind !== 'visit') return (i) => base + codes[i];
   const visitOf = model.events.visit;
-  return (i) => (visitOf[i] < 0 ? groups.idOf(null) : idOfCode(column.codes[visitOf[i]]));
+  return (i) => base + (visitOf[i] < 0 ? 0 : codes[visitOf[i]]);
 }
 
-/** Depths and step-to-step times of the units, in total and per group. */
+/** Depths and step-to-step times of the units, in total and per breakdown slot. */
 class Tally {
   readonly #k: number;
-  /** reached[d]: units of depth exactly d (total); per group likewise. */
+  /** reached[d]: units of depth exactly d (total). */
   readonly #reached: number[];
-  readonly #groupReached: number[][] = [];
-  /** #gaps[j]: for each unit of depth ≥ j + 1, its time from step j to step j + 1, and its group. */
+  /** Per unit with a slot: its slot and depth. */
+  readonly #unitSlots = u32();
+  readonly #unitDepths = u8();
+  /** #gaps[j]: for each unit of depth ≥ j + 1, its time from step j to step j + 1, and its slot. */
   readonly #gaps: Growable<Float64Array>[] = [];
-  readonly #gapGroups: Growable<Uint32Array>[] = [];
+  readonly #gapSlots: Growable<Uint32Array>[] = [];
 
   constructor(k: number) {
     this.#k = k;
     this.#reached = new Array<number>(k + 1).fill(0);
     for (let j = 0; j < k; j++) {
       this.#gaps.push(f64());
-      this.#gapGroups.push(u32());
+      this.#gapSlots.push(u32());
     }
   }
 
-  /** A unit of `depth` ≥ 1 in `group` (-1: none), its chain's step times in `chain`. */
-  add(depth: number, group: number, chain: Float64Array): void {
+  /** A unit of `depth` ≥ 1 in breakdown `slot` (-1: none), its chain's step times in `chain`. */
+  add(depth: number, slot: number, chain: Float64Array): void {
     this.#reached[depth]++;
-    if (group >= 0) {
-      while (this.#groupReached.length <= group)
-        this.#groupReached.push(new Array<number>(this.#k + 1).fill(0));
-      this.#groupReached[group][depth]++;
+    if (slot >= 0) {
+      this.#unitSlots.push(slot);
+      this.#unitDepths.push(depth);
     }
     for (let j = 1; j < depth; j++) {
       this.#gaps[j].push(chain[j] - chain[j - 1]);
-      this.#gapGroups[j].push(group);
+      this.#gapSlots[j].push(slot);
     }
   }
 
-  answer(keys: readonly (string | null)[]): FunnelAnswer {
-    const groupMedians = keys.map(() => new Array<number | null>(this.#k).fill(null));
-    if (keys.length > 0) {
+  /**
+   * The total's steps and, with a breakdown (`slots`), the first `limit` groups: groups are
+   * counted and ranked per slot on integers, and only the listed ones get step rows.
+   */
+  answer(slots: Slots | undefined, limit: number): FunnelAnswer {
+    // TRICKY: the total's medians reorder the gaps (median), so they come after the groups'.
+    const total = (): FunnelStepCount[] =>
+      this.#steps(this.#reached, (j) => {
+        const gaps = this.#gaps[j].view();
+        return median(gaps, gaps.length);
+      });
+    if (slots === undefined) return { steps: total(), groups: [], totalGroups: 0 };
+    const unitSlots = this.#unitSlots.view();
+    const unitDepths = this.#unitDepths.view();
+    const counts = new Uint32Array(slots.size);
+    for (let u = 0; u < unitSlots.length; u++) counts[unitSlots[u]]++;
+    const { ids, repOf } = slots.merge(counts);
+    const keyOf = (slot: number) => slots.keyOf(slot);
+    const top = topByCount(
+      ids,
+      (s) => counts[s],
+      (a, b) => compareKeys(keyOf(a), keyOf(b)),
+      limit,
+    );
+    // Each slot's listed group (-1: not listed).
+    const groupOf = new Int32Array(slots.size).fill(-1);
+    top.forEach((s, g) => (groupOf[s] = g));
+    for (let s = 0; s < slots.size; s++) if (repOf[s] >= 0) groupOf[s] = groupOf[repOf[s]];
+    const reached = top.map(() => new Array<number>(this.#k + 1).fill(0));
+    for (let u = 0; u < unitSlots.length; u++) {
+      const g = groupOf[unitSlots[u]];
+      if (g >= 0) reached[g][unitDepths[u]]++;
+    }
+    const medians = top.map(() => new Array<number | null>(this.#k).fill(null));
+    if (top.length > 0) {
       for (let j = 1; j < this.#k; j++) {
-        mediansByGroup(this.#gaps[j].view(), this.#gapGroups[j].view(), groupMedians, j);
+        mediansByGroup(this.#gaps[j].view(), this.#gapSlots[j].view(), groupOf, medians, j);
       }
     }
-    const none = new Array<number>(this.#k + 1).fill(0);
-    const groups = keys
-      .map((key, g) => ({
-        key,
-        steps: this.#steps(this.#groupReached[g] ?? none, (j) => groupMedians[g][j]),
-      }))
-      .filter((g) => g.steps[0].count > 0)
-      .sort((a, b) => b.steps[0].count - a.steps[0].count || compareKeys(a.key, b.key));
-    const steps = this.#steps(this.#reached, (j) => {
-      const gaps = this.#gaps[j].view();
-      return median(gaps, gaps.length);
-    });
-    return { steps, groups };
+    const groups = top.map((s, g) => ({
+      key: keyOf(s),
+      steps: this.#steps(reached[g], (j) => medians[g][j]),
+    }));
+    return { steps: total(), groups, totalGroups: ids.length };
   }
 
   #steps(reached: readonly number[], medianOf: (j: number) => number | null): FunnelStepCount[] {
@@ -363,15 +432,31 @@ class Tally {
   }
 }
 
-/** Each group's median of `gaps` (copied, grouped by a counting sort) into medians[group][j]. */
-function mediansByGroup(gaps: Float64Array, of: Uint32Array, medians: (number | null)[][], j: number): void {
-  const starts = new Uint32Array(medians.length + 1);
-  for (let i = 0; i < of.length; i++) if (of[i] < medians.length) starts[of[i] + 1]++;
-  for (let g = 0; g < medians.length; g++) starts[g + 1] += starts[g];
-  const at = starts.slice(0, medians.length);
-  const grouped = new Float64Array(starts[medians.length]);
-  for (let i = 0; i < of.length; i++) if (of[i] < medians.length) grouped[at[of[i]]++] = gaps[i];
-  for (let g = 0; g < medians.length; g++) {
+/**
+ * Each listed group's median of `gaps` (copied, grouped by a counting sort) into
+ * medians[group][j]; `slotOf` gives each gap's slot, `groupOf` each slot's group (-1: unlisted).
+ */
+function mediansByGroup(
+  gaps: Float64Array,
+  slotOf: Uint32Array,
+  groupOf: Int32Array,
+  medians: (number | null)[][],
+  j: number,
+): void {
+  const groups = medians.length;
+  const starts = new Uint32Array(groups + 1);
+  for (let i = 0; i < slotOf.length; i++) {
+    const g = groupOf[slotOf[i]];
+    if (g >= 0) starts[g + 1]++;
+  }
+  for (let g = 0; g < groups; g++) starts[g + 1] += starts[g];
+  const at = starts.slice(0, groups);
+  const grouped = new Float64Array(starts[groups]);
+  for (let i = 0; i < slotOf.length; i++) {
+    const g = groupOf[slotOf[i]];
+    if (g >= 0) grouped[at[g]++] = gaps[i];
+  }
+  for (let g = 0; g < groups; g++) {
     medians[g][j] = median(grouped.subarray(starts[g], starts[g + 1]), starts[g + 1] - starts[g]);
   }
 }

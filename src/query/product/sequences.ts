@@ -76,7 +76,7 @@ export function forEachSequence(
   opts: SequenceOptions = {},
 ): void {
   let buffer = new Uint32Array(1024);
-  let keys = new Float64Array(1024);
+  const orderer = new Orderer();
   const botWant = q.bots === 'exclude' ? 0 : q.bots === 'only' ? 1 : -1;
   for (const model of models) {
     const passes = eventTest(model, q.filters);
@@ -87,7 +87,7 @@ export function forEachSequence(
     const emit = (n: number): void => {
       seq.n = n;
       seq.events = buffer;
-      order(buffer, n, ts, tie, (keys = keys.length >= n ? keys : new Float64Array(buffer.length)));
+      orderer.order(buffer, n, ts, tie);
       fn(seq);
     };
     for (let u = 0; u + 1 < userEvents.length; u++) {
@@ -127,31 +127,115 @@ function grow(a: Uint32Array, n: number): Uint32Array<ArrayBuffer> {
 
 /**
  * Sorts `events[0, n)` by (time, tie, index). A user's events are nearly in time order already
- * (visits in start order, each in time order; events of no visit last), so a check comes first.
+ * (visits in start order, each in time order; events of no visit last, in time order), so the
+ * sort is a natural merge sort: the already ordered runs are found and merged pairwise, linear
+ * when they are few, with no comparator closure and no boxed indexes.
  */
-function order(
-  events: Uint32Array,
-  n: number,
-  ts: Float64Array,
-  tie: ((event: number) => number) | undefined,
-  keys: Float64Array,
-): void {
-  if (tie !== undefined) for (let k = 0; k < n; k++) keys[k] = tie(events[k]);
-  let sorted = true;
-  for (let k = 1; k < n && sorted; k++) {
-    const a = events[k - 1];
-    const b = events[k];
-    if (ts[a] !== ts[b]) sorted = ts[a] < ts[b];
-    else if (tie !== undefined && keys[k - 1] !== keys[k]) sorted = keys[k - 1] < keys[k];
-    else sorted = a < b;
+class Orderer {
+  #keys = new Float64Array(1024);
+  #spare = new Uint32Array(1024);
+  #spareKeys = new Float64Array(1024);
+  /** Where each run ends (exclusive). */
+  #ends = new Uint32Array(1024);
+
+  order(
+    events: Uint32Array,
+    n: number,
+    ts: Float64Array,
+    tie: ((event: number) => number) | undefined,
+  ): void {
+    if (this.#keys.length < n) this.#fit(n);
+    const keys = this.#keys;
+    const ends = this.#ends;
+    let runs = 0;
+    if (tie !== undefined) {
+      for (let k = 0; k < n; k++) keys[k] = tie(events[k]);
+      for (let k = 1; k < n; k++) {
+        if (!before(events[k - 1], keys[k - 1], events[k], keys[k], ts)) ends[runs++] = k;
+      }
+    } else {
+      // The common case, and most often already in order: no keys to read or write.
+      for (let k = 1; k < n; k++) {
+        const a = events[k - 1];
+        const b = events[k];
+        if (ts[a] > ts[b] || (ts[a] === ts[b] && a > b)) ends[runs++] = k;
+      }
+      if (runs > 0) keys.fill(0, 0, n);
+    }
+    if (runs === 0) return;
+    ends[runs++] = n;
+    let from: Uint32Array = events;
+    let fromKeys = keys;
+    let to: Uint32Array = this.#spare;
+    let toKeys = this.#spareKeys;
+    while (runs > 1) {
+      let merged = 0;
+      let lo = 0;
+      for (let r = 0; r < runs; r += 2) {
+        const mid = ends[r];
+        const hi = r + 1 < runs ? ends[r + 1] : mid;
+        merge(from, fromKeys, lo, mid, hi, to, toKeys, ts);
+        ends[merged++] = hi;
+        lo = hi;
+      }
+      runs = merged;
+      const spare = from;
+      from = to;
+      to = spare;
+      const spareKeys = fromKeys;
+      fromKeys = toKeys;
+      toKeys = spareKeys;
+    }
+    if (from !== events) events.set(from.subarray(0, n));
   }
-  if (sorted) return;
-  const idx = Array.from({ length: n }, (_, k) => k);
-  idx.sort((x, y) => {
-    const a = events[x];
-    const b = events[y];
-    return ts[a] - ts[b] || (tie === undefined ? 0 : keys[x] - keys[y]) || a - b;
-  });
-  const copy = events.slice(0, n);
-  for (let k = 0; k < n; k++) events[k] = copy[idx[k]];
+
+  #fit(n: number): void {
+    const size = 2 ** Math.ceil(Math.log2(n));
+    this.#keys = new Float64Array(size);
+    this.#spare = new Uint32Array(size);
+    this.#spareKeys = new Float64Array(size);
+    this.#ends = new Uint32Array(size);
+  }
+}
+
+/** Whether event a (tie key ka) comes strictly before event b in (time, tie, index) order. */
+function before(a: number, ka: number, b: number, kb: number, ts: Float64Array): boolean {
+  const ta = ts[a];
+  const tb = ts[b];
+  if (ta !== tb) return ta < tb;
+  if (ka !== kb) return ka < kb;
+  return a < b;
+}
+
+/** Merges the ordered runs [lo, mid) and [mid, hi) of `from` into the same places of `to`. */
+function merge(
+  from: Uint32Array,
+  fromKeys: Float64Array,
+  lo: number,
+  mid: number,
+  hi: number,
+  to: Uint32Array,
+  toKeys: Float64Array,
+  ts: Float64Array,
+): void {
+  let i = lo;
+  let j = mid;
+  let out = lo;
+  while (i < mid && j < hi) {
+    if (before(from[j], fromKeys[j], from[i], fromKeys[i], ts)) {
+      to[out] = from[j];
+      toKeys[out++] = fromKeys[j++];
+    } else {
+      to[out] = from[i];
+      toKeys[out++] = fromKeys[i++];
+    }
+  }
+  for (; i < mid; i++, out++) {
+    to[out] = from[i];
+    toKeys[out] = fromKeys[i];
+  }
+  for (; j < hi; j++, out++) {
+    to[out] = from[j];
+    toKeys[out] = fromKeys[j];
+  }
 }

@@ -206,8 +206,26 @@ function questionsOf(a: FunnelArb, times: readonly number[]): { ref: RefFunnelQu
   return { ref, q };
 }
 
-function assertSame(got: FunnelAnswer, want: RefFunnel, where: string): void {
-  assert.deepEqual(got, want, where);
+/**
+ * The funnel of `q` equals the reference, in full and with `limit`s that cut the groups (ties at
+ * the cut included): the first groups of the reference's order, and the count of them all.
+ */
+function assertSame(
+  models: readonly ColumnarModel[],
+  q: FunnelQuestion,
+  want: RefFunnel,
+  where: string,
+): void {
+  const all: FunnelAnswer = funnel(models, q);
+  assert.deepEqual(all, { ...want, totalGroups: want.groups.length }, where);
+  if (q.breakdown === undefined) return;
+  for (const limit of [0, 1, 2, 3]) {
+    assert.deepEqual(
+      funnel(models, { ...q, limit }),
+      { ...want, groups: want.groups.slice(0, limit), totalGroups: want.groups.length },
+      `${where} limit ${limit}`,
+    );
+  }
 }
 
 const dropped = (visits: Visit[], every: number) => visits.filter((_, i) => every === 0 || i % every !== 0);
@@ -232,7 +250,7 @@ test('funnels equal the reference: any order or strict, users or visits, filters
         for (const a of questions) {
           const { ref, q } = questionsOf(a, times);
           const want = refFunnel(events, visits, ref, (e) => ranks.get(e.event_id)!);
-          assertSame(funnel([model], q), want, JSON.stringify(ref));
+          assertSame([model], q, want, JSON.stringify(ref));
         }
       },
     ),
@@ -284,7 +302,7 @@ test('funnels over Layers with pushed deltas equal the reference over the final 
         for (const a of questions) {
           const { ref, q } = questionsOf(a, times);
           const want = refFunnel(events, visits, ref, (e) => ranks.get(e.event_id)!);
-          assertSame(funnel(layers.models, q), want, JSON.stringify(ref));
+          assertSame(layers.models, q, want, JSON.stringify(ref));
         }
       },
     ),
@@ -374,7 +392,7 @@ test('a 3-step strict funnel: counts per step, and the median time from the prev
     { count: 3, medianMsFromPrevious: 5 * MINUTE },
     { count: 1, medianMsFromPrevious: 2 * MINUTE },
   ];
-  assert.deepEqual(funnel([model], q), { steps: want, groups: [] });
+  assert.deepEqual(funnel([model], q), { steps: want, groups: [], totalGroups: 0 });
 
   const byCountry = funnel([model], { ...q, breakdown: parseDimension('country')! });
   assert.deepEqual(

@@ -325,3 +325,44 @@ test('paths over layers equal the reference over the final rows, for any pushes 
     { numRuns: 250 },
   );
 });
+
+test('paths past a few thousand distinct per level (ids by sort) equal the reference, over layers too', () => {
+  const visitsOf = (users: number[], tag: string) =>
+    users.flatMap((u) =>
+      visitOf(`u${u}`, BASE + (u % 50) * MINUTE, [
+        '/',
+        `/p/${u % 4500}`,
+        u % 3 === 0 ? '/' : `/q/${tag}${u}`,
+        `/r/${u % 5}`,
+        u % 7 === 0 ? null : '/',
+      ]),
+    );
+  const all = Array.from({ length: 5000 }, (_, u) => u);
+  const baseEvents = visitsOf(all, 'b');
+  const layers = new Layers(modelOf(baseEvents, sessionize(baseEvents, TIMEOUT)));
+  // Pushed users: some of the base's paths again, some new ones.
+  const pushed = all.filter((u) => u % 25 === 0);
+  const deltaEvents = visitsOf(pushed, 'd');
+  layers.push(
+    modelOf(deltaEvents, sessionize(deltaEvents, TIMEOUT)),
+    pushed.map((u) => `u${u}`),
+  );
+  const kept = new Set(pushed.map((u) => `u${u}`));
+  const events = [...baseEvents.filter((e) => !kept.has(e.user_id)), ...deltaEvents];
+  const visits = sessionize(events, TIMEOUT);
+  for (const direction of ['next', 'previous'] as const) {
+    const q: RefPathsQuestion = {
+      from: BASE,
+      to: BASE + HOUR * 2,
+      bots: 'exclude',
+      filters: [],
+      by: 'page',
+      anchor: '/',
+      direction,
+      depth: 3,
+      limit: 5,
+    };
+    assertSamePaths(layers.models, events, visits, q);
+    assertSamePaths([modelOf(events, visits)], events, visits, q);
+  }
+});
