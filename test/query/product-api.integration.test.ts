@@ -19,11 +19,11 @@ const page = (path: string) => `https://example.com${path}`;
 // a: / → /pricing (10 min) → signup (10 min) in one visit, and / again 8 days later.
 // b: / → /pricing (5 min), no signup.  c: /pricing → signup: never did step 1.
 const EVENTS = [
-  { user_id: 'a', type: 'page_view', page_url: page('/'), at: T },
+  { user_id: 'a', type: 'page_view', page_url: page('/'), at: T, properties: { plan: 'pro' } },
   { user_id: 'a', type: 'page_view', page_url: page('/pricing'), at: T + 10 * MINUTE },
   { user_id: 'a', type: 'signup', at: T + 20 * MINUTE },
   { user_id: 'a', type: 'page_view', page_url: page('/'), at: T + 8 * DAY },
-  { user_id: 'b', type: 'page_view', page_url: page('/'), at: T },
+  { user_id: 'b', type: 'page_view', page_url: page('/'), at: T, properties: { plan: 'free' } },
   { user_id: 'b', type: 'page_view', page_url: page('/pricing'), at: T + 5 * MINUTE },
   { user_id: 'c', type: 'page_view', page_url: page('/pricing'), at: T },
   { user_id: 'c', type: 'signup', at: T + 10 * MINUTE },
@@ -129,6 +129,22 @@ async function assertAnswers(url: string): Promise<void> {
   assert.equal(funnel.status, 200, JSON.stringify(funnel.body));
   assert.deepEqual(funnel.body, WANT_FUNNEL);
 
+  // By the plan on each user's first step: one group shown of two, the first in key order.
+  const byPlan = await postJson(`${url}/v1/stats/funnel`, {
+    ...FUNNEL,
+    breakdown: 'property:plan',
+    limit: 1,
+  });
+  assert.equal(byPlan.status, 200, JSON.stringify(byPlan.body));
+  assert.equal(byPlan.body.has_more, true);
+  assert.deepEqual(
+    (byPlan.body.groups as { value: string; steps: { count: number }[] }[]).map((g) => [
+      g.value,
+      g.steps.map((x) => x.count),
+    ]),
+    [['free', [1, 1, 0]]],
+  );
+
   const retention = await getJson(`${url}/v1/stats/retention?${new URLSearchParams(RETENTION).toString()}`);
   assert.equal(retention.status, 200, JSON.stringify(retention.body));
   assert.deepEqual(retention.body.cohorts, WANT_COHORTS);
@@ -150,7 +166,7 @@ test(
     assert.ok(await tally.model?.ready('default'), 'the read model loaded');
     const before = await modelAnswers(tally);
     await assertAnswers(tally.url);
-    assert.equal((await modelAnswers(tally)) - before, 3, 'the model answered all three');
+    assert.equal((await modelAnswers(tally)) - before, 4, 'the model answered every question');
 
     const client = analyticsClient(tally.grpcPort);
     t.after(() => client.close());

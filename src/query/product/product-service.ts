@@ -96,8 +96,7 @@ export class ProductService {
       answer: async (project: string) => {
         const { covers } = window;
         const models = await this.#models(project, covers, covers.from);
-        const a = funnel(models, { ...question, from: covers.from });
-        const groups = a.groups.slice(0, q.limit);
+        const a = funnel(models, { ...question, from: covers.from, limit: q.limit });
         return {
           from: iso(range.from),
           to: iso(range.to),
@@ -110,8 +109,8 @@ export class ProductService {
             ? {}
             : {
                 breakdown: q.breakdown,
-                groups: groups.map((g) => ({ value: g.key ?? NONE_VALUE, steps: stepRows(g.steps, labels) })),
-                has_more: a.groups.length > groups.length,
+                groups: a.groups.map((g) => ({ value: g.key ?? NONE_VALUE, steps: stepRows(g.steps, labels) })),
+                has_more: a.totalGroups > a.groups.length,
               }),
         };
       },
