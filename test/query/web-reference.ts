@@ -41,7 +41,11 @@ const EVENT_DIMS: Record<string, (e: WebEvent) => string | null> = {
 
 export const isVisitDim = (dim: string) => dim in VISIT_DIMS;
 
-function eventValue(dim: string, e: WebEvent): string | null {
+/** The value of a visit dimension on visit `v` (the contract's: its first event's, or its entry/exit page). */
+export const visitValue = (dim: string, v: Visit): string | null => VISIT_DIMS[dim](v);
+
+/** The value of an event dimension or `property:<key>` on event `e`. */
+export function eventValue(dim: string, e: WebEvent): string | null {
   if (dim.startsWith('property:')) return e.properties?.[dim.slice('property:'.length)] ?? null;
   return EVENT_DIMS[dim](e);
 }

@@ -1,5 +1,12 @@
 import type { Visit, WebEvent } from '../web-fixtures.ts';
-import { Reference, isVisitDim, type Bots, type RefFilter } from '../web-reference.ts';
+import {
+  Reference,
+  eventValue,
+  isVisitDim,
+  visitValue,
+  type Bots,
+  type RefFilter,
+} from '../web-reference.ts';
 
 /**
  * Funnels computed by brute force over the stored rows, written from CONTRACT-21's text
@@ -29,27 +36,6 @@ export interface RefFunnel {
   steps: RefStep[];
   groups: { key: string | null; steps: RefStep[] }[];
 }
-
-const VISIT_VALUES: Record<string, (v: Visit) => string | null> = {
-  entry_page: (v) => v.entry_page,
-  exit_page: (v) => v.exit_page,
-  referrer: (v) => v.first.referrer_host,
-  channel: (v) => v.first.channel,
-  utm_source: (v) => v.first.utm_source,
-  utm_medium: (v) => v.first.utm_medium,
-  utm_campaign: (v) => v.first.utm_campaign,
-  utm_term: (v) => v.first.utm_term,
-  utm_content: (v) => v.first.utm_content,
-};
-const EVENT_VALUES: Record<string, (e: WebEvent) => string | null> = {
-  page: (e) => e.path,
-  hostname: (e) => e.hostname,
-  event_type: (e) => e.type,
-  browser: (e) => e.browser,
-  os: (e) => e.os,
-  device: (e) => e.device,
-  country: (e) => e.country,
-};
 
 /** One unit's outcome: how many steps it did, its chain's step times, and its chain's first event. */
 interface UnitChain {
@@ -94,12 +80,9 @@ export function refFunnel(
 
   const keyOf = (e: WebEvent): string | null => {
     const dim = q.breakdown!;
-    if (dim.startsWith('property:')) return e.properties?.[dim.slice('property:'.length)] ?? null;
-    if (isVisitDim(dim)) {
-      const v = visitOf.get(e.event_id);
-      return v === undefined ? null : VISIT_VALUES[dim](v);
-    }
-    return EVENT_VALUES[dim](e);
+    if (!isVisitDim(dim)) return eventValue(dim, e);
+    const v = visitOf.get(e.event_id);
+    return v === undefined ? null : visitValue(dim, v);
   };
   const groups = new Map<string | null, UnitChain[]>();
   if (q.breakdown !== null) {
