@@ -334,11 +334,16 @@ export async function resultPaths(
   return names.map((n) => join(dir, n));
 }
 
-/** Reads result files as bench/lib/report.ts wrote them. */
+/** A lab's output (bench/delete-user-lab.ts and the like), kept beside the runs but not one. */
+const isLabRun = (json: { command?: unknown }) =>
+  typeof json.command === 'string' && /^node bench\/(?!run\.ts)/.test(json.command);
+
+/** Reads result files as bench/lib/report.ts wrote them; labs' files are passed over. */
 export async function loadResults(paths: readonly string[]): Promise<ResultFile[]> {
-  return Promise.all(
+  const files = await Promise.all(
     paths.map(async (path) => {
-      const json = JSON.parse(await readFile(path, 'utf8')) as Partial<ResultFile>;
+      const json = JSON.parse(await readFile(path, 'utf8')) as Partial<ResultFile> & { command?: unknown };
+      if (isLabRun(json)) return undefined;
       if (typeof json.date !== 'string' || typeof json.cpus !== 'number' || !Array.isArray(json.rows))
         throw new Error(`capacity model: ${path} is not a bench result (date, cpus, rows)`);
       return {
@@ -350,4 +355,5 @@ export async function loadResults(paths: readonly string[]): Promise<ResultFile[
       };
     }),
   );
+  return files.filter((f) => f !== undefined);
 }
