@@ -8,9 +8,9 @@ import { forEachSequence, type Sequence, type SequenceQuestion } from './sequenc
  * by (time, value, index); every position holding the anchor is one occurrence, and the d values
  * next to it (nearest first; null past the visit's edge) are its path of depth d.
  *
- * Paths are counted per layer on the layer's own codes, as a trie of integer ids (one Map probe
- * per level and occurrence); only the distinct paths are turned into strings, to be merged across
- * layers by value (their dictionaries differ).
+ * Paths are counted per layer on the layer's own codes, as a trie of integer ids (an array for
+ * the first level, one Map probe per deeper level and occurrence); only the distinct paths are
+ * turned into strings, to be merged across layers by value (their dictionaries differ).
  */
 
 export interface PathsQuestion extends SequenceQuestion {
@@ -60,8 +60,9 @@ export function paths(models: readonly ColumnarModel[], q: PathsQuestion): Paths
 }
 
 /**
- * One level of the trie: path id -> (parent id in the level above, last code, count). Level 0's
- * parent is the root, id 0. Ids are per-distinct-path, so plain arrays serve.
+ * One level of the trie: path id -> (parent id in the level above, last code, count). The first
+ * level's id is the code itself (no parent); deeper ids are given per distinct path, found by
+ * `ids` from (parent id * dictionary size + code).
  */
 interface Level {
   ids: Map<number, number>;
@@ -77,15 +78,23 @@ interface Trie {
 
 function countPaths(model: ColumnarModel, column: Column, anchor: number, q: PathsQuestion): Trie {
   const { codes, dict } = column;
-  // A path's key in its level: parent id * size + code. Ids are fewer than the occurrences and
-  // size at most the events, so the key stays an exact integer below 2^53 for < 9e7 events.
+  const { ts } = model.events;
+  // Ids are fewer than the occurrences and the size at most the events, so a key (parent id *
+  // size + code) stays an exact integer, below 2^53, for up to ~9e7 events in a layer.
   const size = dict.size;
-  const levels: Level[] = Array.from({ length: q.depth }, () => ({ ids: new Map(), parent: [], code: [], count: [] }));
   const depth = q.depth;
   const step = q.direction === 'next' ? 1 : -1;
+  // The first level is dense; the deeper ones, sparse.
+  const first = new Float64Array(size);
+  const levels: Level[] = Array.from({ length: depth }, () => ({
+    ids: new Map(),
+    parent: [],
+    code: [],
+    count: [],
+  }));
   let nodes = new Uint32Array(256);
+  let rank: Uint32Array | undefined;
   let anchors = 0;
-  const rank = rankOf(dict);
 
   const visit = (seq: Sequence): void => {
     const { events, n } = seq;
@@ -99,14 +108,18 @@ function countPaths(model: ColumnarModel, column: Column, anchor: number, q: Pat
       if (c === anchor) seen = true;
     }
     if (!seen) return;
+    // TRICKY: the sequence comes in (time, index) order; nodes of equal time go by value (the
+    // contract's tie), which only matters here, in a visit with an anchor (see orderTies).
+    rank = orderTies(nodes, events, n, codes, ts, rank, dict);
     for (let i = 0; i < m; i++) {
       if (nodes[i] !== anchor) continue;
       anchors++;
-      let parent = 0;
-      let at = i;
-      for (let d = 0; d < depth; d++) {
+      let at = i + step;
+      // Past the visit's edge the path reads null (code 0), and stays there.
+      let parent = at >= 0 && at < m ? nodes[at] : 0;
+      first[parent]++;
+      for (let d = 1; d < depth; d++) {
         at += step;
-        // Past the visit's edge the path reads null (code 0), and stays there.
         const c = at >= 0 && at < m ? nodes[at] : 0;
         const level = levels[d];
         const key = parent * size + c;
@@ -123,8 +136,44 @@ function countPaths(model: ColumnarModel, column: Column, anchor: number, q: Pat
       }
     }
   };
-  forEachSequence([model], q, 'visit', visit, { tie: () => (event) => rank[codes[event]] });
+  forEachSequence([model], q, 'visit', visit);
+  levels[0] = { ids: new Map(), parent: [], code: Array.from(first, (_, c) => c), count: Array.from(first) };
   return { anchors, levels };
+}
+
+/**
+ * Sorts each run of equal times among the visit's nodes by value, through the codes' ranks
+ * (made on the first tie met, then kept with the dictionary). `nodes` holds the codes of the
+ * non-NULL events of `events[0, n)`, in order. Returns the ranks, if made.
+ */
+function orderTies(
+  nodes: Uint32Array,
+  events: Uint32Array,
+  n: number,
+  codes: Column['codes'],
+  ts: Float64Array,
+  rank: Uint32Array | undefined,
+  dict: Dictionary,
+): Uint32Array | undefined {
+  let j = 0;
+  let runStart = 0;
+  let runTime = NaN;
+  for (let k = 0; k <= n; k++) {
+    if (k < n && codes[events[k]] === 0) continue;
+    const t = k < n ? ts[events[k]] : NaN;
+    if (t === runTime) {
+      j++;
+      continue;
+    }
+    if (j - runStart > 1) {
+      const r = (rank ??= rankOf(dict));
+      nodes.subarray(runStart, j).sort((a, b) => r[a] - r[b]);
+    }
+    runStart = j;
+    runTime = t;
+    j++;
+  }
+  return rank;
 }
 
 function mergeLevel(
@@ -135,6 +184,7 @@ function mergeLevel(
   dict: Dictionary,
 ): void {
   for (let id = 0; id < level.count.length; id++) {
+    if (level.count[id] === 0) continue;
     const path: (string | null)[] = new Array<string | null>(d + 1);
     for (let k = d, at = id; k >= 0; k--) {
       path[k] = dict.value(levels[k].code[at]);

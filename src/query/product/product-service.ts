@@ -148,7 +148,7 @@ export class ProductService {
           from: iso(range.from),
           to: iso(range.to),
           covers: { from: iso(covers.from), to: iso(covers.to) },
-          first_seen_since: iso(since),
+          first_seen_since: Number.isFinite(since) ? iso(since) : null,
           tz: q.tz,
           period: q.period,
           periods: q.periods,

@@ -176,7 +176,10 @@ export const RetentionResponse = Type.Object({
   from: Iso,
   to: Iso,
   covers: Covers,
-  first_seen_since: Iso,
+  first_seen_since: Type.Union([Iso, Type.Null()], {
+    description:
+      'First seen is judged over the raw events from here on (TALLY_RAW_RETENTION_DAYS); null: every event ever stored',
+  }),
   tz: Type.String(),
   period: Type.String(),
   periods: Type.Integer(),

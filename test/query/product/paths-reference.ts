@@ -28,7 +28,11 @@ function visitOf(e: WebEvent, visits: readonly Visit[]): Visit | undefined {
   let found: Visit | undefined;
   for (const v of visits) {
     if (v.user_id !== e.user_id || v.session_key !== (e.session_id ?? '')) continue;
-    if (v.started_at <= e.ts && e.ts <= v.ended_at && (found === undefined || v.started_at > found.started_at))
+    if (
+      v.started_at <= e.ts &&
+      e.ts <= v.ended_at &&
+      (found === undefined || v.started_at > found.started_at)
+    )
       found = v;
   }
   return found;
@@ -36,7 +40,11 @@ function visitOf(e: WebEvent, visits: readonly Visit[]): Visit | undefined {
 
 const byString = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
-export function refPaths(events: readonly WebEvent[], visits: readonly Visit[], q: RefPathsQuestion): RefPathsAnswer {
+export function refPaths(
+  events: readonly WebEvent[],
+  visits: readonly Visit[],
+  q: RefPathsQuestion,
+): RefPathsAnswer {
   const value = (e: WebEvent) => (q.by === 'page' ? e.path : e.type);
   const byVisit = new Map<Visit, WebEvent[]>();
   for (const e of new Reference(events, visits).selectedEvents(q)) {

@@ -20,7 +20,6 @@ import {
   oneOf,
   questionArbOf,
   toFilter,
-  type RawEvent,
   type Values,
 } from '../columnar-arbitraries.ts';
 import { sessionize, type Visit, type WebEvent } from '../web-fixtures.ts';
@@ -129,14 +128,13 @@ test('NULL pages take no part; events of equal time order by value; each visit s
     // Two hours later: a visit of its own, so '/' there has no previous page.
     event('a', BASE + 2 * HOUR, '/'),
   ];
-  assert.deepEqual(
-    ask(events, { depth: 2 }).levels[1].items,
-    [
-      { path: ['/a', '/b'], count: 1 },
-      { path: [null, null], count: 1 },
-    ],
-  );
-  assert.deepEqual(ask(events, { direction: 'previous', depth: 1 }).levels[0].items, [{ path: [null], count: 2 }]);
+  assert.deepEqual(ask(events, { depth: 2 }).levels[1].items, [
+    { path: ['/a', '/b'], count: 1 },
+    { path: [null, null], count: 1 },
+  ]);
+  assert.deepEqual(ask(events, { direction: 'previous', depth: 1 }).levels[0].items, [
+    { path: [null], count: 2 },
+  ]);
   assert.deepEqual(ask(events, { by: 'event_type', anchor: 'click', depth: 1 }).levels[0].items, [
     { path: ['page_view'], count: 1 },
   ]);
@@ -165,10 +163,12 @@ test('bots, global filters and an absent anchor', () => {
 const rawsArb = (values: Values, users: number) =>
   fc
     .tuple(
-      fc.array(eventArbOf(values, { users, hours: 3 }), { maxLength: 60, size: 'medium' }),
+      fc.array(eventArbOf(values, { users, hours: 3 }), { minLength: 1, maxLength: 80, size: 'medium' }),
       fc.boolean(),
     )
-    .map(([raws, coarse]) => (coarse ? raws.map((r) => ({ ...r, offset: (r.offset % 5) * 10 * MINUTE })) : raws));
+    .map(([raws, coarse]) =>
+      coarse ? raws.map((r) => ({ ...r, offset: (r.offset % 5) * 10 * MINUTE })) : raws,
+    );
 
 const VISIT_DIMENSIONS = ['entry_page', 'exit_page', 'referrer', 'channel', 'utm_source'];
 
@@ -176,7 +176,10 @@ const filtersArb = (dimensions: readonly string[], filterValues: readonly string
   fc.oneof(
     { weight: 4, arbitrary: fc.constant<RefFilter[]>([]) },
     { weight: 2, arbitrary: fc.array(filterArbOf(dimensions, filterValues), { minLength: 1, maxLength: 2 }) },
-    { weight: 1, arbitrary: fc.array(filterArbOf(VISIT_DIMENSIONS, filterValues), { minLength: 1, maxLength: 1 }) },
+    {
+      weight: 1,
+      arbitrary: fc.array(filterArbOf(VISIT_DIMENSIONS, filterValues), { minLength: 1, maxLength: 1 }),
+    },
   );
 
 const shapeArb = (values: Values) =>
@@ -186,31 +189,48 @@ const shapeArb = (values: Values) =>
       pick: fc.nat(),
       direction: oneOf(['next', 'previous'] as const),
       depth: fc.integer({ min: 1, max: 3 }),
-      limit: fc.oneof(fc.integer({ min: 1, max: 4 }), fc.constant(100)),
+      limit: fc.oneof(fc.integer({ min: 1, max: 3 }), fc.integer({ min: 1, max: 100 })),
     })
     .map(({ pick, ...s }) => {
-      const anchors = [...(s.by === 'page' ? values.path : values.type), '/nowhere'].filter((v) => v !== null);
+      const anchors = [...(s.by === 'page' ? values.path : values.type), '/nowhere'].filter(
+        (v) => v !== null,
+      );
       return { ...s, anchor: anchors[pick % anchors.length] };
     });
 
 const questionArb = (values: Values, dimensions: readonly string[], filterValues: readonly string[]) =>
-  fc.record({ range: questionArbOf(filtersArb(dimensions, filterValues), dimensions), shape: shapeArb(values) });
+  fc.record({
+    range: questionArbOf(filtersArb(dimensions, filterValues), dimensions),
+    // Often every stored event, so that most questions meet anchors.
+    wide: fc.boolean(),
+    shape: shapeArb(values),
+  });
 
 type Asked = ReturnType<typeof questionArb> extends fc.Arbitrary<infer T> ? T : never;
 
 /** The question at ranges snapped to the stored times (or beside them), as engine and reference read it. */
-function questionOf({ range, shape }: Asked, times: readonly number[]): RefPathsQuestion {
+function questionOf({ range, wide, shape }: Asked, times: readonly number[]): RefPathsQuestion {
   const snap = (at: [number, number] | null, t: number) =>
     at === null || times.length === 0 ? t : times[at[0] % times.length] + at[1];
-  const from = snap(range.snapFrom, BASE + range.from);
-  return { from, to: snap(range.snapTo, from + range.span), filters: range.filters, bots: range.bots, ...shape };
+  const from = wide ? BASE - HOUR : snap(range.snapFrom, BASE + range.from);
+  const to = wide ? BASE + 9 * HOUR : snap(range.snapTo, from + range.span);
+  return { from, to, filters: range.filters, bots: range.bots, ...shape };
 }
 
-function assertSamePaths(models: Parameters<typeof paths>[0], events: WebEvent[], visits: Visit[], q: RefPathsQuestion) {
+function assertSamePaths(
+  models: Parameters<typeof paths>[0],
+  events: WebEvent[],
+  visits: Visit[],
+  q: RefPathsQuestion,
+) {
   const got = paths(models, { ...q, filters: q.filters.map(toFilter) });
   assert.deepEqual(got, refPaths(events, visits, q));
   for (const level of got.levels) {
-    assert.equal(level.items.reduce((s, i) => s + i.count, level.other), got.anchors, 'counts + other = anchors');
+    assert.equal(
+      level.items.reduce((s, i) => s + i.count, level.other),
+      got.anchors,
+      'counts + other = anchors',
+    );
   }
 }
 
@@ -283,7 +303,7 @@ test('paths over layers equal the reference over the final rows, for any pushes 
         for (const step of steps) {
           const emptied = new Set(step.emptied);
           // Distinct ids from the base's: eventsOf numbers from e000 in every step.
-          const events = eventsOf(step.raws as RawEvent[])
+          const events = eventsOf(step.raws)
             .map((e) => ({ ...e, event_id: `${times.length}-${e.event_id}` }))
             .filter((e) => !emptied.has(e.user_id));
           const visits = dropped(sessionize(events, TIMEOUT), step.dropEvery);
