@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -18,6 +18,7 @@ import {
   teardownStack,
 } from './browser-harness.ts';
 
+const ARTIFACTS = new URL('../../test-artifacts/', import.meta.url);
 const SHOP = 'https://shop.example';
 const SECOND = 1000;
 const HOUR = 3600 * SECOND;
@@ -260,7 +261,7 @@ test(
 
     await t.test('the retention table: cohorts with their size, a shaded cell per period', async () => {
       await page.getByText('Retention', { exact: true }).click();
-    // Opening the view asks with its defaults (weeks, 8 of them).
+      // Opening the view asks with its defaults (weeks, 8 of them).
       await page.locator('#retention[data-state="done"]').waitFor();
       assert.equal(await page.locator('#retention-table thead th').count(), 2 + 8);
       await page.getByLabel('Periods').fill('3');
@@ -289,6 +290,12 @@ test(
       await ask(page, 'retention', 'Show retention');
       const bySignup = (await retentionRows(page)).find((r) => r[0] === cohortDate);
       assert.deepEqual(bySignup, [cohortDate, '4', '100.0 %', '50.0 %', '0.0 %']);
+      // For a person to look at (CI keeps test-artifacts/).
+      await mkdir(ARTIFACTS, { recursive: true });
+      for (const view of ['funnel', 'retention'])
+        await page
+          .locator(`#${view}`)
+          .screenshot({ path: new URL(`dashboard-${view}.png`, ARTIFACTS).pathname });
     });
 
     await t.test('a retention question the API refuses shows its message', async () => {

@@ -37,7 +37,7 @@ export function setUpRetention({ api, view }) {
       () => api(`/v1/stats/retention?${retentionSearch(form, v)}`),
       (answer) => {
         coverNote($('retention-note'), answer, v.tz);
-        draw(table, answer);
+        draw(table, answer, form);
       },
     );
   }
@@ -51,7 +51,7 @@ export function setUpRetention({ api, view }) {
   return { reload: () => shown && void ask() };
 }
 
-function draw(table, answer) {
+function draw(table, answer, form) {
   const head = document.createElement('tr');
   const th = (text, className = '') => {
     const cell = document.createElement('th');
@@ -66,7 +66,9 @@ function draw(table, answer) {
     ...periodHeadings(answer.period, answer.periods).map((h) => th(h, 'num pct')),
   );
   table.tHead.replaceChildren(head);
-  table.caption.textContent = `Share of each ${answer.period}'s new users back in the ${answer.period}s after (${answer.tz})`;
+  const who = form.cohort_event.trim() ? `users first doing ${form.cohort_event.trim()}` : 'new users';
+  const back = form.return_event.trim() ? `doing ${form.return_event.trim()}` : 'back';
+  table.caption.textContent = `Share of each ${answer.period}'s ${who} ${back} in the ${answer.period}s after (${answer.tz})`;
   if (answer.cohorts.length === 0) return tableMessage(table, 'Nothing in this range');
   table.tBodies[0].replaceChildren(
     ...answer.cohorts.map((c) => {
