@@ -70,6 +70,14 @@ function dataSet(now: number) {
   return { events, cohortDate: new Date(cohortWeek).toISOString().slice(0, 10) };
 }
 
+interface FunnelBody {
+  from: string;
+  to: string;
+  tz: string;
+  filter?: string[];
+  order: string;
+}
+
 interface StepRow {
   label: string;
   count: string;
@@ -146,10 +154,10 @@ test(
     page.setDefaultTimeout(15_000);
     const pageErrors: string[] = [];
     page.on('pageerror', (e) => pageErrors.push(String(e)));
-    const funnelBodies: { from: string; to: string; tz: string; filter?: string[]; order: string }[] = [];
+    const funnelBodies: FunnelBody[] = [];
     page.on('request', (r) => {
       if (new URL(r.url()).pathname === '/v1/stats/funnel')
-        funnelBodies.push(JSON.parse(r.postData() ?? '{}'));
+        funnelBodies.push(JSON.parse(r.postData() ?? '{}') as FunnelBody);
     });
     await page.goto(`${api}/?range=30d`);
     await settled(page, []);
@@ -177,12 +185,36 @@ test(
 
       await page.getByLabel('Order').selectOption('any');
       await ask(page, 'funnel', 'Show funnel');
+      // Order any: u5's signup before /pricing counts.
       assert.deepEqual(
         (await funnelRows(page)).map((r) => r.count),
         ['5', '4', '1'],
       );
       await page.getByLabel('Order').selectOption('strict');
+
+      // By device on the first step's event: the phone (u4) alone, the four desktops.
+      await page.getByLabel('Breakdown').selectOption('device');
       await ask(page, 'funnel', 'Show funnel');
+      const groups = await page
+        .locator('#funnel-groups tr')
+        .evaluateAll((trs) =>
+          trs.map((tr) =>
+            [...(tr as unknown as { cells: Iterable<{ textContent: string }> }).cells].map(
+              (c) => c.textContent,
+            ),
+          ),
+        );
+      assert.deepEqual(groups[0], ['Device', 'Step 1', 'Step 2', 'Step 3']);
+      assert.deepEqual(
+        groups.slice(1).sort((a, b) => a[0].localeCompare(b[0])),
+        [
+          ['desktop', '4', '3', '1'],
+          ['mobile', '1', '0', '0'],
+        ],
+      );
+      await page.getByLabel('Breakdown').selectOption('');
+      await ask(page, 'funnel', 'Show funnel');
+      assert.equal(await page.locator('#funnel-groups').isHidden(), true);
     });
 
     await t.test("the page's filters apply, and a change of them asks again", async () => {

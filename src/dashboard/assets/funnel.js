@@ -102,7 +102,11 @@ export function setUpFunnel({ api, view }) {
     e.preventDefault();
     void ask();
   });
-  return { reload: () => shown && void ask() };
+  return {
+    reload() {
+      if (shown) void ask();
+    },
+  };
 }
 
 function drawSteps(table, steps) {

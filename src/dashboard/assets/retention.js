@@ -47,8 +47,14 @@ export function setUpRetention({ api, view }) {
     void ask();
   });
   const details = section.querySelector('details');
-  details.addEventListener('toggle', () => details.open && !shown && void ask());
-  return { reload: () => shown && void ask() };
+  details.addEventListener('toggle', () => {
+    if (details.open && !shown) void ask();
+  });
+  return {
+    reload() {
+      if (shown) void ask();
+    },
+  };
 }
 
 function draw(table, answer, form) {
