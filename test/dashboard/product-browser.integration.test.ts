@@ -324,6 +324,14 @@ test(
       assert.deepEqual(bySignup, [cohortDate, '4', '100.0 %', '50.0 %', '0.0 %']);
       // For a person to look at (CI keeps test-artifacts/).
       await mkdir(ARTIFACTS, { recursive: true });
+      await page.setViewportSize({ width: 375, height: 800 });
+      const overflow = await page.evaluate<number>(`document.documentElement.scrollWidth`);
+      assert.ok(overflow <= 375, `no horizontal scrolling at 375 px (content is ${overflow} px wide)`);
+      await page.screenshot({
+        path: new URL('dashboard-product-375.png', ARTIFACTS).pathname,
+        fullPage: true,
+      });
+      await page.setViewportSize({ width: 1280, height: 1000 });
       for (const view of ['funnel', 'retention'])
         await page
           .locator(`#${view}`)
