@@ -155,9 +155,12 @@ test(
     const pageErrors: string[] = [];
     page.on('pageerror', (e) => pageErrors.push(String(e)));
     const funnelBodies: FunnelBody[] = [];
+    const retentionAsked: URLSearchParams[] = [];
     page.on('request', (r) => {
       if (new URL(r.url()).pathname === '/v1/stats/funnel')
         funnelBodies.push(JSON.parse(r.postData() ?? '{}') as FunnelBody);
+      if (new URL(r.url()).pathname === '/v1/stats/retention')
+        retentionAsked.push(new URL(r.url()).searchParams);
     });
     await page.goto(`${api}/?range=30d`);
     await settled(page, []);
@@ -262,6 +265,10 @@ test(
       assert.equal(await page.locator('#funnel-error').isVisible(), true);
       // The step the API names is marked; the others are not.
       assert.equal(await step(page, 2).getByLabel('Event type').getAttribute('aria-invalid'), 'true');
+      assert.equal(
+        await step(page, 2).getByLabel('Event type').getAttribute('aria-describedby'),
+        'funnel-error',
+      );
       assert.equal(await step(page, 1).getByLabel('Event type').getAttribute('aria-invalid'), null);
 
       await step(page, 2).getByLabel('Event type').fill('signup');
@@ -322,6 +329,13 @@ test(
       await ask(page, 'retention', 'Show retention');
       const bySignup = (await retentionRows(page)).find((r) => r[0] === cohortDate);
       assert.deepEqual(bySignup, [cohortDate, '4', '100.0 %', '50.0 %', '0.0 %']);
+      // Asked under the page's range and zone, with what the form holds.
+      const asked = retentionAsked.at(-1)!;
+      assert.equal(Number(asked.get('to')) - Number(asked.get('from')), 30 * DAY);
+      assert.deepEqual(
+        ['tz', 'period', 'periods', 'cohort_event', 'return_event'].map((k) => asked.get(k)),
+        ['UTC', 'week', '3', 'signup', 'page_view'],
+      );
       // For a person to look at (CI keeps test-artifacts/).
       await mkdir(ARTIFACTS, { recursive: true });
       await page.setViewportSize({ width: 375, height: 800 });

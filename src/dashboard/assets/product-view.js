@@ -17,7 +17,10 @@ export function productView({ section, error, inputsFor }) {
   function clear() {
     error.hidden = true;
     error.textContent = '';
-    for (const input of marked) input.removeAttribute('aria-invalid');
+    for (const input of marked) {
+      input.removeAttribute('aria-invalid');
+      input.removeAttribute('aria-describedby');
+    }
     marked = [];
   }
 
@@ -29,6 +32,8 @@ export function productView({ section, error, inputsFor }) {
       const target = fieldTarget(e.field);
       for (const input of target ? inputsFor(target) : []) {
         input.setAttribute('aria-invalid', 'true');
+        // A screen reader on the marked box reads why.
+        input.setAttribute('aria-describedby', error.id);
         marked.push(input);
       }
     }
