@@ -36,124 +36,117 @@ export interface FunnelAnswer {
 /** The funnel over the layers' models (base first); each unit is counted once, at its deepest chain. */
 export function funnel(models: readonly ColumnarModel[], q: FunnelQuestion): FunnelAnswer {
   const k = q.steps.length;
+  // Step masks are 16 bits wide; the API allows 10 steps.
+  if (k < 1 || k > 16) throw new RangeError(`a funnel has 1 to 16 steps (got ${k})`);
   const groups = new GroupIds();
   const tally = new Tally(k);
-  const scratch = new Scratch();
-  const chain = new Float64Array(k);
+  const s = new Scratch(k);
   let compiled: Compiled | undefined;
-  const compiledFor = (model: ColumnarModel): Compiled =>
-    compiled?.model === model ? compiled : (compiled = compile(model, q, groups));
 
   const onUnit = (seq: Sequence): void => {
-    const c = compiledFor(seq.model);
-    const { n, events } = seq;
-    const { masks, times } = scratch.fit(n, q.order === 'strict' ? k : 0);
+    if (compiled?.model !== seq.model) compiled = compile(seq.model, q, groups);
+    const { n } = seq;
+    s.fit(n);
+    const { masks, times } = s;
     const ts = seq.model.events.ts;
+    const events = seq.events;
+    const maskOf = compiled.maskOf;
     let seen = 0;
+    let tied = false;
     for (let p = 0; p < n; p++) {
       const i = events[p];
-      seen |= masks[p] = c.maskOf(i);
+      seen |= masks[p] = maskOf(i);
       times[p] = ts[i];
+      if (p > 0 && times[p] === times[p - 1] && masks[p] < masks[p - 1]) tied = true;
     }
-    const found =
-      q.order === 'strict'
-        ? (seen & 1) === 0
-          ? undefined
-          : strictChain(scratch, n, k, q.windowMs, chain)
-        : seen === 0
-          ? undefined
-          : anyOrderChain(scratch, n, q.windowMs, chain);
-    if (found === undefined) return;
-    tally.add(found.depth, c.keyOf(events[found.start]), chain);
+    if (q.order === 'strict' ? (seen & 1) === 0 : seen === 0) return;
+    if (tied) s.orderTies(events, n);
+    const depth =
+      q.order === 'strict' ? strictChain(s, n, k, q.windowMs) : anyOrderChain(s, n, k, q.windowMs);
+    if (depth > 0) tally.add(depth, compiled.keyOf((tied ? s.events : events)[s.start]), s.chain);
   };
 
-  forEachSequence(models, q, q.unit, onUnit, { tie: (model) => compiledFor(model).maskOf });
+  // TRICKY: the contract's order is (time, mask, index). The sequence comes by (time, index), and
+  // ties of time are rare: reordering them here (Scratch.orderTies) reads each event's mask once,
+  // where a `tie` would have forEachSequence compute it a second time for every event.
+  forEachSequence(models, q, q.unit, onUnit);
   return tally.answer(groups.keys);
 }
 
-/** A unit's deepest chain: its depth and the position of its start in the sequence. */
-interface Found {
-  depth: number;
-  start: number;
-}
-
 /**
- * Strict order: from each start, the greedy chain (the first match of each next step), read off
- * next-match tables built backwards, so a start costs O(steps). `chain` gets the chain's times.
+ * Strict order: from each start, the greedy chain (the first match of each next step within the
+ * window). Returns the deepest chain's depth; its start and times are left in `s`.
+ * TRICKY: a later start's chain lies at or after an earlier one's, step by step (e_2 is the first
+ * match after e_1, and e_1 grew; so on by induction): one forward pointer per step serves every
+ * start, O(events × steps) in all, where a walk per start would be quadratic.
  */
-function strictChain(s: Scratch, n: number, k: number, windowMs: number, chain: Float64Array): Found {
-  const { masks, times, next } = s;
-  const stride = n + 1;
-  // next[(b - 1) * stride + p]: the first position ≥ p whose event matches step b + 1 (n: none).
-  for (let b = 1; b < k; b++) {
-    const row = (b - 1) * stride;
-    next[row + n] = n;
-    for (let p = n - 1; p >= 0; p--) next[row + p] = (masks[p] >>> b) & 1 ? p : next[row + p + 1];
-  }
-  const depthFrom = (start: number, record: boolean): number => {
-    const limit = times[start];
+function strictChain(s: Scratch, n: number, k: number, windowMs: number): number {
+  const { masks, times, pointers } = s;
+  pointers.fill(0);
+  let best = 0;
+  for (let start = 0; start < n && best < k; start++) {
+    if ((masks[start] & 1) === 0) continue;
     let at = start;
     let depth = 1;
-    if (record) chain[0] = limit;
-    while (depth < k) {
-      const q = next[(depth - 1) * stride + at + 1];
-      if (q === n || times[q] - limit > windowMs) break;
-      at = q;
-      if (record) chain[depth] = times[q];
-      depth++;
+    for (; depth < k; depth++) {
+      let next = pointers[depth];
+      if (next <= at) next = at + 1;
+      while (next < n && ((masks[next] >>> depth) & 1) === 0) next++;
+      pointers[depth] = next;
+      if (next === n || times[next] - times[start] > windowMs) break;
+      at = next;
     }
-    return depth;
-  };
-  let best = 0;
-  let bestStart = -1;
-  for (let p = 0; p < n && best < k; p++) {
-    if ((masks[p] & 1) === 0) continue;
-    const depth = depthFrom(p, false);
     if (depth > best) {
       best = depth;
-      bestStart = p;
+      s.start = start;
     }
   }
-  depthFrom(bestStart, true);
-  return { depth: best, start: bestStart };
+  // The best chain's times, walked once more.
+  const { chain } = s;
+  let at = s.start;
+  chain[0] = times[at];
+  for (let depth = 1; depth < best; depth++) {
+    do at++;
+    while (((masks[at] >>> depth) & 1) === 0);
+    chain[depth] = times[at];
+  }
+  return best;
 }
 
 /**
  * Any order: the distinct steps matched within [start, start + window] (sequence order from the
- * start on), for every start at once by a sliding window of per-step counts. `chain[j - 1]` gets
- * t_j, the time at which the best start's window first holds j distinct steps.
+ * start on). Walking backwards, each step's nearest match at or after the position is known, and
+ * a step is in the window iff that match is: O(steps) per start. Returns the deepest start's
+ * depth (the first such start: ties go to the earlier); `s.chain[j - 1]` gets t_j, the time at
+ * which its window first holds j distinct steps.
  */
-function anyOrderChain(s: Scratch, n: number, windowMs: number, chain: Float64Array): Found | undefined {
-  const { masks, times, counts } = s;
-  counts.fill(0);
-  let distinct = 0;
-  let end = 0; // the window is positions [p, end)
+function anyOrderChain(s: Scratch, n: number, k: number, windowMs: number): number {
+  const { masks, times, nearest } = s;
+  for (let b = 0; b < k; b++) nearest[b] = Infinity;
   let best = 0;
-  let bestStart = -1;
-  for (let p = 0; p < n; p++) {
-    if (end < p) end = p;
-    while (end < n && times[end] - times[p] <= windowMs) {
-      for (let m = masks[end], b = 0; m !== 0; m >>>= 1, b++) if (m & 1 && counts[b]++ === 0) distinct++;
-      end++;
+  for (let p = n - 1; p >= 0; p--) {
+    const m = masks[p];
+    if (m === 0) continue;
+    const t = times[p];
+    let depth = 0;
+    for (let b = 0; b < k; b++) {
+      if ((m >>> b) & 1) nearest[b] = t;
+      depth += nearest[b] - t <= windowMs ? 1 : 0;
     }
-    if (masks[p] !== 0 && distinct > best) {
-      best = distinct;
-      bestStart = p;
-    }
-    if (p < end) {
-      for (let m = masks[p], b = 0; m !== 0; m >>>= 1, b++) if (m & 1 && --counts[b] === 0) distinct--;
+    if (depth >= best) {
+      best = depth;
+      s.start = p;
     }
   }
-  // Only with a negative window: no event is within it of itself.
-  if (best === 0) return undefined;
+  // Only with a negative window is best 0: no event is within it of itself.
   let union = 0;
   let reached = 0;
-  for (let p = bestStart; reached < best; p++) {
+  for (let p = s.start; reached < best; p++) {
     union |= masks[p];
     const now = popcount(union);
-    while (reached < now) chain[reached++] = times[p];
+    while (reached < now) s.chain[reached++] = times[p];
   }
-  return { depth: best, start: bestStart };
+  return best;
 }
 
 function popcount(x: number): number {
@@ -162,29 +155,61 @@ function popcount(x: number): number {
   return c;
 }
 
-/** Per-unit arrays, grown to the largest unit and reused. */
+/** Per-unit arrays, grown to the largest unit and reused, and the deepest chain found. */
 class Scratch {
   masks = new Uint16Array(1024);
   times = new Float64Array(1024);
-  next = new Int32Array(0);
-  counts = new Int32Array(16);
+  events = new Uint32Array(1024);
+  keys = new Float64Array(0);
+  /** strictChain: per step, the position its search has reached. */
+  readonly pointers: Int32Array;
+  /** anyOrderChain: per step, the time of its nearest match at or after the position. */
+  readonly nearest: Float64Array;
+  /** The deepest chain's start (a position) and its steps' times. */
+  start = 0;
+  readonly chain: Float64Array;
 
-  fit(n: number, steps: number): this {
-    if (this.masks.length < n) {
-      const size = 2 ** Math.ceil(Math.log2(n));
-      this.masks = new Uint16Array(size);
-      this.times = new Float64Array(size);
+  constructor(k: number) {
+    this.pointers = new Int32Array(k);
+    this.nearest = new Float64Array(k);
+    this.chain = new Float64Array(k);
+  }
+
+  fit(n: number): void {
+    if (this.masks.length >= n) return;
+    const size = 2 ** Math.ceil(Math.log2(n));
+    this.masks = new Uint16Array(size);
+    this.times = new Float64Array(size);
+    this.events = new Uint32Array(size);
+  }
+
+  /** Orders each run of equal times by (mask, index) (runs come by index), the events into `this.events`. */
+  orderTies(from: Uint32Array, n: number): void {
+    const { masks, times, events } = this;
+    events.set(from.subarray(0, n));
+    for (let a = 0; a < n;) {
+      let b = a + 1;
+      while (b < n && times[b] === times[a]) b++;
+      if (b - a > 1) {
+        if (this.keys.length < b - a) this.keys = new Float64Array(2 ** Math.ceil(Math.log2(b - a)));
+        // Masks are < 2^16 and indexes < 2^32: the key (< 2^48) is exact in a double and sorts as the pair.
+        const keys = this.keys.subarray(0, b - a);
+        for (let p = a; p < b; p++) keys[p - a] = masks[p] * 2 ** 32 + events[p];
+        keys.sort();
+        for (let p = a; p < b; p++) {
+          masks[p] = Math.floor(keys[p - a] / 2 ** 32);
+          events[p] = keys[p - a] % 2 ** 32;
+        }
+      }
+      a = b;
     }
-    const nextSize = Math.max(0, steps - 1) * (n + 1);
-    if (this.next.length < nextSize) this.next = new Int32Array(2 ** Math.ceil(Math.log2(nextSize)));
-    return this;
   }
 }
 
 /** What a model answers per event: its step mask, and its unit's group (breakdown) id. */
 interface Compiled {
   model: ColumnarModel;
-  /** Bit j − 1 set when the event passes step j's filters (the sequence's tie, too). */
+  /** Bit j − 1 set when the event passes step j's filters. */
   maskOf: (event: number) => number;
   keyOf: (event: number) => number;
 }
@@ -216,16 +241,21 @@ function compile(model: ColumnarModel, q: FunnelQuestion, groups: GroupIds): Com
   const events = [...eventTables].map(([codes, table]) => ({ codes, table }));
   const visits = [...visitTables].map(([codes, table]) => ({ codes, table }));
   const visitOf = model.events.visit;
-  const maskOf = (i: number): number => {
+  let maskOf = (i: number): number => {
     let m = always;
-    for (const t of events) m &= t.table[t.codes[i]];
+    for (let t = 0; t < events.length; t++) m &= events[t].table[events[t].codes[i]];
     if (visits.length > 0) {
       const v = visitOf[i];
       if (v < 0) return m & noVisit;
-      for (const t of visits) m &= t.table[t.codes[v]];
+      for (let t = 0; t < visits.length; t++) m &= visits[t].table[visits[t].codes[v]];
     }
     return m;
   };
+  if (events.length === 1 && visits.length === 0) {
+    // Steps on one event column (event types, say): the common funnel, one read per event.
+    const { codes, table } = events[0];
+    maskOf = (i) => always & table[codes[i]];
+  }
   return { model, maskOf, keyOf: keyReader(model, q.breakdown, groups) };
 }
 

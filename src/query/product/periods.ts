@@ -15,7 +15,7 @@ const DAY = 86_400_000;
 /** The epoch ms at which the local period of `period` in `tz` holding `t` starts. */
 export function periodStart(t: number, period: RetentionPeriod, tz: string): number {
   const zone = IANAZone.create(tz);
-  return startOfLocalDate(zone, firstDate(localDate(zone, t), period));
+  return firstInstantOf(firstDate(localDate(zone, t), period), (at) => offsetAt(zone, at));
 }
 
 /** The start of the period after the one starting at `start` (a periodStart answer). */
@@ -28,7 +28,7 @@ export function nextPeriod(start: number, period: RetentionPeriod, tz: string): 
       : period === 'week'
         ? first + 7 * DAY
         : Date.UTC(new Date(first).getUTCFullYear(), new Date(first).getUTCMonth() + 1, 1);
-  return startOfLocalDate(zone, next);
+  return firstInstantOf(next, (at) => offsetAt(zone, at));
 }
 
 /**
@@ -62,25 +62,26 @@ function firstDate(date: number, period: RetentionPeriod): number {
 }
 
 /**
- * The first instant whose local date is `date` or later. Local midnight is `date` minus the
- * offset in force then, which is the offset before or after any change near it (zones change at
- * most once within a day of midnight): one of the two fits, both (midnight happens twice: the
- * first), or none (midnight is skipped: the change itself, found by bisection).
+ * The first instant whose local date is `date` or later, for a zone of offsets (ms) `offset`.
+ * Local midnight is `date` minus the offset in force then, which is the offset before or after
+ * any change near it (zones change at most once within a day of midnight): one of the two fits,
+ * both (midnight happens twice: the first), or none (midnight is skipped: the change itself,
+ * found by bisection). Exported for tests, which can make up zones no tzdata has.
  */
-function startOfLocalDate(zone: IANAZone, date: number): number {
-  const before = offsetAt(zone, date - DAY);
-  const after = offsetAt(zone, date + DAY);
+export function firstInstantOf(date: number, offset: (t: number) => number): number {
+  const before = offset(date - DAY);
+  const after = offset(date + DAY);
   const early = date - Math.max(before, after);
   const late = date - Math.min(before, after);
-  const earlyOffset = Math.max(before, after);
-  if (offsetAt(zone, early) === earlyOffset) return early;
-  if (offsetAt(zone, late) === Math.min(before, after)) return late;
+  if (offset(early) === Math.max(before, after)) return early;
+  if (offset(late) === Math.min(before, after)) return late;
   // TRICKY: in the gap the offset at `late` is already `after` and at `early` still `before`.
+  // Since 1971 every gap began at midnight (the change is at `late`), but nothing promises it.
   let lo = early;
   let hi = late;
   while (hi - lo > 1) {
     const mid = Math.floor((lo + hi) / 2);
-    if (offsetAt(zone, mid) === before) lo = mid;
+    if (offset(mid) === before) lo = mid;
     else hi = mid;
   }
   return hi;
