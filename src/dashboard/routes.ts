@@ -53,7 +53,16 @@ export function dashboardRoutes(deps: DashboardRoutesDeps) {
     const css = loadAsset('dashboard.css');
     const js = loadAsset('dashboard.js');
     // The modules dashboard.js imports: unversioned URLs, so they are revalidated (no-cache).
-    const modules = ['chart.js', 'filters.js', 'format.js', 'panels.js'];
+    const modules = [
+      'chart.js',
+      'filters.js',
+      'format.js',
+      'funnel.js',
+      'panels.js',
+      'product.js',
+      'product-view.js',
+      'retention.js',
+    ];
     const files = new Map([
       ['dashboard.css', css],
       ['dashboard.js', js],

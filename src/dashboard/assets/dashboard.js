@@ -5,7 +5,9 @@
 import { chart } from './chart.js';
 import { describeFilter, filterParams, readView, viewSearch, withFilter } from './filters.js';
 import { count, duration, setCount, setDuration, setPercent } from './format.js';
+import { setUpFunnel } from './funnel.js';
 import { setUpPanels } from './panels.js';
+import { setUpRetention } from './retention.js';
 
 const $ = (id) => document.getElementById(id);
 const KEY_STORE = 'tally.readKey';
@@ -89,10 +91,11 @@ class ApiError extends Error {
   }
 }
 
-async function api(path) {
+/** `init` as for fetch (method, headers, body); the key's header is added. */
+async function api(path, init = {}) {
   for (;;) {
     const sentKey = storedKey() !== null;
-    const res = await fetch(path, { headers: authHeaders() });
+    const res = await fetch(path, { ...init, headers: { ...init.headers, ...authHeaders() } });
     if (res.status === 401 || res.status === 403) {
       await askForKey(sentKey);
       continue;
@@ -113,6 +116,7 @@ function setView(view, how) {
   if (how) history[how === 'push' ? 'pushState' : 'replaceState'](null, '', viewSearch(view));
   renderChips();
   refresh();
+  reloadProductViews();
 }
 
 function addFilter(dimension, value) {
@@ -205,10 +209,16 @@ function refresh() {
     });
 }
 
+/** The current view's range (epoch ms), time zone and filters, as the product views ask under it. */
+function currentView() {
+  const to = Date.now();
+  return { from: to - RANGES[state.range][0], to, tz: state.tz, filters: state.filters };
+}
+
 /** `from`, `to` and the filters of the current view, for every stats request. */
 function statsQuery() {
-  const to = Date.now();
-  return `from=${to - RANGES[state.range][0]}&to=${to}${filterParams(state.filters)}`;
+  const { from, to } = currentView();
+  return `from=${from}&to=${to}${filterParams(state.filters)}`;
 }
 
 function breakdown(query) {
@@ -220,6 +230,8 @@ function breakdown(query) {
 function eventTypes(query) {
   return async () => {
     const body = await api(`/v1/stats/event-types?${query}&limit=10`);
+    // The product views' event type boxes suggest the types seen.
+    $('known-event-types').replaceChildren(...body.types.map((t) => new Option('', t.type)));
     return { results: body.types.map((t) => ({ value: t.type, events: t.count, percentage: null })) };
   };
 }
@@ -293,6 +305,12 @@ function noteCommit(iso) {
 }
 
 const drawChart = chart($('chart'), $('chart-table'), METRICS);
+// The funnel and retention views ask when asked, and again when the range, zone or filters change;
+// not on every commit like the panels above (one can read a week of raw events).
+const productViews = [setUpFunnel, setUpRetention].map((setUp) => setUp({ api, view: currentView }));
+function reloadProductViews() {
+  for (const v of productViews) v.reload();
+}
 const panels = setUpPanels({
   onPick: addFilter,
   // Another tab needs only its own panel reloaded; a failure already shows in the panel.
@@ -383,6 +401,7 @@ function setUpControls() {
   tz.addEventListener('change', (e) => {
     state.tz = e.target.value;
     refresh();
+    reloadProductViews();
   });
   $('controls').addEventListener('submit', (e) => e.preventDefault());
   // The key is required to show anything: Escape does not dismiss the dialog.

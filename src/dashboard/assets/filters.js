@@ -27,6 +27,9 @@ const DIMENSION_LABELS = {
   event_type: 'Event type',
 };
 
+/** The dimensions one can filter or break down by (besides `property:<key>`). */
+export const DIMENSIONS = Object.keys(DIMENSION_LABELS);
+
 /** The API shows a missing dimension value as this; it is not a value one can filter on. */
 export const NONE = '(none)';
 
