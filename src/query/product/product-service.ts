@@ -109,7 +109,10 @@ export class ProductService {
             ? {}
             : {
                 breakdown: q.breakdown,
-                groups: a.groups.map((g) => ({ value: g.key ?? NONE_VALUE, steps: stepRows(g.steps, labels) })),
+                groups: a.groups.map((g) => ({
+                  value: g.key ?? NONE_VALUE,
+                  steps: stepRows(g.steps, labels),
+                })),
                 has_more: a.totalGroups > a.groups.length,
               }),
         };
