@@ -83,6 +83,7 @@ export class ProductService {
     return {
       key: [
         'funnel',
+        range,
         window.covers,
         q.filter ?? [],
         q.bots,
@@ -133,6 +134,7 @@ export class ProductService {
     return {
       key: [
         'retention',
+        range,
         window,
         q.filter ?? [],
         q.bots,
@@ -184,7 +186,18 @@ export class ProductService {
     const filters = parseFilters(q.filter);
     const window = this.#window(range);
     return {
-      key: ['paths', window.covers, q.filter ?? [], q.bots, q.by, q.anchor, q.direction, q.depth, q.limit],
+      key: [
+        'paths',
+        range,
+        window.covers,
+        q.filter ?? [],
+        q.bots,
+        q.by,
+        q.anchor,
+        q.direction,
+        q.depth,
+        q.limit,
+      ],
       answer: async (project: string) => {
         const { covers } = window;
         const models = await this.#models(project, covers, covers.from);

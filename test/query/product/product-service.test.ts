@@ -165,3 +165,16 @@ test('retention judges first seen from the raw window whichever layer holds the 
     ],
   );
 });
+
+test('cache keys hold the asked range (echoed in the answer) and the covered part', () => {
+  const { product } = service({ cutoff: BASE + 3 * DAY });
+  const to = String(BASE + 5 * DAY);
+  const ask = (from: number) => [
+    product.checkPaths({ anchor: '/', from: String(from), to }).key,
+    product.checkFunnel({ steps: twoSteps, from: String(from), to }).key,
+    product.checkRetention({ from: String(from), to }).key,
+  ];
+  const [early, later] = [ask(BASE), ask(BASE + DAY)];
+  // Both start before the raw window: the same part covered, other ranges asked.
+  for (let i = 0; i < 3; i++) assert.notDeepEqual(early[i], later[i]);
+});
