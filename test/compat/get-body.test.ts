@@ -66,5 +66,5 @@ test('GET /analytics/events: query parameters win over the JSON body', async (t)
   });
   assert.equal(res.statusCode, 200);
   assert.equal(res.body, '{"user_id":"u","page_url":"https://q/","count":3}');
-  assert.deepEqual(asked, [{ user_id: 'u', page_url: 'https://q/' }]);
+  assert.deepEqual(asked, [{ user_id: 'u', page_url: 'https://q/', consistency: 'replica' }]);
 });
