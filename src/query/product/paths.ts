@@ -207,17 +207,22 @@ function countPaths(model: ColumnarModel, column: Column, anchor: number, q: Pat
       nodes = new Uint32Array(2 * (hi - lo));
     }
     let m = 0;
+    let last = -Infinity;
     let inOrder = true;
+    let ties = false;
     for (let k = lo; k < hi; k++) {
       if (codes[k] === 0 || !selected(k)) continue;
-      if (m > 0 && ts[k] < ts[events[m - 1]]) inOrder = false;
+      const t = ts[k];
+      if (t < last) inOrder = false;
+      else if (t === last) ties = true;
+      last = t;
       events[m++] = k;
     }
     // The model keeps a visit's events by time; should one ever not, the contract's order holds.
     if (!inOrder) events.subarray(0, m).sort((a, b) => ts[a] - ts[b] || a - b);
     for (let k = 0; k < m; k++) nodes[k] = codes[events[k]];
-    // TRICKY: nodes of equal time go by value (the contract's tie), which only matters here.
-    rank = orderTies(nodes, events, m, ts, rank, dict);
+    // TRICKY: nodes of equal time go by value (the contract's tie); most visits have none.
+    if (ties || !inOrder) rank = orderTies(nodes, events, m, ts, rank, dict);
     for (let k = 0; k < m; k++) {
       if (nodes[k] !== anchor) continue;
       anchors++;
