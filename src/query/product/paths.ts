@@ -1,7 +1,7 @@
 import type { Column, Dictionary } from '../columnar/dictionary.ts';
 import type { ColumnarModel } from '../columnar/model.ts';
-import { u32 } from '../columnar/growable.ts';
-import { forEachSequence, type Sequence, type SequenceQuestion } from './sequences.ts';
+import { PathLevel } from './path-level.ts';
+import { eventTest, type SequenceQuestion } from './sequences.ts';
 import { topByCount } from './top.ts';
 
 /**
@@ -11,7 +11,7 @@ import { topByCount } from './top.ts';
  * next to it (nearest first; null past the visit's edge) are its path of depth d.
  *
  * Paths are counted per layer on the layer's own codes, as a trie of integer ids (an array for
- * the first level, ids by (parent, code) key for the deeper ones: see idsOf), merged across
+ * the first level, ids of (parent id, code) pairs for the deeper ones: see PathLevel), merged across
  * layers by value (their dictionaries differ) and cut to the top on integers: only the listed
  * paths, and the few a delta layer holds, are turned into strings (see topOfLevel).
  */
@@ -48,7 +48,7 @@ export function paths(models: readonly ColumnarModel[], q: PathsQuestion): Paths
     if (anchor < 0) continue;
     const trie = countPaths(model, column, anchor, q);
     anchors += trie.anchors;
-    layers.push({ dict: column.dict, levels: trie.levels });
+    layers.push({ dict: column.dict, first: trie.first, deeper: trie.deeper });
   }
   return {
     anchors,
@@ -63,7 +63,8 @@ export function paths(models: readonly ColumnarModel[], q: PathsQuestion): Paths
 
 interface Layer {
   dict: Dictionary;
-  levels: Level[];
+  first: Float64Array;
+  deeper: PathLevel[];
 }
 
 /**
@@ -75,10 +76,10 @@ interface Layer {
  */
 function topOfLevel(layers: readonly Layer[], d: number, limit: number): PathItem[] {
   const host = layers[0];
-  const counts = host.levels[d].count;
+  const counts = countsOf(host, d);
   const extras = new Map<string, PathItem>();
   for (let m = 1; m < layers.length; m++) {
-    const count = layers[m].levels[d].count;
+    const count = countsOf(layers[m], d);
     for (let id = 0; id < count.length; id++) {
       if (count[id] === 0) continue;
       const path = pathOf(layers[m], d, id);
@@ -134,13 +135,11 @@ function pathOf(layer: Layer, d: number, id: number): (string | null)[] {
 }
 
 /** The codes of path `id` of level `d`, into `out`. */
-function codesOf({ dict, levels }: Layer, d: number, id: number, out: Uint32Array): Uint32Array {
-  const size = dict.size;
+function codesOf({ deeper }: Layer, d: number, id: number, out: Uint32Array): Uint32Array {
   let at = id;
   for (let k = d; k > 0; k--) {
-    const key = levels[k].keys[at];
-    out[k] = key % size;
-    at = Math.floor(key / size);
+    out[k] = deeper[k - 1].code[at];
+    at = deeper[k - 1].parent[at];
   }
   out[0] = at;
   return out;
@@ -148,181 +147,120 @@ function codesOf({ dict, levels }: Layer, d: number, id: number, out: Uint32Arra
 
 /** The id of `path` in the layer's trie (of level path.length − 1), or -1 when it has none. */
 function findPath(layer: Layer, path: readonly (string | null)[]): number {
-  const size = layer.dict.size;
   let id = -1;
   for (let k = 0; k < path.length; k++) {
     const v = path[k];
     const code = v === null ? 0 : layer.dict.find(v);
     if (code < 0) return -1;
-    if (k === 0) id = code;
-    else {
-      id = search(layer.levels[k].keys, id * size + code);
-      if (id < 0) return -1;
-    }
+    id = k === 0 ? code : layer.deeper[k - 1].find(id, code);
+    if (id < 0) return -1;
   }
   return id;
 }
 
-/**
- * One level of the trie: per path id, its count. The first level's id is the code itself
- * (counts dense by code). A deeper level's ids index `keys`, its distinct (parent id in the level
- * above * dictionary size + code), ascending: the key holds the parent and the code, and a path
- * is found by binary search.
- */
-interface Level {
-  keys: Float64Array;
-  count: Float64Array;
+/** The counts of level `d`, by path id. */
+function countsOf(layer: Layer, d: number): Float64Array {
+  return d === 0 ? layer.first : layer.deeper[d - 1].counts();
 }
 
+/**
+ * A layer's trie: the first level's id is the code itself (counts dense by code); a deeper
+ * level's ids are its distinct (parent id in the level above, code) pairs (see PathLevel).
+ */
 interface Trie {
   anchors: number;
-  levels: Level[];
+  first: Float64Array;
+  deeper: PathLevel[];
 }
 
 function countPaths(model: ColumnarModel, column: Column, anchor: number, q: PathsQuestion): Trie {
   const { codes, dict } = column;
-  const { ts } = model.events;
-  // Ids are fewer than the occurrences and the size at most the events, so a key (parent id *
-  // size + code) stays an exact integer, below 2^53, for up to ~9e7 events in a layer.
-  const size = dict.size;
+  const { ts, isBot, visit, count } = model.events;
+  const passes = eventTest(model, q.filters);
+  const botWant = q.bots === 'exclude' ? 0 : q.bots === 'only' ? 1 : -1;
+  const { from, to } = q;
+  // Written so that a hidden user's +Infinity (sequences.ts) fails even with `to` = +Infinity.
+  const selected = (i: number): boolean =>
+    ts[i] >= from && ts[i] < to && (botWant < 0 || isBot[i] === botWant) && passes(i);
   const depth = q.depth;
   const step = q.direction === 'next' ? 1 : -1;
-  const first = new Float64Array(size);
-  // Deeper levels: each occurrence's code at each distance, made into ids once all are known.
-  const near = Array.from({ length: depth }, () => u32());
+  const first = new Float64Array(dict.size);
+  const deeper = Array.from({ length: depth - 1 }, () => new PathLevel());
+  let events = new Uint32Array(256);
   let nodes = new Uint32Array(256);
   let rank: Uint32Array | undefined;
   let anchors = 0;
-
-  const visit = (seq: Sequence): void => {
-    const { events, n } = seq;
-    if (nodes.length < n) nodes = new Uint32Array(Math.max(n, 2 * nodes.length));
-    let m = 0;
-    let seen = false;
-    for (let k = 0; k < n; k++) {
-      const c = codes[events[k]];
-      if (c === 0) continue;
-      nodes[m++] = c;
-      if (c === anchor) seen = true;
+  // TRICKY: only visits holding a selected anchor count, and a visit's events are contiguous
+  // and in time order (model.ts): so the anchor's column is scanned alone, and the visit around
+  // each first selected anchor read whole, rather than every visit handed over one by one
+  // (forEachSequence: a call and a copy per visit, 3 M of them at 10 M events).
+  for (let i = 0; i < count; i++) {
+    if (codes[i] !== anchor) continue;
+    const v = visit[i];
+    if (v < 0 || !selected(i)) continue;
+    let lo = i;
+    while (lo > 0 && visit[lo - 1] === v) lo--;
+    let hi = i + 1;
+    while (hi < count && visit[hi] === v) hi++;
+    if (events.length < hi - lo) {
+      events = new Uint32Array(2 * (hi - lo));
+      nodes = new Uint32Array(2 * (hi - lo));
     }
-    if (!seen) return;
-    // TRICKY: the sequence comes in (time, index) order; nodes of equal time go by value (the
-    // contract's tie), which only matters here, in a visit with an anchor (see orderTies).
-    rank = orderTies(nodes, events, n, codes, ts, rank, dict);
-    for (let i = 0; i < m; i++) {
-      if (nodes[i] !== anchor) continue;
+    let m = 0;
+    let last = -Infinity;
+    let inOrder = true;
+    let ties = false;
+    for (let k = lo; k < hi; k++) {
+      if (codes[k] === 0 || !selected(k)) continue;
+      const t = ts[k];
+      if (t < last) inOrder = false;
+      else if (t === last) ties = true;
+      last = t;
+      events[m++] = k;
+    }
+    // The model keeps a visit's events by time; should one ever not, the contract's order holds.
+    if (!inOrder) events.subarray(0, m).sort((a, b) => ts[a] - ts[b] || a - b);
+    for (let k = 0; k < m; k++) nodes[k] = codes[events[k]];
+    // TRICKY: nodes of equal time go by value (the contract's tie); most visits have none.
+    if (ties || !inOrder) rank = orderTies(nodes, events, m, ts, rank, dict);
+    for (let k = 0; k < m; k++) {
+      if (nodes[k] !== anchor) continue;
       anchors++;
-      let at = i + step;
+      let at = k + step;
       // Past the visit's edge the path reads null (code 0), and stays there.
-      const c = at >= 0 && at < m ? nodes[at] : 0;
-      first[c]++;
-      if (depth === 1) continue;
-      near[0].push(c);
-      for (let d = 1; d < depth; d++) {
+      let id = at >= 0 && at < m ? nodes[at] : 0;
+      first[id]++;
+      for (let d = 0; d + 1 < depth; d++) {
         at += step;
-        near[d].push(at >= 0 && at < m ? nodes[at] : 0);
+        id = deeper[d].add(id, at >= 0 && at < m ? nodes[at] : 0);
       }
     }
-  };
-  forEachSequence([model], q, 'visit', visit);
-  const levels: Level[] = [{ keys: new Float64Array(0), count: first }];
-  let parents: Uint32Array = near[0].view();
-  for (let d = 1; d < depth; d++) {
-    const codesAt = near[d].view();
-    const all = new Float64Array(anchors);
-    for (let o = 0; o < anchors; o++) all[o] = parents[o] * size + codesAt[o];
-    const { keys, ids } = idsOf(all);
-    const count = new Float64Array(keys.length);
-    for (let o = 0; o < anchors; o++) count[ids[o]]++;
-    levels.push({ keys, count });
-    parents = ids;
+    i = hi - 1;
   }
-  return { anchors, levels };
-}
-
-/** Up to this many distinct paths in a level, a Map finds the ids; past it, a sort. */
-const FEW_PATHS = 4096;
-
-/**
- * The distinct values of `all` (ascending) and the index of each element's among them.
- * TRICKY: a Map probe per occurrence is cheapest when the paths are few (an anchor of 250k
- * occurrences and 64 paths); at 500k distinct paths its inserts cost ~0.4 s per level, where a
- * typed sort and a binary search per occurrence cost a fraction of that.
- */
-function idsOf(all: Float64Array): { keys: Float64Array; ids: Uint32Array } {
-  const ids = new Uint32Array(all.length);
-  // Ids in order of first sight, then renumbered in key order.
-  const few = new Map<number, number>();
-  let o = 0;
-  for (; o < all.length; o++) {
-    let id = few.get(all[o]);
-    if (id === undefined) {
-      if (few.size === FEW_PATHS) break;
-      few.set(all[o], (id = few.size));
-    }
-    ids[o] = id;
-  }
-  if (o === all.length) {
-    const seen = Float64Array.from(few.keys());
-    const keys = seen.slice().sort();
-    const renumber = new Uint32Array(seen.length);
-    for (let id = 0; id < keys.length; id++) renumber[few.get(keys[id])!] = id;
-    for (let k = 0; k < ids.length; k++) ids[k] = renumber[ids[k]];
-    return { keys, ids };
-  }
-  const sorted = all.slice().sort();
-  let distinct = 0;
-  for (let k = 0; k < sorted.length; k++) {
-    if (k === 0 || sorted[k] !== sorted[k - 1]) sorted[distinct++] = sorted[k];
-  }
-  const keys = sorted.slice(0, distinct);
-  for (let k = 0; k < all.length; k++) ids[k] = search(keys, all[k]);
-  return { keys, ids };
-}
-
-/** The index of `key` in the ascending `keys`, or -1. */
-function search(keys: Float64Array, key: number): number {
-  let lo = 0;
-  let hi = keys.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (keys[mid] < key) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo < keys.length && keys[lo] === key ? lo : -1;
+  return { anchors, first, deeper };
 }
 
 /**
  * Sorts each run of equal times among the visit's nodes by value, through the codes' ranks
  * (made on the first tie met, then kept with the dictionary). `nodes` holds the codes of the
- * non-NULL events of `events[0, n)`, in order. Returns the ranks, if made.
+ * events `events[0, n)`, in time order. Returns the ranks, if made.
  */
 function orderTies(
   nodes: Uint32Array,
   events: Uint32Array,
   n: number,
-  codes: Column['codes'],
   ts: Float64Array,
   rank: Uint32Array | undefined,
   dict: Dictionary,
 ): Uint32Array | undefined {
-  let j = 0;
   let runStart = 0;
-  let runTime = NaN;
-  for (let k = 0; k <= n; k++) {
-    if (k < n && codes[events[k]] === 0) continue;
-    const t = k < n ? ts[events[k]] : NaN;
-    if (t === runTime) {
-      j++;
-      continue;
-    }
-    if (j - runStart > 1) {
+  for (let k = 1; k <= n; k++) {
+    if (k < n && ts[events[k]] === ts[events[runStart]]) continue;
+    if (k - runStart > 1) {
       const r = (rank ??= rankOf(dict));
-      nodes.subarray(runStart, j).sort((a, b) => r[a] - r[b]);
+      nodes.subarray(runStart, k).sort((a, b) => r[a] - r[b]);
     }
-    runStart = j;
-    runTime = t;
-    j++;
+    runStart = k;
   }
   return rank;
 }

@@ -326,7 +326,7 @@ test('paths over layers equal the reference over the final rows, for any pushes 
   );
 });
 
-test('paths past a few thousand distinct per level (ids by sort) equal the reference, over layers too', () => {
+test('paths past a few thousand distinct per level (the level tables grow) equal the reference, over layers too', () => {
   const visitsOf = (users: number[], tag: string) =>
     users.flatMap((u) =>
       visitOf(`u${u}`, BASE + (u % 50) * MINUTE, [
