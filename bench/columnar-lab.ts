@@ -1,18 +1,17 @@
 import { availableParallelism, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
-import { deriveDimensions } from '../src/event/derive.ts';
 import { ColumnarBuilder } from '../src/query/columnar/builder.ts';
 import { valuePasses } from '../src/query/columnar/compile-filters.ts';
 import { ColumnarEngine, type ColumnarSelection } from '../src/query/columnar/engine.ts';
 import { Layers } from '../src/query/columnar/layers.ts';
 import { modelBytes, type ColumnarModel } from '../src/query/columnar/model.ts';
 import { ScanPool } from '../src/query/columnar/scan-pool.ts';
-import type { EventRow, VisitRow } from '../src/query/columnar/rows.ts';
 import { parseDimension, parseFilters, type Filter } from '../src/query/filters.ts';
 import { metricValue, type BreakdownMetric } from '../src/query/metrics.ts';
 import { analyticsQuestions, TARGET_FILTERED_MS, TARGET_UNFILTERED_MS } from './lib/analytics-questions.ts';
 import { rangeOf } from './lib/analytics-measure.ts';
 import { percentile, round } from './lib/stats.ts';
+import { loadWebModel, TIMEOUT_MS } from './lib/web-model.ts';
 import { WebDataset } from './web-dataset.ts';
 
 /**
@@ -36,9 +35,7 @@ const { values } = parseArgs({
   },
 });
 const DAYS = 30;
-const MINUTE = 60_000;
 const DAY = 86_400_000;
-const TIMEOUT_MS = 30 * MINUTE;
 const END = Date.UTC(2026, 10, 1);
 const nEvents = Number(values.events);
 const runs = Number(values.runs);
@@ -53,70 +50,6 @@ async function memory(): Promise<number> {
   gc();
   const m = process.memoryUsage();
   return m.heapUsed + m.arrayBuffers;
-}
-
-/**
- * Events as tally.events holds them, and visits cut from the stream. TRICKY: the data set emits
- * each visit whole and never lets a visitor return within 31 min (web-dataset.ts), so "same user
- * as the previous event and at most 30 min later" is the sessionizer's gap rule here; checkVisits
- * below verifies it on the built model.
- */
-function load(dataset: WebDataset, builder: ColumnarBuilder): void {
-  let open: (VisitRow & { lastTs: number }) | undefined;
-  const close = () => {
-    if (open !== undefined) builder.addVisit({ ...open, ended_at: open.lastTs });
-  };
-  for (const batch of dataset.batches(10_000)) {
-    for (const e of batch) {
-      const d = deriveDimensions(e);
-      const row: EventRow = {
-        user_id: e.userId,
-        ts: e.ts,
-        type: e.type,
-        session_id: null,
-        path: d.path,
-        hostname: d.hostname,
-        browser: d.browser,
-        os: d.os,
-        device: d.device,
-        country: e.country,
-        is_bot: d.bot,
-        properties: null,
-      };
-      builder.addEvent(row);
-      if (open === undefined || open.user_id !== e.userId || e.ts - open.lastTs > TIMEOUT_MS) {
-        close();
-        open = {
-          user_id: e.userId,
-          session_key: '',
-          started_at: e.ts,
-          ended_at: e.ts,
-          lastTs: e.ts,
-          events: 0,
-          page_views: 0,
-          entry_page: null,
-          exit_page: null,
-          is_bot: false,
-          referrer_host: d.referrerHost,
-          channel: d.channel,
-          utm_source: d.utmSource,
-          utm_medium: d.utmMedium,
-          utm_campaign: d.utmCampaign,
-          utm_term: d.utmTerm,
-          utm_content: d.utmContent,
-        };
-      }
-      open.lastTs = e.ts;
-      open.events++;
-      open.is_bot ||= d.bot;
-      if (e.type === 'page_view') {
-        open.page_views++;
-        open.entry_page ??= d.path;
-        open.exit_page = d.path;
-      }
-    }
-  }
-  close();
 }
 
 /** Every user's visits are separated by more than the timeout, and within a visit no gap exceeds it. */
@@ -287,7 +220,7 @@ function selection(i: number): ColumnarSelection {
 function buildModel(dataset: WebDataset): { model: ColumnarModel; generated: number; built: number } {
   const builder = new ColumnarBuilder();
   let t0 = performance.now();
-  load(dataset, builder);
+  loadWebModel(dataset, builder);
   const generated = performance.now() - t0;
   t0 = performance.now();
   const model = builder.build();

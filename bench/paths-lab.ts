@@ -1,11 +1,10 @@
 import { parseArgs } from 'node:util';
-import { deriveDimensions } from '../src/event/derive.ts';
 import { ColumnarBuilder } from '../src/query/columnar/builder.ts';
 import type { ColumnarModel } from '../src/query/columnar/model.ts';
-import type { EventRow, VisitRow } from '../src/query/columnar/rows.ts';
 import { paths, type PathsQuestion } from '../src/query/product/paths.ts';
 import { rangeOf } from './lib/analytics-measure.ts';
 import { percentile, round } from './lib/stats.ts';
+import { loadWebModel } from './lib/web-model.ts';
 import { WebDataset } from './web-dataset.ts';
 
 /**
@@ -25,71 +24,15 @@ const { values } = parseArgs({
   },
 });
 const DAYS = 30;
-const MINUTE = 60_000;
-const TIMEOUT_MS = 30 * MINUTE;
 const END = Date.UTC(2026, 10, 1);
 const log = (line: string) => process.stdout.write(`${line}\n`);
 
 type Engine = (models: readonly ColumnarModel[], q: PathsQuestion) => unknown;
 
-/** Events and their visits cut by the 30-min gap (exact on this data set: see columnar-lab.ts). */
+/** Events and their visits cut by the 30-min gap (exact on this data set: see bench/lib/web-model.ts). */
 function buildModel(dataset: WebDataset): ColumnarModel {
   const builder = new ColumnarBuilder();
-  let open: (VisitRow & { lastTs: number }) | undefined;
-  const close = () => {
-    if (open !== undefined) builder.addVisit({ ...open, ended_at: open.lastTs });
-  };
-  for (const batch of dataset.batches(10_000)) {
-    for (const e of batch) {
-      const d = deriveDimensions(e);
-      const row: EventRow = {
-        user_id: e.userId,
-        ts: e.ts,
-        type: e.type,
-        session_id: null,
-        path: d.path,
-        hostname: d.hostname,
-        browser: d.browser,
-        os: d.os,
-        device: d.device,
-        country: e.country,
-        is_bot: d.bot,
-        properties: null,
-      };
-      builder.addEvent(row);
-      if (open === undefined || open.user_id !== e.userId || e.ts - open.lastTs > TIMEOUT_MS) {
-        close();
-        open = {
-          user_id: e.userId,
-          session_key: '',
-          started_at: e.ts,
-          ended_at: e.ts,
-          lastTs: e.ts,
-          events: 0,
-          page_views: 0,
-          entry_page: null,
-          exit_page: null,
-          is_bot: false,
-          referrer_host: d.referrerHost,
-          channel: d.channel,
-          utm_source: d.utmSource,
-          utm_medium: d.utmMedium,
-          utm_campaign: d.utmCampaign,
-          utm_term: d.utmTerm,
-          utm_content: d.utmContent,
-        };
-      }
-      open.lastTs = e.ts;
-      open.events++;
-      open.is_bot ||= d.bot;
-      if (e.type === 'page_view') {
-        open.page_views++;
-        open.entry_page ??= d.path;
-        open.exit_page = d.path;
-      }
-    }
-  }
-  close();
+  loadWebModel(dataset, builder);
   return builder.build();
 }
 
