@@ -28,7 +28,7 @@ import {
   toFilter,
   type Values,
 } from './columnar-arbitraries.ts';
-import { sessionize, type Visit, type WebEvent } from './web-fixtures.ts';
+import { sessionize, webEventOf, type Visit, type WebEvent } from './web-fixtures.ts';
 import type { Bots, RefFilter } from './web-reference.ts';
 
 /**
@@ -257,28 +257,15 @@ test('layers answer as one model of the final rows, for any pushes of whole user
 });
 
 function pageView(user_id: string, ts: number, path: string): WebEvent {
-  return {
+  return webEventOf({
     event_id: `${user_id}-${ts}`,
     user_id,
-    type: 'page_view',
     ts,
-    session_id: null,
-    properties: null,
     path,
-    hostname: 'example.com',
-    referrer_host: null,
-    channel: 'Direct',
-    utm_source: null,
-    utm_medium: null,
-    utm_campaign: null,
-    utm_term: null,
-    utm_content: null,
     browser: 'Chrome',
     os: 'iOS',
     device: 'mobile',
-    country: 'US',
-    is_bot: false,
-  };
+  });
 }
 
 function modelOfEvents(events: WebEvent[]) {

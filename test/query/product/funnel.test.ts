@@ -23,7 +23,7 @@ import {
   type RawEvent,
   type Values,
 } from '../columnar-arbitraries.ts';
-import { sessionize, type Visit, type WebEvent } from '../web-fixtures.ts';
+import { sessionize, webEventOf, type Visit, type WebEvent } from '../web-fixtures.ts';
 import type { RefFilter } from '../web-reference.ts';
 import { refFunnel, type RefFunnel, type RefFunnelQuestion } from './funnel-reference.ts';
 
@@ -317,28 +317,17 @@ function event(
   country = 'US',
   session_id: string | null = null,
 ): WebEvent {
-  return {
+  return webEventOf({
     event_id: `${user_id}-${minute}-${type}`,
     user_id,
     type,
     ts: BASE + minute * MINUTE,
     session_id,
-    properties: null,
-    path: '/',
-    hostname: 'example.com',
-    referrer_host: null,
-    channel: 'Direct',
-    utm_source: null,
-    utm_medium: null,
-    utm_campaign: null,
-    utm_term: null,
-    utm_content: null,
+    country,
     browser: 'Chrome',
     os: 'iOS',
     device: 'mobile',
-    country,
-    is_bot: false,
-  };
+  });
 }
 
 const typeIs = (t: string) => [toFilter({ dim: 'event_type', op: '==', values: [t] })];

@@ -22,7 +22,7 @@ import {
   toFilter,
   type Values,
 } from '../columnar-arbitraries.ts';
-import { sessionize, type Visit, type WebEvent } from '../web-fixtures.ts';
+import { sessionize, webEventOf, type Visit, type WebEvent } from '../web-fixtures.ts';
 import type { RefFilter } from '../web-reference.ts';
 import { refPaths, type RefPathsQuestion } from './paths-reference.ts';
 
@@ -33,29 +33,17 @@ import { refPaths, type RefPathsQuestion } from './paths-reference.ts';
  */
 
 function event(user_id: string, ts: number, path: string | null, more: Partial<WebEvent> = {}): WebEvent {
-  return {
+  return webEventOf({
     event_id: `${user_id}-${ts}-${path}-${more.type ?? 'page_view'}`,
     user_id,
-    type: 'page_view',
     ts,
-    session_id: null,
-    properties: null,
     path,
     hostname: path === null ? null : 'example.com',
-    referrer_host: null,
-    channel: 'Direct',
-    utm_source: null,
-    utm_medium: null,
-    utm_campaign: null,
-    utm_term: null,
-    utm_content: null,
     browser: 'Chrome',
     os: 'iOS',
     device: 'mobile',
-    country: 'US',
-    is_bot: false,
     ...more,
-  };
+  });
 }
 
 /** Page views of one user, a minute apart from `start`: one visit. */
