@@ -1,13 +1,6 @@
 import assert from 'node:assert/strict';
 import type { TestContext } from 'node:test';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { pino } from 'pino';
 import { chromium, type Browser, type Page } from 'playwright-core';
-import { startEmbeddedTally, type EmbeddedTally } from '../../src/cli/embedded-tally.ts';
-import { loadConfig } from '../../src/config/load.ts';
-import { findFreePort } from '../../src/util/free-port.ts';
 
 export const CHROMIUM = '/usr/bin/chromium';
 // Pages that send events run with real browsers' user agents: Tally flags headless Chromium's
@@ -86,27 +79,6 @@ export function teardownStack(t: TestContext): (step: () => Promise<unknown>) =>
     if (failures.length > 0) throw failures[0];
   });
   return (step) => steps.push(step);
-}
-
-/** An all-in-one Tally on free ports in a data directory of its own, both gone at teardown. */
-export async function startBrowserTally(
-  defer: (step: () => Promise<unknown>) => void,
-  name: string,
-): Promise<EmbeddedTally> {
-  const dataDir = await mkdtemp(join(tmpdir(), `tally-dashboard-${name}-`));
-  defer(() => rm(dataDir, { recursive: true, force: true }));
-  const tally = await startEmbeddedTally(
-    loadConfig({
-      TALLY_DATA_DIR: dataDir,
-      SERVER_PORT: String(await findFreePort()),
-      // Never the default 50051: another Tally on this machine may hold it.
-      TALLY_GRPC_PORT: '0',
-      TALLY_LOG_LEVEL: 'silent',
-    }),
-    pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }),
-  );
-  defer(() => tally.stop());
-  return tally;
 }
 
 export function launchChromium(): Promise<Browser> {

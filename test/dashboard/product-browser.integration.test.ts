@@ -1,7 +1,13 @@
 import assert from 'node:assert/strict';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import type { Page } from 'playwright-core';
+import { pino } from 'pino';
+import { startEmbeddedTally } from '../../src/cli/embedded-tally.ts';
+import { loadConfig } from '../../src/config/load.ts';
+import { findFreePort } from '../../src/util/free-port.ts';
 import { requireTool } from '../helpers/require-tool.ts';
 import {
   DESKTOP_UA,
@@ -10,7 +16,6 @@ import {
   PHONE_UA,
   settled,
   teardownStack,
-  startBrowserTally,
 } from './browser-harness.ts';
 
 const ARTIFACTS = new URL('../../test-artifacts/', import.meta.url);
@@ -107,7 +112,19 @@ test(
   async (t) => {
     if (!requireTool(t, 'chromium', 'drives the dashboard tests', ['--version'])) return;
     const defer = teardownStack(t);
-    const tally = await startBrowserTally(defer, 'product');
+    const dataDir = await mkdtemp(join(tmpdir(), 'tally-dashboard-product-'));
+    defer(() => rm(dataDir, { recursive: true, force: true }));
+    const tally = await startEmbeddedTally(
+      loadConfig({
+        TALLY_DATA_DIR: dataDir,
+        SERVER_PORT: String(await findFreePort()),
+        // Never the default 50051: another Tally on this machine may hold it.
+        TALLY_GRPC_PORT: '0',
+        TALLY_LOG_LEVEL: 'silent',
+      }),
+      pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }),
+    );
+    defer(() => tally.stop());
     const api = tally.url;
     const now = Date.now();
     const { events, cohortDate } = dataSet(now);
