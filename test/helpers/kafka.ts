@@ -14,50 +14,52 @@ import { requireTool } from './require-tool.ts';
  * after the test. Undefined when java or mvn is missing (the test is then skipped, or fails in
  * CI under TALLY_REQUIRE_ALL_SUITES=1).
  */
-export async function startTestKafka(t: TestContext): Promise<KafkaBroker | undefined> {
-  if (!requireTool(t, 'java', 'Kafka broker', ['-version'])) return undefined;
-  if (!requireTool(t, 'mvn', 'fetches the Kafka jars')) return undefined;
-  const dataDir = await mkdtemp(join(tmpdir(), 'tally-kafka-'));
-  guardTempDir(t, dataDir);
-  let broker: KafkaBroker;
-  try {
-    broker = await startKafkaBroker({ dataDir, heapMb: 384 });
-  } catch (err) {
-    await rm(dataDir, { recursive: true, force: true });
-    throw err;
-  }
-  cleanupAfter(t, async () => {
-    await broker.stop();
-    await rm(dataDir, { recursive: true, force: true });
-  });
-  return broker;
+export function startTestKafka(t: TestContext): Promise<KafkaBroker | undefined> {
+  return startInTempDir(
+    t,
+    'Kafka broker',
+    (dataDir) => startKafkaBroker({ dataDir, heapMb: 384 }),
+    (broker) => broker.stop(),
+  );
 }
 
 /**
  * A real KRaft cluster of `brokers` nodes (each broker and controller) on free ports, killed and
  * removed after the test. Undefined when java or mvn is missing, like startTestKafka.
  */
-export async function startTestKafkaCluster(
+export function startTestKafkaCluster(t: TestContext, brokers: number): Promise<KafkaCluster | undefined> {
+  return startInTempDir(
+    t,
+    'Kafka cluster',
+    (dataDir) => startKafkaCluster({ brokers, dataDir, heapMb: 320 }),
+    // Its data is thrown away: no controlled shutdown (which waits on a quorum being stopped too).
+    (cluster) => cluster.stop(0),
+  );
+}
+
+/** Starts `what` with its data in a new temporary directory; `stop` and the directory's removal run after the test. */
+async function startInTempDir<T>(
   t: TestContext,
-  brokers: number,
-): Promise<KafkaCluster | undefined> {
-  if (!requireTool(t, 'java', 'Kafka cluster', ['-version'])) return undefined;
+  what: string,
+  start: (dataDir: string) => Promise<T>,
+  stop: (started: T) => Promise<void>,
+): Promise<T | undefined> {
+  if (!requireTool(t, 'java', what, ['-version'])) return undefined;
   if (!requireTool(t, 'mvn', 'fetches the Kafka jars')) return undefined;
-  const dataDir = await mkdtemp(join(tmpdir(), 'tally-kafka-cluster-'));
+  const dataDir = await mkdtemp(join(tmpdir(), 'tally-kafka-'));
   guardTempDir(t, dataDir);
-  let cluster: KafkaCluster;
+  let started: T;
   try {
-    cluster = await startKafkaCluster({ brokers, dataDir, heapMb: 320 });
+    started = await start(dataDir);
   } catch (err) {
     await rm(dataDir, { recursive: true, force: true });
     throw err;
   }
   cleanupAfter(t, async () => {
-    // Its data is thrown away: no controlled shutdown (which waits on a quorum being stopped too).
-    await cluster.stop(0);
+    await stop(started);
     await rm(dataDir, { recursive: true, force: true });
   });
-  return cluster;
+  return started;
 }
 
 /** Creates `topic` with `partitions` partitions (replication factor 1: one broker). */

@@ -28,6 +28,24 @@ test(
       assert.ok([1, 2, 3].includes(await cluster.activeController()));
     });
 
+    /** Copies of each partition of `topics` and their min.insync.replicas, as the cluster says. */
+    const replication = async (topics: string[]) => {
+      const metadata = await admin.metadata({ topics, forceUpdate: true });
+      const described = await admin.describeConfigs({
+        resources: topics.map((name) => ({
+          resourceType: ConfigResourceTypes.TOPIC,
+          resourceName: name,
+          configurationKeys: ['min.insync.replicas'],
+        })),
+      });
+      return topics.map((name) => ({
+        copies: metadata.topics.get(name)?.partitions.map((p) => p.replicas.length),
+        minInsync: described
+          .find((d) => d.resourceName === name)
+          ?.configs.find((c) => c.name === 'min.insync.replicas')?.value,
+      }));
+    };
+
     await t.test('Tally creates its topics with the replication asked for, the .dlq too', async () => {
       await ensureTopics({
         brokers: cluster.brokers,
@@ -37,22 +55,10 @@ test(
         replicationFactor: 2,
         minInsyncReplicas: 1,
       });
-      const metadata = await admin.metadata({ topics: [topic, dlqTopic(topic)], forceUpdate: true });
-      for (const name of [topic, dlqTopic(topic)]) {
-        const partitions = metadata.topics.get(name)?.partitions ?? [];
-        assert.equal(partitions.length, 3, name);
-        for (const p of partitions) assert.equal(p.replicas.length, 2, `${name}: two copies`);
-      }
-      const [described] = await admin.describeConfigs({
-        resources: [
-          {
-            resourceType: ConfigResourceTypes.TOPIC,
-            resourceName: topic,
-            configurationKeys: ['min.insync.replicas'],
-          },
-        ],
-      });
-      assert.equal(described.configs.find((c) => c.name === 'min.insync.replicas')?.value, '1');
+      assert.deepEqual(await replication([topic, dlqTopic(topic)]), [
+        { copies: [2, 2, 2], minInsync: '1' },
+        { copies: [2, 2, 2], minInsync: '1' },
+      ]);
     });
 
     await t.test(
@@ -60,18 +66,7 @@ test(
       async () => {
         const plain = `plain-${randomUUID()}`;
         await ensureTopics({ brokers: cluster.brokers, topics: [plain], partitions: 1 });
-        const metadata = await admin.metadata({ topics: [plain], forceUpdate: true });
-        assert.equal(metadata.topics.get(plain)?.partitions[0].replicas.length, 3);
-        const [described] = await admin.describeConfigs({
-          resources: [
-            {
-              resourceType: ConfigResourceTypes.TOPIC,
-              resourceName: plain,
-              configurationKeys: ['min.insync.replicas'],
-            },
-          ],
-        });
-        assert.equal(described.configs.find((c) => c.name === 'min.insync.replicas')?.value, '2');
+        assert.deepEqual(await replication([plain]), [{ copies: [3], minInsync: '2' }]);
       },
     );
 
