@@ -18,8 +18,8 @@ export const SCALING_PARTITIONS = 12;
 export const SCALING_INSTANCES = [1, 2, 4] as const;
 const DRAIN_TIMEOUT_MS = 600_000;
 
-/** CPU seconds of each kind of process, at one moment. */
-interface CpuSample {
+/** CPU seconds of each kind of process (at one moment, or per event). */
+export interface CpuSample {
   process: number;
   postgres: number;
   broker: number;
@@ -153,6 +153,49 @@ async function postmasterPid(db: pg.Pool): Promise<number> {
 
 const plural = (n: number) => `${n} instance${n === 1 ? '' : 's'}`;
 
+/** The kinds of process whose CPU the scenario reports, as its rows name them. */
+export const CPU_KINDS = [
+  ['process', 'tally process', 'its primaries and workers'],
+  ['postgres', 'PostgreSQL', 'the server and every backend'],
+  ['broker', 'Kafka broker', 'the JVM'],
+] as const;
+
+/**
+ * The scenario's rows from its measurements: a rate row per instance count (to the ceiling, and to
+ * the 1-instance rate), then the CPU rows. bench/lib/capacity-model.ts reads them by these names.
+ */
+export function scalingRows(
+  total: number,
+  ceiling: number,
+  drains: readonly { instances: number; rate: number; cpuUs: CpuSample }[],
+): Row[] {
+  const single = drains.find((d) => d.instances === 1)?.rate ?? Number.NaN;
+  const what = `events/s from a pre-filled topic (${total} events, ${SCALING_PARTITIONS} partitions) into PostgreSQL, raw storage on`;
+  const rows: Row[] = drains.map((d) => {
+    const vsOne =
+      d.instances === 1 || !Number.isFinite(d.rate / single)
+        ? ''
+        : `; ${(d.rate / single).toFixed(2)}× the 1-instance rate`;
+    return {
+      scenario: `3. processor scaling, ${plural(d.instances)}`,
+      metric: `${what}, ${d.instances} × tally process with NUM_WORKERS=1 in one consumer group, from the first commit after all had joined to the last${vsOne}; baseline: scenario 3's INSERT … SELECT of the same rows, measured after these runs`,
+      tally: Math.round(d.rate),
+      baseline: Math.round(ceiling),
+      baselineName: 'INSERT … SELECT from staging',
+      unit: 'events/s',
+    };
+  });
+  for (const d of drains)
+    for (const [kind, name, which] of CPU_KINDS)
+      rows.push({
+        scenario: '3. processor scaling, CPU',
+        metric: `${name}: µs of CPU per event with ${plural(d.instances)}, ${which}, over the same window`,
+        tally: Math.round(d.cpuUs[kind] * 10) / 10,
+        unit: 'µs/event',
+      });
+  return rows;
+}
+
 /**
  * Scenario 3, scaling: the same pre-filled-topic drain as scenario 3, raw storage on, by 1, 2 and
  * 4 `tally process` instances of one worker each in one consumer group (one topic of
@@ -200,38 +243,12 @@ export async function processorScalingScenario(
       drains.push(await drainWithGroup(env, db, pids, r.topic, total, r.n));
     }
     log('PostgreSQL INSERT … SELECT of the same rows');
-    const ceiling = Math.round(await sqlCeiling(db, events, 'bench-scale-sql'));
-    const single = drains[runs.findIndex((r) => r.n === 1)].rate;
-    const what = `events/s from a pre-filled topic (${total} events, ${SCALING_PARTITIONS} partitions) into PostgreSQL, raw storage on`;
-    const rows: Row[] = runs.map((r, i) => {
-      const rate = drains[i].rate;
-      const vsOne =
-        r.n === 1 || !Number.isFinite(rate / single)
-          ? ''
-          : `; ${(rate / single).toFixed(2)}× the 1-instance rate`;
-      return {
-        scenario: `3. processor scaling, ${plural(r.n)}`,
-        metric: `${what}, ${r.n} × tally process with NUM_WORKERS=1 in one consumer group, from the first commit after all had joined to the last${vsOne}; same baseline as scenario 3`,
-        tally: Math.round(rate),
-        baseline: ceiling,
-        baselineName: 'INSERT … SELECT from staging',
-        unit: 'events/s',
-      };
-    });
-    const kinds = [
-      ['process', 'tally process (primaries and workers)'],
-      ['postgres', 'PostgreSQL (server and every backend)'],
-      ['broker', 'Kafka broker (JVM)'],
-    ] as const;
-    for (const [i, r] of runs.entries()) {
-      for (const [kind, name] of kinds)
-        rows.push({
-          scenario: '3. processor scaling, CPU',
-          metric: `${name}, µs of CPU per event, ${plural(r.n)}, over the same window`,
-          tally: Math.round(drains[i].cpuUs[kind] * 10) / 10,
-          unit: 'µs/event',
-        });
-    }
+    const ceiling = await sqlCeiling(db, events, 'bench-scale-sql');
+    const rows = scalingRows(
+      total,
+      ceiling,
+      runs.map((r, i) => ({ instances: r.n, ...drains[i] })),
+    );
     return { rssMb: Math.max(...drains.map((d) => d.rssMb)), rows };
   } finally {
     await db.end();
