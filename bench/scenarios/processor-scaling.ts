@@ -84,9 +84,13 @@ async function drainWithGroup(
   let done = false;
   let joined = false;
   // Its own loop, slower than the commit poll: describing the group costs the broker a request.
+  // A failed request (the coordinator still loading the group) is asked again, never fatal.
   const watching = (async () => {
     while (!done && !joined) {
-      const group = (await admin.describeGroups({ groups: [groupId] })).get(groupId);
+      const group = await admin.describeGroups({ groups: [groupId] }).then(
+        (groups) => groups.get(groupId),
+        () => undefined,
+      );
       joined = group?.state.toUpperCase() === 'STABLE' && group.members.size === n;
       if (!joined) await sleep(100);
     }
@@ -137,7 +141,7 @@ async function drainWithGroup(
     }
   } finally {
     done = true;
-    await watching.catch(() => {});
+    await watching;
     await admin.close();
     await Promise.allSettled(instances.map((i) => i.stop()));
   }
@@ -240,7 +244,10 @@ export async function processorScalingScenario(
     const drains: GroupDrain[] = [];
     for (const r of runs) {
       log(`tally process × ${r.n} (NUM_WORKERS=1 each), one consumer group, raw storage on`);
-      drains.push(await drainWithGroup(env, db, pids, r.topic, total, r.n));
+      const drain = await drainWithGroup(env, db, pids, r.topic, total, r.n);
+      if (!Number.isFinite(drain.rate))
+        log(`  no rate: the ${total} events were drained before all ${r.n} had joined, or within one poll`);
+      drains.push(drain);
     }
     log('PostgreSQL INSERT … SELECT of the same rows');
     const ceiling = await sqlCeiling(db, events, 'bench-scale-sql');
