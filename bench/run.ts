@@ -99,7 +99,7 @@ const ctx: BenchContext = {
   e2eEvents: quick ? 20_000 : 300_000,
   probes: quick ? 10 : 200,
   processorEvents: quick ? 50_000 : 1_000_000,
-  scalingEvents: quick ? 100_000 : 1_000_000,
+  scalingEvents: quick ? 50_000 : 1_000_000,
   producerPerfRecords: quick ? 100_000 : 3_000_000,
   queryEvents: quick ? 100_000 : 10_000_000,
   queryIterations: quick ? 20 : 200,

@@ -31,6 +31,8 @@ interface GroupDrain {
   /** µs of CPU per event committed in that window, by kind of process. */
   cpuUs: CpuSample;
   rssMb: number;
+  /** Events committed inside that window. */
+  measured: number;
 }
 
 /** Starts `n` `tally process` instances at once, one worker each, in one consumer group. */
@@ -123,7 +125,7 @@ async function drainWithGroup(
         // The group drained everything before all of it had joined, or within one poll: n/a.
         if (first === undefined || count === first.n) {
           const none = { process: Number.NaN, postgres: Number.NaN, broker: Number.NaN };
-          return { rate: Number.NaN, cpuUs: none, rssMb };
+          return { rate: Number.NaN, cpuUs: none, rssMb, measured: 0 };
         }
         const events = count - first.n;
         const perEvent = (k: keyof CpuSample) => ((last[k] - first!.cpu[k]) * 1e6) / events;
@@ -131,6 +133,7 @@ async function drainWithGroup(
           rate: events / ((at - first.at) / 1000),
           cpuUs: { process: perEvent('process'), postgres: perEvent('postgres'), broker: perEvent('broker') },
           rssMb,
+          measured: events,
         };
       }
       if (at > deadline)
@@ -245,8 +248,11 @@ export async function processorScalingScenario(
     for (const r of runs) {
       log(`tally process × ${r.n} (NUM_WORKERS=1 each), one consumer group, raw storage on`);
       const drain = await drainWithGroup(env, db, pids, r.topic, total, r.n);
-      if (!Number.isFinite(drain.rate))
-        log(`  no rate: the ${total} events were drained before all ${r.n} had joined, or within one poll`);
+      log(
+        Number.isFinite(drain.rate)
+          ? `  ${Math.round(drain.rate)} events/s over ${drain.measured} of the ${total} events (the rest before the window: before all had joined, or in the first commit)`
+          : `  no rate: the ${total} events were drained before all ${r.n} had joined, or within one poll`,
+      );
       drains.push(drain);
     }
     log('PostgreSQL INSERT … SELECT of the same rows');
