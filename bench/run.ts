@@ -17,11 +17,12 @@ import { analyticsScenario } from './scenarios/analytics.ts';
 import { bareFastifyRate, singleEventIngest } from './scenarios/http-ingest.ts';
 import { kafkaEndToEnd } from './scenarios/kafka-e2e.ts';
 import { BATCHED_INGEST_WORKERS, batchedIngest } from './scenarios/kafka-ingest.ts';
+import { processorScalingScenario } from './scenarios/processor-scaling.ts';
 import { processorScenario } from './scenarios/processor.ts';
 import { prepareQueryDatabase, queryScenario } from './scenarios/query.ts';
 
 /**
- * `npm run bench [-- --quick] [-- --only embedded,query,kafka,processor,analytics]`: the scenarios
+ * `npm run bench [-- --quick] [-- --only embedded,query,kafka,processor,scaling,analytics]`: the scenarios
  * of the benchmark issue, each Tally figure next to a baseline measured in the same run. Starts
  * its own PostgreSQL (embedded), Kafka broker and Redis; writes bench/results/<date>.json and .md
  * and prints the table. `--quick` (CI) only proves the harness works: short runs, small sizes.
@@ -42,6 +43,8 @@ export interface BenchContext {
   probes: number;
   /** Events pre-filled per topic for the processor scenario. */
   processorEvents: number;
+  /** Events pre-filled per topic for the processor scaling scenario (one topic per instance count). */
+  scalingEvents: number;
   /** Records sent by Kafka's ProducerPerformance (batched-ingest baseline). */
   producerPerfRecords: number;
   /** Events in the query scenario's data set. */
@@ -58,7 +61,7 @@ export interface BenchContext {
   analyticsBaselineRuns: number;
 }
 
-const GROUPS = ['embedded', 'query', 'kafka', 'processor', 'analytics'] as const;
+const GROUPS = ['embedded', 'query', 'kafka', 'processor', 'scaling', 'analytics'] as const;
 type Group = (typeof GROUPS)[number];
 /** Parts of the kafka group, for a shorter run: `ingest` is scenarios 1–2 on Kafka, `e2e` scenario 5. */
 const KAFKA_PARTS = ['ingest', 'e2e'] as const;
@@ -96,6 +99,7 @@ const ctx: BenchContext = {
   e2eEvents: quick ? 20_000 : 300_000,
   probes: quick ? 10 : 200,
   processorEvents: quick ? 50_000 : 1_000_000,
+  scalingEvents: quick ? 50_000 : 1_000_000,
   producerPerfRecords: quick ? 100_000 : 3_000_000,
   queryEvents: quick ? 100_000 : 10_000_000,
   queryIterations: quick ? 20 : 200,
@@ -174,7 +178,7 @@ try {
     // process holds the read model of the whole data set (~45 B/event), reported on its own.
   }
 
-  const kafkaWanted = runs('kafka') || runs('processor');
+  const kafkaWanted = runs('kafka') || runs('processor') || runs('scaling');
   const hasKafka =
     kafkaWanted &&
     requireTool('java', 'runs the Kafka broker', log, ['-version']) &&
@@ -262,6 +266,12 @@ try {
         const processor = await processorScenario(ctx, env, log);
         rows.push(...processor.rows);
         peak('tally process', processor.rssMb);
+      }
+      if (runs('scaling')) {
+        log('scenario 3, scaling: 1, 2 and 4 tally process instances in one group vs INSERT … SELECT');
+        const scaling = await processorScalingScenario(ctx, env, log);
+        rows.push(...scaling.rows);
+        peak('tally process', scaling.rssMb);
       }
       if (runsPart('e2e')) {
         log('scenario 5: Kafka mode end to end and freshness');

@@ -40,6 +40,19 @@ export interface Inputs {
     /** The fastest INSERT … SELECT of any run on this box: how loaded the box was in the run used. */
     bestInsertEventsPerSec: number;
   };
+  /**
+   * Scenario 3's scaling rows (1, 2, 4 instances of one worker each, one group), when a usable
+   * run has them: the 1-instance rate is what one worker drains, so what one partition takes.
+   */
+  scaling?: {
+    file: string;
+    cpus: number;
+    /** Events/s by instance count, ascending. */
+    rates: { instances: number; eventsPerSec: number }[];
+    insertEventsPerSec: number;
+    /** µs of CPU per event with one instance, by kind of process; absent in runs without them. */
+    cpuUs?: { process: number; postgres: number };
+  };
   storage: {
     file: string;
     events: number;
@@ -67,6 +80,9 @@ export const STORED_EVENTS = 1_000_000_000;
 
 const INGEST = '2. batched HTTP ingest';
 const PROCESSOR = '3. processor, raw storage on';
+const SCALING = '3. processor scaling, ';
+const SCALING_ONE = `${SCALING}1 instance`;
+const SCALING_CPU = `${SCALING}CPU`;
 const LOAD = '8. analytics load';
 const STORAGE = '8. analytics storage';
 
@@ -101,6 +117,37 @@ function newest(files: readonly ResultFile[], prefix: string): ResultFile {
   return holding.reduce((a, b) => (b.date > a.date ? b : a));
 }
 
+/** A measured figure: JSON writes a rate the harness could not measure (NaN) as null. */
+const measured = (n: number | null | undefined): n is number =>
+  typeof n === 'number' && Number.isFinite(n) && n > 0;
+
+/**
+ * The scaling figures of the newest usable file whose 1-instance rate was measured, or undefined:
+ * without it no per-worker rate exists, and the model derives one from scenario 3 as before.
+ */
+function pickScaling(files: readonly ResultFile[]): Inputs['scaling'] {
+  const holding = files.filter((f) => measured(find(f, SCALING_ONE)?.tally));
+  if (holding.length === 0) return undefined;
+  const f = holding.reduce((a, b) => (b.date > a.date ? b : a));
+  const rates = f.rows
+    .filter((r) => r.scenario.startsWith(SCALING) && r.unit === 'events/s' && measured(r.tally))
+    .map((r) => ({
+      instances: parseCount(r.scenario, /scaling, (\d+) instance/, 'the instance count'),
+      eventsPerSec: r.tally,
+    }))
+    .sort((a, b) => a.instances - b.instances);
+  const cpu = (kind: string) => find(f, SCALING_CPU, `${kind}: µs of CPU per event with 1 instance,`)?.tally;
+  const process = cpu('tally process');
+  const postgres = cpu('PostgreSQL');
+  return {
+    file: f.name,
+    cpus: f.cpus,
+    rates,
+    insertEventsPerSec: required(need(f, SCALING_ONE).baseline, f.name, SCALING_ONE),
+    ...(measured(process) && measured(postgres) ? { cpuUs: { process, postgres } } : {}),
+  };
+}
+
 /** Events in a scenario-8 run's data set, from its load row. */
 function analyticsEvents(file: ResultFile): number {
   return parseCount(need(file, LOAD).metric, /\(([\d,]+) events/, 'the data set size');
@@ -126,6 +173,7 @@ export function pickInputs(all: readonly ResultFile[]): Inputs {
   });
   const rollups = need(s, STORAGE, 'every rollup');
   const ledger = need(s, STORAGE, 'dedup ledger');
+  const scaling = pickScaling(files);
   return {
     ingest: {
       file: i.name,
@@ -146,6 +194,7 @@ export function pickInputs(all: readonly ResultFile[]): Inputs {
         ),
       ),
     },
+    ...(scaling === undefined ? {} : { scaling }),
     storage: {
       file: s.name,
       events: analyticsEvents(s),
@@ -178,12 +227,21 @@ export interface Costs {
   pgFloorUs: number;
   /** Rows PostgreSQL stores per second on one core (2 per event: dedup key and raw row). */
   pgRowsPerCoreSec: number;
-  /** Events/s one processor worker drains, so one partition at most (a partition has one consumer). */
+  /**
+   * Events/s one processor worker drains, so one partition at most (a partition has one consumer):
+   * one instance of one worker measured alone when the scaling rows exist, else scenario 3's
+   * rate shared among its workers.
+   */
   perPartitionEventsPerSec: number;
   /** Bytes/s one broker took from Kafka's own producer tool (one broker, no replicas, shared box). */
   brokerBytesPerSec: number;
   /** Bytes per stored event in PostgreSQL: raw row and indexes, rollups and read models, dedup key. */
   pgBytesPerEvent: number;
+}
+
+/** The 1-instance rate of the scaling rows: one worker alone. */
+function oneWorker(inputs: Inputs): number | undefined {
+  return inputs.scaling?.rates.find((r) => r.instances === 1)?.eventsPerSec;
 }
 
 export function costs(inputs: Inputs): Costs {
@@ -196,7 +254,7 @@ export function costs(inputs: Inputs): Costs {
       (processor.eventsPerSec * processor.bestInsertEventsPerSec),
     pgFloorUs: 1e6 / processor.insertEventsPerSec,
     pgRowsPerCoreSec: 2 * processor.insertEventsPerSec,
-    perPartitionEventsPerSec: processor.eventsPerSec / processor.workers,
+    perPartitionEventsPerSec: oneWorker(inputs) ?? processor.eventsPerSec / processor.workers,
     brokerBytesPerSec: ingest.brokerEventsPerSec * ingest.recordBytes,
     pgBytesPerEvent: storage.rawBytes + storage.rollupBytes + storage.ledgerBytes,
   };
@@ -223,8 +281,13 @@ export function sizeFor(rate: number, inputs: Inputs, a: Assumptions = ASSUMPTIO
   // Counts divide the rate by measured rates (whole numbers in the results), never by a rounded
   // cost in µs, so a rate that is an exact multiple needs exactly that many, not one more.
   const bytesPerSec = rate * ingest.recordBytes;
-  // Every partition needs a worker of its own, and a worker drains at most its share of the measured rate.
-  const partitions = Math.ceil((rate * processor.workers) / processor.eventsPerSec);
+  // Every partition needs a worker of its own, and a worker drains at most what one drained alone
+  // (or, without that figure, its share of scenario 3's rate).
+  const one = oneWorker(inputs);
+  const partitions =
+    one === undefined
+      ? Math.ceil((rate * processor.workers) / processor.eventsPerSec)
+      : Math.ceil(rate / one);
   return {
     rate,
     kafkaMBps: bytesPerSec / 1e6,
@@ -281,12 +344,41 @@ const int = (n: number) => Math.round(n).toLocaleString('en-US');
 const dec = (n: number, digits = 1) =>
   n.toLocaleString('en-US', { minimumFractionDigits: digits, maximumFractionDigits: digits });
 
+const instanceCounts = (s: NonNullable<Inputs['scaling']>) => s.rates.map((r) => r.instances).join(' / ');
+const instanceRates = (s: NonNullable<Inputs['scaling']>) =>
+  s.rates.map((r) => int(r.eventsPerSec)).join(' / ');
+
+/** The per-core table's lines on one worker: what a partition takes, and the scaling rows when measured. */
+function perPartitionLines(inputs: Inputs, c: Costs): string[] {
+  const { processor, scaling } = inputs;
+  if (scaling === undefined)
+    return [
+      `| events/s per partition (one worker's share) | ${int(c.perPartitionEventsPerSec)} | ${int(processor.eventsPerSec)} events/s / ${processor.workers} workers |`,
+    ];
+  const one = oneWorker(inputs)!;
+  const speedups = scaling.rates
+    .filter((r) => r.instances !== 1)
+    .map((r) => `${dec(r.eventsPerSec / one, 2)}× at ${r.instances}`)
+    .join(', ');
+  const lines = [
+    `| events/s per partition (one worker alone) | ${int(c.perPartitionEventsPerSec)} | 1 instance, NUM_WORKERS=1 (scenario 3 scaling) |`,
+    `| processor instances of one worker in one group, ${instanceCounts(scaling)}: events/s | ${instanceRates(scaling)} | ${speedups} the 1-instance rate, on ${scaling.cpus} cores; INSERT … SELECT ${int(scaling.insertEventsPerSec)} events/s in that run |`,
+  ];
+  if (scaling.cpuUs !== undefined)
+    lines.push(
+      `| \`tally process\`, µs of CPU per event (measured, 1 instance) | ${dec(scaling.cpuUs.process)} | its processes' CPU time over the drain (scenario 3 scaling) |`,
+      `| PostgreSQL, µs of CPU per event for Tally's whole write (measured, 1 instance) | ${dec(scaling.cpuUs.postgres)} | the server's processes' CPU time over the same drain |`,
+    );
+  return lines;
+}
+
 /** The Markdown docs/scaling.md embeds between its generated-block comments. */
 export function renderModel(inputs: Inputs, a: Assumptions = ASSUMPTIONS): string {
   const c = costs(inputs);
-  const { ingest, processor, storage } = inputs;
+  const { ingest, processor, scaling, storage } = inputs;
+  const scalingFile = scaling === undefined ? '' : `, \`${scaling.file}\` (processor scaling)`;
   const lines = [
-    `Inputs: \`${ingest.file}\` (ingest), \`${processor.file}\` (processor), \`${storage.file}\` (storage, ${int(storage.events)} events).`,
+    `Inputs: \`${ingest.file}\` (ingest), \`${processor.file}\` (processor)${scalingFile}, \`${storage.file}\` (storage, ${int(storage.events)} events).`,
     '',
     '| per-core cost | value | from (measured) |',
     '| --- | ---: | --- |',
@@ -296,7 +388,7 @@ export function renderModel(inputs: Inputs, a: Assumptions = ASSUMPTIONS): strin
     `| PostgreSQL rows/s per core (key + raw row) | ${int(c.pgRowsPerCoreSec)} | 2 × ${int(processor.insertEventsPerSec)} |`,
     `| that INSERT … SELECT against its fastest run on this box | ${int((100 * processor.insertEventsPerSec) / processor.bestInsertEventsPerSec)} % | ${int(processor.bestInsertEventsPerSec)} events/s at best: the lower, the busier the box was |`,
     `| processor + PostgreSQL on a box as fast as at that best (estimate, not used below) | ${dec(c.quietPipelineUs)} | the line above's factor applied to the processor's rate |`,
-    `| events/s per partition (one worker's share) | ${int(c.perPartitionEventsPerSec)} | ${int(processor.eventsPerSec)} events/s / ${processor.workers} workers |`,
+    ...perPartitionLines(inputs, c),
     `| Kafka bytes per event (uncompressed record) | ${int(ingest.recordBytes)} | scenario 2's record size |`,
     `| one broker, MB/s written (lower bound) | ${dec(c.brokerBytesPerSec / 1e6)} | ${int(ingest.brokerEventsPerSec)} records/s × ${ingest.recordBytes} B (ProducerPerformance) |`,
     `| PostgreSQL bytes per stored event | ${dec(c.pgBytesPerEvent)} | raw + indexes ${dec(storage.rawBytes)}, rollups and read models ${dec(storage.rollupBytes)}, dedup key ${dec(storage.ledgerBytes)} (scenario 8) |`,
@@ -321,7 +413,11 @@ export function renderModel(inputs: Inputs, a: Assumptions = ASSUMPTIONS): strin
     `| \`tally query\` read model load at start, hours | ${dec(b.modelLoadHours)} |`,
     '',
     `One primary of ${a.primaryCores} cores stores between ${int(ceiling.min)} and ${int(ceiling.max)} events/s (linear in cores: an upper bound).`,
-    `One project measured: ${int(processor.eventsPerSec)} events/s (scenario 3 writes one project).`,
+    `One project measured: ${int(processor.eventsPerSec)} events/s (scenario 3 writes one project)${
+      scaling === undefined
+        ? ''
+        : `; by ${instanceCounts(scaling)} instances of one worker: ${instanceRates(scaling)} events/s`
+    }.`,
   );
   return lines.join('\n');
 }

@@ -108,10 +108,14 @@ async function loadStaging(db: pg.Pool, events: readonly Record<string, unknown>
 /**
  * PostgreSQL's own ceiling for storing the same rows: one server-side INSERT … SELECT from the
  * staging table into the dedup ledger and the raw events table, in one transaction, timed.
+ * `project` is its own, so that the rows Tally stored do not make these duplicates.
  */
-async function sqlCeiling(db: pg.Pool, events: readonly Record<string, unknown>[]): Promise<number> {
-  // Its own project, so the rows Tally stored do not make these duplicates.
-  await loadStaging(db, events, 'bench-sql-baseline');
+export async function sqlCeiling(
+  db: pg.Pool,
+  events: readonly Record<string, unknown>[],
+  project = 'bench-sql-baseline',
+): Promise<number> {
+  await loadStaging(db, events, project);
   const client = await db.connect();
   try {
     await client.query('SET statement_timeout = 0');

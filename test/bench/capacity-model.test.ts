@@ -15,6 +15,7 @@ import {
   type Inputs,
   type ResultFile,
 } from '../../bench/lib/capacity-model.ts';
+import { scalingRows } from '../../bench/scenarios/processor-scaling.ts';
 
 const FIXTURES = new URL('fixtures/capacity-model/', import.meta.url);
 
@@ -93,6 +94,68 @@ test('the fixture sized by hand: 10k and 1M events/s, a billion stored events, a
   assert.equal(costs(inputs).pipelineUs, 200);
 });
 
+/** Scenario 3's scaling rows as the scenario writes them, for 1, 2 and 4 instances, through JSON (NaN → null). */
+function scalingResult(day: number, quick: boolean, rates: readonly number[]): ResultFile {
+  const date = `2026-01-${String(day).padStart(2, '0')}T00:00:00.000Z`;
+  const cpuUs = { process: 120, postgres: 80, broker: 10 };
+  const rows = scalingRows(
+    1_000_000,
+    25_000,
+    [1, 2, 4].map((instances, i) => ({ instances, rate: rates[i], cpuUs })),
+  );
+  return {
+    name: `${date.replace(/[:.]/g, '-')}${quick ? '-quick' : ''}.json`,
+    date,
+    quick,
+    cpus: 2,
+    rows: JSON.parse(JSON.stringify(rows)) as ResultFile['rows'],
+  };
+}
+
+test("the scaling rows give one worker's rate per partition, from the newest run that measured it", async () => {
+  const fixtures = await loadResults(await resultPaths(FIXTURES.pathname));
+  const without = pickInputs(fixtures);
+  const inputs = pickInputs([
+    ...fixtures,
+    scalingResult(6, false, [4_000, 7_000, 9_000]),
+    // Newer, but a --quick run, and a run whose 1-instance drain measured nothing: both passed over.
+    scalingResult(7, true, [1_000, 1_000, 1_000]),
+    scalingResult(8, false, [Number.NaN, 5_000, 5_000]),
+  ]);
+  assert.deepEqual(inputs, {
+    ...without,
+    scaling: {
+      file: '2026-01-06T00-00-00-000Z.json',
+      cpus: 2,
+      rates: [
+        { instances: 1, eventsPerSec: 4_000 },
+        { instances: 2, eventsPerSec: 7_000 },
+        { instances: 4, eventsPerSec: 9_000 },
+      ],
+      insertEventsPerSec: 25_000,
+      cpuUs: { process: 120, postgres: 80 },
+    },
+  });
+  // One worker alone drains 4,000/s: 1M events/s takes 250 partitions, against 200 from scenario
+  // 3's 10,000/s over 2 workers; nothing else moves.
+  assert.equal(costs(without).perPartitionEventsPerSec, 5_000);
+  assert.equal(costs(inputs).perPartitionEventsPerSec, 4_000);
+  assert.equal(sizeFor(1_000_000, inputs).partitions, 250);
+  assert.deepEqual(
+    { ...sizeFor(1_000_000, inputs), partitions: 0, processorWorkers: 0 },
+    { ...sizeFor(1_000_000, without), partitions: 0, processorWorkers: 0 },
+  );
+  const text = renderModel(inputs);
+  assert.match(text, /\| events\/s per partition \(one worker alone\) \| 4,000 \|/);
+  assert.match(
+    text,
+    /\| 4,000 \/ 7,000 \/ 9,000 \| 1\.75× at 2, 2\.25× at 4 the 1-instance rate, on 2 cores;/,
+  );
+  assert.match(text, /µs of CPU per event \(measured, 1 instance\) \| 120\.0 \|/);
+  assert.match(text, /by 1 \/ 2 \/ 4 instances of one worker: 4,000 \/ 7,000 \/ 9,000 events\/s\.$/);
+  assert.doesNotMatch(renderModel(without), /scaling|one worker alone/);
+});
+
 /** Inputs from measured figures as the results hold them (rates rounded to whole events/s). */
 const arbInputs = fc.record({
   ingest: fc.record({
@@ -110,6 +173,17 @@ const arbInputs = fc.record({
     insertEventsPerSec: fc.integer({ min: 1, max: 1_000_000 }),
     bestInsertEventsPerSec: fc.integer({ min: 1, max: 1_000_000 }),
   }),
+  scaling: fc.option(
+    fc.record({
+      file: fc.constant('x.json'),
+      cpus: fc.integer({ min: 1, max: 64 }),
+      rates: fc
+        .tuple(...[1, 2, 4].map(() => fc.integer({ min: 1, max: 1_000_000 })))
+        .map((r) => r.map((eventsPerSec, i) => ({ instances: 2 ** i, eventsPerSec }))),
+      insertEventsPerSec: fc.integer({ min: 1, max: 1_000_000 }),
+    }),
+    { nil: undefined },
+  ),
   storage: fc.record({
     file: fc.constant('s.json'),
     events: fc.integer({ min: 1, max: 100_000_000 }),
@@ -135,9 +209,12 @@ test('every count is the fewest that carries the rate, from the measured rates (
     fc.property(arbInputs, fc.integer({ min: 1, max: 10_000_000 }), (inputs, rate) => {
       const s = sizeFor(rate, inputs);
       const { ingest, processor } = inputs;
-      // A worker drains its share of the measured rate; one partition per worker.
+      // A worker drains what one drained alone, else its share of the measured rate; one partition per worker.
+      const alone = inputs.scaling?.rates[0].eventsPerSec;
       assert.ok(
-        fewest(s.partitions, rate, processor.eventsPerSec, processor.workers),
+        alone === undefined
+          ? fewest(s.partitions, rate, processor.eventsPerSec, processor.workers)
+          : fewest(s.partitions, rate, alone),
         `partitions ${s.partitions}`,
       );
       assert.equal(s.processorWorkers, s.partitions);

@@ -1,0 +1,269 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Admin } from '@platformatic/kafka';
+import pg from 'pg';
+import { ensureTopics } from '../../src/kafka/topics.ts';
+import { findFreePort } from '../../src/util/free-port.ts';
+import { ownChild, parentPid, treeCpuSeconds } from '../lib/cpu.ts';
+import { benchBatch } from '../lib/events.ts';
+import { benchProducer, produceAll, toMessage } from '../lib/kafka.ts';
+import { startService, type Service } from '../lib/processes.ts';
+import type { Row } from '../lib/report.ts';
+import type { BenchContext } from '../run.ts';
+import { sqlCeiling, type KafkaPg } from './processor.ts';
+
+const DAY = 86_400_000;
+const WINDOW = Date.parse('2019-07-01T00:00:00Z');
+/** Enough for the largest group to give every member several partitions; the same for every run. */
+export const SCALING_PARTITIONS = 12;
+export const SCALING_INSTANCES = [1, 2, 4] as const;
+const DRAIN_TIMEOUT_MS = 600_000;
+
+/** CPU seconds of each kind of process (at one moment, or per event). */
+export interface CpuSample {
+  process: number;
+  postgres: number;
+  broker: number;
+}
+
+interface GroupDrain {
+  /** Events/s from the first commit after the whole group joined to the last; NaN when too few events were left. */
+  rate: number;
+  /** µs of CPU per event committed in that window, by kind of process. */
+  cpuUs: CpuSample;
+  rssMb: number;
+  /** Events committed inside that window. */
+  measured: number;
+}
+
+/** Starts `n` `tally process` instances at once, one worker each, in one consumer group. */
+async function startInstances(env: KafkaPg, topic: string, groupId: string, n: number): Promise<Service[]> {
+  const started = await Promise.allSettled(
+    Array.from({ length: n }, async () => {
+      const port = await findFreePort();
+      return startService({
+        name: 'tally process',
+        args: ['process'],
+        env: {
+          KAFKA_BROKERS: env.bootstrap,
+          KAFKA_TOPIC: topic,
+          KAFKA_GROUP_ID: groupId,
+          DATABASE_URL: env.databaseUrl,
+          METRICS_PORT: String(port),
+          NUM_WORKERS: '1',
+          TALLY_STORE_RAW: 'true',
+        },
+        port,
+        readyPath: '/ready',
+      });
+    }),
+  );
+  const up = started.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
+  const failed = started.find((s) => s.status === 'rejected');
+  if (failed !== undefined) {
+    await Promise.allSettled(up.map((s) => s.stop()));
+    throw failed.reason;
+  }
+  return up;
+}
+
+/**
+ * Drains `topic` (holding `total` events) with `n` instances in one group. The rate starts at the
+ * first commit seen once the group is Stable with all `n` members, so that neither the start-up
+ * nor what the first members drained alone while the others were starting counts; it ends at the
+ * last commit. Commits are read from tally.positions, which every batch transaction advances.
+ */
+async function drainWithGroup(
+  env: KafkaPg,
+  db: pg.Pool,
+  pids: { postgres: number; broker: number | undefined },
+  topic: string,
+  total: number,
+  n: number,
+): Promise<GroupDrain> {
+  const groupId = `bench-${topic}`;
+  const instances = await startInstances(env, topic, groupId, n);
+  const admin = new Admin({ clientId: 'tally-bench', bootstrapBrokers: [env.bootstrap] });
+  let done = false;
+  let joined = false;
+  // Its own loop, slower than the commit poll: describing the group costs the broker a request.
+  // A failed request (the coordinator still loading the group) is asked again, never fatal.
+  const watching = (async () => {
+    while (!done && !joined) {
+      const group = await admin.describeGroups({ groups: [groupId] }).then(
+        (groups) => groups.get(groupId),
+        () => undefined,
+      );
+      joined = group?.state.toUpperCase() === 'STABLE' && group.members.size === n;
+      if (!joined) await sleep(100);
+    }
+  })();
+  const cpu = async (): Promise<CpuSample> => ({
+    process: (await Promise.all(instances.map((i) => treeCpuSeconds(i.child.pid!)))).reduce(
+      (a, b) => a + b,
+      0,
+    ),
+    postgres: await treeCpuSeconds(pids.postgres),
+    broker: pids.broker === undefined ? Number.NaN : await treeCpuSeconds(pids.broker),
+  });
+  try {
+    const committed = async () => {
+      const { rows } = await db.query<{ n: string }>(
+        'SELECT coalesce(sum(next_offset), 0) AS n FROM tally.positions WHERE group_id = $1 AND topic = $2',
+        [groupId, topic],
+      );
+      return Number(rows[0].n);
+    };
+    const deadline = performance.now() + DRAIN_TIMEOUT_MS;
+    let first: { at: number; n: number; cpu: CpuSample } | undefined;
+    for (;;) {
+      const count = await committed();
+      const at = performance.now();
+      if (first === undefined && joined && count > 0) first = { at, n: count, cpu: await cpu() };
+      if (count >= total) {
+        const last = await cpu();
+        const rssMb = Math.max(...(await Promise.all(instances.map((i) => i.peakRssMb()))));
+        // The group drained everything before all of it had joined, or within one poll: n/a.
+        if (first === undefined || count === first.n) {
+          const none = { process: Number.NaN, postgres: Number.NaN, broker: Number.NaN };
+          return { rate: Number.NaN, cpuUs: none, rssMb, measured: 0 };
+        }
+        const events = count - first.n;
+        const perEvent = (k: keyof CpuSample) => ((last[k] - first!.cpu[k]) * 1e6) / events;
+        return {
+          rate: events / ((at - first.at) / 1000),
+          cpuUs: { process: perEvent('process'), postgres: perEvent('postgres'), broker: perEvent('broker') },
+          rssMb,
+          measured: events,
+        };
+      }
+      if (at > deadline)
+        throw new Error(
+          `${n} tally process instance(s) committed only ${count} of ${total} events in 10 min`,
+        );
+      await sleep(20);
+    }
+  } finally {
+    done = true;
+    await watching;
+    await admin.close();
+    await Promise.allSettled(instances.map((i) => i.stop()));
+  }
+}
+
+/** The PostgreSQL server's pid: the parent of any of its backends (the bench runs it on this machine). */
+async function postmasterPid(db: pg.Pool): Promise<number> {
+  const { rows } = await db.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+  const pid = await parentPid(rows[0].pid);
+  if (pid === undefined) throw new Error('cannot find the PostgreSQL server process');
+  return pid;
+}
+
+const plural = (n: number) => `${n} instance${n === 1 ? '' : 's'}`;
+
+/** The kinds of process whose CPU the scenario reports, as its rows name them. */
+export const CPU_KINDS = [
+  ['process', 'tally process', 'its primaries and workers'],
+  ['postgres', 'PostgreSQL', 'the server and every backend'],
+  ['broker', 'Kafka broker', 'the JVM'],
+] as const;
+
+/**
+ * The scenario's rows from its measurements: a rate row per instance count (to the ceiling, and to
+ * the 1-instance rate), then the CPU rows. bench/lib/capacity-model.ts reads them by these names.
+ */
+export function scalingRows(
+  total: number,
+  ceiling: number,
+  drains: readonly { instances: number; rate: number; cpuUs: CpuSample }[],
+): Row[] {
+  const single = drains.find((d) => d.instances === 1)?.rate ?? Number.NaN;
+  const what = `events/s from a pre-filled topic (${total} events, ${SCALING_PARTITIONS} partitions) into PostgreSQL, raw storage on`;
+  const rows: Row[] = drains.map((d) => {
+    const vsOne =
+      d.instances === 1 || !Number.isFinite(d.rate / single)
+        ? ''
+        : `; ${(d.rate / single).toFixed(2)}× the 1-instance rate`;
+    return {
+      scenario: `3. processor scaling, ${plural(d.instances)}`,
+      metric: `${what}, ${d.instances} × tally process with NUM_WORKERS=1 in one consumer group, from the first commit after all had joined to the last${vsOne}; baseline: scenario 3's INSERT … SELECT of the same rows, measured after these runs`,
+      tally: Math.round(d.rate),
+      baseline: Math.round(ceiling),
+      baselineName: 'INSERT … SELECT from staging',
+      unit: 'events/s',
+    };
+  });
+  for (const d of drains)
+    for (const [kind, name, which] of CPU_KINDS)
+      rows.push({
+        scenario: '3. processor scaling, CPU',
+        metric: `${name}: µs of CPU per event with ${plural(d.instances)}, ${which}, over the same window`,
+        tally: Math.round(d.cpuUs[kind] * 10) / 10,
+        unit: 'µs/event',
+      });
+  return rows;
+}
+
+/**
+ * Scenario 3, scaling: the same pre-filled-topic drain as scenario 3, raw storage on, by 1, 2 and
+ * 4 `tally process` instances of one worker each in one consumer group (one topic of
+ * SCALING_PARTITIONS partitions and one project per run, so that neither positions nor the dedup
+ * ledger carry over), each next to PostgreSQL's INSERT … SELECT of the same rows in the same run,
+ * plus the CPU each kind of process spent per event while the group drained.
+ */
+export async function processorScalingScenario(
+  ctx: BenchContext,
+  env: KafkaPg,
+  log: (line: string) => void,
+): Promise<{ rows: Row[]; rssMb: number }> {
+  const total = ctx.scalingEvents;
+  const events = benchBatch(total, WINDOW, DAY);
+  const stamp = Date.now();
+  const runs = SCALING_INSTANCES.map((n) => ({
+    n,
+    topic: `bench-scale-${n}-${stamp}`,
+    project: `bench-scale-${n}`,
+  }));
+  await ensureTopics({
+    brokers: [env.bootstrap],
+    topics: runs.map((r) => r.topic),
+    partitions: SCALING_PARTITIONS,
+  });
+  const producer = benchProducer(env.bootstrap);
+  try {
+    log(
+      `pre-filling ${runs.length} topics of ${SCALING_PARTITIONS} partitions with ${total} encoded events each`,
+    );
+    for (const r of runs)
+      await produceAll(
+        producer,
+        events.map((e) => toMessage(r.topic, e, r.project)),
+      );
+  } finally {
+    await producer.close();
+  }
+  const db = new pg.Pool({ connectionString: env.databaseUrl, max: 2 });
+  try {
+    const pids = { postgres: await postmasterPid(db), broker: await ownChild('kafka.Kafka') };
+    const drains: GroupDrain[] = [];
+    for (const r of runs) {
+      log(`tally process × ${r.n} (NUM_WORKERS=1 each), one consumer group, raw storage on`);
+      const drain = await drainWithGroup(env, db, pids, r.topic, total, r.n);
+      log(
+        Number.isFinite(drain.rate)
+          ? `  ${Math.round(drain.rate)} events/s over ${drain.measured} of the ${total} events (the rest before the window: before all had joined, or in the first commit)`
+          : `  no rate: the ${total} events were drained before all ${r.n} had joined, or within one poll`,
+      );
+      drains.push(drain);
+    }
+    log('PostgreSQL INSERT … SELECT of the same rows');
+    const ceiling = await sqlCeiling(db, events, 'bench-scale-sql');
+    const rows = scalingRows(
+      total,
+      ceiling,
+      runs.map((r, i) => ({ instances: r.n, ...drains[i] })),
+    );
+    return { rssMb: Math.max(...drains.map((d) => d.rssMb)), rows };
+  } finally {
+    await db.end();
+  }
+}
