@@ -132,7 +132,7 @@ export interface PeerRun {
 export async function drainWithPeer(
   run: PeerRun,
   classpath: string,
-): Promise<{ rate: number; applicationId: string; seconds: number }> {
+): Promise<{ rate: number; cpuUsPerEvent: number; applicationId: string; seconds: number }> {
   const applicationId = `bench-peer-${run.topic}-${randomBytes(3).toString('hex')}`;
   const stateDir = await mkdtemp(join(tmpdir(), 'tally-streams-peer-'));
   const logFile = join(stateDir, 'peer.log');
@@ -173,14 +173,17 @@ export async function drainWithPeer(
     };
     const started = performance.now();
     const deadline = started + (run.timeoutMs ?? 600_000);
-    let first: { at: number; n: number } | undefined;
+    let first: { at: number; n: number; cpu: number } | undefined;
     for (;;) {
       const n = await covered();
       const at = performance.now();
-      if (first === undefined && n > 0) first = { at, n };
+      if (first === undefined && n > 0) first = { at, n, cpu: await cpuSeconds(child.pid!) };
       if (n >= run.total && first !== undefined) {
-        const rate = n > first.n ? (n - first.n) / ((at - first.at) / 1000) : Number.NaN;
-        return { rate, applicationId, seconds: (at - started) / 1000 };
+        const measured = n - first.n;
+        const rate = measured > 0 ? measured / ((at - first.at) / 1000) : Number.NaN;
+        const cpuUsPerEvent =
+          measured > 0 ? (((await cpuSeconds(child.pid!)) - first.cpu) / measured) * 1e6 : Number.NaN;
+        return { rate, cpuUsPerEvent, applicationId, seconds: (at - started) / 1000 };
       }
       if (child.exitCode !== null || child.signalCode !== null) {
         throw new Error(
@@ -201,6 +204,19 @@ export async function drainWithPeer(
     await rm(stateDir, { recursive: true, force: true });
   }
 }
+
+/**
+ * User + system CPU seconds of process `pid` so far. The peer's pid is the JVM's: setpriv and env
+ * exec it in place.
+ */
+async function cpuSeconds(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name, which is in parentheses and may hold spaces: utime is the 14th field.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+}
+/** USER_HZ: 100 on every Linux build the bench runs on. */
+const CLOCK_TICKS = 100;
 
 async function stop(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;

@@ -50,6 +50,9 @@ export async function streamsPeerRow(
     },
     classpath,
   );
+  log(
+    `Kafka Streams peer: ${Math.round(peer.rate)} events/s, ${peer.cpuUsPerEvent.toFixed(1)} µs of JVM CPU per event (first to last commit)`,
+  );
   const db = new pg.Pool({ connectionString: env.databaseUrl, max: 1 });
   try {
     const want = referenceTotals(input.events.map((e) => toMessage(input.topic, e, input.project)));
@@ -71,5 +74,6 @@ export async function streamsPeerRow(
     baselineName: 'Kafka Streams peer',
     unit: 'events/s',
     target: '≥ 50 % of the peer (moonshot: 100 %)',
+    note: `peer: ${peer.cpuUsPerEvent.toFixed(1)} µs of JVM CPU per event, first to last commit`,
   };
 }
