@@ -145,6 +145,8 @@ export async function drainWithPeer(
     PEER_SCHEMA: run.schema,
     PEER_STATE_DIR: join(stateDir, 'state'),
     PEER_THREADS: String(run.threads),
+    // The peer's PostgreSQL cadence (default 500 ms), overridable for an A/B: docs/benchmarks.md.
+    ...(process.env.PEER_FLUSH_MS === undefined ? {} : { PEER_FLUSH_MS: process.env.PEER_FLUSH_MS }),
   };
   const child = spawnTiedToUs('env', [
     ...Object.entries(env).map(([k, v]) => `${k}=${v}`),

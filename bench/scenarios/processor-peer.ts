@@ -67,7 +67,7 @@ export async function streamsPeerRow(
     metric:
       `events/s from the same pre-filled topic (${input.events.length} events, ${input.partitions} partitions) into PostgreSQL: ` +
       `Tally raw storage off (NUM_WORKERS=${input.threads}) vs a Kafka Streams app (${input.threads} threads, exactly_once_v2) ` +
-      'computing per-minute counts by type, page views by page and distinct users, upserted every 100 ms; ' +
+      'computing per-minute counts by type, page views by page and distinct users, upserted every 500 ms; ' +
       'first to last PostgreSQL commit for both; the peer does no dedup, raw rows, hour/day levels or per-user rows (docs/benchmarks.md)',
     tally: Math.round(tallyRawOffRate),
     baseline: Math.round(peer.rate),

@@ -20,7 +20,8 @@ import org.apache.kafka.streams.state.Stores;
  *
  * Settings come from the environment: PEER_BOOTSTRAP, PEER_TOPIC, PEER_APPLICATION_ID,
  * PEER_JDBC_URL, PEER_SCHEMA, PEER_STATE_DIR, PEER_THREADS (default 2), PEER_COMMIT_MS (default
- * 100, the exactly-once default of commit.interval.ms; the PostgreSQL flush follows it).
+ * 100, the exactly-once default of commit.interval.ms), PEER_FLUSH_MS (default 500: how often each
+ * task upserts its changed totals into PostgreSQL).
  */
 public final class StreamsPeer {
   private StreamsPeer() {}
@@ -30,6 +31,11 @@ public final class StreamsPeer {
     String schema = required("PEER_SCHEMA");
     String applicationId = required("PEER_APPLICATION_ID");
     long commitMs = Long.parseLong(optional("PEER_COMMIT_MS", "100"));
+    // TRICKY: each task's flush is a PostgreSQL commit its stream thread waits for. Every 100 ms
+    // (6 tasks: 60 commits/s) the threads spent about half their time waiting on it and the peer
+    // drained 13k events/s; every 500 ms, 16-35k on the same busy box (docs/benchmarks.md). 500 ms
+    // keeps its rows, like Tally's, visible within a second (scenario 5's p99 target).
+    long flushMs = Long.parseLong(optional("PEER_FLUSH_MS", "500"));
     PgSink.createTables(jdbcUrl, schema);
 
     Properties props = new Properties();
@@ -46,7 +52,7 @@ public final class StreamsPeer {
         "events", Serdes.ByteArray().deserializer(), Serdes.ByteArray().deserializer(), required("PEER_TOPIC"));
     topology.addProcessor(
         "rollups",
-        () -> new RollupProcessor(partition -> new PgSink(jdbcUrl, schema, applicationId, partition), commitMs),
+        () -> new RollupProcessor(partition -> new PgSink(jdbcUrl, schema, applicationId, partition), flushMs),
         "events");
     // Persistent (RocksDB) and cached, as the DSL's aggregations are by default; changelogged, so
     // the counts, the seen users and the rows still to write survive a crash with the offsets.
