@@ -132,7 +132,13 @@ export interface PeerRun {
 export async function drainWithPeer(
   run: PeerRun,
   classpath: string,
-): Promise<{ rate: number; cpuUsPerEvent: number; applicationId: string; seconds: number }> {
+): Promise<{
+  rate: number;
+  cpuUsPerEvent: number;
+  measured: number;
+  applicationId: string;
+  seconds: number;
+}> {
   const applicationId = `bench-peer-${run.topic}-${randomBytes(3).toString('hex')}`;
   const stateDir = await mkdtemp(join(tmpdir(), 'tally-streams-peer-'));
   const logFile = join(stateDir, 'peer.log');
@@ -185,7 +191,7 @@ export async function drainWithPeer(
         const rate = measured > 0 ? measured / ((at - first.at) / 1000) : Number.NaN;
         const cpuUsPerEvent =
           measured > 0 ? (((await cpuSeconds(child.pid!)) - first.cpu) / measured) * 1e6 : Number.NaN;
-        return { rate, cpuUsPerEvent, applicationId, seconds: (at - started) / 1000 };
+        return { rate, cpuUsPerEvent, measured, applicationId, seconds: (at - started) / 1000 };
       }
       if (child.exitCode !== null || child.signalCode !== null) {
         throw new Error(
@@ -244,7 +250,7 @@ async function tail(file: string, lines = 40): Promise<string> {
 export type Totals = Map<string, number>;
 
 /** What the peer must find in `messages`, computed here from the encoded events themselves. */
-export function referenceTotals(messages: readonly EncodedMessage[]): Totals {
+export function referenceTotals(messages: Iterable<EncodedMessage>): Totals {
   const totals: Totals = new Map();
   const seen = new Set<string>();
   const add = (key: string) => totals.set(key, (totals.get(key) ?? 0) + 1);
