@@ -102,6 +102,8 @@ final class RollupProcessor implements Processor<byte[], byte[], Void, Void> {
 
   @Override
   public void process(Record<byte[], byte[]> record) {
+    // The task's only input partition: its position after this record, skipped or not.
+    nextOffset = context.recordMetadata().map(m -> m.offset() + 1).orElse(nextOffset);
     Event event;
     long ts;
     try {
@@ -127,8 +129,6 @@ final class RollupProcessor implements Processor<byte[], byte[], Void, Void> {
       seen.put(user, 1L);
       add("u" + SEP + bucket);
     }
-    // The task's only input partition: its position after this record.
-    nextOffset = context.recordMetadata().map(m -> m.offset() + 1).orElse(nextOffset);
   }
 
   private void add(String key) {
