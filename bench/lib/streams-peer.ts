@@ -119,6 +119,13 @@ export interface PeerRun {
   /** Stream threads; scenario 3 gives Tally's processor 2 workers. */
   threads: number;
   timeoutMs?: number;
+  /** The Kafka Streams application id (its consumer group); a fresh one when absent. */
+  applicationId?: string;
+  /**
+   * Fault injection for the tests: SIGKILL the peer once its rows cover this many events, and
+   * resolve then. A later run with the same applicationId resumes from what Kafka committed.
+   */
+  killWhenCovered?: number;
 }
 
 /**
@@ -139,7 +146,7 @@ export async function drainWithPeer(
   applicationId: string;
   seconds: number;
 }> {
-  const applicationId = `bench-peer-${run.topic}-${randomBytes(3).toString('hex')}`;
+  const applicationId = run.applicationId ?? `bench-peer-${run.topic}-${randomBytes(3).toString('hex')}`;
   const stateDir = await mkdtemp(join(tmpdir(), 'tally-streams-peer-'));
   const logFile = join(stateDir, 'peer.log');
   const log = createWriteStream(logFile);
@@ -186,6 +193,18 @@ export async function drainWithPeer(
       const n = await covered();
       const at = performance.now();
       if (first === undefined && n > 0) first = { at, n, cpu: await cpuSeconds(child.pid!) };
+      if (run.killWhenCovered !== undefined && n >= run.killWhenCovered) {
+        const exited = once(child, 'exit');
+        child.kill('SIGKILL');
+        await exited;
+        return {
+          rate: Number.NaN,
+          cpuUsPerEvent: Number.NaN,
+          measured: n,
+          applicationId,
+          seconds: (at - started) / 1000,
+        };
+      }
       if (n >= run.total && first !== undefined) {
         const measured = n - first.n;
         const rate = measured > 0 ? measured / ((at - first.at) / 1000) : Number.NaN;

@@ -78,19 +78,17 @@ test('the Kafka Streams peer writes the totals of a small topic', { timeout: 300
   }
 
   const schema = `peer_${randomUUID().replaceAll('-', '')}`;
-  const run = await drainWithPeer(
-    {
-      bootstrap: kafka.bootstrap,
-      databaseUrl: postgres.connectionString,
-      topic,
-      total: events.length,
-      schema,
-      threads: 2,
-      timeoutMs: 180_000,
-    },
-    classpath,
-  );
-  assert.ok(run.seconds > 0);
+  const run = {
+    bootstrap: kafka.bootstrap,
+    databaseUrl: postgres.connectionString,
+    topic,
+    total: events.length,
+    schema,
+    threads: 2,
+    timeoutMs: 180_000,
+  };
+  const drained = await drainWithPeer(run, classpath);
+  assert.equal(drained.measured > 0, true);
   const want = referenceTotals(messages);
   const got = await peerTotals(postgres.pool, schema);
   assert.deepEqual(totalsDiff(want, got), []);
@@ -100,3 +98,50 @@ test('the Kafka Streams peer writes the totals of a small topic', { timeout: 300
   );
   assert.equal(rows[0].parts, 3);
 });
+
+test(
+  'the Kafka Streams peer killed mid-drain and restarted writes the same totals',
+  { timeout: 300_000 },
+  async (t) => {
+    if (!requireTool(t, 'javac', 'builds the Kafka Streams peer', ['-version'])) return;
+    const kafka = await startTestKafka(t);
+    if (kafka === undefined) return;
+    const postgres = await startTestPostgres(t);
+    const classpath = await ensureStreamsPeerBuild();
+
+    // Enough events that the kill lands mid-drain, with totals already in PostgreSQL.
+    const random = prng(7);
+    const events = Array.from({ length: 60_000 }, (_, i) => ({
+      event_id: randomUUID(),
+      type: random() < 0.7 ? 'page_view' : 'click',
+      user_id: `user-${Math.floor(random() * 300)}`,
+      timestamp: T0 + Math.floor(random() * 5 * MINUTE),
+      page_url: `https://shop.test/p/${i % 11}`,
+    }));
+    const topic = `peer-crash-${randomUUID()}`;
+    await ensureTopics({ brokers: [kafka.bootstrap], topics: [topic], partitions: 3 });
+    const messages = events.map((e) => toMessage(topic, e, 'shop'));
+    const producer = benchProducer(kafka.bootstrap);
+    try {
+      await produceAll(producer, messages);
+    } finally {
+      await producer.close();
+    }
+
+    const run = {
+      bootstrap: kafka.bootstrap,
+      databaseUrl: postgres.connectionString,
+      topic,
+      total: events.length,
+      schema: `peer_${randomUUID().replaceAll('-', '')}`,
+      threads: 2,
+      timeoutMs: 180_000,
+      applicationId: `peer-crash-${randomUUID()}`,
+    };
+    const killed = await drainWithPeer({ ...run, killWhenCovered: 1 }, classpath);
+    assert.ok(killed.measured < events.length, `the kill came after the drain (${killed.measured} covered)`);
+    // A new state directory: the restarted peer restores its stores from their changelogs.
+    await drainWithPeer(run, classpath);
+    assert.deepEqual(totalsDiff(referenceTotals(messages), await peerTotals(postgres.pool, run.schema)), []);
+  },
+);
