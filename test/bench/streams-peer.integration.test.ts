@@ -20,7 +20,7 @@ import { requireTool } from '../helpers/require-tool.ts';
  * small topic of two projects, events out of time order across minutes and users repeated
  * within and across minutes, its per-minute totals in PostgreSQL (per-partition rows summed)
  * equal those computed here from the same messages. Builds the peer with Maven on first use
- * (~20 s, then cached); ~1 min in all, most of it the JVMs starting.
+ * (~20 s, then cached); ~1.5 min in all, most of it the JVMs starting.
  */
 
 const T0 = Date.parse('2024-03-01T10:00:00Z');
