@@ -5,6 +5,7 @@ import { findFreePort } from '../../src/util/free-port.ts';
 import { benchBatch } from '../lib/events.ts';
 import { benchProducer, produceAll, toMessage } from '../lib/kafka.ts';
 import { startService } from '../lib/processes.ts';
+import { streamsPeerRow } from './processor-peer.ts';
 import type { Row } from '../lib/report.ts';
 import type { BenchContext } from '../run.ts';
 
@@ -171,6 +172,14 @@ export async function processorScenario(
     const raw = await drain(env, db, topics.raw, total, true);
     log('tally process, raw storage off (TALLY_STORE_RAW=false)');
     const noRaw = await drain(env, db, topics.noRaw, total, false);
+    const peerInput = {
+      topic: topics.noRaw,
+      events,
+      project: 'bench-raw-off',
+      partitions: PARTITIONS,
+      threads: WORKERS,
+    };
+    const peer = await streamsPeerRow(env, peerInput, noRaw.rate, log);
     log('PostgreSQL INSERT … SELECT of the same rows');
     const ceiling = await sqlCeiling(db, events);
     const common = {
@@ -198,6 +207,7 @@ export async function processorScenario(
           metric: `${what}, TALLY_STORE_RAW=false; same baseline`,
           tally: Math.round(noRaw.rate),
         },
+        ...(peer === undefined ? [] : [peer]),
       ],
     };
   } finally {
