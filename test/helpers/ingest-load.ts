@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { httpBodies } from './kafka-process.ts';
 import { prng, type OracleEvent } from './oracle.ts';
+import { waitFor } from './poll.ts';
 
 /** One HTTP answer ingest gave (status 0: the connection failed). */
 export interface IngestAnswer {
@@ -36,6 +37,10 @@ export class IngestLoad {
   #next = 0;
   #stopping = false;
   #workers: Promise<void>[] = [];
+  /** While set, the clients send nothing (not even retries) until it resolves. */
+  #gate: Promise<void> | undefined;
+  #openGate: (() => void) | undefined;
+  #inFlight = 0;
 
   constructor(options: IngestLoadOptions) {
     this.#options = options;
@@ -52,7 +57,36 @@ export class IngestLoad {
   /** Sends no new request; resolves once every request already sent has been answered 202. */
   async stop(): Promise<void> {
     this.#stopping = true;
+    this.resume();
     await Promise.all(this.#workers);
+  }
+
+  /** Holds every client (retries included) and resolves once no request is in flight. */
+  async pause(): Promise<void> {
+    this.#gate ??= new Promise((resolve) => (this.#openGate = resolve));
+    await waitFor('the clients to hold', () => this.#inFlight === 0, 60_000, 20);
+  }
+
+  /** Lets the clients send again. */
+  resume(): void {
+    this.#openGate?.();
+    this.#gate = undefined;
+    this.#openGate = undefined;
+  }
+
+  /**
+   * Posts `events` as one request, once, even while the clients are held; the answer. They count
+   * as acked only once sendUntilAccepted has had them answered 202.
+   */
+  async postOnce(events: readonly OracleEvent[]): Promise<IngestAnswer> {
+    return this.#postNow(JSON.stringify(httpBodies(events)));
+  }
+
+  /** Posts `events` as one request until it is answered 202, then counts them acked. */
+  async sendUntilAccepted(events: readonly OracleEvent[]): Promise<void> {
+    const body = JSON.stringify(httpBodies(events));
+    while ((await this.#post(body)) !== 202) await sleep(this.#options.retryDelayMs);
+    this.acked.push(...events);
   }
 
   /** Answers to requests sent at or after `from` and answered by `to`. */
@@ -75,15 +109,20 @@ export class IngestLoad {
   }
 
   async #client(): Promise<void> {
-    while (!this.#stopping) {
-      const batch = this.#batch();
-      const body = JSON.stringify(httpBodies(batch));
-      while ((await this.#post(body)) !== 202) await sleep(this.#options.retryDelayMs);
-      this.acked.push(...batch);
-    }
+    while (!this.#stopping) await this.sendUntilAccepted(this.events(this.#options.eventsPerRequest));
   }
 
   async #post(body: string): Promise<number> {
+    while (this.#gate !== undefined) await this.#gate;
+    this.#inFlight++;
+    try {
+      return (await this.#postNow(body)).status;
+    } finally {
+      this.#inFlight--;
+    }
+  }
+
+  async #postNow(body: string): Promise<IngestAnswer> {
     const sentAt = Date.now();
     let status = 0;
     let retryAfter: string | null = null;
@@ -99,21 +138,25 @@ export class IngestLoad {
     } catch {
       // ingest unreachable: recorded as status 0
     }
-    this.answers.push({ sentAt, answeredAt: Date.now(), status, retryAfter });
-    return status;
+    const answer = { sentAt, answeredAt: Date.now(), status, retryAfter };
+    this.answers.push(answer);
+    return answer;
   }
 
-  /** The next request's events: mixed types, users and pages over the last three hours. */
-  #batch(): OracleEvent[] {
+  /**
+   * `n` new events (none sent yet): mixed types, users and pages over the last three hours; the
+   * user of each is `user(i)` when given.
+   */
+  events(n: number, user?: (i: number) => string): OracleEvent[] {
     const random = this.#random;
     const types = ['page_view', 'page_view', 'page_view', 'click', 'user.login', 'purchase'];
     const now = Date.now();
-    return Array.from({ length: this.#options.eventsPerRequest }, () => {
+    return Array.from({ length: n }, (_, i) => {
       const type = types[Math.floor(random() * types.length)];
       const e: OracleEvent = {
         event_id: `${this.#runId}-${this.#next++}`,
         type,
-        user_id: `user-${Math.floor(random() * 500)}`,
+        user_id: user?.(i) ?? `user-${Math.floor(random() * 500)}`,
         ts: now - 60_000 - Math.floor(random() * 3 * 3_600_000),
       };
       if (type === 'page_view' || type === 'click') e.page_url = `/p/${Math.floor(random() * 40)}`;
