@@ -51,6 +51,8 @@ export function ensureRoleTopics(
     brokers: kafka.brokers,
     topics,
     partitions: config.raw.TALLY_KAFKA_PARTITIONS,
+    replicationFactor: config.raw.TALLY_KAFKA_REPLICATION_FACTOR,
+    minInsyncReplicas: config.raw.TALLY_KAFKA_MIN_INSYNC_REPLICAS,
     retryForMs,
     isStopping: shutdownRequested,
     onRetry: (err, attempt) =>

@@ -48,6 +48,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       problems.push(`TALLY_TRUSTED_PROXIES: ${(err as Error).message}`);
     }
   }
+  const { TALLY_KAFKA_REPLICATION_FACTOR: copies, TALLY_KAFKA_MIN_INSYNC_REPLICAS: minInsync } =
+    converted as Partial<RawConfig>;
+  if (typeof copies === 'number' && typeof minInsync === 'number' && minInsync > copies) {
+    problems.push(
+      `TALLY_KAFKA_MIN_INSYNC_REPLICAS: ${minInsync} is more than TALLY_KAFKA_REPLICATION_FACTOR (${copies}): no write could ever be acknowledged`,
+    );
+  }
   if (problems.length > 0) {
     throw new TallyError('TALLY_CONFIG_INVALID', `Invalid configuration:\n  ${problems.join('\n  ')}`);
   }
@@ -66,7 +73,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
 const SECRETS = new Set(['TALLY_USER_HASH_KEY']);
 
 /** Variables that share the prefix but are not configuration (test and CI switches). */
-const IGNORED_TALLY_VARS = new Set(['TALLY_REQUIRE_ALL_SUITES', 'TALLY_COMPAT_DATABASE_URL']);
+const IGNORED_TALLY_VARS = new Set([
+  'TALLY_REQUIRE_ALL_SUITES',
+  'TALLY_COMPAT_DATABASE_URL',
+  'TALLY_LONG_TESTS',
+]);
 
 function databaseConfig(raw: RawConfig): DatabaseConfig {
   const connectionString = raw.DATABASE_URL || databaseUrlFromDbVariables(raw);

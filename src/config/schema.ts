@@ -99,6 +99,22 @@ export const ConfigSchema = Type.Object({
   KAFKA_GROUP_ID: Type.String({ default: 'user-activity-consumer-group', minLength: 1 }),
   TALLY_EXTRA_TOPICS: Type.String({ default: '' }),
   TALLY_KAFKA_PARTITIONS: Type.Integer({ minimum: 1, maximum: 10000, default: 6 }),
+  TALLY_KAFKA_REPLICATION_FACTOR: Type.Optional(
+    Type.Integer({
+      minimum: 1,
+      maximum: 32,
+      description:
+        "Copies of each partition of the topics Tally creates (and their .dlq); absent: the broker's default.replication.factor",
+    }),
+  ),
+  TALLY_KAFKA_MIN_INSYNC_REPLICAS: Type.Optional(
+    Type.Integer({
+      minimum: 1,
+      maximum: 32,
+      description:
+        "min.insync.replicas of the topics Tally creates: copies that must hold an event before it is acknowledged; absent: the broker's setting",
+    }),
+  ),
   KAFKA_PORT: Type.Integer({
     minimum: 1,
     maximum: 65535,

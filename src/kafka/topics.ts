@@ -17,6 +17,10 @@ export interface EnsureTopicsOptions {
   brokers: readonly string[];
   topics: readonly string[];
   partitions: number;
+  /** Copies of each partition; absent: the broker's default.replication.factor. */
+  replicationFactor?: number;
+  /** The topics' min.insync.replicas; absent: the broker's. */
+  minInsyncReplicas?: number;
   /** How long transient failures (broker unreachable, controller moving) are retried. */
   retryForMs?: number;
   /** Give up retrying once this says so (the process is shutting down). */
@@ -27,8 +31,8 @@ export interface EnsureTopicsOptions {
 
 /**
  * Creates each topic and its `<topic>.dlq` when missing (the broker does not auto-create them),
- * with `partitions` partitions and `max.message.bytes` = TOPIC_MAX_MESSAGE_BYTES. Existing
- * topics are left as they are. Idempotent and race-free: any number of instances may call it at
+ * with `partitions` partitions, the replication settings asked for and `max.message.bytes` =
+ * TOPIC_MAX_MESSAGE_BYTES. Existing topics are left as they are. Idempotent and race-free: any number of instances may call it at
  * once, and all of them succeed once the topics exist.
  */
 export async function ensureTopics(options: EnsureTopicsOptions): Promise<void> {
@@ -40,7 +44,7 @@ export async function ensureTopics(options: EnsureTopicsOptions): Promise<void> 
         try {
           const existing = new Set(await admin.listTopics());
           for (const topic of wanted.filter((t) => !existing.has(t))) {
-            await createTopic(admin, topic, options.partitions);
+            await createTopic(admin, topic, options);
           }
         } finally {
           await admin.close().catch(() => undefined);
@@ -56,7 +60,7 @@ export async function ensureTopics(options: EnsureTopicsOptions): Promise<void> 
     if (!isTransientKafkaError(err)) {
       throw new TallyError(
         'TALLY_CONFIG_INVALID',
-        `Kafka refused to create the topics ${wanted.join(', ')} (check TALLY_KAFKA_PARTITIONS and the broker's settings): ${describe(err)}`,
+        `Kafka refused to create the topics ${wanted.join(', ')} (check TALLY_KAFKA_PARTITIONS, TALLY_KAFKA_REPLICATION_FACTOR, TALLY_KAFKA_MIN_INSYNC_REPLICAS and the broker's settings): ${describe(err)}`,
         { cause: err },
       );
     }
@@ -68,14 +72,18 @@ export async function ensureTopics(options: EnsureTopicsOptions): Promise<void> 
   }
 }
 
-async function createTopic(admin: Admin, topic: string, partitions: number): Promise<void> {
+async function createTopic(admin: Admin, topic: string, options: EnsureTopicsOptions): Promise<void> {
+  const configs = [{ name: 'max.message.bytes', value: String(TOPIC_MAX_MESSAGE_BYTES) }];
+  if (options.minInsyncReplicas !== undefined) {
+    configs.push({ name: 'min.insync.replicas', value: String(options.minInsyncReplicas) });
+  }
   try {
-    // replicas -1: the broker's default.replication.factor.
     await admin.createTopics({
       topics: [topic],
-      partitions,
-      replicas: -1,
-      configs: [{ name: 'max.message.bytes', value: String(TOPIC_MAX_MESSAGE_BYTES) }],
+      partitions: options.partitions,
+      // -1: the broker's default.replication.factor.
+      replicas: options.replicationFactor ?? -1,
+      configs,
     });
   } catch (err) {
     // TRICKY: another instance created it between our listTopics and this call. The broker's

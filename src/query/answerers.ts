@@ -6,6 +6,7 @@ import { readSnapshot, type Queryable } from '../store/read-snapshot.ts';
 import { StatsStore } from '../store/stats-store.ts';
 import { BreakdownService } from './breakdown-service.ts';
 import { ColumnarBuilder } from './columnar/builder.ts';
+import type { OneAtATime } from '../util/one-at-a-time.ts';
 import { ProductService } from './product/product-service.ts';
 import type { ReadModel } from './read-model.ts';
 import { ScopedStats, type RawWindow, type Snapshot } from './scoped-stats.ts';
@@ -23,6 +24,11 @@ export interface AnswerersOptions {
   raw: RawWindow;
   model: ReadModel | undefined;
   maxScanEvents: number;
+  /**
+   * The product questions' raw-row reads (each up to `maxScanEvents` events in memory) of every
+   * answerer built with these options, the primary's and the replica's, one after another.
+   */
+  rawReads: OneAtATime;
 }
 
 /**
@@ -63,16 +69,17 @@ function build(
   ) => Promise<boolean>,
   options: AnswerersOptions,
 ): Answerers {
-  const { raw, model, maxScanEvents } = options;
+  const { raw, model, maxScanEvents, rawReads } = options;
   const stats = new ScopedStats(new StatsService(new StatsStore(db)), { raw, model, snapshot });
   const product = new ProductService({
     scoped: stats,
     raw,
     // Without the read model: the same columns, built for this one answer.
-    readModel: async (project, range, maxEvents) => {
-      const builder = new ColumnarBuilder();
-      return (await rows(project, range, maxEvents, builder)) ? builder.build() : undefined;
-    },
+    readModel: (project, range, maxEvents) =>
+      rawReads.run(async () => {
+        const builder = new ColumnarBuilder();
+        return (await rows(project, range, maxEvents, builder)) ? builder.build() : undefined;
+      }),
     maxScanEvents,
   });
   return { stats, breakdown: new BreakdownService(stats), product, events: new EventsStore(db) };

@@ -12,6 +12,7 @@ import { rawCutoff } from '../store/partitions.ts';
 import { ReadModel } from './read-model.ts';
 import { poolAnswerers, snapshotAnswerers } from './answerers.ts';
 import { ReplicaReads } from './replica-reads.ts';
+import { OneAtATime } from '../util/one-at-a-time.ts';
 
 export interface QueryLayer {
   query: QueryService;
@@ -66,6 +67,7 @@ export function createQueryLayer(deps: {
     raw: { stored: config.raw.TALLY_STORE_RAW, cutoff },
     model,
     maxScanEvents: config.raw.TALLY_PRODUCT_MAX_SCAN_EVENTS,
+    rawReads: new OneAtATime(),
   };
   const replica =
     deps.replicaPool === undefined

@@ -57,3 +57,17 @@ test('an unknown TALLY_ variable is refused by name; the test and CI switches ar
   const c = loadConfig({ TALLY_REQUIRE_ALL_SUITES: '1', TALLY_COMPAT_DATABASE_URL: 'postgresql://x/y' });
   assert.deepEqual(c.database, { kind: 'embedded', dataDir: '.tally' });
 });
+
+test('Kafka replication settings: both optional; min.insync.replicas above the replication factor is refused', () => {
+  const absent = loadConfig({}).raw;
+  assert.equal(absent.TALLY_KAFKA_REPLICATION_FACTOR, undefined);
+  assert.equal(absent.TALLY_KAFKA_MIN_INSYNC_REPLICAS, undefined);
+  const set = loadConfig({ TALLY_KAFKA_REPLICATION_FACTOR: '3', TALLY_KAFKA_MIN_INSYNC_REPLICAS: '2' }).raw;
+  assert.equal(set.TALLY_KAFKA_REPLICATION_FACTOR, 3);
+  assert.equal(set.TALLY_KAFKA_MIN_INSYNC_REPLICAS, 2);
+  assert.throws(
+    () => loadConfig({ TALLY_KAFKA_REPLICATION_FACTOR: '2', TALLY_KAFKA_MIN_INSYNC_REPLICAS: '3' }),
+    /TALLY_KAFKA_MIN_INSYNC_REPLICAS: 3 is more than TALLY_KAFKA_REPLICATION_FACTOR \(2\)/,
+  );
+  assert.throws(() => loadConfig({ TALLY_KAFKA_REPLICATION_FACTOR: '0' }), /TALLY_KAFKA_REPLICATION_FACTOR/);
+});

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { Admin, Consumer, MessagesStreamModes } from '@platformatic/kafka';
 import { startKafkaBroker, type KafkaBroker } from '../../scripts/kafka/broker.ts';
+import { startKafkaCluster, type KafkaCluster } from '../../scripts/kafka/cluster.ts';
 import { cleanupAfter, guardTempDir } from './interrupt.ts';
 import { requireTool } from './require-tool.ts';
 
@@ -30,6 +31,33 @@ export async function startTestKafka(t: TestContext): Promise<KafkaBroker | unde
     await rm(dataDir, { recursive: true, force: true });
   });
   return broker;
+}
+
+/**
+ * A real KRaft cluster of `brokers` nodes (each broker and controller) on free ports, killed and
+ * removed after the test. Undefined when java or mvn is missing, like startTestKafka.
+ */
+export async function startTestKafkaCluster(
+  t: TestContext,
+  brokers: number,
+): Promise<KafkaCluster | undefined> {
+  if (!requireTool(t, 'java', 'Kafka cluster', ['-version'])) return undefined;
+  if (!requireTool(t, 'mvn', 'fetches the Kafka jars')) return undefined;
+  const dataDir = await mkdtemp(join(tmpdir(), 'tally-kafka-cluster-'));
+  guardTempDir(t, dataDir);
+  let cluster: KafkaCluster;
+  try {
+    cluster = await startKafkaCluster({ brokers, dataDir, heapMb: 320 });
+  } catch (err) {
+    await rm(dataDir, { recursive: true, force: true });
+    throw err;
+  }
+  cleanupAfter(t, async () => {
+    // Its data is thrown away: no controlled shutdown (which waits on a quorum being stopped too).
+    await cluster.stop(0);
+    await rm(dataDir, { recursive: true, force: true });
+  });
+  return cluster;
 }
 
 /** Creates `topic` with `partitions` partitions (replication factor 1: one broker). */

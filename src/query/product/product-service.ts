@@ -54,8 +54,6 @@ export interface ProductServiceDeps {
  */
 export class ProductService {
   readonly #deps: ProductServiceDeps;
-  /** The raw-row read in progress (see #models): the next one starts after it. */
-  #reading: Promise<unknown> = Promise.resolve();
 
   constructor(deps: ProductServiceDeps) {
     this.#deps = deps;
@@ -268,11 +266,7 @@ export class ProductService {
     const layers = await this.#deps.scoped.layers(project, covers);
     if (layers !== undefined) return layers.models;
     const max = this.#deps.maxScanEvents;
-    const read = this.#reading.then(() =>
-      this.#deps.readModel(project, { fromMs: need, toMs: covers.to }, max),
-    );
-    this.#reading = read.catch(() => undefined);
-    const model = await read;
+    const model = await this.#deps.readModel(project, { fromMs: need, toMs: covers.to }, max);
     if (model === undefined) {
       throw new TallyError(
         'TALLY_QUERY_TOO_EXPENSIVE',
