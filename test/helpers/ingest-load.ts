@@ -20,6 +20,8 @@ export interface IngestLoadOptions {
   eventsPerRequest: number;
   /** How long a client waits before sending a refused request again. */
   retryDelayMs: number;
+  /** How long a client waits after an accepted request before sending the next (default 0). */
+  pauseMs?: number;
 }
 
 /**
@@ -109,7 +111,10 @@ export class IngestLoad {
   }
 
   async #client(): Promise<void> {
-    while (!this.#stopping) await this.sendUntilAccepted(this.events(this.#options.eventsPerRequest));
+    while (!this.#stopping) {
+      await this.sendUntilAccepted(this.events(this.#options.eventsPerRequest));
+      if (this.#options.pauseMs) await sleep(this.#options.pauseMs);
+    }
   }
 
   async #post(body: string): Promise<number> {
