@@ -43,6 +43,7 @@ export class IngestLoad {
   #gate: Promise<void> | undefined;
   #openGate: (() => void) | undefined;
   #inFlight = 0;
+  #abandoned = false;
 
   constructor(options: IngestLoadOptions) {
     this.#options = options;
@@ -56,11 +57,19 @@ export class IngestLoad {
     this.#workers = Array.from({ length: this.#options.concurrency }, () => this.#client());
   }
 
-  /** Sends no new request; resolves once every request already sent has been answered 202. */
-  async stop(): Promise<void> {
+  /**
+   * Sends no new request; resolves once every request already sent has been answered 202. Past
+   * `timeoutMs` the clients give up their requests and it rejects: ingest never recovered.
+   */
+  async stop(timeoutMs = 120_000): Promise<void> {
     this.#stopping = true;
     this.resume();
-    await Promise.all(this.#workers);
+    const timer = setTimeout(() => (this.#abandoned = true), timeoutMs);
+    try {
+      await Promise.all(this.#workers);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** Holds every client (retries included) and resolves once no request is in flight. */
@@ -87,7 +96,10 @@ export class IngestLoad {
   /** Posts `events` as one request until it is answered 202, then counts them acked. */
   async sendUntilAccepted(events: readonly OracleEvent[]): Promise<void> {
     const body = JSON.stringify(httpBodies(events));
-    while ((await this.#post(body)) !== 202) await sleep(this.#options.retryDelayMs);
+    while ((await this.#post(body)) !== 202) {
+      if (this.#abandoned) throw new Error(`ingest did not accept ${events.length} events in time`);
+      await sleep(this.#options.retryDelayMs);
+    }
     this.acked.push(...events);
   }
 

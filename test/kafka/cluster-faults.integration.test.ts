@@ -77,16 +77,21 @@ async function fullyReplicated(cluster: KafkaCluster, topics: string[]): Promise
   });
 }
 
+/** Thaws frozen nodes and restarts dead ones. */
+async function everyNodeUp(cluster: KafkaCluster): Promise<void> {
+  for (const node of cluster.nodes) {
+    if (node.running) node.resume();
+    else await node.restart();
+  }
+}
+
 /**
  * Before each fault: every node running (none left frozen or down by a failed fault before it)
  * and every replica of the events topic and its .dlq in sync, so each fault starts from the same
  * cluster. (The client's metadata leaves internal topics such as __consumer_offsets out.)
  */
 async function healthy(setup: Setup): Promise<void> {
-  for (const node of setup.cluster.nodes) {
-    if (node.running) node.resume();
-    else await node.restart();
-  }
+  await everyNodeUp(setup.cluster);
   await waitFor(
     'every replica in sync',
     () => fullyReplicated(setup.cluster, [setup.topic, dlqTopic(setup.topic)]),
@@ -193,6 +198,8 @@ async function underLoad(t: TestContext, setup: Setup, fault: () => Promise<void
       100,
     );
   } finally {
+    // A fault that failed half-way may have left nodes down: the clients' requests need them.
+    await everyNodeUp(setup.cluster);
     await load.stop();
   }
   t.diagnostic(
