@@ -134,25 +134,29 @@ export class KafkaProducerSink implements EventSink {
       item.handedOver = true;
     }
     this.#opts.metrics.batchSize.observe(items.length);
-    const sending = this.#send(items);
+    const producer = this.#currentProducer();
+    const sending = this.#send(producer, items);
     const release = () => {
       this.#inFlightBytes -= bytes;
     };
     sending.then(release, release);
-    await withTimeout(
-      sending,
-      this.#opts.ackTimeoutMs,
-      () =>
-        new TallyError(
-          'TALLY_KAFKA_UNAVAILABLE',
-          `Kafka did not acknowledge within ${this.#opts.ackTimeoutMs} ms; retry shortly`,
-        ),
-    );
+    await withTimeout(sending, this.#opts.ackTimeoutMs, () => {
+      // TRICKY: a send still running at the ack timeout is most often stuck on a broker that
+      // accepts connections but never answers (frozen, cut off by a network partition): the
+      // client's own request timeouts did not end it. Later sends on the same producer queued
+      // behind it and kept failing until the broker came back, though the cluster had moved its
+      // partitions to other leaders within seconds (issue 23, cluster fault 4). A fresh producer
+      // starts from fresh metadata; closing this one ends the stuck send and releases its bytes.
+      this.#discard(producer);
+      return new TallyError(
+        'TALLY_KAFKA_UNAVAILABLE',
+        `Kafka did not acknowledge within ${this.#opts.ackTimeoutMs} ms; retry shortly`,
+      );
+    });
     return undefined;
   }
 
-  async #send(items: Encoded[]): Promise<void> {
-    const producer = this.#currentProducer();
+  async #send(producer: Producer<string, string, string, string>, items: Encoded[]): Promise<void> {
     try {
       let chunk: Message[] = [];
       let chunkBytes = 0;
@@ -171,15 +175,19 @@ export class KafkaProducerSink implements EventSink {
       // match the broker's; a new producer (new producer id) starts clean. Duplicates that a
       // retry may cause are removed downstream: the batch transaction stores each event_id once
       // (ARCHITECTURE.md, "The way of an event").
-      if (this.#producer === producer) {
-        this.#producer = undefined;
-        producer.close(true).catch(() => undefined);
-      }
+      this.#discard(producer);
       this.#opts.logger.warn({ err }, 'Kafka produce failed');
       throw new TallyError('TALLY_KAFKA_UNAVAILABLE', 'Kafka did not acknowledge the events; retry shortly', {
         cause: err,
       });
     }
+  }
+
+  /** Closes `producer` at once if it is still the current one; the next send makes a new one. */
+  #discard(producer: Producer<string, string, string, string>): void {
+    if (this.#producer !== producer) return;
+    this.#producer = undefined;
+    producer.close(true).catch(() => undefined);
   }
 
   #currentProducer(): Producer<string, string, string, string> {
