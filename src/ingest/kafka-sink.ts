@@ -33,6 +33,16 @@ export interface KafkaProducerSinkOptions {
 
 /** Most value bytes in one produce call, so that no per-partition record batch nears a broker limit. */
 const MAX_SEND_BYTES = 1024 * 1024;
+/**
+ * How long the producer waits for any broker's answer before it tries elsewhere.
+ * TRICKY: the client's `timeout` (kafkaClientOptions) is what the broker waits for replicas; the
+ * client-side wait is `requestTimeout`, 30 s by default. A broker that accepts connections but
+ * never answers (frozen, cut off by a network partition) then held every produce, and a new
+ * producer's first metadata request, for 30 s, so ingest refused everything though the cluster
+ * had moved the partitions to other leaders within seconds (issue 23, cluster fault 4). Longer
+ * than the broker-side 2 s, so that a slow acks=all write is answered, not abandoned.
+ */
+const PRODUCER_REQUEST_TIMEOUT_MS = 3_000;
 /** Per-record overhead counted on top of key and value (headers, framing). */
 const RECORD_OVERHEAD_BYTES = 64;
 
@@ -134,29 +144,25 @@ export class KafkaProducerSink implements EventSink {
       item.handedOver = true;
     }
     this.#opts.metrics.batchSize.observe(items.length);
-    const producer = this.#currentProducer();
-    const sending = this.#send(producer, items);
+    const sending = this.#send(items);
     const release = () => {
       this.#inFlightBytes -= bytes;
     };
     sending.then(release, release);
-    await withTimeout(sending, this.#opts.ackTimeoutMs, () => {
-      // TRICKY: a send still running at the ack timeout is most often stuck on a broker that
-      // accepts connections but never answers (frozen, cut off by a network partition): the
-      // client's own request timeouts did not end it. Later sends on the same producer queued
-      // behind it and kept failing until the broker came back, though the cluster had moved its
-      // partitions to other leaders within seconds (issue 23, cluster fault 4). A fresh producer
-      // starts from fresh metadata; closing this one ends the stuck send and releases its bytes.
-      this.#discard(producer);
-      return new TallyError(
-        'TALLY_KAFKA_UNAVAILABLE',
-        `Kafka did not acknowledge within ${this.#opts.ackTimeoutMs} ms; retry shortly`,
-      );
-    });
+    await withTimeout(
+      sending,
+      this.#opts.ackTimeoutMs,
+      () =>
+        new TallyError(
+          'TALLY_KAFKA_UNAVAILABLE',
+          `Kafka did not acknowledge within ${this.#opts.ackTimeoutMs} ms; retry shortly`,
+        ),
+    );
     return undefined;
   }
 
-  async #send(producer: Producer<string, string, string, string>, items: Encoded[]): Promise<void> {
+  async #send(items: Encoded[]): Promise<void> {
+    const producer = this.#currentProducer();
     try {
       let chunk: Message[] = [];
       let chunkBytes = 0;
@@ -175,7 +181,10 @@ export class KafkaProducerSink implements EventSink {
       // match the broker's; a new producer (new producer id) starts clean. Duplicates that a
       // retry may cause are removed downstream: the batch transaction stores each event_id once
       // (ARCHITECTURE.md, "The way of an event").
-      this.#discard(producer);
+      if (this.#producer === producer) {
+        this.#producer = undefined;
+        producer.close(true).catch(() => undefined);
+      }
       this.#opts.logger.warn({ err }, 'Kafka produce failed');
       throw new TallyError('TALLY_KAFKA_UNAVAILABLE', 'Kafka did not acknowledge the events; retry shortly', {
         cause: err,
@@ -183,16 +192,10 @@ export class KafkaProducerSink implements EventSink {
     }
   }
 
-  /** Closes `producer` at once if it is still the current one; the next send makes a new one. */
-  #discard(producer: Producer<string, string, string, string>): void {
-    if (this.#producer !== producer) return;
-    this.#producer = undefined;
-    producer.close(true).catch(() => undefined);
-  }
-
   #currentProducer(): Producer<string, string, string, string> {
     this.#producer ??= new Producer({
       ...kafkaClientOptions(this.#opts.brokers, 'tally-ingest'),
+      requestTimeout: PRODUCER_REQUEST_TIMEOUT_MS,
       serializers: stringSerializers,
       idempotent: true,
       acks: -1,

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { test } from 'node:test';
-import { Producer } from '@platformatic/kafka';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import pino from 'pino';
 import type { TallyEvent } from '../../src/event/types.ts';
 import { TallyError } from '../../src/errors/tally-error.ts';
@@ -127,38 +127,36 @@ test('producer sink: coalesces, acknowledges only what Kafka has, fails fast and
   assert.ok(after.some((m) => m.value?.toString().includes('"e-3000"')));
 });
 
-test('producer sink: a send stuck past the ack timeout is given up with its producer; the next request gets a fresh one', async (t) => {
+test('producer sink: a broker that accepts connections and never answers holds it up for seconds, not 30', async (t) => {
   const broker = await startTestKafka(t);
   if (broker === undefined) return;
-  const topic = `sink-stuck-${randomUUID()}`;
+  // Listed first, as a frozen (or cut off) broker may be: the producer's first metadata request
+  // goes to it and waits for its request timeout before trying the next (issue 23, fault 4).
+  const sockets = new Set<Socket>();
+  const silent = createServer((socket) => sockets.add(socket));
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  t.after(() => {
+    for (const s of sockets) s.destroy();
+    silent.close();
+  });
+  const silentAddress = `127.0.0.1:${(silent.address() as AddressInfo).port}`;
+  const topic = `sink-silent-${randomUUID()}`;
   await ensureTopics({ brokers: [broker.bootstrap], topics: [topic], partitions: 3 });
   const sink = new KafkaProducerSink({
-    brokers: [broker.bootstrap],
+    brokers: [silentAddress, broker.bootstrap],
     topic,
     logger: pino({ level: 'silent' }),
     metrics: createMetrics(),
     maxBatchEvents: 5000,
     lingerMs: 5,
-    ackTimeoutMs: 1500,
+    ackTimeoutMs: 5000,
     maxInFlightBytes: 256 * 1024,
   });
   t.after(() => sink.stop());
-
-  // The first producer is stuck as on a broker frozen or cut off by a network partition: its
-  // sends are never answered, until it is closed (issue 23, cluster fault 4).
-  let sends = 0;
-  type AnyProducer = Producer<string, string, string, string>;
-  const send = Reflect.get(Producer.prototype, 'send') as (this: AnyProducer, ...args: unknown[]) => unknown;
-  const stuck = new WeakSet<AnyProducer>();
-  t.mock.method(Producer.prototype, 'send', function (this: AnyProducer, ...args: unknown[]) {
-    if (!stuck.has(this) && sends++ > 0) return send.apply(this, args);
-    stuck.add(this);
-    return new Promise((_, reject) => this.once('client:close', () => reject(new Error('closed'))));
-  });
-  await assert.rejects(sink.submit([event(1)]), { code: 'TALLY_KAFKA_UNAVAILABLE' });
-  await sink.submit([event(2)]);
-  await eventually('the stuck send released', async () => assert.equal(sink.inFlightBytes, 0), 10_000);
-  t.mock.restoreAll();
-  const ids = (await readTopic(broker.bootstrap, topic)).map((m) => m.value?.toString() ?? '');
-  assert.ok(ids.some((v) => v.includes('"e-2"')));
+  const started = Date.now();
+  await eventually('a submit accepted', () => sink.submit([event(1)]), 15_000);
+  const took = Date.now() - started;
+  assert.ok(took < 15_000, `accepted after ${took} ms`);
+  const values = (await readTopic(broker.bootstrap, topic)).map((m) => m.value?.toString() ?? '');
+  assert.ok(values.some((v) => v.includes('"e-1"')));
 });
