@@ -395,6 +395,7 @@ test(
         await underLoad(t, setup, async () => {
           const victim = await cluster.leaderOf(topic, 0);
           const node = cluster.node(victim);
+          t.diagnostic(`node ${victim} frozen`);
           node.pause();
           const frozenAt = Date.now();
           try {
