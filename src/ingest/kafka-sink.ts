@@ -33,6 +33,16 @@ export interface KafkaProducerSinkOptions {
 
 /** Most value bytes in one produce call, so that no per-partition record batch nears a broker limit. */
 const MAX_SEND_BYTES = 1024 * 1024;
+/**
+ * How long the producer waits for any broker's answer before it tries elsewhere.
+ * TRICKY: the client's `timeout` (kafkaClientOptions) is what the broker waits for replicas; the
+ * client-side wait is `requestTimeout`, 30 s by default. A broker that accepts connections but
+ * never answers (frozen, cut off by a network partition) then held every produce, and a new
+ * producer's first metadata request, for 30 s, so ingest refused everything though the cluster
+ * had moved the partitions to other leaders within seconds (issue 23, cluster fault 4). Longer
+ * than the broker-side 2 s, so that a slow acks=all write is answered, not abandoned.
+ */
+const PRODUCER_REQUEST_TIMEOUT_MS = 3_000;
 /** Per-record overhead counted on top of key and value (headers, framing). */
 const RECORD_OVERHEAD_BYTES = 64;
 
@@ -185,6 +195,7 @@ export class KafkaProducerSink implements EventSink {
   #currentProducer(): Producer<string, string, string, string> {
     this.#producer ??= new Producer({
       ...kafkaClientOptions(this.#opts.brokers, 'tally-ingest'),
+      requestTimeout: PRODUCER_REQUEST_TIMEOUT_MS,
       serializers: stringSerializers,
       idempotent: true,
       acks: -1,

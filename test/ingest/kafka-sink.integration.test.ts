@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { test } from 'node:test';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import pino from 'pino';
 import type { TallyEvent } from '../../src/event/types.ts';
 import { TallyError } from '../../src/errors/tally-error.ts';
@@ -124,4 +125,38 @@ test('producer sink: coalesces, acknowledges only what Kafka has, fails fast and
   assert.equal(await eventually('health after restart', () => sink.health.check()), 'ok');
   const after = await readTopic(broker.bootstrap, topic);
   assert.ok(after.some((m) => m.value?.toString().includes('"e-3000"')));
+});
+
+test('producer sink: a broker that accepts connections and never answers holds it up for seconds, not 30', async (t) => {
+  const broker = await startTestKafka(t);
+  if (broker === undefined) return;
+  // Listed first, as a frozen (or cut off) broker may be: the producer's first metadata request
+  // goes to it and waits for its request timeout before trying the next (issue 23, fault 4).
+  const sockets = new Set<Socket>();
+  const silent = createServer((socket) => sockets.add(socket));
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  t.after(() => {
+    for (const s of sockets) s.destroy();
+    silent.close();
+  });
+  const silentAddress = `127.0.0.1:${(silent.address() as AddressInfo).port}`;
+  const topic = `sink-silent-${randomUUID()}`;
+  await ensureTopics({ brokers: [broker.bootstrap], topics: [topic], partitions: 3 });
+  const sink = new KafkaProducerSink({
+    brokers: [silentAddress, broker.bootstrap],
+    topic,
+    logger: pino({ level: 'silent' }),
+    metrics: createMetrics(),
+    maxBatchEvents: 5000,
+    lingerMs: 5,
+    ackTimeoutMs: 5000,
+    maxInFlightBytes: 256 * 1024,
+  });
+  t.after(() => sink.stop());
+  const started = Date.now();
+  await eventually('a submit accepted', () => sink.submit([event(1)]), 15_000);
+  const took = Date.now() - started;
+  assert.ok(took < 15_000, `accepted after ${took} ms`);
+  const values = (await readTopic(broker.bootstrap, topic)).map((m) => m.value?.toString() ?? '');
+  assert.ok(values.some((v) => v.includes('"e-1"')));
 });
