@@ -50,6 +50,8 @@ export interface KafkaNode {
   readonly port: number;
   /** True while its JVM runs (a paused one too). */
   readonly running: boolean;
+  /** True while frozen by pause(). */
+  readonly paused: boolean;
   /** Sends a terminating `signal` (default SIGKILL) and waits until the JVM is gone (fault tests). */
   kill(signal?: NodeJS.Signals): Promise<void>;
   /** Starts it again on the same ports and data once killed or stopped; resolves when it serves metadata. */
@@ -70,7 +72,7 @@ export interface KafkaCluster {
   readonly nodes: readonly KafkaNode[];
   /** The node with this id. */
   node(id: number): KafkaNode;
-  /** node.id of the leader of `partition` of `topic`, as a running node's metadata says now. */
+  /** node.id of the leader of `partition` of `topic`, as a running, unfrozen node's metadata says now. */
   leaderOf(topic: string, partition: number): Promise<number>;
   /** node.id of the active controller: the leader of the KRaft metadata quorum. */
   activeController(): Promise<number>;
@@ -124,8 +126,10 @@ export async function startKafkaCluster(options: KafkaClusterOptions): Promise<K
     await Promise.all(nodes.map((n) => n.terminate('SIGKILL', 0)));
     throw err;
   }
+  // A frozen node would still name itself leader, or never answer: only live ones are asked.
+  const answering = () => nodes.filter((n) => n.running && !n.paused);
   const runningBootstraps = () => {
-    const up = nodes.filter((n) => n.running);
+    const up = answering();
     return (up.length > 0 ? up : nodes).map((n) => n.bootstrap);
   };
   return {
@@ -148,7 +152,7 @@ export async function startKafkaCluster(options: KafkaClusterOptions): Promise<K
         await admin.close().catch(() => undefined);
       }
     },
-    activeController: () => quorumLeader(nodes.filter((n) => n.running)),
+    activeController: () => quorumLeader(answering()),
     stop,
   };
 }
@@ -191,6 +195,9 @@ class Node implements KafkaNode {
   get running(): boolean {
     const c = this.#child;
     return c !== undefined && c.exitCode === null && c.signalCode === null;
+  }
+  get paused(): boolean {
+    return this.#paused;
   }
 
   /** Writes the configuration, formats the storage once, launches the JVM and waits until it serves. */

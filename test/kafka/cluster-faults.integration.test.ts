@@ -100,23 +100,13 @@ async function healthy(setup: Setup): Promise<void> {
   );
 }
 
-/**
- * The leader of `partition` once the other nodes say it is a live node other than `not`.
- * TRICKY: only the others are asked: a frozen node accepts connections (the kernel does) but
- * never answers, and its own metadata would still name itself.
- */
+/** The leader of `partition` once the live nodes (the harness asks no frozen one) say it is another than `not`. */
 async function newLeader(cluster: KafkaCluster, topic: string, partition: number, not: number) {
-  const others = cluster.nodes.filter((n) => n.id !== not && n.running).map((n) => n.bootstrap);
   let leader = -1;
   await waitFor(
     `a new leader of ${topic}/${partition} in place of node ${not}`,
     async () => {
-      const metadata = await withAdmin(
-        cluster,
-        (a) => a.metadata({ topics: [topic], forceUpdate: true }),
-        others,
-      );
-      leader = metadata.topics.get(topic)?.partitions[partition]?.leader ?? -1;
+      leader = await cluster.leaderOf(topic, partition).catch(() => -1);
       return leader > 0 && leader !== not;
     },
     60_000,
