@@ -56,6 +56,13 @@ const ACTION_PAUSE_MS = [700, 2300] as const;
 const FREEZE_AT = 0.2;
 /** How long everything may take to be stored, and the group to settle, once the storm is over. */
 const SETTLE_MS = 90_000;
+/**
+ * A settled group sees no rebalance for this long: several heartbeats (a quarter of the session
+ * timeout apart), each of which would have brought a pending rebalance to every member.
+ */
+const QUIET_MS = 2 * SESSION_TIMEOUT_MS;
+/** How long the group may take to go quiet once settled: a group that keeps rebalancing fails. */
+const QUIET_WITHIN_MS = 30_000;
 
 /** The produced stream (late events and resends spread through it) and each event once. */
 function stormEvents(seed: number): { oracle: OracleEvent[]; messages: KafkaMessage[] } {
@@ -146,6 +153,8 @@ async function storm(t: TestContext, broker: KafkaBroker, db: TestPostgres): Pro
       TALLY_KAFKA_PARTITIONS: String(PARTITIONS),
       TALLY_KAFKA_SESSION_TIMEOUT_MS: String(SESSION_TIMEOUT_MS),
       TALLY_DB_POOL_SIZE: '3',
+      // Each new assignment is logged at info: the quiet check below counts them.
+      TALLY_LOG_LEVEL: 'info',
     },
   };
   const admin = new Admin({ clientId: 'test-storm-admin', bootstrapBrokers: [broker.bootstrap] });
@@ -161,6 +170,9 @@ async function storm(t: TestContext, broker: KafkaBroker, db: TestPostgres): Pro
   const up = () => slots.filter((s) => s.state === 'running');
   let frozenSlot: Slot | undefined;
   let thawChecked = false;
+  /** What the storm did, for the summary. */
+  const counts = { starts: 0, SIGTERM: 0, SIGKILL: 0 };
+  let freezeSummary = '';
 
   async function start(slot: Slot): Promise<void> {
     slot.state = 'starting';
@@ -169,12 +181,14 @@ async function storm(t: TestContext, broker: KafkaBroker, db: TestPostgres): Pro
     slot.tally = tally;
     slot.worker = await theWorker(tally);
     slot.state = 'running';
+    counts.starts += 1;
     say(`${slot.name} started: pid ${tally.child.pid}, worker ${slot.worker}`);
   }
 
   async function stop(slot: Slot, signal: 'SIGTERM' | 'SIGKILL'): Promise<void> {
     const tally = slot.tally!;
     slot.state = 'stopping';
+    counts[signal] += 1;
     say(`${signal} ${slot.name} (pid ${tally.child.pid}, worker ${slot.worker})`);
     if (signal === 'SIGKILL') await crashProcessor(tally);
     else {
@@ -201,6 +215,7 @@ async function storm(t: TestContext, broker: KafkaBroker, db: TestPostgres): Pro
     );
     const frozen = await signalProcessor(tally, 'SIGSTOP');
     const frozenAt = Date.now();
+    let droppedAfter: number | undefined;
     say(`SIGSTOP ${slot.name} (pids ${frozen.join(' ')})`);
     try {
       await waitFor(
@@ -208,13 +223,15 @@ async function storm(t: TestContext, broker: KafkaBroker, db: TestPostgres): Pro
         async () => !(await group()).members.some((m) => m.clientId === clientId),
         60_000,
       );
-      say(`${slot.name} dropped from the group after ${Date.now() - frozenAt} ms frozen`);
+      droppedAfter = Date.now() - frozenAt;
+      say(`${slot.name} dropped from the group after ${droppedAfter} ms frozen`);
       // A fixed wait on purpose: a freeze well past the session timeout is the condition under test.
       await sleep(Math.max(0, frozenAt + 2 * SESSION_TIMEOUT_MS - Date.now()));
     } finally {
       await signalProcessor(tally, 'SIGCONT', frozen);
     }
-    say(`SIGCONT ${slot.name} after ${Date.now() - frozenAt} ms`);
+    const thawedAt = Date.now();
+    say(`SIGCONT ${slot.name} after ${thawedAt - frozenAt} ms`);
     await waitFor(
       `thawed ${slot.name} back in the group with partitions`,
       async () => (await group()).members.some((m) => m.clientId === clientId && m.partitions.length > 0),
@@ -229,6 +246,9 @@ async function storm(t: TestContext, broker: KafkaBroker, db: TestPostgres): Pro
       60_000,
     );
     say(`${slot.name} committed after the thaw`);
+    freezeSummary =
+      `frozen ${thawedAt - frozenAt} ms, dropped from the group after ${droppedAfter} ms, ` +
+      `back with partitions ${rejoinedAt - thawedAt} ms after the thaw, committing ${Date.now() - rejoinedAt} ms later`;
     thawChecked = true;
     slot.state = 'running';
   }
@@ -270,6 +290,7 @@ async function storm(t: TestContext, broker: KafkaBroker, db: TestPostgres): Pro
       else if (stopped.length > 0) track(start(pick(stopped)));
     }
     await load;
+    const stormOver = Date.now();
     say(`storm over: ${messages.length} messages produced`);
     while (actions.size > 0) await Promise.all(actions);
     if (failure !== undefined) throw failure;
@@ -282,6 +303,7 @@ async function storm(t: TestContext, broker: KafkaBroker, db: TestPostgres): Pro
       ends,
       'lag zero: each partition stored exactly to its end offset',
     );
+    const lagZeroAfter = Date.now() - stormOver;
     await assertExactlyOnce(db.pool, oracle);
 
     assert.ok(frozenSlot !== undefined && thawChecked, 'an instance was frozen, thawed and consumed again');
@@ -326,7 +348,35 @@ async function storm(t: TestContext, broker: KafkaBroker, db: TestPostgres): Pro
         `pid ${p.child.pid}: no crash`,
       );
     t.diagnostic(
-      `${started.length} instances started, ${log.length} storm events, ${messages.length} messages, ${oracle.length} events`,
+      `${counts.starts} starts, ${counts.SIGTERM} SIGTERM, ${counts.SIGKILL} SIGKILL over ${STORM_MS / 1000} s; ` +
+        `${messages.length} messages, ${oracle.length} events; lag zero ${lagZeroAfter} ms after the last message; ` +
+        `${running.length} running at the end`,
+    );
+    t.diagnostic(freezeSummary);
+    // A group can look settled at every poll and still rebalance every heartbeat or two: each member
+    // then rebuilds its stream over and over, abandoning the batch in hand each time. Seen in about
+    // one storm in three: the broker logs "Leader ... re-joining group during Stable" after every
+    // rebalance, for a minute or more. Until that is fixed this check is a todo (it reports, and
+    // fails only itself).
+    await t.test(
+      `then the group goes quiet: no rebalance for ${QUIET_MS} ms`,
+      { todo: 'the group leader may keep re-joining during Stable after a storm (issue #23)' },
+      async () => {
+        const assignments = () =>
+          running.reduce((n, s) => n + s.tally!.output().split('"msg":"partitions assigned"').length - 1, 0);
+        let seen = assignments();
+        let quietSince = Date.now();
+        await waitFor(
+          `no rebalance for ${QUIET_MS} ms (TEST_STORM_SEED=${SEED})`,
+          () => {
+            const now = assignments();
+            if (now !== seen) [seen, quietSince] = [now, Date.now()];
+            return Date.now() - quietSince >= QUIET_MS;
+          },
+          QUIET_WITHIN_MS,
+          250,
+        );
+      },
     );
   } catch (err) {
     const stored = await storedCount(db.pool).catch(() => -1);
