@@ -16,7 +16,7 @@ export interface BatchCommitterDeps {
   /** The dead-letter producer. */
   producer: Producer<Buffer, Buffer, Buffer, Buffer>;
   /** Kafka offsets are committed too, for lag monitoring only. */
-  consumer: Pick<Consumer<Buffer, Buffer, Buffer, Buffer>, 'commit' | 'isActive'>;
+  consumer: Pick<Consumer<Buffer, Buffer, Buffer, Buffer>, 'commit' | 'isActive' | 'closed'>;
   metrics: Pick<Metrics, 'deadLetters'>;
   logger: Logger;
   positions: AssignedPositions;
@@ -95,7 +95,7 @@ export class BatchCommitter {
         offset: BigInt(p.next),
         leaderEpoch: -1,
       });
-    if (this.#sending || this.#unsent.size === 0) return;
+    if (this.#sending || this.#unsent.size === 0 || consumer.closed) return;
     if (!consumer.isActive()) {
       if (this.#retryTimer === undefined)
         this.#retryTimer = setTimeout(() => {

@@ -31,6 +31,7 @@ function setUp() {
   const member = { active: true };
   const commits: { offsets: Offsets; settle: () => void }[] = [];
   const consumer = {
+    closed: false,
     isActive: () => member.active,
     commit(options: { offsets: Offsets }) {
       return new Promise<void>((resolve) => commits.push({ offsets: options.offsets, settle: resolve }));
