@@ -235,6 +235,30 @@ export async function crashProcessor(p: ChildTally): Promise<void> {
   await waitFor('the killed workers gone', () => workers.every((pid) => !isAlive(pid)), 10_000, 20);
 }
 
+/**
+ * `signal` to a `tally process` primary and, in the same tick, to each of its workers: what a
+ * signal to its whole process group does (SIGSTOP freezes the lot, SIGTERM reaches each as from a
+ * terminal). The processes that got it, so that a thaw reaches the same ones.
+ */
+export async function signalProcessor(
+  p: ChildTally,
+  signal: NodeJS.Signals,
+  pids?: readonly number[],
+): Promise<number[]> {
+  const primary = p.child.pid;
+  // TRICKY: never pid 0, which would signal the test runner's own process group.
+  if (primary === undefined) return [];
+  const targets = pids ?? [primary, ...(await workerPids(primary))];
+  for (const pid of targets) {
+    try {
+      process.kill(pid, signal);
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return [...targets];
+}
+
 /** The next offset consumer group `groupId` has stored for each partition of `topic` (tally.positions). */
 export async function storedPositions(
   db: pg.Pool,
