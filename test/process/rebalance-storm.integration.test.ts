@@ -36,11 +36,11 @@ import { assertExactlyOnce, storedCount } from '../helpers/stored-state.ts';
  * group member that owns partitions.
  *
  * TEST_STORM_SEED replays a failed run's choices (which instance, which signal, when to start one);
- * the moments they land on are the machine's. TEST_STORM_LONG=1 storms for five minutes with six
+ * the moments they land on are the machine's. TALLY_LONG_TESTS=1 storms for five minutes with six
  * times the events. TEST_CHILD_LOGS=<dir> keeps every instance's log.
  */
 // TRICKY: not TALLY_*: the children inherit the environment, and Tally refuses unknown TALLY_ variables.
-const LONG = process.env.TEST_STORM_LONG === '1';
+const LONG = process.env.TALLY_LONG_TESTS === '1';
 const SEED = Number(process.env.TEST_STORM_SEED ?? Date.now() % 1_000_000);
 const INSTANCES = 6;
 const PARTITIONS = 12;
