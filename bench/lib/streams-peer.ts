@@ -169,8 +169,11 @@ export async function drainWithPeer(
     classpath,
     MAIN_CLASS,
   ]);
-  child.stdout!.pipe(log);
-  child.stderr!.pipe(log);
+  // Two streams into one file: neither ends it; it ends once both are closed ('close', not
+  // 'exit', after which output may still arrive).
+  child.stdout!.pipe(log, { end: false });
+  child.stderr!.pipe(log, { end: false });
+  child.once('close', () => log.end());
   const db = new pg.Pool({ connectionString: run.databaseUrl, max: 1 });
   try {
     const covered = async () => {
@@ -226,7 +229,6 @@ export async function drainWithPeer(
     }
   } finally {
     await stop(child);
-    log.end();
     await db.end();
     await rm(stateDir, { recursive: true, force: true });
   }

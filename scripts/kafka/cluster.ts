@@ -88,8 +88,10 @@ export async function startKafkaCluster(options: KafkaClusterOptions): Promise<K
   }
   const host = options.host ?? '127.0.0.1';
   const ids = Array.from({ length: count }, (_, i) => i + 1);
-  const ports = options.ports ?? (await freePorts(count));
-  const controllerPorts = options.controllerPorts ?? (await freePorts(count));
+  // One draw for both kinds, so no port is handed out twice.
+  const free = await freePorts(2 * count);
+  const ports = options.ports ?? free.slice(0, count);
+  const controllerPorts = options.controllerPorts ?? free.slice(count);
   if (ports.length !== count || controllerPorts.length !== count) {
     throw new RangeError(`give one client and one controller port per node (${count})`);
   }
@@ -120,11 +122,12 @@ export async function startKafkaCluster(options: KafkaClusterOptions): Promise<K
   const stop = async (graceMs = 30_000) => {
     await Promise.all(nodes.map((n) => n.terminate('SIGTERM', graceMs)));
   };
-  try {
-    await Promise.all(nodes.map((n) => n.start()));
-  } catch (err) {
+  // Every start settles before any cleanup, so no JVM is launched after its node was terminated.
+  const started = await Promise.allSettled(nodes.map((n) => n.start()));
+  const failed = started.find((r) => r.status === 'rejected');
+  if (failed !== undefined) {
     await Promise.all(nodes.map((n) => n.terminate('SIGKILL', 0)));
-    throw err;
+    throw failed.reason;
   }
   // A frozen node would still name itself leader, or never answer: only live ones are asked.
   const answering = () => nodes.filter((n) => n.running && !n.paused);
@@ -229,7 +232,8 @@ class Node implements KafkaNode {
         if (s.echo) process.stdout.write(chunk);
       });
     }
-    child.once('exit', () => log.end());
+    // 'close', not 'exit': output may still arrive after the exit, and a write after end throws.
+    child.once('close', () => log.end());
     // A restarted node waits only for itself: the others may be down on purpose.
     const brokers = this.#started ? 1 : s.clusterSize;
     this.#started = true;

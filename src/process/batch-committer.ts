@@ -24,14 +24,14 @@ export interface BatchCommitterDeps {
   stalls: Pick<StallDetector, 'progressed'>;
 }
 
+/** How soon a Kafka offset commit put off while the member rejoins is tried again. */
+const INACTIVE_RETRY_MS = 1000;
+
 /**
  * Commits: writes one batch as one fenced transaction, then advances the positions the fence
  * expects and commits the Kafka offsets (after the database, for lag monitoring only). A batch
  * that fails or is refused by the fence starts a rebuild from the stored positions.
  */
-/** How soon a Kafka offset commit put off while the member rejoins is tried again. */
-const INACTIVE_RETRY_MS = 1000;
-
 export class BatchCommitter {
   readonly #retry: RetryPolicy;
   readonly #deps: BatchCommitterDeps;
@@ -41,6 +41,8 @@ export class BatchCommitter {
     { topic: string; partition: number; offset: bigint; leaderEpoch: number }
   >();
   #sending = false;
+  /** The Kafka offset commit in flight (settled when none is). */
+  #sent: Promise<void> = Promise.resolve();
   #retryTimer: NodeJS.Timeout | undefined;
 
   constructor(retry: RetryPolicy, deps: BatchCommitterDeps) {
@@ -73,6 +75,17 @@ export class BatchCommitter {
       rebalancer.failed();
       rebalancer.schedule('batch failed');
     }
+  }
+
+  /**
+   * Stopping: waits until the Kafka offsets of the batches written so far are committed, or
+   * cannot be now (the member is rejoining: then they are left, as a crash would leave them;
+   * the stored positions are what counts). Never rejects.
+   */
+  async flushOffsets(): Promise<void> {
+    while (this.#sending) await this.#sent;
+    clearTimeout(this.#retryTimer);
+    this.#retryTimer = undefined;
   }
 
   /**
@@ -109,7 +122,7 @@ export class BatchCommitter {
     this.#unsent.clear();
     if (offsets.length === 0) return;
     this.#sending = true;
-    consumer
+    this.#sent = consumer
       .commit({ offsets })
       .catch((err: unknown) => logger.debug({ err }, 'Kafka offset commit failed (monitoring only)'))
       .finally(() => {

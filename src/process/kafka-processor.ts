@@ -79,6 +79,7 @@ export class KafkaProcessor {
   readonly #positions = new AssignedPositions();
   readonly #rebalancer: Rebalancer;
   readonly #batches: BatchFlusher;
+  readonly #committer: BatchCommitter;
   readonly #lag: LagMonitor;
   readonly #stalls: StallDetector;
   #stopping = false;
@@ -136,7 +137,7 @@ export class KafkaProcessor {
         isStopping,
       },
     );
-    const committer = new BatchCommitter(options.retry, {
+    this.#committer = new BatchCommitter(options.retry, {
       processor: deps.processor,
       producer: this.#producer,
       consumer: this.#consumer,
@@ -156,7 +157,7 @@ export class KafkaProcessor {
         lingerMs: options.lingerMs,
       },
       {
-        write: (batch, generation) => committer.commit(batch, generation),
+        write: (batch, generation) => this.#committer.commit(batch, generation),
         generation: () => this.#rebalancer.generation,
         expected: (key) => this.#positions.expected(key),
         pause: () => this.#rebalancer.stream?.pause(),
@@ -251,6 +252,7 @@ export class KafkaProcessor {
         await this.#batches.inFlight;
         this.#batches.flush(true);
         await this.#batches.inFlight;
+        await this.#committer.flushOffsets();
       } finally {
         clearTimeout(giveUp);
       }

@@ -87,8 +87,8 @@ test('the Kafka Streams peer writes the totals of a small topic', { timeout: 300
     threads: 2,
     timeoutMs: 180_000,
   };
-  const drained = await drainWithPeer(run, classpath);
-  assert.equal(drained.measured > 0, true);
+  // Its rate may be n/a (everything in the first commit seen): only the totals matter here.
+  await drainWithPeer(run, classpath);
   const want = referenceTotals(messages);
   const got = await peerTotals(postgres.pool, schema);
   assert.deepEqual(totalsDiff(want, got), []);

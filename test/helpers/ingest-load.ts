@@ -93,11 +93,20 @@ export class IngestLoad {
     return this.#postNow(JSON.stringify(httpBodies(events)));
   }
 
-  /** Posts `events` as one request until it is answered 202, then counts them acked. */
-  async sendUntilAccepted(events: readonly OracleEvent[]): Promise<void> {
+  /**
+   * Posts `events` as one request until it is answered 202, then counts them acked; gives up
+   * after `giveUpAfterMs` (default: only once stop() has timed out).
+   */
+  async sendUntilAccepted(
+    events: readonly OracleEvent[],
+    giveUpAfterMs = Number.POSITIVE_INFINITY,
+  ): Promise<void> {
     const body = JSON.stringify(httpBodies(events));
+    const deadline = Date.now() + giveUpAfterMs;
     while ((await this.#post(body)) !== 202) {
-      if (this.#abandoned) throw new Error(`ingest did not accept ${events.length} events in time`);
+      if (this.#abandoned || Date.now() > deadline) {
+        throw new Error(`ingest did not accept ${events.length} events in time`);
+      }
       await sleep(this.#options.retryDelayMs);
     }
     this.acked.push(...events);

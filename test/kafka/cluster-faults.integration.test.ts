@@ -280,7 +280,10 @@ test(
 
     await t.test('ingest writes each user to the partition the probes of fault 3 expect', async () => {
       const users = Array.from({ length: 4 * PARTITIONS }, (_, i) => `probe-${i}`);
-      await load.sendUntilAccepted(load.events(users.length, (i) => users[i]));
+      await load.sendUntilAccepted(
+        load.events(users.length, (i) => users[i]),
+        120_000,
+      );
       const written = await readTopic(cluster.nodes[0].bootstrap, topic);
       const seen = new Set<string>();
       for (const m of written) {
@@ -374,7 +377,7 @@ test(
           load.resume();
           await acceptsSince(load, backAt, 'once the brokers are back', 1);
           // The probes' clients send them again, as the 503 asked.
-          await Promise.all(probes.map((events) => load.sendUntilAccepted(events)));
+          await Promise.all(probes.map((events) => load.sendUntilAccepted(events, 120_000)));
         });
       },
     );

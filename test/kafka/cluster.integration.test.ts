@@ -75,7 +75,11 @@ test(
       async () => {
         const topic = `leaders-${randomUUID()}`;
         await ensureTopics({ brokers: cluster.brokers, topics: [topic], partitions: 1 });
-        const leader = await cluster.leaderOf(topic, 0);
+        let leader = -1;
+        await waitFor('a leader of the new topic', async () => {
+          leader = await cluster.leaderOf(topic, 0).catch(() => -1);
+          return leader > 0;
+        });
         await cluster.node(leader).kill();
         assert.equal(cluster.node(leader).running, false);
         await waitFor('a new leader of partition 0', async () => {

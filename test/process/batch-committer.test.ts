@@ -112,3 +112,19 @@ test('a partition that moved away meanwhile is left to its new owner to commit',
   await sleep(0);
   assert.deepEqual(sent(1), ['1:5']);
 });
+
+test('stopping, flushOffsets waits for the commit in flight and sends the offsets written after it', async () => {
+  const { committer, commits, sent } = setUp();
+  await committer.commit(batchTo({ 0: 10 }), 1);
+  await committer.commit(batchTo({ 0: 20 }), 1);
+  let flushed = false;
+  const flushing = committer.flushOffsets().then(() => (flushed = true));
+  await sleep(0);
+  assert.equal(flushed, false, 'waits for the commit in flight');
+  commits[0].settle();
+  await sleep(0);
+  assert.deepEqual(sent(1), ['0:20'], 'the last batch is committed too');
+  assert.equal(flushed, false, 'and waits for that one');
+  commits[1].settle();
+  await flushing;
+});

@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { test, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Admin } from '@platformatic/kafka';
+import { withTimeout } from '../../src/util/with-timeout.ts';
 import type { KafkaBroker } from '../../scripts/kafka/broker.ts';
 import type { ChildTally } from '../helpers/child-tally.ts';
 import {
@@ -194,7 +195,13 @@ async function storm(t: TestContext, broker: KafkaBroker, db: TestPostgres): Pro
     if (signal === 'SIGKILL') await crashProcessor(tally);
     else {
       await signalProcessor(tally, 'SIGTERM');
-      const exit = await tally.exited;
+      // A shutdown that hangs is one of the bugs looked for: it fails the storm (with its seed
+      // and log), not the whole test's timeout.
+      const exit = await withTimeout(
+        tally.exited,
+        30_000,
+        () => new Error(`${slot.name} (pid ${tally.child.pid}) did not exit within 30 s of SIGTERM`),
+      );
       say(`${slot.name} exited ${exit.code ?? exit.signal}`);
       if (exit.code !== 0)
         termExits.push(`${slot.name} (pid ${tally.child.pid}): ${exit.code ?? exit.signal}`);
@@ -265,6 +272,8 @@ async function storm(t: TestContext, broker: KafkaBroker, db: TestPostgres): Pro
       chunk: 100,
       onChunk: (sent) => sleep(Math.max(0, produceStart + (STORM_MS * sent) / messages.length - Date.now())),
     }).finally(() => (produced = true));
+    // Awaited after the storm; a failure meanwhile must not go unhandled.
+    load.catch(() => undefined);
 
     const actions = new Set<Promise<void>>();
     let failure: Error | undefined;
