@@ -32,8 +32,8 @@ export interface EnsureTopicsOptions {
 /**
  * Creates each topic and its `<topic>.dlq` when missing (the broker does not auto-create them),
  * with `partitions` partitions, the replication settings asked for and `max.message.bytes` =
- * TOPIC_MAX_MESSAGE_BYTES. Existing topics are left as they are. Idempotent and race-free: any number of instances may call it at
- * once, and all of them succeed once the topics exist.
+ * TOPIC_MAX_MESSAGE_BYTES. Existing topics are left as they are. Idempotent and race-free: any
+ * number of instances may call it at once, and all of them succeed once the topics exist.
  */
 export async function ensureTopics(options: EnsureTopicsOptions): Promise<void> {
   const wanted = [...new Set(options.topics.flatMap((t) => [t, dlqTopic(t)]))];
