@@ -2,14 +2,13 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Admin } from '@platformatic/kafka';
 import pg from 'pg';
 import { ensureTopics } from '../../src/kafka/topics.ts';
-import { findFreePort } from '../../src/util/free-port.ts';
 import { ownChild, parentPid, treeCpuSeconds } from '../lib/cpu.ts';
 import { benchBatch } from '../lib/events.ts';
 import { benchProducer, produceAll, toMessage } from '../lib/kafka.ts';
-import { startService, type Service } from '../lib/processes.ts';
+import type { Service } from '../lib/processes.ts';
 import type { Row } from '../lib/report.ts';
 import type { BenchContext } from '../run.ts';
-import { sqlCeiling, type KafkaPg } from './processor.ts';
+import { sqlCeiling, startProcessor, type KafkaPg } from './processor.ts';
 
 const DAY = 86_400_000;
 const WINDOW = Date.parse('2019-07-01T00:00:00Z');
@@ -38,24 +37,7 @@ interface GroupDrain {
 /** Starts `n` `tally process` instances at once, one worker each, in one consumer group. */
 async function startInstances(env: KafkaPg, topic: string, groupId: string, n: number): Promise<Service[]> {
   const started = await Promise.allSettled(
-    Array.from({ length: n }, async () => {
-      const port = await findFreePort();
-      return startService({
-        name: 'tally process',
-        args: ['process'],
-        env: {
-          KAFKA_BROKERS: env.bootstrap,
-          KAFKA_TOPIC: topic,
-          KAFKA_GROUP_ID: groupId,
-          DATABASE_URL: env.databaseUrl,
-          METRICS_PORT: String(port),
-          NUM_WORKERS: '1',
-          TALLY_STORE_RAW: 'true',
-        },
-        port,
-        readyPath: '/ready',
-      });
-    }),
+    Array.from({ length: n }, () => startProcessor(env, { topic, groupId, workers: 1, storeRaw: true })),
   );
   const up = started.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
   const failed = started.find((s) => s.status === 'rejected');

@@ -4,7 +4,7 @@ import { ensureTopics } from '../../src/kafka/topics.ts';
 import { findFreePort } from '../../src/util/free-port.ts';
 import { benchBatch } from '../lib/events.ts';
 import { benchProducer, produceAll, toMessage } from '../lib/kafka.ts';
-import { startService } from '../lib/processes.ts';
+import { startService, type Service } from '../lib/processes.ts';
 import { streamsPeerRow } from './processor-peer.ts';
 import type { Row } from '../lib/report.ts';
 import type { BenchContext } from '../run.ts';
@@ -17,6 +17,29 @@ const PARTITIONS = 6;
 export interface KafkaPg {
   bootstrap: string;
   databaseUrl: string;
+}
+
+/** Starts one `tally process` on `topic` in consumer group `groupId`; resolves once it is ready. */
+export async function startProcessor(
+  env: KafkaPg,
+  run: { topic: string; groupId: string; workers: number; storeRaw: boolean },
+): Promise<Service> {
+  const port = await findFreePort();
+  return startService({
+    name: 'tally process',
+    args: ['process'],
+    env: {
+      KAFKA_BROKERS: env.bootstrap,
+      KAFKA_TOPIC: run.topic,
+      KAFKA_GROUP_ID: run.groupId,
+      DATABASE_URL: env.databaseUrl,
+      METRICS_PORT: String(port),
+      NUM_WORKERS: String(run.workers),
+      TALLY_STORE_RAW: String(run.storeRaw),
+    },
+    port,
+    readyPath: '/ready',
+  });
 }
 
 /**
@@ -32,22 +55,7 @@ async function drain(
   storeRaw: boolean,
 ): Promise<{ rate: number; rssMb: number }> {
   const groupId = `bench-${topic}`;
-  const port = await findFreePort();
-  const processor = await startService({
-    name: 'tally process',
-    args: ['process'],
-    env: {
-      KAFKA_BROKERS: env.bootstrap,
-      KAFKA_TOPIC: topic,
-      KAFKA_GROUP_ID: groupId,
-      DATABASE_URL: env.databaseUrl,
-      METRICS_PORT: String(port),
-      NUM_WORKERS: String(WORKERS),
-      TALLY_STORE_RAW: String(storeRaw),
-    },
-    port,
-    readyPath: '/ready',
-  });
+  const processor = await startProcessor(env, { topic, groupId, workers: WORKERS, storeRaw });
   try {
     const committed = async () => {
       const { rows } = await db.query<{ n: string }>(
