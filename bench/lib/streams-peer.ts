@@ -10,6 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { spawnTiedToUs } from '../../scripts/kafka/jvm.ts';
 import { PROJECT_HEADER } from '../../src/kafka/codec.ts';
+import { treeCpuSeconds } from './cpu.ts';
 import type { EncodedMessage } from './kafka.ts';
 
 /**
@@ -195,7 +196,7 @@ export async function drainWithPeer(
     for (;;) {
       const n = await covered();
       const at = performance.now();
-      if (first === undefined && n > 0) first = { at, n, cpu: await cpuSeconds(child.pid!) };
+      if (first === undefined && n > 0) first = { at, n, cpu: await treeCpuSeconds(child.pid!) };
       if (run.killWhenCovered !== undefined && n >= run.killWhenCovered) {
         const exited = once(child, 'exit');
         child.kill('SIGKILL');
@@ -212,7 +213,7 @@ export async function drainWithPeer(
         const measured = n - first.n;
         const rate = measured > 0 ? measured / ((at - first.at) / 1000) : Number.NaN;
         const cpuUsPerEvent =
-          measured > 0 ? (((await cpuSeconds(child.pid!)) - first.cpu) / measured) * 1e6 : Number.NaN;
+          measured > 0 ? (((await treeCpuSeconds(child.pid!)) - first.cpu) / measured) * 1e6 : Number.NaN;
         return { rate, cpuUsPerEvent, measured, applicationId, seconds: (at - started) / 1000 };
       }
       if (child.exitCode !== null || child.signalCode !== null) {
@@ -238,15 +239,6 @@ export async function drainWithPeer(
  * User + system CPU seconds of process `pid` so far. The peer's pid is the JVM's: setpriv and env
  * exec it in place.
  */
-async function cpuSeconds(pid: number): Promise<number> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-  // Fields after the command name, which is in parentheses and may hold spaces: utime is the 14th field.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
-}
-/** USER_HZ: 100 on every Linux build the bench runs on. */
-const CLOCK_TICKS = 100;
-
 async function stop(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = once(child, 'exit');
