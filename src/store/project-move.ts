@@ -26,11 +26,13 @@ const NUMBER_TABLES = ['user_numbers', 'user_number_counters'] as const;
  * The order the move locks tables in: the writers' own order, so a move and a batch never wait
  * on each other in a cycle. A user-number transaction (user-numbers.ts) takes the counter, then
  * the numbers; a batch transaction (batch-writer.ts, then tally.write_events) takes the dead
- * letters, the keys, the raw rows, the data version, the shared rollups (migration 016), then the
- * session settings and the visits (tally.refresh_sessions, its last statement, after project and
- * per-user advisory locks). The move takes no advisory lock: a refresher's batch holds the raw
- * rows' table before its advisory locks, so the move never holds the settings' or the visits'
- * table while a refresher runs; a rebuild (advisory lock too) holds the data version row first.
+ * letters, the keys, the raw rows, then the session settings and the visits (tally.refresh_sessions,
+ * after project and per-user advisory locks), then the data version and the shared rollups
+ * (migration 024; before it the visits came last). Those last four are listed here in the earlier
+ * order, which needs no change: a batch writes the keys before any of them, so a move either waits
+ * for the batch at tally.event_ids or holds that table and the batch waits there, holding none of
+ * the later ones. The move first takes the project lock 741121 EXCLUSIVE, as a rebuild of the
+ * visits does (sessions-store.ts).
  * A user deletion (tally.delete_user, migration 022; user-deletion.ts) writes the same tables in
  * this order, the tombstones where a batch checks them (between the dead letters and the keys,
  * migration 021), and the audit last.

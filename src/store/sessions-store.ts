@@ -108,7 +108,7 @@ export async function projectsWithEvents(pool: pg.Pool): Promise<string[]> {
  * bumps its data version so no cached answer computed from the old visits is served again.
  * Returns the number of visits stored, and stores `timeoutMs` as the project's session timeout
  * (tally.session_settings). Visits that ended before the oldest raw row stay (migration 011).
- * Batches of this project wait at their refresh until it commits; those of other projects go on.
+ * Batches of this project wait for it before they lock anything; those of other projects go on.
  */
 export async function rebuildSessions(pool: pg.Pool, project: string, timeoutMs: number): Promise<number> {
   const client = await pool.connect();
@@ -117,8 +117,11 @@ export async function rebuildSessions(pool: pg.Pool, project: string, timeoutMs:
     // One statement reads and writes the whole project: the pool's statement_timeout (pool.ts)
     // would stop a large one, so none for this transaction.
     await client.query('SET LOCAL statement_timeout = 0');
-    // The version row first, the project's visits lock second (in tally.rebuild_sessions): the
-    // writers' lock order (migration 011).
+    // The project's write lock first (EXCLUSIVE, as tally.delete_user takes it): batches take the
+    // visits lock before the version row (migration 024) and this the version row before the
+    // visits lock, so none of the project's batches may be in flight. Then the version row, then
+    // the project's visits lock (in tally.rebuild_sessions).
+    await client.query('SELECT pg_advisory_xact_lock(741121, hashtext($1))', [project]);
     await bumpDataVersions(client, [project]);
     const { rows } = await client.query<{ n: string }>('SELECT tally.rebuild_sessions($1, $2) AS n', [
       project,

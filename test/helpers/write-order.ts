@@ -1,18 +1,21 @@
 import type pg from 'pg';
 
-/** The order in which BatchWriter inserts, shared rows last (see rollup-writes.ts, migrations 009, 016). */
-export const WRITE_ORDER = ['keys', 'raw', 'version', 'shared'];
+/** The order in which BatchWriter writes, shared rows last (migrations 009, 016, 024). */
+export const WRITE_ORDER = ['keys', 'raw', 'visits', 'version', 'shared'];
 
 /**
  * Logs, with BEFORE INSERT triggers, which of Tally's tables the writes on `pool`'s database
  * insert into, in order. The function returned gives the tables written since its last call,
- * each run of one table once: keys (event_ids), raw (events), version (data_versions), shared
- * (the counters, page numbers, minute arrays and user bits).
+ * each run of one table once: keys (event_ids), raw (events), visits (sessions, inserted or
+ * updated), version (data_versions), shared (the counters, page numbers, minute arrays and user
+ * bits).
  */
 export async function recordWriteOrder(pool: pg.Pool): Promise<() => Promise<string[]>> {
-  const tables: [string, string][] = [
+  const tables: [string, string, string?][] = [
     ['event_ids', 'keys'],
     ['events', 'raw'],
+    // Not DELETE: the trigger returns NEW, which a BEFORE DELETE trigger would turn into a skip.
+    ['sessions', 'visits', 'INSERT OR UPDATE'],
     ['data_versions', 'version'],
     ['rollup_events', 'shared'],
     ['page_urls', 'shared'],
@@ -29,8 +32,8 @@ export async function recordWriteOrder(pool: pg.Pool): Promise<() => Promise<str
     END $$;
     ${tables
       .map(
-        ([table, label]) =>
-          `CREATE TRIGGER log_write BEFORE INSERT ON tally.${table} FOR EACH ROW EXECUTE FUNCTION public.log_write('${label}');`,
+        ([table, label, on = 'INSERT']) =>
+          `CREATE TRIGGER log_write BEFORE ${on} ON tally.${table} FOR EACH ROW EXECUTE FUNCTION public.log_write('${label}');`,
       )
       .join('\n')}`);
   return async () => {

@@ -1,10 +1,12 @@
 import assert from 'node:assert/strict';
 import { test, type TestContext } from 'node:test';
 import pg from 'pg';
-import { BatchWriter } from '../../src/store/batch-writer.ts';
+import { BatchWriter, DEFAULT_SESSION_TIMEOUT_MS } from '../../src/store/batch-writer.ts';
 import { RawPartitions } from '../../src/store/partitions.ts';
+import { rebuildSessions } from '../../src/store/sessions-store.ts';
 import { startTestPostgres } from '../helpers/kafka-process.ts';
-import { prng, toTallyEvent, type OracleEvent } from '../helpers/oracle.ts';
+import { pool as runPool, prng, toTallyEvent, type OracleEvent } from '../helpers/oracle.ts';
+import { assertVisitsExact } from '../helpers/sessions-setup.ts';
 import { expectedRollups, storedState } from '../helpers/stored-state.ts';
 import { recordWriteOrder, WRITE_ORDER } from '../helpers/write-order.ts';
 
@@ -276,9 +278,9 @@ test('a batch with positions and dead letters commits them with its events; a fe
 });
 
 // The shared rows (data version, counters, bits) are wanted by every concurrent batch: a batch
-// locks them last, after the dedup keys and the raw rows, whether its events are all new or not,
-// with or without positions.
-test('a batch inserts keys and raw rows before it locks the data version', async (t) => {
+// locks them last, after the dedup keys, the raw rows and the visits (migration 024), whether its
+// events are all new or not, with or without positions.
+test('a batch inserts keys, raw rows and visits before it locks the data version', async (t) => {
   const { pool, writer } = await writerOnOwnPool(t, 2);
   const order = await recordWriteOrder(pool);
   const base = Date.UTC(2024, 0, 1);
@@ -295,6 +297,36 @@ test('a batch inserts keys and raw rows before it locks the data version', async
     positions: [{ groupId: 'g', topic: 'events', partition: 0, expected: null, next: 40 }],
   });
   assert.deepEqual(await order(), WRITE_ORDER, 'with positions');
+});
+
+// TRICKY: a batch takes its visits' locks before the version row (migration 024) and a rebuild
+// the version row before the visits' lock; a rebuild must therefore wait for the project's batches
+// in flight (lock 741121, sessions-store.ts), or a batch and a rebuild deadlock (PostgreSQL aborts
+// one after deadlock_timeout).
+test('batches in flight and rebuilds of their visits never deadlock, and the visits end exact', async (t) => {
+  const { pool, writer } = await writerOnOwnPool(t, 8);
+  const random = prng(11);
+  const base = Date.UTC(2024, 0, 1);
+  // A few users, minutes apart: every batch refreshes visits that the others touch too.
+  const batches = Array.from({ length: 120 }, (_, b) =>
+    Array.from({ length: 5 + Math.floor(random() * 20) }, (_, i) =>
+      toTallyEvent({
+        event_id: `b${b}-${i}`,
+        type: 'page_view',
+        user_id: `u-${Math.floor(random() * 8)}`,
+        ts: base + Math.floor(random() * 600) * 60_000,
+        page_url: '/',
+      }),
+    ),
+  );
+  await runPool(
+    batches.map((batch, b) => async () => {
+      if (b % 6 === 3) await rebuildSessions(pool, 'default', DEFAULT_SESSION_TIMEOUT_MS);
+      await writer.write({ events: batch });
+    }),
+    4,
+  );
+  await assertVisitsExact(pool, 'default', DEFAULT_SESSION_TIMEOUT_MS);
 });
 
 // Page numbers (migration 016) come from a sequence: a batch draws numbers for its new pages
