@@ -6,11 +6,10 @@ import { mkdir, mkdtemp, readdir, readFile, rename, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { spawnTiedToUs } from '../../scripts/kafka/jvm.ts';
 import { PROJECT_HEADER } from '../../src/kafka/codec.ts';
-import { treeCpuSeconds } from './cpu.ts';
+import { measureDrain, serverPids, type DrainWindow } from './drain-window.ts';
 import type { EncodedMessage } from './kafka.ts';
 
 /**
@@ -124,7 +123,7 @@ export interface PeerRun {
   applicationId?: string;
   /**
    * Fault injection for the tests: SIGKILL the peer once its rows cover this many events, and
-   * resolve then. A later run with the same applicationId resumes from what Kafka committed.
+   * resolve then (`committed` says how many they covered). A later run with the same applicationId resumes from what Kafka committed.
    */
   killWhenCovered?: number;
 }
@@ -134,19 +133,14 @@ export interface PeerRun {
  * stops it. The rate is input records per second from the first PostgreSQL commit that covers
  * any to the one that covers the last: the peer upserts, in the same transaction as each batch
  * of totals, each partition's next offset (`<schema>.progress`), and this polls their sum every
- * 20 ms, as scenario 3 polls Tally's positions table. JVM start, the group's join and the state
- * stores' creation are before the first commit and not counted.
+ * 20 ms, as scenario 3 polls Tally's positions table, and the CPU per event of the JVM,
+ * PostgreSQL and the broker is over the same window (bench/lib/drain-window.ts). JVM start, the
+ * group's join and the state stores' creation are before the first commit and not counted.
  */
 export async function drainWithPeer(
   run: PeerRun,
   classpath: string,
-): Promise<{
-  rate: number;
-  cpuUsPerEvent: number;
-  measured: number;
-  applicationId: string;
-  seconds: number;
-}> {
+): Promise<DrainWindow & { applicationId: string; seconds: number }> {
   const applicationId = run.applicationId ?? `bench-peer-${run.topic}-${randomBytes(3).toString('hex')}`;
   const stateDir = await mkdtemp(join(tmpdir(), 'tally-streams-peer-'));
   const logFile = join(stateDir, 'peer.log');
@@ -191,43 +185,29 @@ export async function drainWithPeer(
       }
     };
     const started = performance.now();
-    const deadline = started + (run.timeoutMs ?? 600_000);
-    let first: { at: number; n: number; cpu: number } | undefined;
-    for (;;) {
-      const n = await covered();
-      const at = performance.now();
-      if (first === undefined && n > 0) first = { at, n, cpu: await treeCpuSeconds(child.pid!) };
-      if (run.killWhenCovered !== undefined && n >= run.killWhenCovered) {
-        const exited = once(child, 'exit');
-        child.kill('SIGKILL');
-        await exited;
-        return {
-          rate: Number.NaN,
-          cpuUsPerEvent: Number.NaN,
-          measured: n,
-          applicationId,
-          seconds: (at - started) / 1000,
-        };
-      }
-      if (n >= run.total && first !== undefined) {
-        const measured = n - first.n;
-        const rate = measured > 0 ? measured / ((at - first.at) / 1000) : Number.NaN;
-        const cpuUsPerEvent =
-          measured > 0 ? (((await treeCpuSeconds(child.pid!)) - first.cpu) / measured) * 1e6 : Number.NaN;
-        return { rate, cpuUsPerEvent, measured, applicationId, seconds: (at - started) / 1000 };
-      }
-      if (child.exitCode !== null || child.signalCode !== null) {
-        throw new Error(
-          `the Kafka Streams peer exited (${child.exitCode ?? child.signalCode}):\n${await tail(logFile)}`,
-        );
-      }
-      if (at > deadline) {
-        throw new Error(
-          `the Kafka Streams peer covered only ${n} of ${run.total} events:\n${await tail(logFile)}`,
-        );
-      }
-      await sleep(20);
+    const window = await measureDrain({
+      total: run.killWhenCovered ?? run.total,
+      committed: covered,
+      // setpriv and env exec the JVM in place: the child's pid is the JVM's.
+      pids: [child.pid!],
+      servers: await serverPids(db),
+      async check() {
+        if (child.exitCode !== null || child.signalCode !== null)
+          throw new Error(
+            `the Kafka Streams peer exited (${child.exitCode ?? child.signalCode}):\n${await tail(logFile)}`,
+          );
+      },
+      timeoutMs: run.timeoutMs ?? 600_000,
+      timedOut: async (n) =>
+        new Error(`the Kafka Streams peer covered only ${n} of ${run.total} events:\n${await tail(logFile)}`),
+    });
+    const seconds = (performance.now() - started) / 1000;
+    if (run.killWhenCovered !== undefined) {
+      const exited = once(child, 'exit');
+      child.kill('SIGKILL');
+      await exited;
     }
+    return { ...window, applicationId, seconds };
   } finally {
     await stop(child);
     await db.end();
@@ -235,10 +215,7 @@ export async function drainWithPeer(
   }
 }
 
-/**
- * User + system CPU seconds of process `pid` so far. The peer's pid is the JVM's: setpriv and env
- * exec it in place.
- */
+/** Stops the peer: SIGTERM, then SIGKILL after 30 s. */
 async function stop(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return;
   const exited = once(child, 'exit');

@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { cpuText, type CpuSample, type Drainer } from '../lib/drain-window.ts';
 import { toMessage } from '../lib/kafka.ts';
 import type { Row } from '../lib/report.ts';
 import {
@@ -10,6 +11,9 @@ import {
 } from '../lib/streams-peer.ts';
 import { requireTool } from '../lib/tools.ts';
 import type { KafkaPg } from './processor.ts';
+
+/** The peer as CPU rows and log lines name it. */
+export const PEER: Drainer = { name: 'Kafka Streams peer', which: 'the JVM (JIT and GC threads included)' };
 
 export interface PeerInput {
   /** A pre-filled topic Tally's processor drained too; the peer reads it as its own group. */
@@ -24,15 +28,16 @@ export interface PeerInput {
 /**
  * Scenario 3's peer (issue 24): the Kafka Streams application of bench/peers/streams/ drains
  * the same topic, its totals in PostgreSQL are checked against the events' own, and the row
- * sets Tally's rate with raw storage off against it. Undefined (a loud skip) without javac; an
- * error when the peer's totals are wrong, as a baseline that computes less is no baseline.
+ * sets Tally's rate with raw storage off against it; with it, the CPU per event of the peer's
+ * drain. Undefined (a loud skip) without javac; an error when the peer's totals are wrong, as a
+ * baseline that computes less is no baseline.
  */
 export async function streamsPeerRow(
   env: KafkaPg,
   input: PeerInput,
   tallyRawOffRate: number,
   log: (line: string) => void,
-): Promise<Row | undefined> {
+): Promise<{ row: Row; cpuUs: CpuSample } | undefined> {
   if (!requireTool('javac', 'builds the Kafka Streams peer of scenario 3', log, ['-version']))
     return undefined;
   log('building the Kafka Streams peer (cached by a hash of its sources)');
@@ -51,7 +56,7 @@ export async function streamsPeerRow(
     classpath,
   );
   log(
-    `Kafka Streams peer: ${Math.round(peer.rate)} events/s, ${peer.cpuUsPerEvent.toFixed(1)} µs of JVM CPU per event (first to last commit: ${peer.measured} events)`,
+    `  ${Math.round(peer.rate)} events/s, ${cpuText(peer.cpuUs, PEER)} (first to last commit: ${peer.measured} events)`,
   );
   const db = new pg.Pool({ connectionString: env.databaseUrl, max: 1 });
   try {
@@ -67,7 +72,7 @@ export async function streamsPeerRow(
   } finally {
     await db.end();
   }
-  return {
+  const row: Row = {
     scenario: '3. processor, Kafka Streams peer',
     metric:
       `events/s from the same pre-filled topic (${input.events.length} events, ${input.partitions} partitions) into PostgreSQL: ` +
@@ -79,6 +84,6 @@ export async function streamsPeerRow(
     baselineName: 'Kafka Streams peer',
     unit: 'events/s',
     target: '≥ 50 % of the peer (moonshot: 100 %)',
-    note: `peer: ${peer.cpuUsPerEvent.toFixed(1)} µs of JVM CPU per event, first to last commit`,
   };
+  return { row, cpuUs: peer.cpuUs };
 }

@@ -2,13 +2,21 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Admin } from '@platformatic/kafka';
 import pg from 'pg';
 import { ensureTopics } from '../../src/kafka/topics.ts';
-import { ownChild, parentPid, treeCpuSeconds } from '../lib/cpu.ts';
+import {
+  cpuRows,
+  cpuText,
+  measureDrain,
+  serverPids,
+  type CpuSample,
+  type DrainWindow,
+  type ServerPids,
+} from '../lib/drain-window.ts';
 import { benchBatch } from '../lib/events.ts';
 import { benchProducer, produceAll, toMessage } from '../lib/kafka.ts';
 import type { Service } from '../lib/processes.ts';
 import type { Row } from '../lib/report.ts';
 import type { BenchContext } from '../run.ts';
-import { sqlCeiling, startProcessor, type KafkaPg } from './processor.ts';
+import { committedEvents, sqlCeiling, startProcessor, type KafkaPg } from './processor.ts';
 
 const DAY = 86_400_000;
 const WINDOW = Date.parse('2019-07-01T00:00:00Z');
@@ -17,21 +25,9 @@ export const SCALING_PARTITIONS = 12;
 export const SCALING_INSTANCES = [1, 2, 4] as const;
 const DRAIN_TIMEOUT_MS = 600_000;
 
-/** CPU seconds of each kind of process (at one moment, or per event). */
-export interface CpuSample {
-  process: number;
-  postgres: number;
-  broker: number;
-}
-
-interface GroupDrain {
-  /** Events/s from the first commit after the whole group joined to the last; NaN when too few events were left. */
-  rate: number;
-  /** µs of CPU per event committed in that window, by kind of process. */
-  cpuUs: CpuSample;
+/** The group's window runs from the first commit after the whole group joined to the last. */
+interface GroupDrain extends DrainWindow {
   rssMb: number;
-  /** Events committed inside that window. */
-  measured: number;
 }
 
 /** Starts `n` `tally process` instances at once, one worker each, in one consumer group. */
@@ -57,7 +53,7 @@ async function startInstances(env: KafkaPg, topic: string, groupId: string, n: n
 async function drainWithGroup(
   env: KafkaPg,
   db: pg.Pool,
-  pids: { postgres: number; broker: number | undefined },
+  servers: ServerPids,
   topic: string,
   total: number,
   n: number,
@@ -79,51 +75,19 @@ async function drainWithGroup(
       if (!joined) await sleep(100);
     }
   })();
-  const cpu = async (): Promise<CpuSample> => ({
-    process: (await Promise.all(instances.map((i) => treeCpuSeconds(i.child.pid!)))).reduce(
-      (a, b) => a + b,
-      0,
-    ),
-    postgres: await treeCpuSeconds(pids.postgres),
-    broker: pids.broker === undefined ? Number.NaN : await treeCpuSeconds(pids.broker),
-  });
   try {
-    const committed = async () => {
-      const { rows } = await db.query<{ n: string }>(
-        'SELECT coalesce(sum(next_offset), 0) AS n FROM tally.positions WHERE group_id = $1 AND topic = $2',
-        [groupId, topic],
-      );
-      return Number(rows[0].n);
-    };
-    const deadline = performance.now() + DRAIN_TIMEOUT_MS;
-    let first: { at: number; n: number; cpu: CpuSample } | undefined;
-    for (;;) {
-      const count = await committed();
-      const at = performance.now();
-      if (first === undefined && joined && count > 0) first = { at, n: count, cpu: await cpu() };
-      if (count >= total) {
-        const last = await cpu();
-        const rssMb = Math.max(...(await Promise.all(instances.map((i) => i.peakRssMb()))));
-        // The group drained everything before all of it had joined, or within one poll: n/a.
-        if (first === undefined || count === first.n) {
-          const none = { process: Number.NaN, postgres: Number.NaN, broker: Number.NaN };
-          return { rate: Number.NaN, cpuUs: none, rssMb, measured: 0 };
-        }
-        const events = count - first.n;
-        const perEvent = (k: keyof CpuSample) => ((last[k] - first!.cpu[k]) * 1e6) / events;
-        return {
-          rate: events / ((at - first.at) / 1000),
-          cpuUs: { process: perEvent('process'), postgres: perEvent('postgres'), broker: perEvent('broker') },
-          rssMb,
-          measured: events,
-        };
-      }
-      if (at > deadline)
-        throw new Error(
-          `${n} tally process instance(s) committed only ${count} of ${total} events in 10 min`,
-        );
-      await sleep(20);
-    }
+    const window = await measureDrain({
+      total,
+      committed: () => committedEvents(db, groupId, topic),
+      pids: instances.map((i) => i.child.pid!),
+      servers,
+      ready: () => joined,
+      timeoutMs: DRAIN_TIMEOUT_MS,
+      timedOut: (count) =>
+        new Error(`${n} tally process instance(s) committed only ${count} of ${total} events in 10 min`),
+    });
+    const rssMb = Math.max(...(await Promise.all(instances.map((i) => i.peakRssMb()))));
+    return { ...window, rssMb };
   } finally {
     done = true;
     await watching;
@@ -132,22 +96,7 @@ async function drainWithGroup(
   }
 }
 
-/** The PostgreSQL server's pid: the parent of any of its backends (the bench runs it on this machine). */
-async function postmasterPid(db: pg.Pool): Promise<number> {
-  const { rows } = await db.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
-  const pid = await parentPid(rows[0].pid);
-  if (pid === undefined) throw new Error('cannot find the PostgreSQL server process');
-  return pid;
-}
-
 const plural = (n: number) => `${n} instance${n === 1 ? '' : 's'}`;
-
-/** The kinds of process whose CPU the scenario reports, as its rows name them. */
-export const CPU_KINDS = [
-  ['process', 'tally process', 'its primaries and workers'],
-  ['postgres', 'PostgreSQL', 'the server and every backend'],
-  ['broker', 'Kafka broker', 'the JVM'],
-] as const;
 
 /**
  * The scenario's rows from its measurements: a rate row per instance count (to the ceiling, and to
@@ -175,13 +124,7 @@ export function scalingRows(
     };
   });
   for (const d of drains)
-    for (const [kind, name, which] of CPU_KINDS)
-      rows.push({
-        scenario: '3. processor scaling, CPU',
-        metric: `${name}: µs of CPU per event with ${plural(d.instances)}, ${which}, over the same window`,
-        tally: Math.round(d.cpuUs[kind] * 10) / 10,
-        unit: 'µs/event',
-      });
+    rows.push(...cpuRows('3. processor scaling, CPU', `with ${plural(d.instances)}`, d.cpuUs));
   return rows;
 }
 
@@ -225,14 +168,14 @@ export async function processorScalingScenario(
   }
   const db = new pg.Pool({ connectionString: env.databaseUrl, max: 2 });
   try {
-    const pids = { postgres: await postmasterPid(db), broker: await ownChild('kafka.Kafka') };
+    const servers = await serverPids(db);
     const drains: GroupDrain[] = [];
     for (const r of runs) {
       log(`tally process × ${r.n} (NUM_WORKERS=1 each), one consumer group, raw storage on`);
-      const drain = await drainWithGroup(env, db, pids, r.topic, total, r.n);
+      const drain = await drainWithGroup(env, db, servers, r.topic, total, r.n);
       log(
         Number.isFinite(drain.rate)
-          ? `  ${Math.round(drain.rate)} events/s over ${drain.measured} of the ${total} events (the rest before the window: before all had joined, or in the first commit)`
+          ? `  ${Math.round(drain.rate)} events/s over ${drain.measured} of the ${total} events (the rest before the window: before all had joined, or in the first commit); ${cpuText(drain.cpuUs)}`
           : `  no rate: the ${total} events were drained before all ${r.n} had joined, or within one poll`,
       );
       drains.push(drain);

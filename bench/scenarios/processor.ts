@@ -1,11 +1,18 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { ensureTopics } from '../../src/kafka/topics.ts';
 import { findFreePort } from '../../src/util/free-port.ts';
+import {
+  cpuRows,
+  cpuText,
+  measureDrain,
+  serverPids,
+  type DrainWindow,
+  type ServerPids,
+} from '../lib/drain-window.ts';
 import { benchBatch } from '../lib/events.ts';
 import { benchProducer, produceAll, toMessage } from '../lib/kafka.ts';
 import { startService, type Service } from '../lib/processes.ts';
-import { streamsPeerRow } from './processor-peer.ts';
+import { PEER, streamsPeerRow } from './processor-peer.ts';
 import type { Row } from '../lib/report.ts';
 import type { BenchContext } from '../run.ts';
 
@@ -13,6 +20,8 @@ const DAY = 86_400_000;
 const WINDOW = Date.parse('2019-06-01T00:00:00Z');
 const WORKERS = 2;
 const PARTITIONS = 6;
+const CPU_SCENARIO = '3. processor, CPU';
+const CPU_TARGET = '≤ 15 µs/event';
 
 export interface KafkaPg {
   bootstrap: string;
@@ -42,42 +51,40 @@ export async function startProcessor(
   });
 }
 
+/** Events committed so far by consumer group `groupId` on `topic`: every batch transaction advances tally.positions. */
+export async function committedEvents(db: pg.Pool, groupId: string, topic: string): Promise<number> {
+  const { rows } = await db.query<{ n: string }>(
+    'SELECT coalesce(sum(next_offset), 0) AS n FROM tally.positions WHERE group_id = $1 AND topic = $2',
+    [groupId, topic],
+  );
+  return Number(rows[0].n);
+}
+
 /**
  * Runs `tally process` on a pre-filled topic and returns events/s from its first committed batch
- * to the last (the consumer group's join and the process start are not counted), read from the
- * positions table that every batch transaction advances, plus the process's peak RSS.
+ * to the last (the consumer group's join and the process start are not counted) and the CPU per
+ * event over the same window, read from the positions table, plus the process's peak RSS.
  */
 async function drain(
   env: KafkaPg,
   db: pg.Pool,
+  servers: ServerPids,
   topic: string,
   total: number,
   storeRaw: boolean,
-): Promise<{ rate: number; rssMb: number }> {
+): Promise<DrainWindow & { rssMb: number }> {
   const groupId = `bench-${topic}`;
   const processor = await startProcessor(env, { topic, groupId, workers: WORKERS, storeRaw });
   try {
-    const committed = async () => {
-      const { rows } = await db.query<{ n: string }>(
-        'SELECT coalesce(sum(next_offset), 0) AS n FROM tally.positions WHERE group_id = $1 AND topic = $2',
-        [groupId, topic],
-      );
-      return Number(rows[0].n);
-    };
-    const deadline = performance.now() + 600_000;
-    let first: { at: number; n: number } | undefined;
-    for (;;) {
-      const n = await committed();
-      const at = performance.now();
-      if (first === undefined && n > 0) first = { at, n };
-      if (n >= total && first !== undefined) {
-        // Everything came in the first poll: too few events to measure a rate (n/a in the table).
-        const rate = n > first.n ? (n - first.n) / ((at - first.at) / 1000) : Number.NaN;
-        return { rate, rssMb: await processor.peakRssMb() };
-      }
-      if (at > deadline) throw new Error(`tally process committed only ${n} of ${total} events in 10 min`);
-      await sleep(20);
-    }
+    const window = await measureDrain({
+      total,
+      committed: () => committedEvents(db, groupId, topic),
+      pids: [processor.child.pid!],
+      servers,
+      timeoutMs: 600_000,
+      timedOut: (n) => new Error(`tally process committed only ${n} of ${total} events in 10 min`),
+    });
+    return { ...window, rssMb: await processor.peakRssMb() };
   } finally {
     await processor.stop();
   }
@@ -147,7 +154,8 @@ export async function sqlCeiling(
 
 /**
  * Scenario 3: `tally process` draining a pre-filled topic into PostgreSQL, raw storage on and
- * off, next to PostgreSQL's own INSERT … SELECT of the same rows.
+ * off, next to PostgreSQL's own INSERT … SELECT of the same rows and the Kafka Streams peer's
+ * drain; then the CPU per event of the drainer, PostgreSQL and the broker in each of the three.
  */
 export async function processorScenario(
   ctx: BenchContext,
@@ -176,10 +184,19 @@ export async function processorScenario(
   }
   const db = new pg.Pool({ connectionString: env.databaseUrl, max: 2 });
   try {
-    log('tally process, raw storage on');
-    const raw = await drain(env, db, topics.raw, total, true);
-    log('tally process, raw storage off (TALLY_STORE_RAW=false)');
-    const noRaw = await drain(env, db, topics.noRaw, total, false);
+    const servers = await serverPids(db);
+    const drainLogged = async (topic: string, storeRaw: boolean) => {
+      log(`tally process, raw storage ${storeRaw ? 'on' : 'off (TALLY_STORE_RAW=false)'}`);
+      const d = await drain(env, db, servers, topic, total, storeRaw);
+      log(
+        Number.isFinite(d.rate)
+          ? `  ${Math.round(d.rate)} events/s, ${cpuText(d.cpuUs)} (first to last commit: ${d.measured} events)`
+          : `  no rate: the ${total} events were committed within one poll`,
+      );
+      return d;
+    };
+    const raw = await drainLogged(topics.raw, true);
+    const noRaw = await drainLogged(topics.noRaw, false);
     const peerInput = {
       topic: topics.noRaw,
       events,
@@ -215,7 +232,18 @@ export async function processorScenario(
           metric: `${what}, TALLY_STORE_RAW=false; same baseline`,
           tally: Math.round(noRaw.rate),
         },
-        ...(peer === undefined ? [] : [peer]),
+        ...(peer === undefined ? [] : [peer.row]),
+        // Issue 24's targets: the workers' CPU per event (the row adds their primary's), and
+        // PostgreSQL's for the write with raw rows.
+        ...cpuRows(CPU_SCENARIO, 'with raw storage on', raw.cpuUs, {
+          targets: { process: CPU_TARGET, postgres: CPU_TARGET },
+        }),
+        ...cpuRows(CPU_SCENARIO, 'with raw storage off', noRaw.cpuUs, { targets: { process: CPU_TARGET } }),
+        ...(peer === undefined
+          ? []
+          : cpuRows(CPU_SCENARIO, "in the peer's drain of the raw-storage-off topic", peer.cpuUs, {
+              drainer: PEER,
+            })),
       ],
     };
   } finally {
