@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { deriveDimensions, type DerivedDimensions } from '../event/derive.ts';
+import { deriveDimensionsMemo, type DerivedDimensions } from '../event/derive.ts';
 import type { TallyEvent } from '../event/types.ts';
 import type { KnownUserRows } from './known-user-rows.ts';
 import { LEVELS } from './levels.ts';
@@ -7,8 +7,8 @@ import { rollupUserArgs, writtenUserRows } from './rollup-writes.ts';
 import { sessionTimeoutError } from './sessions-store.ts';
 import { SqlParams } from './sql-params.ts';
 
-/** What the writer derives from each event: src/event/derive.ts's deriveDimensions. */
-export type Derive = (e: TallyEvent) => DerivedDimensions;
+/** What the writer derives from each event: src/event/derive.ts's deriveDimensions (through its memo). */
+export type Derive = (e: TallyEvent) => Readonly<DerivedDimensions>;
 
 export interface StoredEvents {
   /** For each of the events given: true when its key was new, so it was stored and counted now. */
@@ -44,7 +44,7 @@ export async function writeEvents(
   known: KnownUserRows,
   sessionTimeoutMs: number,
   hashes: ReadonlyMap<string, Buffer>,
-  derive: Derive = deriveDimensions,
+  derive: Derive = deriveDimensionsMemo,
 ): Promise<StoredEvents> {
   const cols = eventColumns(events, rawCutoff !== undefined, derive);
   const userHashes = hashArgs(events, hashes);

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import fc from 'fast-check';
 import { UAParser } from 'ua-parser-js';
 import { CHANNELS } from '../../src/event/channels.ts';
-import { deriveDimensions } from '../../src/event/derive.ts';
+import { deriveDimensions, deriveDimensionsMemo, derivedMemoSize } from '../../src/event/derive.ts';
 import type { DerivedDimensions } from '../../src/event/derive.ts';
 import { parseUserAgent } from '../../src/event/user-agent.ts';
 
@@ -280,6 +280,31 @@ test('the user-agent cache never changes an answer, also past its bound', () => 
     device: 'desktop',
     bot: false,
   });
+});
+
+// The writer derives through the memo (write-events.ts): it must answer as deriveDimensions does,
+// for repeated inputs, any mix of nulls, and after it has filled and started again.
+test('property: the memo answers as deriveDimensions, also past its bound', () => {
+  const part = (values: string[]) => fc.option(fc.oneof(fc.constantFrom(...values), fc.string()), { nil: null });
+  const event = fc.record({
+    pageUrl: part(['https://Example.com/a?utm_source=x', '/pricing?gclid=1', 'https://example.com/']),
+    referrer: part(['https://www.google.com/', 'https://example.com/b', 'android-app://x']),
+    userAgent: part([USER_AGENTS[0][1], 'Googlebot/2.1 (+http://www.google.com/bot.html)']),
+  });
+  fc.assert(
+    fc.property(fc.array(event, { maxLength: 40 }), (events) => {
+      for (const e of events) assert.deepEqual(deriveDimensionsMemo(e), deriveDimensions(e));
+    }),
+  );
+  // 5,000 distinct pages fill the memo (4,096 entries) and start it again.
+  for (let i = 0; i < 5000; i++) {
+    const e = { pageUrl: `https://example.com/p/${i}?utm_medium=m${i % 7}`, referrer: null, userAgent: null };
+    assert.deepEqual(deriveDimensionsMemo(e), deriveDimensions(e));
+    assert.ok(derivedMemoSize() <= 4096, 'bounded');
+  }
+  const e = { pageUrl: 'https://example.com/p/1?utm_medium=m1', referrer: null, userAgent: null };
+  assert.equal(deriveDimensionsMemo(e), deriveDimensionsMemo(e), 'a repeat is the same object');
+  assert.ok(Object.isFrozen(deriveDimensionsMemo(e)), 'shared, so frozen');
 });
 
 const DEVICES = new Set(['desktop', 'mobile', 'tablet', null]);
