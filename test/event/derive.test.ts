@@ -285,7 +285,8 @@ test('the user-agent cache never changes an answer, also past its bound', () => 
 // The writer derives through the memo (write-events.ts): it must answer as deriveDimensions does,
 // for repeated inputs, any mix of nulls, and after it has filled and started again.
 test('property: the memo answers as deriveDimensions, also past its bound', () => {
-  const part = (values: string[]) => fc.option(fc.oneof(fc.constantFrom(...values), fc.string()), { nil: null });
+  const part = (values: string[]) =>
+    fc.option(fc.oneof(fc.constantFrom(...values), fc.string()), { nil: null });
   const event = fc.record({
     pageUrl: part(['https://Example.com/a?utm_source=x', '/pricing?gclid=1', 'https://example.com/']),
     referrer: part(['https://www.google.com/', 'https://example.com/b', 'android-app://x']),
