@@ -130,7 +130,13 @@ export class BatchWriter {
       }
       const stored: StoredEvents =
         unique.length === 0
-          ? { fresh: [], dropped: [], versions: new Map(), userRows: [], bot: [] }
+          ? {
+              fresh: [],
+              dropped: [],
+              versions: new Map(),
+              userRows: { project: [], key: [], userId: [] },
+              bot: [],
+            }
           : await writeEvents(
               client,
               unique,

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { deriveDimensionsMemo, type DerivedDimensions } from '../event/derive.ts';
 import type { TallyEvent } from '../event/types.ts';
-import type { KnownUserRows } from './known-user-rows.ts';
+import type { KnownRows, KnownUserRows } from './known-user-rows.ts';
 import { LEVELS } from './levels.ts';
 import { rollupUserArgs, writtenUserRows } from './rollup-writes.ts';
 import { sessionTimeoutError } from './sessions-store.ts';
@@ -18,7 +18,7 @@ export interface StoredEvents {
   /** The new data version of each project that got events. */
   versions: Map<string, number>;
   /** The (bucket, user) rows sent whose users are recorded once the transaction has committed, for `known.remember`. */
-  userRows: string[];
+  userRows: KnownRows;
   /** For each of the events given: true when deriveDimensions found it a bot. */
   bot: boolean[];
 }
