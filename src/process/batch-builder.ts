@@ -40,6 +40,12 @@ export interface BatchBuilderOptions {
   maxMessageBytes: number;
 }
 
+interface Position {
+  topic: string;
+  partition: number;
+  next: number;
+}
+
 /**
  * Accumulates consumed messages into the next batch: decodes each into an event or a poison
  * message and tracks, per partition, the offset the batch advances the stored position to.
@@ -49,7 +55,9 @@ export class BatchBuilder {
   #events: TallyEvent[] = [];
   #sources: PendingBatch['sources'] = [];
   #poison: PoisonMessage[] = [];
-  #next = new Map<string, { topic: string; partition: number; next: number }>();
+  #next = new Map<string, Position>();
+  /** The entry of #next the last message moved. */
+  #last: Position | undefined;
   #size = 0;
 
   constructor(options: BatchBuilderOptions) {
@@ -62,7 +70,7 @@ export class BatchBuilder {
 
   add(message: ConsumedMessage): void {
     const offset = Number(message.offset);
-    const projectHeader = headerValue(message.headers, PROJECT_HEADER);
+    const projectHeader = projectHeaderOf(message.headers);
     const decoded = decodeEventMessage(message.value, {
       project: projectHeader,
       messageTimestamp: Number(message.timestamp),
@@ -84,11 +92,22 @@ export class BatchBuilder {
         payload,
       });
     }
-    this.#next.set(partitionKey(message.topic, message.partition), {
-      topic: message.topic,
-      partition: message.partition,
-      next: offset + 1,
-    });
+    // A fetch hands over runs of one partition's messages: most messages move the same entry.
+    let position = this.#last;
+    if (
+      position === undefined ||
+      position.topic !== message.topic ||
+      position.partition !== message.partition
+    ) {
+      const key = partitionKey(message.topic, message.partition);
+      position = this.#next.get(key);
+      if (position === undefined) {
+        position = { topic: message.topic, partition: message.partition, next: 0 };
+        this.#next.set(key, position);
+      }
+      this.#last = position;
+    }
+    position.next = offset + 1;
     this.#size += 1;
   }
 
@@ -121,6 +140,7 @@ export class BatchBuilder {
     this.#sources = [];
     this.#poison = [];
     this.#next = new Map();
+    this.#last = undefined;
     this.#size = 0;
   }
 }
@@ -153,7 +173,21 @@ export function rejectEvents(
   }));
 }
 
-function headerValue(headers: Map<Buffer, Buffer>, name: string): string | undefined {
-  for (const [k, v] of headers) if (k.toString() === name) return v.toString();
+const PROJECT_HEADER_BYTES = Buffer.from(PROJECT_HEADER);
+let lastProject: { bytes: Buffer; text: string } | undefined;
+
+/**
+ * The project header's value. Compared as bytes, and the last value's text reused while it
+ * repeats (a topic's messages nearly all name one project): no strings made per message.
+ */
+function projectHeaderOf(headers: Map<Buffer, Buffer>): string | undefined {
+  for (const [k, v] of headers) {
+    if (!k.equals(PROJECT_HEADER_BYTES)) continue;
+    if (lastProject === undefined || !v.equals(lastProject.bytes)) {
+      // A copy: `v` may be a view into a whole fetch response, which must not be kept alive.
+      lastProject = { bytes: Buffer.from(v), text: v.toString() };
+    }
+    return lastProject.text;
+  }
   return undefined;
 }

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import fc from 'fast-check';
 import { PROJECT_HEADER } from '../../src/kafka/codec.ts';
 import {
   BatchBuilder,
@@ -71,6 +72,48 @@ test('events and poison messages are split, and each partition advances past its
   const rows = deadLetterRows(batch.poison);
   assert.equal(rows[0].source, 'kafka');
   assert.equal(rows[0].payload.toString(), 'not json');
+});
+
+// The builder reuses the last partition's position entry and the last project header's text
+// (batch-builder.ts): interleaved partitions and projects, and a new batch, must not confuse them.
+test('property: interleaved partitions and projects, across batches: each event its project, each partition its last offset', () => {
+  fc.assert(
+    fc.property(
+      fc.array(
+        fc.record({
+          partition: fc.integer({ min: 0, max: 2 }),
+          project: fc.constantFrom(undefined, 'shop', 'blog', 'shop2'),
+          cut: fc.boolean(),
+        }),
+        { maxLength: 40 },
+      ),
+      (items) => {
+        const b = builder();
+        const offsets = [100, 200, 300];
+        let want: { events: string[]; next: Map<number, number> } = { events: [], next: new Map() };
+        const check = () => {
+          const batch = b.take(() => null);
+          assert.deepEqual(
+            batch.events.map((e) => e.project),
+            want.events,
+          );
+          assert.deepEqual(
+            batch.positions.map((p) => [p.partition, p.next]).sort((x, y) => x[0] - y[0]),
+            [...want.next].sort((x, y) => x[0] - y[0]),
+          );
+          want = { events: [], next: new Map() };
+        };
+        items.forEach((item, i) => {
+          const offset = offsets[item.partition]++;
+          b.add(message(item.partition, offset, good(`e${i}`), item.project));
+          want.events.push(item.project ?? 'default');
+          want.next.set(item.partition, offset + 1);
+          if (item.cut) check();
+        });
+        check();
+      },
+    ),
+  );
 });
 
 test('a batch PostgreSQL refuses becomes dead letters with the raw payloads', () => {
