@@ -10,7 +10,8 @@
  * event a millisecond, so every user's visit lasts the whole run); `web`: bench/web-dataset.ts
  * (visits of ~3 events, minutes long). TOMBSTONES=n: n deleted users (hashes of no user of the
  * data) in the project written, so every batch takes the tombstone check's slow path (migration
- * 021) and drops nothing.
+ * 021) and drops nothing. PGSS=1: the statements inside the functions too, each with its calls,
+ * planning and execution time (pg_stat_statements, preloaded by a restart of the server).
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -56,7 +57,18 @@ function* input(): Generator<TallyEvent[]> {
 }
 
 const dataDir = await mkdtemp(join(tmpdir(), 'tally-write-profile-'));
-const server = await startEmbeddedPostgres({ dataDir });
+const pgss = process.env.PGSS !== undefined;
+let server = await startEmbeddedPostgres({ dataDir });
+if (pgss) {
+  const client = new pg.Client({ connectionString: server.connectionString });
+  await client.connect();
+  await client.query(`ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'`);
+  await client.query(`ALTER SYSTEM SET pg_stat_statements.track = 'all'`);
+  await client.query(`ALTER SYSTEM SET pg_stat_statements.track_planning = on`);
+  await client.end();
+  await server.stop();
+  server = await startEmbeddedPostgres({ dataDir });
+}
 const admin = new pg.Pool({ connectionString: server.connectionString, max: 1 });
 // The writer's own connections, opened after the settings below (session_preload_libraries).
 let pool: pg.Pool | undefined;
@@ -81,6 +93,10 @@ try {
   }
   await admin.query('SELECT pg_reload_conf()');
   await admin.query('SELECT pg_stat_reset()');
+  if (pgss) {
+    await admin.query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
+    await admin.query('SELECT pg_stat_statements_reset()');
+  }
   pool = new pg.Pool({ connectionString: server.connectionString, max: 2 });
   const writer = new BatchWriter({ pool, partitions: new RawPartitions(pool, undefined), storeRaw: true });
   const times: number[] = [];
@@ -108,6 +124,16 @@ try {
   );
   for (const r of rows)
     console.log(`  ${r.funcname}: ${r.calls} calls, total ${r.total} ms, self ${r.self} ms`);
+  if (pgss) {
+    const statements = await admin.query<{ calls: string; plan: number; exec: number; query: string }>(
+      `SELECT calls, round(total_plan_time)::float8 AS plan, round(total_exec_time)::float8 AS exec,
+              regexp_replace(left(query, 100), '\\s+', ' ', 'g') AS query
+         FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat_statements%'
+        ORDER BY total_plan_time + total_exec_time DESC LIMIT 20`,
+    );
+    console.log('  statements (calls, planning ms, execution ms; a function call includes its statements):');
+    for (const r of statements.rows) console.log(`    ${r.calls}  ${r.plan}  ${r.exec}  ${r.query}`);
+  }
 } finally {
   await pool?.end();
   await admin.end();
