@@ -5,9 +5,11 @@
  * statement: its text must not change between calls.
  *
  * An array of strings, numbers, booleans and nulls is sent as its array literal, made here
- * (arrayLiteral) rather than by pg, which runs two regular expressions over every element and
- * quotes numbers too: pg's array formatting was ~9 % of a processor worker's CPU (issue 24, a
- * profile of bench scenario 3). Any other array (of Buffers: bytea[]) is left to pg.
+ * (arrayLiteral) rather than by pg, which runs two regular expressions over every element, quotes
+ * numbers too and concatenates the literal piece by piece: a rope of thousands of strings per
+ * array that lives until pg writes it out and is then flattened. pg's formatting and the garbage
+ * it left were most of a processor worker's own CPU per event in bench/worker-lab.ts (issue 24;
+ * docs/benchmarks.md has the figures). Any other array (of Buffers: bytea[]) is left to pg.
  */
 export class SqlParams {
   readonly values: unknown[] = [];
@@ -30,15 +32,42 @@ const SPECIALS = /["\\]/g;
  * integer types read back exactly.
  */
 export function arrayLiteral(values: readonly unknown[]): string | undefined {
-  let out = '{';
+  if (values.length === 0) return '{}';
+  // Joined, never concatenated: `+=` would make a rope of thousands of string pieces that lives
+  // until pg writes the value out, and is then flattened (both cost more than the array).
+  switch (uniform(values)) {
+    case 'plain strings':
+      return `{"${values.join('","')}"}`;
+    case 'numbers':
+      return `{${values.join(',')}}`;
+    case 'mixed':
+      break;
+  }
+  const parts = new Array<string>(values.length);
   for (let i = 0; i < values.length; i++) {
     const v = values[i];
-    if (i > 0) out += ',';
-    if (v === null || v === undefined) out += 'NULL';
-    else if (typeof v === 'string') out += SPECIAL.test(v) ? `"${v.replace(SPECIALS, '\\$&')}"` : `"${v}"`;
-    else if (typeof v === 'number') out += String(v);
-    else if (typeof v === 'boolean') out += v ? 't' : 'f';
+    if (v === null || v === undefined) parts[i] = 'NULL';
+    else if (typeof v === 'string')
+      parts[i] = SPECIAL.test(v) ? `"${v.replace(SPECIALS, '\\$&')}"` : `"${v}"`;
+    else if (typeof v === 'number') parts[i] = String(v);
+    else if (typeof v === 'boolean') parts[i] = v ? 't' : 'f';
     else return undefined;
   }
-  return `${out}}`;
+  return `{${parts.join(',')}}`;
+}
+
+/**
+ * Whether every element is a string with nothing to escape, or every element a number: then
+ * Array.prototype.join writes the literal with no string made per element.
+ */
+function uniform(values: readonly unknown[]): 'plain strings' | 'numbers' | 'mixed' {
+  if (typeof values[0] === 'string') {
+    for (const v of values) if (typeof v !== 'string' || SPECIAL.test(v)) return 'mixed';
+    return 'plain strings';
+  }
+  if (typeof values[0] === 'number') {
+    for (const v of values) if (typeof v !== 'number') return 'mixed';
+    return 'numbers';
+  }
+  return 'mixed';
 }
