@@ -12,6 +12,7 @@
  * data) in the project written, so every batch takes the tombstone check's slow path (migration
  * 021) and drops nothing. PGSS=1: the statements inside the functions too, each with its calls,
  * planning and execution time (pg_stat_statements, preloaded by a restart of the server).
+ * SQL="…": one statement run after the migrations, e.g. a table setting to try.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -74,6 +75,7 @@ const admin = new pg.Pool({ connectionString: server.connectionString, max: 1 })
 let pool: pg.Pool | undefined;
 try {
   await migrate(admin);
+  if (process.env.SQL !== undefined) await admin.query(process.env.SQL);
   const tombstones = Number(process.env.TOMBSTONES ?? 0);
   if (tombstones > 0) {
     await admin.query(
