@@ -102,8 +102,8 @@ export function deriveDimensionsMemo(
   return derived;
 }
 
-// Entries hold only strings events carry (each ≤ the request's limits); 4,096 of URLs and user
-// agents of a few hundred characters are a few MB at most.
+// Entries hold only strings events carry, each within the event's limits: 4,096 entries of URLs
+// and user agents of a few hundred characters are a few MB; of the longest allowed, ~40 MB.
 const MEMO_MAX = 4096;
 const memo = new Map<string | null, Map<string | null, Map<string | null, Readonly<DerivedDimensions>>>>();
 let memoSize = 0;

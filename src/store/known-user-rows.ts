@@ -19,7 +19,8 @@
  * The rows are kept as a set of users per (project, bucket key) (levelBucketKey), so that a batch
  * asks about each of its rows without building a key string per event (issue 24: key strings and
  * an LRU entry per row were ~5 % of a processor worker's CPU). Past `maxRows` the buckets written
- * to least recently are forgotten whole; forgetting only ever makes a batch send a row again.
+ * to least recently are forgotten whole, until at most `maxRows` are left; forgetting only ever
+ * makes a batch send a row again.
  */
 export class KnownUserRows {
   readonly #projects = new Map<string, Map<number, Set<string>>>();
@@ -32,7 +33,7 @@ export class KnownUserRows {
     this.#maxRows = maxRows;
   }
 
-  /** How many rows are remembered (at most maxRows, but for one bucket larger than that alone). */
+  /** How many rows are remembered: at most maxRows once remember() returns. */
   get size(): number {
     return this.#size;
   }
@@ -58,9 +59,10 @@ export class KnownUserRows {
       this.#recency.delete(users);
       this.#recency.set(users, at);
     }
-    // The buckets just written to are the last in the order: never forgotten here.
+    // The buckets just written to are last in the order, so they go last; but they go too when
+    // they alone are over the bound (a busy project's day), or memory would grow with it.
     for (const [oldest, at] of this.#recency) {
-      if (this.#size <= this.#maxRows || written.has(oldest)) break;
+      if (this.#size <= this.#maxRows) break;
       this.#recency.delete(oldest);
       this.#projects.get(at.project)!.delete(at.key);
       this.#size -= oldest.size;
