@@ -12,20 +12,18 @@
  * warm-up, e.g. SETTING="synchronous_commit = off" to measure that trade-off. Run the variants
  * interleaved: absolute rates drift on a shared machine.
  */
-import autocannon from 'autocannon';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { findRunningEmbeddedPostgres } from '../src/store/embedded-postgres.ts';
 import { findFreePort } from '../src/util/free-port.ts';
-import { benchEvent } from './lib/events.ts';
 import { startService } from './lib/processes.ts';
+import { singleEventLoad } from './scenarios/http-ingest.ts';
 
 const inFlight = process.argv[2] ?? '1';
 const seconds = Number(process.argv[3] ?? 15);
 const setting = process.env.SETTING;
-const WINDOW = Date.parse('2020-06-01T00:00:00Z');
 
 const dir = await mkdtemp(join(tmpdir(), 'tally-single-event-lab-'));
 const dataDir = join(dir, 'embedded');
@@ -41,22 +39,7 @@ const tally = await startService({
   },
   port,
 });
-const load = (duration: number) =>
-  autocannon({
-    url: `${tally.url}/v1/events`,
-    connections: 50,
-    duration,
-    requests: [
-      {
-        method: 'POST',
-        setupRequest: (req) => ({
-          ...req,
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify(benchEvent(WINDOW + Math.floor(Math.random() * 3_600_000))),
-        }),
-      },
-    ],
-  });
+const load = (duration: number) => singleEventLoad(tally.url, 50, duration);
 const admin = new pg.Pool({
   connectionString: findRunningEmbeddedPostgres(dataDir)!.connectionString,
   max: 1,

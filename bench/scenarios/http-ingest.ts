@@ -9,26 +9,33 @@ import type { BenchContext } from '../run.ts';
 const BASELINE = fileURLToPath(new URL('../baseline-server.ts', import.meta.url));
 const WINDOW = Date.parse('2020-06-01T00:00:00Z');
 
+/** Scenario 1's load: single-event POST /v1/events from `connections` connections for `duration` s, fresh event_ids. */
+export function singleEventLoad(
+  url: string,
+  connections: number,
+  duration: number,
+): ReturnType<typeof autocannon> {
+  return autocannon({
+    url: `${url}/v1/events`,
+    connections,
+    duration,
+    requests: [
+      {
+        method: 'POST',
+        setupRequest: (req) => ({
+          ...req,
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify(benchEvent(WINDOW + Math.floor(Math.random() * 3_600_000))),
+        }),
+      },
+    ],
+  });
+}
+
 /** req/s of single-event POST /v1/events, after a warm-up, with fresh event_ids. */
 async function singleEventRate(url: string, ctx: BenchContext, warmupSec = ctx.warmupSec): Promise<number> {
-  const run = (duration: number) =>
-    autocannon({
-      url: `${url}/v1/events`,
-      connections: ctx.connections,
-      duration,
-      requests: [
-        {
-          method: 'POST',
-          setupRequest: (req) => ({
-            ...req,
-            headers: { 'content-type': 'application/json' },
-            body: JSON.stringify(benchEvent(WINDOW + Math.floor(Math.random() * 3_600_000))),
-          }),
-        },
-      ],
-    });
-  await run(warmupSec);
-  const result = await run(ctx.measureSec);
+  await singleEventLoad(url, ctx.connections, warmupSec);
+  const result = await singleEventLoad(url, ctx.connections, ctx.measureSec);
   if (result.non2xx > 0 || result.errors > 0) {
     throw new Error(`${url}: ${result.non2xx} non-2xx answers and ${result.errors} errors under load`);
   }
