@@ -4,11 +4,13 @@
  * PostgreSQL of its own, and prints the time per batch as the data grows, and the time PostgreSQL
  * spent in tally.write_events and in tally.refresh_sessions (pg_stat_user_functions).
  *
- *   node bench/write-profile.ts [bench|web] [batches] [batch size]
+ *   node bench/write-profile.ts [bench|web|single] [batches] [batch size]
  *
  * `bench`: the events of bench scenarios 3 and 4 (bench/lib/events.ts: 5,000 users in turn, one
  * event a millisecond, so every user's visit lasts the whole run); `web`: bench/web-dataset.ts
- * (visits of ~3 events, minutes long). TOMBSTONES=n: n deleted users (hashes of no user of the
+ * (visits of ~3 events, minutes long); `single`: scenario 1's events (benchEvent, each at a random instant
+ * of one hour, 5,000 users in turn) in the small batches the micro-batcher of `tally start` commits
+ * under its load (about 25). TOMBSTONES=n: n deleted users (hashes of no user of the
  * data) in the project written, so every batch takes the tombstone check's slow path (migration
  * 021) and drops nothing. PGSS=1: the statements inside the functions too, each with its calls,
  * planning and execution time (pg_stat_statements, preloaded by a restart of the server).
@@ -20,10 +22,11 @@ import { join } from 'node:path';
 import pg from 'pg';
 import type { TallyEvent } from '../src/event/types.ts';
 import { BatchWriter } from '../src/store/batch-writer.ts';
+import { FirstStatistics } from '../src/store/first-statistics.ts';
 import { startEmbeddedPostgres } from '../src/store/embedded-postgres.ts';
 import { migrate } from '../src/store/migrate.ts';
 import { RawPartitions } from '../src/store/partitions.ts';
-import { benchBatch } from './lib/events.ts';
+import { benchBatch, benchEvent } from './lib/events.ts';
 import { WebDataset } from './web-dataset.ts';
 
 const [kind = 'bench', batchesArg = '60', sizeArg = '2000'] = process.argv.slice(2);
@@ -37,7 +40,12 @@ function* input(): Generator<TallyEvent[]> {
     yield* new WebDataset({ events: batches * size, end, days: 1, seed: 7 }).batches(size);
     return;
   }
-  const events = benchBatch(batches * size, WINDOW, 86_400_000);
+  const events =
+    kind === 'single'
+      ? Array.from({ length: batches * size }, () =>
+          benchEvent(WINDOW + Math.floor(Math.random() * 3_600_000)),
+        )
+      : benchBatch(batches * size, WINDOW, 86_400_000);
   for (let i = 0; i < events.length; i += size) {
     yield events.slice(i, i + size).map((e) => ({
       project: 'bench',
@@ -100,7 +108,14 @@ try {
     await admin.query('SELECT pg_stat_statements_reset()');
   }
   pool = new pg.Pool({ connectionString: server.connectionString, max: 2 });
-  const writer = new BatchWriter({ pool, partitions: new RawPartitions(pool, undefined), storeRaw: true });
+  // As the services do (src/cli): the tables' first statistics as soon as they have rows.
+  const statistics = new FirstStatistics(pool, (err) => console.error('first statistics failed', err));
+  const writer = new BatchWriter({
+    pool,
+    partitions: new RawPartitions(pool, undefined),
+    storeRaw: true,
+    statistics,
+  });
   const times: number[] = [];
   let events = 0;
   const started = performance.now();

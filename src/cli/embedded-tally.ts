@@ -21,6 +21,7 @@ import { BatchWriter, type BatchResult } from '../store/batch-writer.ts';
 import { DataVersions } from '../store/data-versions.ts';
 import type { Database } from '../store/database.ts';
 import { pruneModelChangesPeriodically } from '../store/model-feed.ts';
+import { FirstStatistics } from '../store/first-statistics.ts';
 import { RawPartitions } from '../store/partitions.ts';
 import { checkSessionTimeout } from '../store/sessions-store.ts';
 import { userHashKey } from '../store/user-hash.ts';
@@ -78,6 +79,7 @@ export function startEmbeddedTally(config: Config, logger: Logger): Promise<Embe
       partitions,
       storeRaw: raw.TALLY_STORE_RAW,
       sessionTimeoutMs: raw.TALLY_SESSION_TIMEOUT_MIN * 60_000,
+      statistics: new FirstStatistics(database.pool, (err) => logger.warn({ err }, 'first statistics failed')),
       onVersions: (v) => versions.observe(v),
       userHashKey: hashKey,
     });

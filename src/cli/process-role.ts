@@ -14,6 +14,7 @@ import { WorkerPool, type WorkerMessage } from './worker-pool.ts';
 import { BatchWriter } from '../store/batch-writer.ts';
 import { startEmbeddedPostgres } from '../store/embedded-postgres.ts';
 import { pruneModelChangesPeriodically } from '../store/model-feed.ts';
+import { FirstStatistics } from '../store/first-statistics.ts';
 import { RawPartitions } from '../store/partitions.ts';
 import { checkSessionTimeout } from '../store/sessions-store.ts';
 import { userHashKey } from '../store/user-hash.ts';
@@ -120,6 +121,7 @@ export function startProcessWorker(config: Config, logger: Logger): Promise<Stop
       partitions,
       storeRaw: raw.TALLY_STORE_RAW,
       sessionTimeoutMs: raw.TALLY_SESSION_TIMEOUT_MIN * 60_000,
+      statistics: new FirstStatistics(database.pool, (err) => logger.warn({ err }, 'first statistics failed')),
       // Read here, so that a key other than the one of the stored tombstones stops the start.
       userHashKey: await userHashKey(database.pool, raw.TALLY_USER_HASH_KEY),
     });

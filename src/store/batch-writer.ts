@@ -2,6 +2,7 @@ import type pg from 'pg';
 import type { TallyEvent } from '../event/types.ts';
 import { TallyError } from '../errors/tally-error.ts';
 import { compareStrings } from '../util/compare-strings.ts';
+import type { FirstStatistics } from './first-statistics.ts';
 import { classifyPgError } from './pg-errors.ts';
 import { dayStart, type RawPartitions } from './partitions.ts';
 import { KnownUserRows } from './known-user-rows.ts';
@@ -74,6 +75,8 @@ export interface BatchWriterDeps {
   userHashKey?: Buffer;
   /** Called right after each commit with the data versions it moved (this process's query cache). */
   onVersions?: (versions: ReadonlyMap<string, number>) => void;
+  /** Analyzes the tables written that have no statistics yet (first-statistics.ts); the services set it. */
+  statistics?: FirstStatistics;
 }
 
 /**
@@ -150,6 +153,7 @@ export class BatchWriter {
       if (transaction) await client.query('COMMIT');
       this.#knownUserRows.remember(stored.userRows);
       this.#deps.onVersions?.(stored.versions);
+      this.#deps.statistics?.afterCommit();
       const inserted = unique.filter((_e, i) => stored.fresh[i]);
       let insertedBots = 0;
       const droppedKeys = new EventKeys();

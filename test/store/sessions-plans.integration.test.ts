@@ -73,3 +73,86 @@ test('extending visits are HOT updates', { timeout: 120_000 }, async (t) => {
   // Measured: 1,326 of 2,000 at fill factor 70, 24 at 100 (before migration 026).
   assert.ok(hot >= 1000, `${hot} of ${all} extensions were HOT updates`);
 });
+
+/**
+ * Migration 027: the refresh plans and opens only the raw partitions between its bounds. Every
+ * partition it planned or opened holds a lock until the transaction ends, so the locks on a
+ * year's partitions far from the batch say whether it did: without the bounds, the three reads of
+ * tally.events planned all of them, on every call. Both ways of the refresh are driven: a user
+ * whose new event comes after its visit (the append check and the cut of the appended visit) and
+ * one whose new event comes before it (the cut of the recomputed visit).
+ */
+test('the refresh of visits opens only the raw partitions it can read', { timeout: 120_000 }, async (t) => {
+  const db = await startTestPostgres(t);
+  const writer = new BatchWriter({
+    pool: db.pool,
+    partitions: new RawPartitions(db.pool, undefined),
+    storeRaw: true,
+  });
+  await db.pool.query(`
+    DO $$ BEGIN
+      FOR i IN 1..30 LOOP
+        EXECUTE format('CREATE TABLE tally.events_far%s PARTITION OF tally.events FOR VALUES FROM (%L) TO (%L)',
+          i, timestamptz '2020-01-01' + (i - 1) * interval '1 day', timestamptz '2020-01-01' + i * interval '1 day');
+      END LOOP;
+    END $$`);
+  const base = Date.UTC(2024, 0, 1, 12);
+  const event = (id: string, user: string, ts: number) =>
+    toTallyEvent({ event_id: id, type: 'page_view', user_id: user, ts, page_url: '/' });
+  await writer.write({ events: [event('a1', 'appended', base), event('r1', 'recomputed', base)] });
+  await writer.write({
+    events: [event('a2', 'appended', base + 60_000), event('r2', 'recomputed', base + 120_000)],
+  });
+
+  const client = await db.pool.connect();
+  let locked: pg.QueryResult<{ name: string }>;
+  let visits: pg.QueryResult<{ user_id: string; events: number }>;
+  try {
+    await client.query('BEGIN');
+    // As the writer calls it for the batch's fresh events, whose raw rows it inserted just before.
+    const rows = [
+      ['a3', 'appended', base + 180_000],
+      ['r3', 'recomputed', base + 60_000],
+    ] as const;
+    for (const [id, user, ts] of rows) {
+      await client.query(
+        `INSERT INTO tally.events (project, event_id, type, user_id, ts, received_at, page_url, path, is_bot)
+       VALUES ('default', $1, 'page_view', $2, to_timestamp($3 / 1000.0), now(), '/', '/', false)`,
+        [id, user, ts],
+      );
+    }
+    await client.query(
+      'SELECT tally.refresh_sessions($1::text[], $2::text[], $3::float8[], $4::text[], $5::float8)',
+      [
+        rows.map(() => 'default'),
+        rows.map((r) => r[1]),
+        rows.map((r) => r[2]),
+        rows.map(() => null),
+        30 * 60_000,
+      ],
+    );
+    locked = await client.query<{ name: string }>(
+      `SELECT c.relname AS name FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+      WHERE l.pid = pg_backend_pid() AND c.relname LIKE 'events_far%'`,
+    );
+    visits = await client.query<{ user_id: string; events: number }>(
+      `SELECT user_id, events FROM tally.sessions ORDER BY user_id`,
+    );
+  } finally {
+    await client.query('ROLLBACK');
+    client.release();
+  }
+  assert.deepEqual(
+    visits.rows.map((r) => [r.user_id, r.events]),
+    [
+      ['appended', 3],
+      ['recomputed', 3],
+    ],
+    'both users took their way: one visit each, of 3 events',
+  );
+  assert.deepEqual(
+    locked.rows.map((r) => r.name),
+    [],
+    'no partition far from the batch was planned or opened',
+  );
+});
