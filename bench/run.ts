@@ -160,7 +160,9 @@ try {
       log('scenario 1: single-event HTTP ingest vs bare Fastify');
       rows.push(await singleEventIngest(ctx, embedded, 'embedded', await bare()));
       log('scenarios 4 and 5: embedded end to end and freshness');
-      rows.push(...(await embeddedScenarios(ctx, embedded)).rows);
+      const scenarios = await embeddedScenarios(ctx, embedded);
+      rows.push(...scenarios.rows);
+      failures.push(...scenarios.failures);
       peak('tally start', await embedded.peakRssMb());
     } finally {
       await embedded.stop();
@@ -277,6 +279,7 @@ try {
         log('scenario 5: Kafka mode end to end and freshness');
         const e2e = await kafkaEndToEnd(ctx, env, redisUrl);
         rows.push(...e2e.rows);
+        failures.push(...e2e.failures);
         peak('tally ingest', e2e.rss.ingest);
         peak('tally process', e2e.rss.process);
         peak('tally query', e2e.rss.query);

@@ -1,6 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { createWriteStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { TALLY_V8_FLAGS } from '../../src/cli/v8-flags.ts';
@@ -16,7 +18,12 @@ export interface Service {
   stop(): Promise<void>;
 }
 
-/** Runs a node script (Tally's CLI by default) as its own process and waits for `readyPath`. */
+/**
+ * Runs a node script (Tally's CLI by default) as its own process and waits for `readyPath`. An
+ * exit the bench did not ask for is reported on stderr at once, with its code or signal and the
+ * process's last stderr (a crash, an out-of-memory abort). With BENCH_LOG_DIR set, the process's
+ * stdout (Tally's JSON log) and stderr go to `<BENCH_LOG_DIR>/<name>-<pid>.log` too.
+ */
 export async function startService(opts: {
   name: string;
   args: string[];
@@ -34,12 +41,29 @@ export async function startService(opts: {
     (opts.script === undefined
       ? [...TALLY_V8_FLAGS, ...(process.env.BENCH_NODE_ARGS?.split(/\s+/).filter(Boolean) ?? [])]
       : []);
+  const logDir = process.env.BENCH_LOG_DIR;
   const child = spawn(process.execPath, [...nodeArgs, opts.script ?? MAIN, ...opts.args], {
     env: { ...process.env, TALLY_LOG_LEVEL: 'warn', ...opts.env },
-    stdio: ['ignore', 'ignore', 'pipe'],
+    stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stderr = '';
   child.stderr.on('data', (c: Buffer) => (stderr = (stderr + c.toString()).slice(-4000)));
+  if (logDir === undefined) {
+    child.stdout.resume();
+  } else {
+    const file = createWriteStream(join(logDir, `${opts.name.replaceAll(' ', '-')}-${child.pid}.log`));
+    // Two sources, one file: neither ends it; the process's exit does.
+    child.stdout.pipe(file, { end: false });
+    child.stderr.pipe(file, { end: false });
+    child.once('close', () => file.end());
+  }
+  let stopping = false;
+  child.once('exit', (code, signal) => {
+    if (stopping) return;
+    process.stderr.write(
+      `bench: ${opts.name} (pid ${child.pid}) exited on its own: code ${code}, signal ${signal}; its last stderr:\n${stderr}\n`,
+    );
+  });
   const url = `http://127.0.0.1:${opts.port}`;
   const deadline = Date.now() + 90_000;
   for (;;) {
@@ -58,7 +82,8 @@ export async function startService(opts: {
     child,
     peakRssMb: () => peakRssMb(child.pid!),
     async stop() {
-      if (child.exitCode !== null) return;
+      stopping = true;
+      if (child.exitCode !== null || child.signalCode !== null) return;
       child.kill('SIGTERM');
       await once(child, 'exit');
     },

@@ -13,6 +13,7 @@ import { TallyError } from '../errors/tally-error.ts';
 import { LIMITS } from '../event/limits.ts';
 import { errorBody, installErrorHandler } from './error-handler.ts';
 import { installHardening } from './hardening.ts';
+import { keepSocketsWhileAnswering } from './socket-timeouts.ts';
 
 export interface AppDeps {
   logger: Logger;
@@ -38,6 +39,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       requestTimeout: deps.requestTimeoutMs,
       connectionsCheckingInterval: Math.min(1000, deps.requestTimeoutMs),
     },
+    // The socket inactivity timeout: for the client's silence only (keepSocketsWhileAnswering below).
     connectionTimeout: deps.requestTimeoutMs,
     return503OnClosing: true,
     // A path parameter may be any user id events carry (Fastify's default stops at 100
@@ -62,6 +64,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       customOptions: { removeAdditional: false, coerceTypes: true, useDefaults: true, allErrors: true },
     },
   });
+  keepSocketsWhileAnswering(app.server);
   installErrorHandler(app);
   endJsonWithNewline(app);
   // TRICKY: close() reaps the keep-alive connections idle at that moment; a request still

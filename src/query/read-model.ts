@@ -249,6 +249,7 @@ class ProjectModel {
   }
 
   async #catchUp(): Promise<void> {
+    const started = Date.now();
     const layers = this.#layers!;
     const builder = new ColumnarBuilder();
     const read = await readModelRows(
@@ -266,10 +267,24 @@ class ProjectModel {
       void this.reload();
       return;
     }
+    let events = 0;
     if (read.users.length > 0) {
-      layers.push(builder.build(), read.users);
+      const delta = builder.build();
+      events = delta.events.count;
+      layers.push(delta, read.users);
       this.#onChange();
     }
+    // A catch-up reads its users' whole rows: with many users changed it costs a load (docs/benchmarks.md, scenario 5).
+    this.#deps.logger.debug(
+      {
+        project: this.#project,
+        users: read.users.length,
+        events,
+        version: read.version,
+        ms: Date.now() - started,
+      },
+      'read model caught up',
+    );
     this.#version = read.version;
     const share = this.#deps.maxDeltaShare ?? DEFAULT_DELTA_SHARE;
     const tooMany = layers.count > (this.#deps.maxLayers ?? DEFAULT_MAX_LAYERS);
