@@ -75,84 +75,74 @@ test('extending visits are HOT updates', { timeout: 120_000 }, async (t) => {
 });
 
 /**
- * Migration 027: the refresh plans and opens only the raw partitions between its bounds. Every
- * partition it planned or opened holds a lock until the transaction ends, so the locks on a
- * year's partitions far from the batch say whether it did: without the bounds, the three reads of
- * tally.events planned all of them, on every call. Both ways of the refresh are driven: a user
- * whose new event comes after its visit (the append check and the cut of the appended visit) and
- * one whose new event comes before it (the cut of the recomputed visit).
+ * Migration 027: the append check of the refresh plans only the raw partitions between its bounds.
+ * auto_explain sends the plan of every statement inside the function to this client (as notices):
+ * the append check's statement (the one with the CTE fresh) must name none of a month of
+ * partitions far from the batch, which, without the bounds, it planned and opened on every call.
+ * The user's new event comes after its visit, so the check runs (and finds V's first row), and of
+ * the two cuts only the appended visit's runs.
  */
-test('the refresh of visits opens only the raw partitions it can read', { timeout: 120_000 }, async (t) => {
-  const db = await startTestPostgres(t);
-  const writer = new BatchWriter({
-    pool: db.pool,
-    partitions: new RawPartitions(db.pool, undefined),
-    storeRaw: true,
-  });
-  await db.pool.query(`
+test(
+  "the refresh's append check plans only the raw partitions it can read",
+  { timeout: 120_000 },
+  async (t) => {
+    const db = await startTestPostgres(t);
+    const writer = new BatchWriter({
+      pool: db.pool,
+      partitions: new RawPartitions(db.pool, undefined),
+      storeRaw: true,
+    });
+    await db.pool.query(`
     DO $$ BEGIN
       FOR i IN 1..30 LOOP
         EXECUTE format('CREATE TABLE tally.events_far%s PARTITION OF tally.events FOR VALUES FROM (%L) TO (%L)',
           i, timestamptz '2020-01-01' + (i - 1) * interval '1 day', timestamptz '2020-01-01' + i * interval '1 day');
       END LOOP;
     END $$`);
-  const base = Date.UTC(2024, 0, 1, 12);
-  const event = (id: string, user: string, ts: number) =>
-    toTallyEvent({ event_id: id, type: 'page_view', user_id: user, ts, page_url: '/' });
-  await writer.write({ events: [event('a1', 'appended', base), event('r1', 'recomputed', base)] });
-  await writer.write({
-    events: [event('a2', 'appended', base + 60_000), event('r2', 'recomputed', base + 120_000)],
-  });
+    const base = Date.UTC(2024, 0, 1, 12);
+    const event = (id: string, ts: number) =>
+      toTallyEvent({ event_id: id, type: 'page_view', user_id: 'u', ts, page_url: '/' });
+    await writer.write({ events: [event('e1', base), event('e2', base + 60_000)] });
 
-  const client = await db.pool.connect();
-  let locked: pg.QueryResult<{ name: string }>;
-  let visits: pg.QueryResult<{ user_id: string; events: number }>;
-  try {
-    await client.query('BEGIN');
-    // As the writer calls it for the batch's fresh events, whose raw rows it inserted just before.
-    const rows = [
-      ['a3', 'appended', base + 180_000],
-      ['r3', 'recomputed', base + 60_000],
-    ] as const;
-    for (const [id, user, ts] of rows) {
+    const client = await db.pool.connect();
+    const plans: string[] = [];
+    client.on('notice', (notice) => plans.push(notice.message ?? ''));
+    try {
+      await client.query(`LOAD 'auto_explain'`);
+      await client.query(`SET auto_explain.log_min_duration = 0`);
+      await client.query(`SET auto_explain.log_nested_statements = on`);
+      await client.query(`SET auto_explain.log_level = notice`);
+      await client.query('BEGIN');
+      // As the writer calls it for the batch's fresh events, whose raw rows it inserted just before.
       await client.query(
         `INSERT INTO tally.events (project, event_id, type, user_id, ts, received_at, page_url, path, is_bot)
-       VALUES ('default', $1, 'page_view', $2, to_timestamp($3 / 1000.0), now(), '/', '/', false)`,
-        [id, user, ts],
+       VALUES ('default', 'e3', 'page_view', 'u', to_timestamp($1 / 1000.0), now(), '/', '/', false)`,
+        [base + 180_000],
       );
+      await client.query(
+        'SELECT tally.refresh_sessions($1::text[], $2::text[], $3::float8[], $4::text[], $5::float8)',
+        [['default'], ['u'], [base + 180_000], [null], 30 * 60_000],
+      );
+      const visits = await client.query<{ events: number }>(`SELECT events FROM tally.sessions`);
+      assert.deepEqual(
+        visits.rows.map((r) => r.events),
+        [3],
+        'the visit extended',
+      );
+    } finally {
+      await client.query('ROLLBACK');
+      client.release(true);
     }
-    await client.query(
-      'SELECT tally.refresh_sessions($1::text[], $2::text[], $3::float8[], $4::text[], $5::float8)',
-      [
-        rows.map(() => 'default'),
-        rows.map((r) => r[1]),
-        rows.map((r) => r[2]),
-        rows.map(() => null),
-        30 * 60_000,
-      ],
+    const check = plans.filter((plan) => plan.includes('CTE fresh'));
+    assert.equal(check.length, 1, `one plan of the append check among ${plans.length}`);
+    assert.match(check[0], /events_p20240101/, "the plan reads the batch day's partition");
+    assert.doesNotMatch(check[0], /events_far/, 'no partition far from the batch is planned');
+    // And only the cut it needs: the appended visit's, not the recomputed visits' (none here).
+    assert.equal(plans.filter((plan) => plan.includes('Update on sessions')).length, 1);
+    assert.equal(
+      plans.filter((plan) => plan.includes('Insert on sessions')).length,
+      0,
+      'no cut with nothing to cut',
     );
-    locked = await client.query<{ name: string }>(
-      `SELECT c.relname AS name FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
-      WHERE l.pid = pg_backend_pid() AND c.relname LIKE 'events_far%'`,
-    );
-    visits = await client.query<{ user_id: string; events: number }>(
-      `SELECT user_id, events FROM tally.sessions ORDER BY user_id`,
-    );
-  } finally {
-    await client.query('ROLLBACK');
-    client.release();
-  }
-  assert.deepEqual(
-    visits.rows.map((r) => [r.user_id, r.events]),
-    [
-      ['appended', 3],
-      ['recomputed', 3],
-    ],
-    'both users took their way: one visit each, of 3 events',
-  );
-  assert.deepEqual(
-    locked.rows.map((r) => r.name),
-    [],
-    'no partition far from the batch was planned or opened',
-  );
-});
+  },
+);

@@ -1,31 +1,39 @@
--- tally.refresh_sessions plans and opens only the raw partitions its batch can read, and plans
--- only the statements that have visits to cut. Its statements' cost grew with the number of days
--- of raw storage: tally.events has a partition a day (kept forever by default), and each of the
--- three statements reading it (the append check, the cut of the recomputed visits, the cut of the
--- appended ones) joined the batch's keys to every partition. Migration 019 plans each call for its
--- own arguments (force_custom_plan), so every call planned every partition three times, and then
--- opened each of them. Measured (issue 24, `PGSS=1 node bench/write-profile.ts single 400 25`,
--- batches of 25 single events, the size the micro-batcher of `tally start` commits under load):
--- 10 ms of PostgreSQL time a batch with one day of partitions, 55 ms with 90 more days, 35 ms of
--- it planning those three statements; the processor's batches of 5,000 pay the same per batch.
+-- tally.refresh_sessions plans and opens, for its append check, only the raw partitions that can
+-- hold the rows it looks for, and plans only the cuts that have visits to cut.
 --
--- What changes: each of those reads of tally.events gets bounds on ts that are constants of the
--- call (PL/pgSQL variables, folded into the custom plan), so PostgreSQL prunes the partitions
--- outside them when it plans. The bounds:
---   * The cuts: the least lo and the greatest hi of the ranges they read (migration 015), which
---     hold every row read. tally.cut_visits takes them as two new arguments; the rebuild's form
---     (a whole project) passes none and reads as before.
---   * The append check (does V's first raw row still exist, migration 015): V is a gap visit
---     starting at or before hi + timeout of its cluster. Up to: the batch's last new gap event
---     plus the timeout. From: the earliest, over the batch's users, of the start of the user's
---     latest gap visit starting at or before its last new event plus the timeout. An appended
---     user has one cluster ending at that last event, and its V is that latest visit: a later one
---     W starting before hi + timeout would either meet [lo - timeout, hi + timeout] (two touched
---     visits: no append) or end before lo - timeout <= V.ended_at while starting after V started,
---     which two gap visits of one user cannot (they do not overlap). So V starts within the bounds.
--- Exactness does not rest on the bounds being tight: a check that finds no row makes the user take
--- the general way (its visits recomputed from the raw rows, migration 011), which is exact for
--- every user; a bound too narrow would only cost that. The cuts' bounds hold all their ranges.
+-- Why: the refresh's cost grew with the days of raw storage. tally.events has a partition a day
+-- (kept forever by default); the three statements reading it (the append check, the cut of the
+-- recomputed visits, the cut of the appended ones) each join the batch's keys to every partition,
+-- and migration 019 plans every call for its own arguments (force_custom_plan), so every call
+-- planned every partition three times and then opened each. Measured (issue 24, `PGSS=1 node
+-- bench/write-profile.ts single 400 25`, batches of 25 single events, the size the micro-batcher
+-- of `tally start` commits under load; 90 empty partitions added): 55 ms of PostgreSQL time a
+-- batch against 10 ms with one partition, 35 ms of it planning those statements (14 ms the
+-- append check's statement, 10 ms each cut).
+--
+-- The append check (does V's first raw row still exist, migration 015) gets bounds on ts that are
+-- constants of the call (PL/pgSQL variables, folded into the custom plan), so PostgreSQL prunes
+-- the partitions outside them as it plans. V is a gap visit starting at or before hi + timeout of
+-- its cluster. Up to: the batch's last new gap event plus the timeout. From: the earliest, over
+-- the batch's users, of the start of the user's latest gap visit starting at or before its last
+-- new event plus the timeout. An appended user has one cluster, ending at that last event, and its
+-- V is that latest visit: a later one W starting before hi + timeout would either meet
+-- [lo - timeout, hi + timeout] (two touched visits: no append) or end before
+-- lo - timeout <= V.ended_at while starting after V did, which two gap visits of one user cannot
+-- (they do not overlap). So V starts within the bounds. Exactness does not rest on that: a check
+-- that finds no row sends the user the general way (its visits recomputed from the raw rows,
+-- migration 011), exact for every user; a bound too narrow would only cost time.
+--
+-- The bounds are widened to whole UTC days (the partitions'), so that for a partition with
+-- statistics they select every row and change no estimate: only which partitions are planned.
+-- TRICKY: exact bounds (the rows' own instants) looked selective to the planner, as PostgreSQL's
+-- statistics of a partition filled in time order always end before the newest rows, and it then
+-- read the whole bounded range once and matched every key against it: the cut of the appended
+-- visits took 3.3 s a batch of 5,000 instead of 80 ms (`PGSS=1 node bench/write-profile.ts bench
+-- 60 5000`). Even day bounds on a partition with no statistics yet (a new one, for up to a second:
+-- src/store/first-statistics.ts) took 2.3 s for the first batch of a new database in the cut of
+-- the recomputed visits; hence no bounds in the cuts, which still plan every partition (not
+-- fixed: docs/benchmarks.md, "Issue 24: the refresh and the days of raw storage").
 --
 -- And the two cuts run only when they have ranges (v_p, v_ap not NULL): a batch of live traffic
 -- has mostly appended users, a batch of late events mostly recomputed ones, and each statement
@@ -33,65 +41,6 @@
 --
 -- TRICKY: CREATE OR REPLACE FUNCTION resets a function's SET clauses; migration 019's are repeated
 -- at the end (test/store/sessions-plans.integration.test.ts checks them).
-
--- Raw rows cut into visits, migration 011's function with bounds: the refresh's ranges all lie in
--- [p_from, p_to] (their least lo, their greatest hi), passed as constants so that the planner
--- prunes the raw partitions outside. The whole-project form (p_from, p_to NULL) reads no range.
-CREATE FUNCTION tally.cut_visits(
-  p_whole_project text,
-  p_project text[], p_user_id text[], p_key text[], p_lo timestamptz[], p_hi timestamptz[],
-  p_timeout interval, p_from timestamptz, p_to timestamptz
-) RETURNS SETOF tally.sessions LANGUAGE sql STABLE AS $$
-  SELECT c.project, c.user_id, c.session_key, min(c.ts), max(c.ts), count(*)::int4,
-         (count(*) FILTER (WHERE c.type = 'page_view'))::int4,
-         (array_agg(c.path ORDER BY c.ts, c.event_id COLLATE "C") FILTER (WHERE c.type = 'page_view'))[1],
-         (array_agg(c.path ORDER BY c.ts DESC, c.event_id COLLATE "C" DESC) FILTER (WHERE c.type = 'page_view'))[1],
-         -- One first row per visit (the window's order): max() just picks its value.
-         max(c.hostname) FILTER (WHERE c.first), max(c.referrer_host) FILTER (WHERE c.first),
-         max(c.channel) FILTER (WHERE c.first), max(c.utm_source) FILTER (WHERE c.first),
-         max(c.utm_medium) FILTER (WHERE c.first), max(c.utm_campaign) FILTER (WHERE c.first),
-         max(c.utm_term) FILTER (WHERE c.first), max(c.utm_content) FILTER (WHERE c.first),
-         max(c.browser) FILTER (WHERE c.first), max(c.os) FILTER (WHERE c.first),
-         max(c.device) FILTER (WHERE c.first), max(c.country) FILTER (WHERE c.first),
-         bool_or(c.is_bot)
-    FROM (
-      SELECT f.*, sum(f.first::int4) OVER (
-               PARTITION BY f.project, f.user_id, f.session_key
-               ORDER BY f.ts, f.event_id COLLATE "C" ROWS UNBOUNDED PRECEDING) AS visit
-        FROM (
-          SELECT x.*,
-                 lag(x.ts) OVER w IS NULL OR (x.session_key = '' AND x.ts - lag(x.ts) OVER w > p_timeout) AS first
-            FROM (
-              SELECT e.project, e.user_id, r.k AS session_key, e.ts, e.event_id, e.type, e.path,
-                     e.hostname, e.referrer_host, e.channel, e.utm_source, e.utm_medium, e.utm_campaign,
-                     e.utm_term, e.utm_content, e.browser, e.os, e.device, e.country, e.is_bot
-                FROM unnest(p_project, p_user_id, p_key, p_lo, p_hi) AS r(p, u, k, lo, hi)
-                JOIN tally.events e
-                  ON e.project = r.p AND e.user_id = r.u AND e.ts BETWEEN r.lo AND r.hi
-                 AND coalesce(nullif(e.session_id, ''), '') = r.k
-                 AND e.ts BETWEEN p_from AND p_to
-              UNION ALL
-              SELECT e.project, e.user_id, coalesce(nullif(e.session_id, ''), ''), e.ts, e.event_id, e.type, e.path,
-                     e.hostname, e.referrer_host, e.channel, e.utm_source, e.utm_medium, e.utm_campaign,
-                     e.utm_term, e.utm_content, e.browser, e.os, e.device, e.country, e.is_bot
-                FROM tally.events e
-               WHERE e.project = p_whole_project
-            ) AS x
-          WINDOW w AS (PARTITION BY x.project, x.user_id, x.session_key ORDER BY x.ts, x.event_id COLLATE "C")
-        ) AS f
-    ) AS c
-   GROUP BY c.project, c.user_id, c.session_key, c.visit
-$$;
-
--- The rebuild's form (migration 011's signature) is the same cut with no bounds.
-CREATE OR REPLACE FUNCTION tally.cut_visits(
-  p_whole_project text,
-  p_project text[], p_user_id text[], p_key text[], p_lo timestamptz[], p_hi timestamptz[],
-  p_timeout interval
-) RETURNS SETOF tally.sessions LANGUAGE sql STABLE AS $$
-  SELECT * FROM tally.cut_visits(p_whole_project, p_project, p_user_id, p_key, p_lo, p_hi, p_timeout,
-                                 NULL::timestamptz, NULL::timestamptz)
-$$;
 
 CREATE OR REPLACE FUNCTION tally.refresh_sessions(
   p_project text[], p_user_id text[], p_ts float8[], p_session_id text[], p_timeout_ms float8
@@ -143,11 +92,12 @@ BEGIN
     PERFORM pg_advisory_xact_lock(v_lock);
   END LOOP;
 
-  -- The bounds of the append check's raw rows (the header): from the start of the earliest of the
-  -- users' latest gap visits starting before their last new event plus the timeout, to the batch's
-  -- last new event plus the timeout. Constants of the plan, so only the partitions between them
-  -- are planned and opened.
-  SELECT min(l.started_at), max(f.hi) + v_timeout INTO v_from, v_to
+  -- The bounds of the append check's raw rows, in whole UTC days (the header): from the start of the
+  -- earliest of the users' latest gap visits starting before their last new event plus the timeout,
+  -- to the batch's last new event plus the timeout. Constants of the plan, so only the partitions
+  -- between them are planned and opened.
+  SELECT date_trunc('day', min(l.started_at), 'UTC'), date_trunc('day', max(f.hi) + v_timeout, 'UTC') + interval '24 hours'
+    INTO v_from, v_to
     FROM (SELECT x.p, x.u, max(to_timestamp(x.ts / 1000.0)) AS hi
             FROM unnest(p_project, p_user_id, p_ts, p_session_id) AS x(p, u, ts, s)
            WHERE coalesce(nullif(x.s, ''), '') = ''
@@ -192,7 +142,7 @@ BEGIN
             -- all of V is): else V is recomputed from the rows still stored, as migration 011 says.
             AND EXISTS (SELECT 1 FROM tally.events e
                          WHERE e.project = c.p AND e.user_id = c.u AND e.ts = v.started_at
-                           AND e.ts BETWEEN v_from AND v_to
+                           AND e.ts >= v_from AND e.ts < v_to
                            AND coalesce(nullif(e.session_id, ''), '') = '')) IS TRUE AS append
       FROM clusters c
       LEFT JOIN LATERAL (
@@ -260,13 +210,10 @@ BEGIN
     FROM ranges r;
 
   -- Second statements: they must see the deletions done (a visit may come back with the same key).
-  -- Each statement below only when it has visits to cut (its planning is most of a small batch's
-  -- time), and with the bounds of the raw rows it reads, as constants (the header).
+  -- Each statement below only when it has visits to cut (the header).
   IF v_p IS NOT NULL THEN
-    v_from := (SELECT min(x) FROM unnest(v_lo) AS x);
-    v_to := (SELECT max(x) FROM unnest(v_hi) AS x);
     INSERT INTO tally.sessions
-    SELECT * FROM tally.cut_visits(NULL, v_p, v_u, v_k, v_lo, v_hi, v_timeout, v_from, v_to);
+    SELECT * FROM tally.cut_visits(NULL, v_p, v_u, v_k, v_lo, v_hi, v_timeout);
   END IF;
   -- An appended user's cluster cuts into one gap visit N, which extends the user's latest gap
   -- visit starting before it: its one touched visit V (a gap visit between V and N would end
@@ -274,8 +221,6 @@ BEGIN
   IF v_ap IS NULL THEN
     RETURN;
   END IF;
-  v_from := (SELECT min(x) FROM unnest(v_alo) AS x);
-  v_to := (SELECT max(x) FROM unnest(v_ahi) AS x);
   UPDATE tally.sessions s
      SET ended_at = c.ended_at,
          events = s.events + c.events,
@@ -283,8 +228,8 @@ BEGIN
          entry_page = CASE WHEN s.page_views > 0 THEN s.entry_page ELSE c.entry_page END,
          exit_page = CASE WHEN c.page_views > 0 THEN c.exit_page ELSE s.exit_page END,
          is_bot = s.is_bot OR c.is_bot
-    FROM tally.cut_visits(NULL, v_ap, v_au, array_fill(''::text, ARRAY[cardinality(v_ap)]), v_alo, v_ahi, v_timeout,
-                          v_from, v_to) AS c
+    FROM tally.cut_visits(NULL, v_ap, v_au, array_fill(''::text, ARRAY[cardinality(v_ap)]), v_alo, v_ahi,
+                          v_timeout) AS c
    WHERE s.project = c.project AND s.user_id = c.user_id AND s.session_key = ''
      AND s.started_at = (SELECT x.started_at FROM tally.sessions x
                           WHERE x.project = c.project AND x.user_id = c.user_id AND x.session_key = ''
