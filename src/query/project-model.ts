@@ -41,6 +41,8 @@ const DEFAULT_MAX_LAYERS = 32;
 const RELOAD_BACKOFF_MS = 5000;
 /** After a failed catch-up, PostgreSQL answers for this long before the model tries again. */
 const CATCH_UP_BACKOFF_MS = 5000;
+/** The spacing after loads overtaken one after the other, at most: loading then takes 1/9 of the time. */
+const MAX_SPACING = 8;
 
 /**
  * The read model of one project (src/query/read-model.ts): its layers, the data version they
@@ -53,7 +55,9 @@ const CATCH_UP_BACKOFF_MS = 5000;
  *   base's mean events per user, or twice `maxLayers` layers) reads no rows: the reload that would
  *   follow it is made instead, and PostgreSQL answers until it lands;
  * - a load starts no sooner than the last one's duration after it ended, so loading takes at
- *   most half the time.
+ *   most half the time; twice that after a load whose layers asked for the next one (deltas past
+ *   the threshold, or too much changed) sooner than the load took, and so on up to MAX_SPACING
+ *   times; back to once after a load whose layers lasted longer than it took.
  * Catch-ups go on while a reload reads (each within the limit above): they answer until it lands.
  */
 export class ProjectModel {
@@ -68,8 +72,12 @@ export class ProjectModel {
   #catching: Promise<void> | undefined;
   #failedAt = Number.NEGATIVE_INFINITY;
   #catchFailedAt = Number.NEGATIVE_INFINITY;
-  /** The last load's end plus its duration: the next one starts no sooner. */
-  #nextLoadAt = Number.NEGATIVE_INFINITY;
+  /** The last load: when it ended and how long it took. */
+  #lastLoad = { ended: Number.NEGATIVE_INFINITY, ms: 0 };
+  /** The next load starts no sooner than this many times the last one's duration after it ended. */
+  #spacing = 1;
+  /** When the layers were swapped in; undefined once they asked for the next load. */
+  #landedAt: number | undefined;
   readonly #onChange: () => void;
 
   constructor(project: string, deps: ReadModelDeps, onChange: () => void) {
@@ -141,12 +149,27 @@ export class ProjectModel {
     if (Date.now() - this.#failedAt >= RELOAD_BACKOFF_MS) void this.reload();
   }
 
-  /** Resolves once a load may start: no sooner than the last one's duration after it ended. */
+  /** Resolves once a load may start: `#spacing` times the last one's duration after it ended. */
   async #spaced(): Promise<void> {
+    const next = () => this.#lastLoad.ended + this.#spacing * this.#lastLoad.ms;
     // A timer may fire a millisecond early by Date.now(): the rule is checked on that clock.
-    for (let left = this.#nextLoadAt - Date.now(); left > 0; left = this.#nextLoadAt - Date.now()) {
+    for (let left = next() - Date.now(); left > 0; left = next() - Date.now()) {
       await sleep(left, undefined, { signal: this.#deps.signal, ref: false });
     }
+  }
+
+  /**
+   * The layers ask for the next load (deltas past the threshold, too much changed): the load that
+   * made them bought less model time than it cost if that comes sooner than it took, and the
+   * spacing doubles; otherwise it is back to once. Judged once per load.
+   */
+  #outgrown(): void {
+    if (this.#landedAt !== undefined) {
+      const lived = Date.now() - this.#landedAt;
+      this.#spacing = lived < this.#lastLoad.ms ? Math.min(2 * this.#spacing, MAX_SPACING) : 1;
+      this.#landedAt = undefined;
+    }
+    void this.reload();
   }
 
   async #load(): Promise<void> {
@@ -168,6 +191,7 @@ export class ProjectModel {
       this.#layers = layers;
       this.#version = read.version;
       this.#stale = false;
+      this.#landedAt = Date.now();
       this.#onChange();
       this.#deps.logger.info(
         {
@@ -181,7 +205,7 @@ export class ProjectModel {
     } finally {
       // Failed loads too: the one after a failure waits as long as it took (and the backoff).
       const ended = Date.now();
-      this.#nextLoadAt = ended + (ended - started);
+      this.#lastLoad = { ended, ms: ended - started };
     }
   }
 
@@ -204,6 +228,8 @@ export class ProjectModel {
     if (!read.complete || read.skipped) {
       // Every later catch-up of these layers would name these users too: only a reload helps.
       this.#stale = true;
+      if (read.skipped) this.#outgrown();
+      else void this.reload();
       this.#deps.logger.debug(
         {
           project: this.#project,
@@ -211,10 +237,10 @@ export class ProjectModel {
           users: read.users.length,
           maxUsers,
           version: read.version,
+          spacing: this.#spacing,
         },
         'read model behind',
       );
-      void this.reload();
       return;
     }
     let events = 0;
@@ -237,7 +263,7 @@ export class ProjectModel {
     this.#version = read.version;
     const share = this.#deps.maxDeltaShare ?? DEFAULT_DELTA_SHARE;
     const tooMany = layers.count > (this.#deps.maxLayers ?? DEFAULT_MAX_LAYERS);
-    if (tooMany || layers.deltaEvents > share * Math.max(layers.baseEvents, 10_000)) void this.reload();
+    if (tooMany || layers.deltaEvents > share * Math.max(layers.baseEvents, 10_000)) this.#outgrown();
   }
 
   /**

@@ -30,6 +30,7 @@ interface LogLine {
   users?: number;
   maxUsers?: number;
   reason?: string;
+  spacing?: number;
 }
 
 async function setUp(t: TestContext, opts: { maxDeltaShare?: number } = {}) {
@@ -82,13 +83,46 @@ async function lockTable(pool: pg.Pool, table: string) {
   };
 }
 
-/** Whether a statement starting with `prefix` waits on a lock. */
-async function waitingOnLock(pool: pg.Pool, prefix: string): Promise<boolean> {
+/** Whether a statement starting with `prefix` waits on a lock (`not`: one that does not start so). */
+async function waitingOnLock(pool: pg.Pool, prefix: string, not = false): Promise<boolean> {
   const { rows } = await pool.query<{ n: number }>(
-    `SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1`,
-    [`${prefix}%`],
+    `SELECT count(*)::int AS n FROM pg_stat_activity
+      WHERE wait_event_type = 'Lock' AND (query LIKE $1) <> $2`,
+    [`${prefix}%`, not],
   );
   return rows[0].n > 0;
+}
+
+/**
+ * Starts the first load of `model` and holds it on a lock for half a second after it has taken
+ * its snapshot (so it takes at least that long), running `meanwhile` during the hold.
+ */
+async function slowFirstLoad(pool: pg.Pool, model: ReadModel, meanwhile = async () => {}) {
+  const lock = await lockTable(pool, 'tally.events');
+  assert.equal(await model.at(P), undefined, 'not loaded yet: the question starts the load');
+  try {
+    await waitFor(
+      'the load to wait on the lock',
+      () => waitingOnLock(pool, 'DECLARE model_rows'),
+      60_000,
+      20,
+    );
+    await meanwhile();
+    await sleep(500);
+  } finally {
+    await lock.release();
+  }
+}
+
+/**
+ * The `i`-th load's duration and how long after the end of the one before it it started.
+ * `time` is taken when the line is written, just after a load's end: time - ms is no earlier
+ * than the load's start, and the previous line's time no earlier than the previous load's end.
+ */
+function loadGap(loads: readonly LogLine[], i: number) {
+  const [before, load] = [loads[i - 1], loads[i]];
+  assert.ok(before !== undefined && load !== undefined, `${i + 1} loads`);
+  return { previousMs: before.ms!, gap: load.time - load.ms! - before.time };
 }
 
 const users = (n: number, from = 0) => Array.from({ length: n }, (_, i) => `u${from + i}`);
@@ -131,34 +165,59 @@ test('a catch-up slower than the wait: PostgreSQL answers, the catch-up goes on,
 test('a load starts no sooner than the last one took after it ended', async (t) => {
   const { pool, write, model, lines } = await setUp(t);
   await write(users(20), 3);
-  // The first load waits on a lock for half a second: it takes at least that long.
-  const lock = await lockTable(pool, 'tally.events');
-  const loading = model.ready(P);
-  try {
-    await waitFor(
-      'the load to wait on the lock',
-      () => waitingOnLock(pool, 'DECLARE model_rows'),
-      60_000,
-      20,
-    );
-    await sleep(500);
-  } finally {
-    await lock.release();
-  }
-  assert.equal(await loading, true, 'loaded');
+  await slowFirstLoad(pool, model);
+  assert.equal(await model.ready(P), true, 'loaded');
 
   // A version the feed does not describe: the next question finds it and asks for a reload.
   await markModelRebuild(pool, [P]);
   assert.equal(await model.ready(P), true, 'reloaded');
-  const [first, second] = lines('read model loaded');
-  assert.ok(first !== undefined && second !== undefined, 'two loads');
-  assert.ok(first.ms! >= 500, `the first load took its wait (${first.ms} ms)`);
-  // `time` is taken when the line is written, just after the load's end: second.time - second.ms
-  // is no earlier than the second load's start, first.time no earlier than the first one's end.
-  const gap = second.time - second.ms! - first.time;
+  const { previousMs, gap } = loadGap(lines('read model loaded'), 1);
+  assert.ok(previousMs >= 500, `the first load took its wait (${previousMs} ms)`);
   assert.ok(
-    gap >= first.ms!,
-    `the second load started ${gap} ms after the first ended, which took ${first.ms} ms`,
+    gap >= previousMs,
+    `the second load started ${gap} ms after the first ended, which took ${previousMs} ms`,
+  );
+});
+
+test('a load overtaken sooner than it took doubles the spacing; one whose layers last longer puts it back', async (t) => {
+  // 0.01 %: no catch-up fits (2 events of room, 3 events per user): any change needs a reload.
+  const { pool, write, model, lines } = await setUp(t, { maxDeltaShare: 0.0001 });
+  await write(users(20), 3);
+  // Written while the first load holds its snapshot: its layers are behind as soon as they land.
+  let written: Promise<void> | undefined;
+  await slowFirstLoad(pool, model, async () => {
+    written = write(users(5));
+    await waitFor(
+      'the write to wait on the lock',
+      () => waitingOnLock(pool, 'DECLARE model_rows', true),
+      60_000,
+      20,
+    );
+  });
+  await written;
+  assert.equal(await model.ready(P), true, 'reloaded');
+  const behind = lines('read model behind');
+  assert.deepEqual(
+    behind.map((l) => [l.reason, l.spacing]),
+    [['too many users changed', 2]],
+    'the first catch-up after the slow load gave up: spacing doubled',
+  );
+  const { previousMs, gap } = loadGap(lines('read model loaded'), 1);
+  assert.ok(previousMs >= 500, `the first load took its wait (${previousMs} ms)`);
+  assert.ok(
+    gap >= 2 * previousMs,
+    `the second load started ${gap} ms after the first ended, which took ${previousMs} ms`,
+  );
+
+  // The second load's layers last longer than it took before a change outgrows them.
+  const second = lines('read model loaded')[1];
+  await waitFor('the layers to outlast their load', () => Date.now() - second.time > second.ms!, 60_000, 5);
+  await write(users(5));
+  assert.equal(await model.ready(P), true, 'reloaded again');
+  assert.deepEqual(
+    lines('read model behind').map((l) => l.spacing),
+    [2, 1],
+    'spacing back to once',
   );
 });
 
