@@ -55,9 +55,10 @@ const MAX_SPACING = 8;
  *   base's mean events per user, or twice `maxLayers` layers) reads no rows: the reload that would
  *   follow it is made instead, and PostgreSQL answers until it lands;
  * - a load starts no sooner than the last one's duration after it ended, so loading takes at
- *   most half the time; twice that after a load whose layers asked for the next one (deltas past
- *   the threshold, or too much changed) sooner than the load took, and so on up to MAX_SPACING
- *   times; back to once after a load whose layers lasted longer than it took.
+ *   most half the time; twice that after a load that bought less model time than it cost (its
+ *   layers caught up for a shorter time than it took before they asked for the next load, deltas
+ *   past the threshold or too much changed; never, if overtaken as they landed), and so on up to
+ *   MAX_SPACING times; back to once after a load whose layers caught up for longer than it took.
  * Catch-ups go on while a reload reads (each within the limit above): they answer until it lands.
  */
 export class ProjectModel {
@@ -78,6 +79,8 @@ export class ProjectModel {
   #spacing = 1;
   /** When the layers were swapped in; undefined once they asked for the next load. */
   #landedAt: number | undefined;
+  /** When the layers last caught up (or landed): until then they answered current questions. */
+  #currentAt = Number.NEGATIVE_INFINITY;
   readonly #onChange: () => void;
 
   constructor(project: string, deps: ReadModelDeps, onChange: () => void) {
@@ -160,12 +163,13 @@ export class ProjectModel {
 
   /**
    * The layers ask for the next load (deltas past the threshold, too much changed): the load that
-   * made them bought less model time than it cost if that comes sooner than it took, and the
-   * spacing doubles; otherwise it is back to once. Judged once per load.
+   * made them bought less model time than it cost if they caught up for a shorter time than it
+   * took (not at all: overtaken as they landed), and the spacing doubles; otherwise it is back to
+   * once. Judged once per load.
    */
   #outgrown(): void {
     if (this.#landedAt !== undefined) {
-      const lived = Date.now() - this.#landedAt;
+      const lived = this.#currentAt - this.#landedAt;
       this.#spacing = lived < this.#lastLoad.ms ? Math.min(2 * this.#spacing, MAX_SPACING) : 1;
       this.#landedAt = undefined;
     }
@@ -191,7 +195,7 @@ export class ProjectModel {
       this.#layers = layers;
       this.#version = read.version;
       this.#stale = false;
-      this.#landedAt = Date.now();
+      this.#landedAt = this.#currentAt = Date.now();
       this.#onChange();
       this.#deps.logger.info(
         {
@@ -261,6 +265,7 @@ export class ProjectModel {
       'read model caught up',
     );
     this.#version = read.version;
+    this.#currentAt = Date.now();
     const share = this.#deps.maxDeltaShare ?? DEFAULT_DELTA_SHARE;
     const tooMany = layers.count > (this.#deps.maxLayers ?? DEFAULT_MAX_LAYERS);
     if (tooMany || layers.deltaEvents > share * Math.max(layers.baseEvents, 10_000)) this.#outgrown();

@@ -40,17 +40,16 @@ async function setUp(t: TestContext, opts: { maxDeltaShare?: number } = {}) {
   t.after(() => pool.end());
   const writer = new BatchWriter({ pool, partitions: new RawPartitions(pool, undefined), storeRaw: true });
   let sent = 0;
+  const body = (user: string) => ({
+    event_id: `e${++sent}`,
+    type: 'page_view',
+    user_id: user,
+    timestamp: new Date(T0 + (sent % 600) * MINUTE).toISOString(),
+    page_url: `https://example.com/${sent % 7}`,
+  });
   /** Writes one batch: `perUser` page views for each of `users`. */
   const write = async (users: readonly string[], perUser = 1) => {
-    const bodies = users.flatMap((user) =>
-      Array.from({ length: perUser }, () => ({
-        event_id: `e${++sent}`,
-        type: 'page_view',
-        user_id: user,
-        timestamp: new Date(T0 + (sent % 600) * MINUTE).toISOString(),
-        page_url: `https://example.com/${sent % 7}`,
-      })),
-    );
+    const bodies = users.flatMap((user) => Array.from({ length: perUser }, () => body(user)));
     await writer.write({ events: eventsOf(bodies, P, Date.now()) });
   };
   const log: LogLine[] = [];
@@ -179,9 +178,10 @@ test('a load starts no sooner than the last one took after it ended', async (t) 
   );
 });
 
-test('a load overtaken sooner than it took doubles the spacing; one whose layers last longer puts it back', async (t) => {
-  // 0.01 %: no catch-up fits (2 events of room, 3 events per user): any change needs a reload.
-  const { pool, write, model, lines } = await setUp(t, { maxDeltaShare: 0.0001 });
+test('a load whose layers are outgrown before catching up for as long as it took doubles the spacing; one whose layers did puts it back', async (t) => {
+  // 0.05 %: the deltas reload past 5 events (of at least 10,000); catch-ups stop at 10, so at 3
+  // users of ~3 events: 5 users changed need a reload.
+  const { pool, write, model, lines } = await setUp(t, { maxDeltaShare: 0.0005 });
   await write(users(20), 3);
   // Written while the first load holds its snapshot: its layers are behind as soon as they land.
   let written: Promise<void> | undefined;
@@ -195,6 +195,11 @@ test('a load overtaken sooner than it took doubles the spacing; one whose layers
     );
   });
   await written;
+  // The first question comes later than the load took after it landed: its layers were behind
+  // all along, so they bought nothing however long they were held.
+  await waitFor('the first load to land', () => lines('read model loaded').length === 1, 60_000, 5);
+  const landed = lines('read model loaded')[0];
+  await waitFor("the load's duration to pass", () => Date.now() - landed.time > landed.ms!, 60_000, 5);
   assert.equal(await model.ready(P), true, 'reloaded');
   const behind = lines('read model behind');
   assert.deepEqual(
@@ -209,9 +214,16 @@ test('a load overtaken sooner than it took doubles the spacing; one whose layers
     `the second load started ${gap} ms after the first ended, which took ${previousMs} ms`,
   );
 
-  // The second load's layers last longer than it took before a change outgrows them.
+  // The second load's layers catch up (one new user, one event) later than it took after they
+  // landed, then a change outgrows them.
   const second = lines('read model loaded')[1];
-  await waitFor('the layers to outlast their load', () => Date.now() - second.time > second.ms!, 60_000, 5);
+  await waitFor("the load's duration to pass", () => Date.now() - second.time > second.ms!, 60_000, 5);
+  await write(['newcomer']);
+  assert.ok((await model.at(P, Number.POSITIVE_INFINITY)) !== undefined, 'caught up');
+  assert.deepEqual(
+    lines('read model caught up').map((l) => l.users),
+    [1],
+  );
   await write(users(5));
   assert.equal(await model.ready(P), true, 'reloaded again');
   assert.deepEqual(
