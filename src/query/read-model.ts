@@ -18,9 +18,10 @@ export type { ReadModelDeps } from './project-model.ts';
  * runs in the background. So an answer is never older than the last 202, either way.
  *
  * A question never waits long for the model: at most `catchUpWaitMs` (250 ms) for a catch-up,
- * which goes on in the background while PostgreSQL answers; a catch-up that would re-read a large
- * share of the project becomes a reload, and reloads are spaced so that loading takes at most
- * half the time (src/query/project-model.ts; src/query/QUERY_PLANS.md, "Staying current").
+ * which goes on in the background while PostgreSQL answers; a catch-up that would take the deltas
+ * past twice the reload threshold becomes a reload; and loads are spaced so that loading takes at
+ * most half the time, down to a ninth while each load is overtaken before it pays for itself
+ * (src/query/project-model.ts; src/query/QUERY_PLANS.md, "Staying current").
  *
  * Each `tally query` instance keeps its own copy and catches up on its own; they share nothing
  * but PostgreSQL.
