@@ -2,7 +2,8 @@
  * A lab script for scenario 5 in embedded mode (docs/benchmarks.md, "Scenario 5 at full size"):
  * scenario 4's load into a new `tally start` (bench/scenarios/embedded.ts's endToEndRate), then
  * scenario 5's freshness probes under half that rate, with what the read model did meanwhile,
- * read from Tally's debug log: its catch-ups (users, events re-read, ms) and its full loads.
+ * read from Tally's debug log: its catch-ups (users, events re-read, ms), its full loads and the
+ * catch-ups it gave up for a reload; and how many questions the model and PostgreSQL answered.
  *
  *   node bench/freshness-lab.ts [events, default 20000] [probes, default 50]
  *
@@ -45,6 +46,12 @@ try {
       `freshness over ${ms.length} probes: p50 ${round(percentile(ms, 50))} ms, p99 ${round(percentile(ms, 99))} ms` +
       (fresh.failure === undefined ? '' : ` (${fresh.failure})`),
   );
+  // Who answered the questions over the raw rows (the probes' summaries among them).
+  const metrics = await (await fetch(`${tally.url}/metrics`)).text();
+  const answers = [...metrics.matchAll(/^tally_read_model_answers_total\{source="(\w+)"\} (\d+)/gm)];
+  console.log(
+    `answered by: ${answers.map(([, source, n]) => `${source} ${n}`).join(', ') || 'none counted'}`,
+  );
   await tally.stop();
   const log = await readFile(join(dir, `tally-start-${tally.child.pid}.log`), 'utf8');
   const lines = log
@@ -60,6 +67,8 @@ try {
   };
   console.log(show('read model caught up', 'users'));
   console.log(show('read model loaded', 'events'));
+  const behind = lines.filter((l) => l.msg === 'read model behind').length;
+  console.log(`read model behind (a catch-up that would re-read too much, or a gap in the feed): ${behind}`);
 } finally {
   await tally.stop();
   await rm(dir, { recursive: true, force: true });

@@ -22,7 +22,8 @@ export interface Service {
  * Runs a node script (Tally's CLI by default) as its own process and waits for `readyPath`. An
  * exit the bench did not ask for is reported on stderr at once, with its code or signal and the
  * process's last stderr (a crash, an out-of-memory abort). With BENCH_LOG_DIR set, the process's
- * stdout (Tally's JSON log) and stderr go to `<BENCH_LOG_DIR>/<name>-<pid>.log` too.
+ * stdout (Tally's JSON log) and stderr go to `<BENCH_LOG_DIR>/<name>-<pid>.log` too, at the level
+ * BENCH_LOG_LEVEL names (default `warn`; `debug` adds the read model's catch-ups).
  */
 export async function startService(opts: {
   name: string;
@@ -43,7 +44,7 @@ export async function startService(opts: {
       : []);
   const logDir = process.env.BENCH_LOG_DIR;
   const child = spawn(process.execPath, [...nodeArgs, opts.script ?? MAIN, ...opts.args], {
-    env: { ...process.env, TALLY_LOG_LEVEL: 'warn', ...opts.env },
+    env: { ...process.env, TALLY_LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn', ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stderr = '';

@@ -81,12 +81,13 @@ export class ScopedStats {
 
   /**
    * The columnar read model's layers when they answer this question: the raw rows cover the
-   * range and the model holds the project's current data version (src/query/read-model.ts).
-   * Undefined: answer from PostgreSQL.
+   * range and the model holds the project's current data version (src/query/read-model.ts),
+   * or catches up to it within `waitMs` (the model's own bound by default). Undefined: answer
+   * from PostgreSQL.
    */
-  async layers(project: string, range: Range): Promise<Layers | undefined> {
+  async layers(project: string, range: Range, waitMs?: number): Promise<Layers | undefined> {
     if (this.#model === undefined || !this.rawCovers(range)) return undefined;
-    return this.#model.at(project);
+    return this.#model.at(project, waitMs);
   }
 
   /** Whether the raw rows cover the whole range (so visits and scans are exact there). */

@@ -16,6 +16,8 @@ export interface ModelRows {
   complete: boolean;
   /** Catch-up only: the users whose rows were read (every user the feed names). */
   users: string[];
+  /** Catch-up only: the feed named more than `maxUsers` users, so none of their rows were read. */
+  skipped: boolean;
 }
 
 /** Rows per FETCH: big enough to amortize the round trip, small enough to stream. */
@@ -41,7 +43,8 @@ const VISIT_COLUMNS = `s.user_id, s.session_key,
  * data version, then either every raw event at or after `cutoffMs` and every visit ending there
  * (`since` undefined: a full load), or the change feed after version `since` (migration 018) and
  * the rows of the users it names (a catch-up). Versions and rows are read together, so the model
- * holds exactly the data of the version it reports.
+ * holds exactly the data of the version it reports. A catch-up naming more than `maxUsers` users
+ * reads none of their rows (`skipped`): the read model reloads instead (src/query/read-model.ts).
  *
  * Visits that end at or after the cutoff are all read, those that started before it included:
  * an event in range belongs to its visit wherever the visit starts (visit filters read it).
@@ -53,8 +56,9 @@ export async function readModelRows(
   since: number | undefined,
   sink: ModelRowSink,
   signal?: AbortSignal,
+  maxUsers = Number.POSITIVE_INFINITY,
 ): Promise<ModelRows> {
-  return onSnapshot(pool, (client) => readOn(client, project, cutoffMs, since, sink, signal));
+  return onSnapshot(pool, (client) => readOn(client, project, cutoffMs, since, sink, signal, maxUsers));
 }
 
 /**
@@ -88,7 +92,7 @@ export async function readRangeRowsIn(
     [project, range.fromMs, range.toMs, atMost + 1],
   );
   if (Number(rows[0].n) > atMost) return false;
-  await readOn(db, project, range.fromMs, undefined, sink, undefined, range.toMs);
+  await readOn(db, project, range.fromMs, undefined, sink, undefined, Number.POSITIVE_INFINITY, range.toMs);
   return true;
 }
 
@@ -118,6 +122,7 @@ async function readOn(
   since: number | undefined,
   sink: ModelRowSink,
   signal: AbortSignal | undefined,
+  maxUsers: number,
   untilMs = Number.POSITIVE_INFINITY,
 ): Promise<ModelRows> {
   const { rows } = await client.query<{ version: string }>(
@@ -128,7 +133,8 @@ async function readOn(
   let users: string[] | undefined;
   if (since !== undefined) {
     const changes = await readModelChanges(client, project, since, version);
-    if (!changes.complete || changes.users.length === 0) return { version, ...changes };
+    if (!changes.complete || changes.users.length === 0) return { version, ...changes, skipped: false };
+    if (changes.users.length > maxUsers) return { version, ...changes, skipped: true };
     users = changes.users;
   }
   const byUser = users === undefined ? '' : 'AND user_id = ANY($4::text[])';
@@ -150,7 +156,7 @@ async function readOn(
     (row) => sink.addVisit(row as unknown as VisitRow),
     signal,
   );
-  return { version, complete: true, users: users ?? [] };
+  return { version, complete: true, users: users ?? [], skipped: false };
 }
 
 /**

@@ -111,7 +111,7 @@ test(
     assert.deepEqual(await projectState(pool, 'A'), bState, 'stored state of A = of B');
     assert.deepEqual(await everyAnswer(pool, 'A', range), bAnswers, 'every answer of A = of B');
     // The read model catches up through the deletion's feed row: the user retired, no reload.
-    assert.equal(await model.at('A'), layers, 'caught up at the new version');
+    assert.equal(await model.at('A', Number.POSITIVE_INFINITY), layers, 'caught up at the new version');
     assert.equal(layers.count, layersBefore + 1, 'by one delta layer');
     // Against B's model: the model gives counts as numbers where the scans give int8 text (the
     // REST schemas serialise both alike).

@@ -58,6 +58,11 @@ export class Layers {
     return this.#layers[0].events.count;
   }
 
+  /** Users of the base (retired ones included; the dictionary's missing value not counted). */
+  get baseUsers(): number {
+    return this.#layers[0].users.size - 1;
+  }
+
   /** Adds `delta`, holding the whole current rows of `users`, and hides those users everywhere else. */
   push(delta: ColumnarModel, users: readonly string[]): void {
     for (const layer of this.#layers) for (const u of users) retire(layer, u);

@@ -260,10 +260,12 @@ export class ProductService {
    * The models answering for `project` over `covers`, whose events from `need` on (up to
    * covers.to) the question reads: the read model's layers, or else the raw rows read once from
    * PostgreSQL, one such read at a time per process (each builds a model of up to
-   * TALLY_PRODUCT_MAX_SCAN_EVENTS events), refused when there are more.
+   * TALLY_PRODUCT_MAX_SCAN_EVENTS events), refused when there are more. It waits for the model's
+   * catch-up however long it takes (a stats question waits a bounded time): reading the range's
+   * rows would be a catch-up's own work, most often more of it, and may be refused.
    */
   async #models(project: string, covers: Range, need: number): Promise<readonly ColumnarModel[]> {
-    const layers = await this.#deps.scoped.layers(project, covers);
+    const layers = await this.#deps.scoped.layers(project, covers, Number.POSITIVE_INFINITY);
     if (layers !== undefined) return layers.models;
     const max = this.#deps.maxScanEvents;
     const model = await this.#deps.readModel(project, { fromMs: need, toMs: covers.to }, max);
