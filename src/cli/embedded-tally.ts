@@ -79,7 +79,9 @@ export function startEmbeddedTally(config: Config, logger: Logger): Promise<Embe
       partitions,
       storeRaw: raw.TALLY_STORE_RAW,
       sessionTimeoutMs: raw.TALLY_SESSION_TIMEOUT_MIN * 60_000,
-      statistics: new FirstStatistics(database.pool, (err) => logger.warn({ err }, 'first statistics failed')),
+      statistics: new FirstStatistics(database.pool, (err) =>
+        logger.warn({ err }, 'first statistics failed'),
+      ),
       onVersions: (v) => versions.observe(v),
       userHashKey: hashKey,
     });

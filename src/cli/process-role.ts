@@ -121,7 +121,9 @@ export function startProcessWorker(config: Config, logger: Logger): Promise<Stop
       partitions,
       storeRaw: raw.TALLY_STORE_RAW,
       sessionTimeoutMs: raw.TALLY_SESSION_TIMEOUT_MIN * 60_000,
-      statistics: new FirstStatistics(database.pool, (err) => logger.warn({ err }, 'first statistics failed')),
+      statistics: new FirstStatistics(database.pool, (err) =>
+        logger.warn({ err }, 'first statistics failed'),
+      ),
       // Read here, so that a key other than the one of the stored tombstones stops the start.
       userHashKey: await userHashKey(database.pool, raw.TALLY_USER_HASH_KEY),
     });
