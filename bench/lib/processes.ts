@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, mkdirSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,7 +22,8 @@ export interface Service {
  * Runs a node script (Tally's CLI by default) as its own process and waits for `readyPath`. An
  * exit the bench did not ask for is reported on stderr at once, with its code or signal and the
  * process's last stderr (a crash, an out-of-memory abort). With BENCH_LOG_DIR set, the process's
- * stdout (Tally's JSON log) and stderr go to `<BENCH_LOG_DIR>/<name>-<pid>.log` too, at the level
+ * stdout (Tally's JSON log) and stderr go to `<BENCH_LOG_DIR>/<name>-<pid>.log` too (the directory
+ * made if missing), at the level
  * BENCH_LOG_LEVEL names (default `warn`; `debug` adds the read model's catch-ups).
  */
 export async function startService(opts: {
@@ -52,6 +53,7 @@ export async function startService(opts: {
   if (logDir === undefined) {
     child.stdout.resume();
   } else {
+    mkdirSync(logDir, { recursive: true });
     const file = createWriteStream(join(logDir, `${opts.name.replaceAll(' ', '-')}-${child.pid}.log`));
     // Two sources, one file: neither ends it; the process's exit does.
     child.stdout.pipe(file, { end: false });
