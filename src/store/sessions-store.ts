@@ -55,35 +55,90 @@ export async function checkSessionTimeout(
   );
 }
 
-/** The part of a freshly stored event that tally.refresh_sessions needs. */
-export interface SessionEventKey {
+/** The part of a freshly stored event that tally.refresh_sessions needs (migration 028). */
+export interface SessionEvent {
   project: string;
   userId: string;
   /** Epoch ms, as given to tally.write_events. */
   ts: number;
   sessionId: string | null;
+  eventId: string;
+  type: string;
+  path: string | null;
+  isBot: boolean;
+  hostname: string | null;
+  referrerHost: string | null;
+  channel: string | null;
+  utmSource: string | null;
+  utmMedium: string | null;
+  utmCampaign: string | null;
+  utmTerm: string | null;
+  utmContent: string | null;
+  browser: string | null;
+  os: string | null;
+  device: string | null;
+  country: string | null;
+}
+
+/** SessionEvent's fields in tally.refresh_sessions' argument order, after its mask. */
+const REFRESH_FIELDS = [
+  'project',
+  'userId',
+  'ts',
+  'sessionId',
+  'eventId',
+  'type',
+  'path',
+  'isBot',
+  'hostname',
+  'referrerHost',
+  'channel',
+  'utmSource',
+  'utmMedium',
+  'utmCampaign',
+  'utmTerm',
+  'utmContent',
+  'browser',
+  'os',
+  'device',
+  'country',
+] as const satisfies readonly (keyof SessionEvent)[];
+
+const REFRESH_TYPES = REFRESH_FIELDS.map((f) =>
+  f === 'ts' ? 'float8[]' : f === 'isBot' ? 'bool[]' : 'text[]',
+);
+
+/**
+ * The call of tally.refresh_sessions for `events` (all taken), as text and values; `rawCutoff`:
+ * the raw retention's cutoff in epoch ms (undefined: none), before which a visit may have lost raw
+ * rows and is recomputed from those still stored rather than merged (migration 028).
+ */
+export function refreshSessionsQuery(
+  events: readonly SessionEvent[],
+  timeoutMs: number,
+  rawCutoff?: number,
+): { text: string; values: unknown[] } {
+  const args = REFRESH_TYPES.map((type, i) => `$${i + 1}::${type}`).join(', ');
+  const n = REFRESH_TYPES.length;
+  return {
+    text: `SELECT tally.refresh_sessions(NULL, ${args}, $${n + 1}::float8, $${n + 2}::float8)`,
+    values: [...REFRESH_FIELDS.map((f) => events.map((e) => e[f])), timeoutMs, rawCutoff ?? null],
+  };
 }
 
 /**
- * Recomputes the visits (tally.sessions) that `events`, just inserted into tally.events in the
- * transaction open on `client`, touch (migration 011). tally.write_events does the same as its
- * last statement; this is for callers that store raw rows themselves.
+ * Merges `events`, just inserted into tally.events in the transaction open on `client`, into the
+ * visits (tally.sessions) they touch (migrations 011 and 028). tally.write_events does the same
+ * for the events it stores; this is for callers that store raw rows themselves.
  */
 export async function refreshSessions(
   client: pg.ClientBase,
-  events: readonly SessionEventKey[],
+  events: readonly SessionEvent[],
   timeoutMs: number,
+  rawCutoff?: number,
 ): Promise<void> {
-  await client.query(
-    'SELECT tally.refresh_sessions($1::text[], $2::text[], $3::float8[], $4::text[], $5::float8)',
-    [
-      events.map((e) => e.project),
-      events.map((e) => e.userId),
-      events.map((e) => e.ts),
-      events.map((e) => e.sessionId),
-      timeoutMs,
-    ],
-  );
+  const { text, values } = refreshSessionsQuery(events, timeoutMs, rawCutoff);
+  await client.query(text, values);
 }
 
 /**

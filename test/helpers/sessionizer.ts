@@ -52,6 +52,12 @@ export type Visit = {
   entryPage: string | null;
   exitPage: string | null;
   isBot: boolean;
+  /** The first event's id, and the first and last page views' instants and ids (migration 028). */
+  firstEventId: string;
+  entryAt: number | null;
+  entryEventId: string | null;
+  exitAt: number | null;
+  exitEventId: string | null;
 } & Record<Dimension, string | null>;
 
 /** PostgreSQL's COLLATE "C" order on a UTF-8 database: UTF-8 bytes, i.e. code points. */
@@ -77,6 +83,11 @@ function visitOf(events: readonly SessionizerEvent[], sessionKey: string): Visit
     entryPage: pageViews.length > 0 ? pageViews[0].path : null,
     exitPage: pageViews.length > 0 ? pageViews[pageViews.length - 1].path : null,
     isBot: events.some((e) => e.isBot),
+    firstEventId: first.eventId,
+    entryAt: pageViews.length > 0 ? pageViews[0].ts : null,
+    entryEventId: pageViews.length > 0 ? pageViews[0].eventId : null,
+    exitAt: pageViews.length > 0 ? pageViews[pageViews.length - 1].ts : null,
+    exitEventId: pageViews.length > 0 ? pageViews[pageViews.length - 1].eventId : null,
   } as Visit;
   for (const d of DIMENSIONS) visit[d] = first[d];
   return visit;
@@ -153,6 +164,9 @@ const VISIT_COLUMNS: [keyof Visit, string][] = [
   ['exitPage', 'exit_page'],
   ...DIMENSIONS.map((d): [Dimension, string] => [d, d.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)]),
   ['isBot', 'is_bot'],
+  ['firstEventId', 'first_event_id'],
+  ['entryEventId', 'entry_event_id'],
+  ['exitEventId', 'exit_event_id'],
 ];
 
 /** Exact epoch ms of a timestamptz column (a JS Date would drop the microseconds). */
@@ -176,7 +190,8 @@ export async function storedEvents(db: Queryable, project: string): Promise<Sess
 export async function storedVisits(db: Queryable, project: string): Promise<Visit[]> {
   const { rows } = await db.query<Visit>(
     `SELECT ${VISIT_COLUMNS.map(([k, c]) => `${c} AS "${k}"`).join(', ')},
-            ${epochMs('started_at')} AS "startedAt", ${epochMs('ended_at')} AS "endedAt"
+            ${epochMs('started_at')} AS "startedAt", ${epochMs('ended_at')} AS "endedAt",
+            ${epochMs('entry_at')} AS "entryAt", ${epochMs('exit_at')} AS "exitAt"
        FROM tally.sessions WHERE project = $1`,
     [project],
   );

@@ -64,15 +64,16 @@ export async function startSessionsDb(t: TestContext): Promise<{ db: TestPostgre
   return { db, conns };
 }
 
-/** One batch the way a writer stores it: raw rows, then the refresh, one transaction. */
+/** One batch the way a writer stores it: raw rows, then the refresh (`rawCutoff`: the writer's), one transaction. */
 export async function writeBatch(
   client: pg.ClientBase,
   events: readonly SessionizerEvent[],
   timeoutMs: number,
+  rawCutoff?: number,
 ): Promise<void> {
   await client.query('BEGIN');
   try {
-    await refreshSessions(client, await insertRaw(client, events), timeoutMs);
+    await refreshSessions(client, await insertRaw(client, events), timeoutMs, rawCutoff);
     await client.query('COMMIT');
   } catch (err) {
     await client.query('ROLLBACK');

@@ -1,10 +1,8 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
-import type pg from 'pg';
 import { piecesFor } from '../../src/query/range-pieces.ts';
 import { startEmbeddedPostgres } from '../../src/store/embedded-postgres.ts';
 import { migrate } from '../../src/store/migrate.ts';
@@ -13,30 +11,11 @@ import { createPool } from '../../src/store/pool.ts';
 import { StatsStore } from '../../src/store/stats-store.ts';
 import { findFreePort } from '../../src/util/free-port.ts';
 import { Oracle, prng, type OracleEvent } from '../helpers/oracle.ts';
+import { migrateBefore } from '../helpers/migrate-before.ts';
 import { expectedRollups, storedState } from '../helpers/stored-state.ts';
 
-const MIGRATIONS = fileURLToPath(new URL('../../src/store/migrations/', import.meta.url));
 const MINUTE = 60_000;
 const DAY = 86_400_000;
-
-/** Applies the migrations before `first` as the runner does (migrate.ts), one transaction each. */
-async function migrateBefore(pool: pg.Pool, first: string): Promise<void> {
-  await pool.query('CREATE SCHEMA IF NOT EXISTS tally');
-  await pool.query(`CREATE TABLE IF NOT EXISTS tally.schema_migrations (
-      name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`);
-  const files = (await readdir(MIGRATIONS)).filter((f) => f.endsWith('.sql') && f < first).sort();
-  for (const file of files) {
-    const client = await pool.connect();
-    try {
-      await client.query('BEGIN');
-      await client.query(await readFile(join(MIGRATIONS, file), 'utf8'));
-      await client.query('INSERT INTO tally.schema_migrations (name) VALUES ($1)', [file]);
-      await client.query('COMMIT');
-    } finally {
-      client.release();
-    }
-  }
-}
 
 test(
   'migration 016 turns the rollups of a database written before it into the compact ones, same numbers',

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { RawPartitions } from '../../src/store/partitions.ts';
-import { refreshSessions } from '../../src/store/sessions-store.ts';
+import { refreshSessions, refreshSessionsQuery } from '../../src/store/sessions-store.ts';
 import { startTestPostgres } from '../helpers/kafka-process.ts';
 import { prng } from '../helpers/oracle.ts';
 import {
@@ -66,15 +66,10 @@ test(
       const measure = async (batch: SessionizerEvent[]) => {
         await client.query('BEGIN');
         const fresh = await insertRaw(client, batch);
+        const call = refreshSessionsQuery(fresh, TIMEOUT);
         const { rows } = await client.query<{ 'QUERY PLAN': [{ 'Execution Time': number }] }>(
-          'EXPLAIN (ANALYZE, FORMAT JSON) SELECT tally.refresh_sessions($1::text[], $2::text[], $3::float8[], $4::text[], $5::float8)',
-          [
-            fresh.map((e) => e.project),
-            fresh.map((e) => e.userId),
-            fresh.map((e) => e.ts),
-            fresh.map((e) => e.sessionId),
-            TIMEOUT,
-          ],
+          `EXPLAIN (ANALYZE, FORMAT JSON) ${call.text}`,
+          call.values,
         );
         await client.query('COMMIT');
         return rows[0]['QUERY PLAN'][0]['Execution Time'].toFixed(1);

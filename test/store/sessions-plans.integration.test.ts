@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import pg from 'pg';
 import { BatchWriter } from '../../src/store/batch-writer.ts';
 import { RawPartitions } from '../../src/store/partitions.ts';
+import { refreshSessions, type SessionEvent } from '../../src/store/sessions-store.ts';
 import { startTestPostgres } from '../helpers/kafka-process.ts';
 import { toTallyEvent } from '../helpers/oracle.ts';
 
@@ -75,74 +76,96 @@ test('extending visits are HOT updates', { timeout: 120_000 }, async (t) => {
 });
 
 /**
- * Migration 027: the append check of the refresh plans only the raw partitions between its bounds.
- * auto_explain sends the plan of every statement inside the function to this client (as notices):
- * the append check's statement (the one with the CTE fresh) must name none of a month of
- * partitions far from the batch, which, without the bounds, it planned and opened on every call.
- * The user's new event comes after its visit, so the check runs (and finds V's first row), and of
- * the two cuts only the appended visit's runs.
+ * Migration 028: the refresh reads no raw row, so it plans no raw partition however many days of
+ * raw storage there are (before, each read of tally.events planned and opened every one on every
+ * call: migration 027's header). auto_explain sends the plan of every statement inside the
+ * function to this client (as notices); a month of partitions far from the batch, and the
+ * batch's own, must appear in none.
  */
-test(
-  "the refresh's append check plans only the raw partitions it can read",
-  { timeout: 120_000 },
-  async (t) => {
-    const db = await startTestPostgres(t);
-    const writer = new BatchWriter({
-      pool: db.pool,
-      partitions: new RawPartitions(db.pool, undefined),
-      storeRaw: true,
-    });
-    await db.pool.query(`
+test('the refresh plans no raw partition', { timeout: 120_000 }, async (t) => {
+  const db = await startTestPostgres(t);
+  const writer = new BatchWriter({
+    pool: db.pool,
+    partitions: new RawPartitions(db.pool, undefined),
+    storeRaw: true,
+  });
+  await db.pool.query(`
     DO $$ BEGIN
       FOR i IN 1..30 LOOP
         EXECUTE format('CREATE TABLE tally.events_far%s PARTITION OF tally.events FOR VALUES FROM (%L) TO (%L)',
           i, timestamptz '2020-01-01' + (i - 1) * interval '1 day', timestamptz '2020-01-01' + i * interval '1 day');
       END LOOP;
     END $$`);
-    const base = Date.UTC(2024, 0, 1, 12);
-    const event = (id: string, ts: number) =>
-      toTallyEvent({ event_id: id, type: 'page_view', user_id: 'u', ts, page_url: '/' });
-    await writer.write({ events: [event('e1', base), event('e2', base + 60_000)] });
+  const base = Date.UTC(2024, 0, 1, 12);
+  const event = (id: string, ts: number) =>
+    toTallyEvent({ event_id: id, type: 'page_view', user_id: 'u', ts, page_url: '/' });
+  await writer.write({ events: [event('e1', base), event('e2', base + 60_000)] });
 
-    const client = await db.pool.connect();
-    const plans: string[] = [];
-    client.on('notice', (notice) => plans.push(notice.message ?? ''));
-    try {
-      await client.query(`LOAD 'auto_explain'`);
-      await client.query(`SET auto_explain.log_min_duration = 0`);
-      await client.query(`SET auto_explain.log_nested_statements = on`);
-      await client.query(`SET auto_explain.log_level = notice`);
-      await client.query('BEGIN');
-      // As the writer calls it for the batch's fresh events, whose raw rows it inserted just before.
-      await client.query(
-        `INSERT INTO tally.events (project, event_id, type, user_id, ts, received_at, page_url, path, is_bot)
-       VALUES ('default', 'e3', 'page_view', 'u', to_timestamp($1 / 1000.0), now(), '/', '/', false)`,
-        [base + 180_000],
-      );
-      await client.query(
-        'SELECT tally.refresh_sessions($1::text[], $2::text[], $3::float8[], $4::text[], $5::float8)',
-        [['default'], ['u'], [base + 180_000], [null], 30 * 60_000],
-      );
-      const visits = await client.query<{ events: number }>(`SELECT events FROM tally.sessions`);
-      assert.deepEqual(
-        visits.rows.map((r) => r.events),
-        [3],
-        'the visit extended',
-      );
-    } finally {
-      await client.query('ROLLBACK');
-      client.release(true);
-    }
-    const check = plans.filter((plan) => plan.includes('CTE fresh'));
-    assert.equal(check.length, 1, `one plan of the append check among ${plans.length}`);
-    assert.match(check[0], /events_p20240101/, "the plan reads the batch day's partition");
-    assert.doesNotMatch(check[0], /events_far/, 'no partition far from the batch is planned');
-    // And only the cut it needs: the appended visit's, not the recomputed visits' (none here).
-    assert.equal(plans.filter((plan) => plan.includes('Update on sessions')).length, 1);
-    assert.equal(
-      plans.filter((plan) => plan.includes('Insert on sessions')).length,
-      0,
-      'no cut with nothing to cut',
+  const client = await db.pool.connect();
+  const plans: string[] = [];
+  client.on('notice', (notice) => plans.push(notice.message ?? ''));
+  try {
+    await client.query(`LOAD 'auto_explain'`);
+    await client.query(`SET auto_explain.log_min_duration = 0`);
+    await client.query(`SET auto_explain.log_nested_statements = on`);
+    await client.query(`SET auto_explain.log_level = notice`);
+    await client.query('BEGIN');
+    // As the writer calls it for the batch's fresh events, whose raw rows it inserted just before:
+    // one event inside the visit, one after it.
+    await client.query(
+      `INSERT INTO tally.events (project, event_id, type, user_id, ts, received_at, page_url, path, is_bot)
+       SELECT 'default', x.id, 'page_view', 'u', to_timestamp(x.ts / 1000.0), now(), '/', '/', false
+         FROM unnest($1::text[], $2::float8[]) AS x(id, ts)`,
+      [
+        ['e3', 'e4'],
+        [base + 30_000, base + 180_000],
+      ],
     );
-  },
-);
+    await refreshSessions(
+      client,
+      [
+        { ...sessionEvent, eventId: 'e3', ts: base + 30_000 },
+        { ...sessionEvent, eventId: 'e4', ts: base + 180_000 },
+      ],
+      30 * 60_000,
+    );
+    const visits = await client.query<{ events: number }>(`SELECT events FROM tally.sessions`);
+    assert.deepEqual(
+      visits.rows.map((r) => r.events),
+      [4],
+      'the visit merged',
+    );
+  } finally {
+    await client.query('ROLLBACK');
+    client.release(true);
+  }
+  assert.ok(
+    plans.some((plan) => plan.includes('Update on sessions')),
+    'the plans were seen',
+  );
+  const reading = plans.filter((plan) => /events_p\d+|events_far/.test(plan));
+  assert.deepEqual(reading, [], 'no plan names a raw partition');
+});
+
+const sessionEvent: SessionEvent = {
+  project: 'default',
+  userId: 'u',
+  ts: 0,
+  sessionId: null,
+  eventId: '',
+  type: 'page_view',
+  path: '/',
+  isBot: false,
+  hostname: null,
+  referrerHost: null,
+  channel: null,
+  utmSource: null,
+  utmMedium: null,
+  utmCampaign: null,
+  utmTerm: null,
+  utmContent: null,
+  browser: null,
+  os: null,
+  device: null,
+  country: null,
+};

@@ -43,11 +43,15 @@ function event(project: string, fields: Partial<SessionizerEvent> & { eventId: s
 }
 
 /** One batch the way a writer stores it: raw rows of the fresh events, then the refresh, one transaction. */
-async function writeBatch(client: pg.PoolClient, events: readonly SessionizerEvent[]): Promise<void> {
+async function writeBatch(
+  client: pg.PoolClient,
+  events: readonly SessionizerEvent[],
+  rawCutoff?: number,
+): Promise<void> {
   await client.query('BEGIN');
   try {
     const fresh = await insertRaw(client, events);
-    await refreshSessions(client, fresh, TIMEOUT);
+    await refreshSessions(client, fresh, TIMEOUT, rawCutoff);
     await client.query('COMMIT');
   } catch (err) {
     await client.query('ROLLBACK');
@@ -301,11 +305,13 @@ async function cases(t: TestContext, dbPool: pg.Pool, client: pg.PoolClient) {
           event(p, { eventId: 'a', ts: BASE }),
           event(p, { eventId: 'b', ts: BASE + MINUTE }),
         ]);
-        // As the retention would: the raw row of the visit's start is gone, the visit stays.
+        // As the retention would: the raw row of the visit's start is gone, the visit stays, and
+        // the writer's raw cutoff has passed it.
         await client.query(`DELETE FROM tally.events WHERE project = $1 AND event_id = 'a'`, [p]);
         await writeBatch(
           client,
           second.map((e) => ({ ...e, project: p })),
+          BASE + 1,
         );
         const visits = await storedVisits(client, p);
         assert.equal(await rebuildSessions(dbPool, p, TIMEOUT), visits.length);
