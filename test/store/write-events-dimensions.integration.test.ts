@@ -171,14 +171,23 @@ test('tally.write_events refreshes the visits of the fresh events stored raw, be
   // tested in test/store/sessions*.integration.test.ts.
   await pool.query(`
     CREATE TABLE public.refresh_calls (project text[], user_id text[], ts float8[], session_id text[],
-                                       timeout_ms float8, raw_rows bigint, counted bigint);
+                                       event_id text[], timeout_ms float8, raw_cutoff float8,
+                                       raw_rows bigint, counted bigint);
     CREATE OR REPLACE FUNCTION tally.refresh_sessions(
-      p_project text[], p_user_id text[], p_ts float8[], p_session_id text[], p_timeout_ms float8)
+      p_take bool[], p_project text[], p_user_id text[], p_ts float8[], p_session_id text[],
+      p_event_id text[], p_type text[], p_path text[], p_is_bot bool[],
+      p_hostname text[], p_referrer_host text[], p_channel text[], p_utm_source text[], p_utm_medium text[],
+      p_utm_campaign text[], p_utm_term text[], p_utm_content text[], p_browser text[], p_os text[],
+      p_device text[], p_country text[], p_timeout_ms float8, p_raw_cutoff float8)
     RETURNS void LANGUAGE sql AS $$
       INSERT INTO public.refresh_calls
-      SELECT p_project, p_user_id, p_ts, p_session_id, p_timeout_ms,
+      SELECT array_agg(x.p ORDER BY x.i), array_agg(x.u ORDER BY x.i), array_agg(x.ts ORDER BY x.i),
+             array_agg(x.s ORDER BY x.i), array_agg(x.id ORDER BY x.i), p_timeout_ms, p_raw_cutoff,
              (SELECT count(*) FROM tally.events),
              (SELECT coalesce(sum(count), 0) FROM tally.rollup_events WHERE level = 0)
+        FROM unnest(p_take, p_project, p_user_id, p_ts, p_session_id, p_event_id)
+             WITH ORDINALITY AS x(take, p, u, ts, s, id, i)
+       WHERE x.take
     $$;`);
   const now = Date.now();
   const recent = (o: OracleEvent, extra: Partial<TallyEvent> = {}) => event(o, extra);
@@ -193,18 +202,25 @@ test('tally.write_events refreshes the visits of the fresh events stored raw, be
     user_id: string[];
     ts: number[];
     session_id: (string | null)[];
+    event_id: string[];
     timeout_ms: number;
+    raw_cutoff: number;
     raw_rows: string;
     counted: string;
   }>('SELECT * FROM public.refresh_calls');
   assert.equal(calls.rows.length, 1);
   const call = calls.rows[0];
-  // The events stored raw (sorted by event id, as the writer sends them), bots too; not `old`.
+  // The events stored raw (sorted by event id, as the writer sends them), bots too; not `old`
+  // (migration 028: the arrays of the whole batch, with a mask of those taken).
+  assert.deepEqual(call.event_id, ['r1', 'r2']);
   assert.deepEqual(call.project, ['default', 'default']);
   assert.deepEqual(call.user_id, ['u1', 'u2']);
   assert.deepEqual(call.ts, [now - 5000, now - 4000]);
   assert.deepEqual(call.session_id, ['s-1', null]);
   assert.equal(call.timeout_ms, 17 * 60_000);
+  // The raw cutoff (a retention of 1 day): visits starting before it are recomputed, not merged.
+  const cutoffAt = (ms: number) => Math.floor(ms / 86_400_000) * 86_400_000 - 86_400_000;
+  assert.ok([cutoffAt(now), cutoffAt(Date.now())].includes(call.raw_cutoff), `cutoff ${call.raw_cutoff}`);
   assert.equal(call.raw_rows, '2', 'raw rows stored before');
   // The counters come after the visits (migration 024): the rows every batch shares are locked last.
   assert.equal(call.counted, '0', 'counters not yet added');
