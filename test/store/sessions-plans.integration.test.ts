@@ -3,9 +3,10 @@ import { test } from 'node:test';
 import pg from 'pg';
 import { BatchWriter } from '../../src/store/batch-writer.ts';
 import { RawPartitions } from '../../src/store/partitions.ts';
-import { refreshSessions, type SessionEvent } from '../../src/store/sessions-store.ts';
+import { refreshSessions } from '../../src/store/sessions-store.ts';
 import { startTestPostgres } from '../helpers/kafka-process.ts';
 import { toTallyEvent } from '../helpers/oracle.ts';
+import { pageView } from '../helpers/sessions-setup.ts';
 
 /**
  * Migration 019's planner settings for tally.refresh_sessions (why: its header). A later
@@ -124,8 +125,8 @@ test('the refresh plans no raw partition', { timeout: 120_000 }, async (t) => {
     await refreshSessions(
       client,
       [
-        { ...sessionEvent, eventId: 'e3', ts: base + 30_000 },
-        { ...sessionEvent, eventId: 'e4', ts: base + 180_000 },
+        pageView('default', 'u', 'e3', base + 30_000, { path: '/' }),
+        pageView('default', 'u', 'e4', base + 180_000, { path: '/' }),
       ],
       30 * 60_000,
     );
@@ -146,26 +147,3 @@ test('the refresh plans no raw partition', { timeout: 120_000 }, async (t) => {
   const reading = plans.filter((plan) => /events_p\d+|events_far/.test(plan));
   assert.deepEqual(reading, [], 'no plan names a raw partition');
 });
-
-const sessionEvent: SessionEvent = {
-  project: 'default',
-  userId: 'u',
-  ts: 0,
-  sessionId: null,
-  eventId: '',
-  type: 'page_view',
-  path: '/',
-  isBot: false,
-  hostname: null,
-  referrerHost: null,
-  channel: null,
-  utmSource: null,
-  utmMedium: null,
-  utmCampaign: null,
-  utmTerm: null,
-  utmContent: null,
-  browser: null,
-  os: null,
-  device: null,
-  country: null,
-};
