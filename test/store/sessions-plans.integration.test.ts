@@ -17,17 +17,19 @@ test(
   { timeout: 120_000 },
   async (t) => {
     const db = await startTestPostgres(t);
-    const { rows } = await db.pool.query<{ config: string[] | null }>(
-      `SELECT p.proconfig AS config
-       FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-      WHERE n.nspname = 'tally' AND p.proname = 'refresh_sessions'`,
-    );
-    assert.equal(rows.length, 1, 'one tally.refresh_sessions');
-    assert.deepEqual([...(rows[0].config ?? [])].sort(), [
-      'enable_hashjoin=off',
-      'enable_mergejoin=off',
-      'plan_cache_mode=force_custom_plan',
-    ]);
+    const config = async (name: string) => {
+      const { rows } = await db.pool.query<{ config: string[] | null }>(
+        `SELECT p.proconfig AS config
+           FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+          WHERE n.nspname = 'tally' AND p.proname = $1`,
+        [name],
+      );
+      assert.equal(rows.length, 1, `one tally.${name}`);
+      return [...(rows[0].config ?? [])].sort();
+    };
+    // Migration 029: the wrapper chooses the plan cache mode, the merge keeps the joins' settings.
+    assert.deepEqual(await config('refresh_sessions'), ['plan_cache_mode=force_custom_plan']);
+    assert.deepEqual(await config('merge_visits'), ['enable_hashjoin=off', 'enable_mergejoin=off']);
   },
 );
 
@@ -147,3 +149,51 @@ test('the refresh plans no raw partition', { timeout: 120_000 }, async (t) => {
   const reading = plans.filter((plan) => /events_p\d+|events_far/.test(plan));
   assert.deepEqual(reading, [], 'no plan names a raw partition');
 });
+
+/**
+ * Migration 029: small batches (the micro-batcher's single events) use the connection's generic
+ * plans, large ones (the processor's) plans made for their own arguments. Seen in the estimate of
+ * the touched visits' lookup over the batch's events: a custom plan counts the elements of the
+ * call's arrays, a generic one cannot and guesses (the same for every call).
+ */
+test(
+  'the refresh plans small batches once and large ones for their arguments',
+  { timeout: 120_000 },
+  async (t) => {
+    const db = await startTestPostgres(t);
+    await new RawPartitions(db.pool, undefined).ensure([Date.UTC(2024, 0, 1)]);
+    const client = await db.pool.connect();
+    const plans: string[] = [];
+    client.on('notice', (notice) => plans.push(notice.message ?? ''));
+    const lookupEstimate = async (count: number) => {
+      plans.length = 0;
+      const events = Array.from({ length: count }, (_, i) =>
+        pageView('default', `u${i}`, `e${count}-${i}`, Date.UTC(2024, 0, 1, 12) + i, { path: '/' }),
+      );
+      await refreshSessions(client, events, 30 * 60_000);
+      const lookup = plans.find((plan) => plan.includes('The same conversion as tally.write_events'));
+      assert.ok(lookup !== undefined, "the lookup's plan was seen");
+      const estimate = /Function Scan on x\s+\(cost=[^ ]+ rows=(\d+)/.exec(lookup);
+      assert.ok(estimate !== null, lookup);
+      return Number(estimate[1]);
+    };
+    try {
+      await client.query(`LOAD 'auto_explain'`);
+      await client.query(`SET auto_explain.log_min_duration = 0`);
+      await client.query(`SET auto_explain.log_nested_statements = on`);
+      await client.query(`SET auto_explain.log_level = notice`);
+      await client.query('BEGIN');
+      const small = await lookupEstimate(3);
+      const large = await lookupEstimate(600);
+      const limit = await lookupEstimate(500);
+      assert.ok(large >= 300, `a plan for the 600 events of the call: ${large} rows estimated`);
+      assert.ok(limit < 100, `a generic plan for 500 events: ${limit} rows estimated`);
+      assert.equal(small, limit, 'the same generic plan for 3 events');
+      const mode = await client.query<{ plan_cache_mode: string }>('SHOW plan_cache_mode');
+      assert.equal(mode.rows[0].plan_cache_mode, 'auto', "the caller's setting is untouched");
+    } finally {
+      await client.query('ROLLBACK');
+      client.release(true);
+    }
+  },
+);
