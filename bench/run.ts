@@ -250,7 +250,9 @@ try {
           // first ~20 s of load: at 3 s of warm-up it spent 60 % of a core against 25 % once
           // warm, and Tally measured 30 % lower (scratch A/B). A broker in service is warm.
           const warmupSec = ctx.quick ? ctx.warmupSec : BROKER_WARMUP_SEC;
-          rows.push(await singleEventIngest(ctx, single, 'tally ingest → Kafka', await bare(), 60, warmupSec));
+          rows.push(
+            await singleEventIngest(ctx, single, 'tally ingest → Kafka', await bare(), 60, warmupSec),
+          );
           peak('tally ingest', await single.peakRssMb());
         } finally {
           await single.stop();
