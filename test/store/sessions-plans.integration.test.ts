@@ -104,15 +104,8 @@ test('the refresh plans no raw partition', { timeout: 120_000 }, async (t) => {
     toTallyEvent({ event_id: id, type: 'page_view', user_id: 'u', ts, page_url: '/' });
   await writer.write({ events: [event('e1', base), event('e2', base + 60_000)] });
 
-  const client = await db.pool.connect();
-  const plans: string[] = [];
-  client.on('notice', (notice) => plans.push(notice.message ?? ''));
+  const { client, plans } = await explainingClient(db.pool);
   try {
-    await client.query(`LOAD 'auto_explain'`);
-    await client.query(`SET auto_explain.log_min_duration = 0`);
-    await client.query(`SET auto_explain.log_nested_statements = on`);
-    await client.query(`SET auto_explain.log_level = notice`);
-    await client.query('BEGIN');
     // As the writer calls it for the batch's fresh events, whose raw rows it inserted just before:
     // one event inside the visit, one after it.
     await client.query(
@@ -162,9 +155,7 @@ test(
   async (t) => {
     const db = await startTestPostgres(t);
     await new RawPartitions(db.pool, undefined).ensure([Date.UTC(2024, 0, 1)]);
-    const client = await db.pool.connect();
-    const plans: string[] = [];
-    client.on('notice', (notice) => plans.push(notice.message ?? ''));
+    const { client, plans } = await explainingClient(db.pool);
     const lookupEstimate = async (count: number) => {
       plans.length = 0;
       const events = Array.from({ length: count }, (_, i) =>
@@ -178,11 +169,6 @@ test(
       return Number(estimate[1]);
     };
     try {
-      await client.query(`LOAD 'auto_explain'`);
-      await client.query(`SET auto_explain.log_min_duration = 0`);
-      await client.query(`SET auto_explain.log_nested_statements = on`);
-      await client.query(`SET auto_explain.log_level = notice`);
-      await client.query('BEGIN');
       const small = await lookupEstimate(3);
       const large = await lookupEstimate(600);
       const limit = await lookupEstimate(500);
@@ -197,3 +183,19 @@ test(
     }
   },
 );
+
+/**
+ * A connection of `pool` in an open transaction whose every statement, those inside functions
+ * too, sends its plan to `plans` (auto_explain's notices). The caller rolls back and releases it.
+ */
+async function explainingClient(pool: pg.Pool): Promise<{ client: pg.PoolClient; plans: string[] }> {
+  const client = await pool.connect();
+  const plans: string[] = [];
+  client.on('notice', (notice) => plans.push(notice.message ?? ''));
+  await client.query(`LOAD 'auto_explain'`);
+  await client.query(`SET auto_explain.log_min_duration = 0`);
+  await client.query(`SET auto_explain.log_nested_statements = on`);
+  await client.query(`SET auto_explain.log_level = notice`);
+  await client.query('BEGIN');
+  return { client, plans };
+}
