@@ -4,7 +4,8 @@ import type { Logger } from 'pino';
 import type { Metrics } from '../observability/metrics.ts';
 import { readModelRows } from '../store/model-rows.ts';
 import { ColumnarBuilder } from './columnar/builder.ts';
-import { Layers } from './columnar/layers.ts';
+import type { Layers } from './columnar/layers.ts';
+import { loadInWorker, type LoadRequest } from './columnar/load.ts';
 
 export interface ReadModelDeps {
   pool: pg.Pool;
@@ -14,12 +15,12 @@ export interface ReadModelDeps {
   cutoff: () => number;
   logger: Logger;
   metrics: Pick<Metrics, 'readModelAnswers' | 'readModelEvents'>;
-  /** Aborted when the process stops: a load in progress ends at its next fetch. */
+  /** Aborted when the process stops: a load in progress ends at once (its worker thread is ended). */
   signal: AbortSignal;
   /**
    * Runs a full load when no other load of this process runs: one at a time, so loads (each
-   * holding a connection for minutes at 10 M events, and a second copy of a project's model
-   * while it builds) never take the pool the PostgreSQL answers need meanwhile.
+   * holding a connection of its own for minutes at 10 M events, a core, and a second copy of a
+   * project's model while it builds) never take what the PostgreSQL answers need meanwhile.
    */
   oneLoadAtATime: <T>(load: () => Promise<T>) => Promise<T>;
   /** Reload once the deltas hold more than this share of the base's events. */
@@ -179,17 +180,15 @@ export class ProjectModel {
   async #load(): Promise<void> {
     const started = Date.now();
     try {
-      const builder = new ColumnarBuilder();
-      const read = await readModelRows(
-        this.#deps.pool,
-        this.#project,
-        this.#deps.cutoff(),
-        undefined,
-        builder,
+      const read = await loadInWorker(
+        {
+          connection: loadConnection(this.#deps.pool),
+          project: this.#project,
+          cutoffMs: this.#deps.cutoff(),
+        },
         this.#deps.signal,
       );
-      const layers = new Layers(builder.build());
-      layers.prepareSummary();
+      const { layers } = read;
       // A catch-up of the old layers may have gone past this snapshot: it stays behind, and the
       // next question catches the new layers up from their own version.
       this.#layers = layers;
@@ -295,4 +294,15 @@ function settlesWithin(p: Promise<void>, ms: number): Promise<boolean> {
       resolve(true);
     });
   });
+}
+
+/**
+ * The connection a load worker opens: to the database of `pool` (Tally's pools are made from a
+ * connection string: src/store/pool.ts), named apart in pg_stat_activity.
+ */
+function loadConnection(pool: pg.Pool): LoadRequest['connection'] {
+  const { connectionString } = pool.options;
+  if (connectionString === undefined)
+    throw new Error('the read model loads only through a pool made from a connection string');
+  return { connectionString, applicationName: 'tally-read-model-load' };
 }

@@ -41,8 +41,9 @@ const VISIT_COLUMNS = `s.user_id, s.session_key,
 /**
  * Reads, on ONE snapshot, what the columnar read model of `project` is built from: the project's
  * data version, then either every raw event at or after `cutoffMs` and every visit ending there
- * (`since` undefined: a full load), or the change feed after version `since` (migration 018) and
- * the rows of the users it names (a catch-up). Versions and rows are read together, so the model
+ * (a full load: readModelBase, in the load worker), or the change feed after version `since`
+ * (migration 018) and the rows of the users it names (a catch-up, here). Versions and rows are
+ * read together, so the model
  * holds exactly the data of the version it reports. A catch-up naming more than `maxUsers` users
  * reads none of their rows (`skipped`): the read model reloads instead (src/query/read-model.ts).
  *
@@ -53,7 +54,7 @@ export async function readModelRows(
   pool: pg.Pool,
   project: string,
   cutoffMs: number,
-  since: number | undefined,
+  since: number,
   sink: ModelRowSink,
   signal?: AbortSignal,
   maxUsers = Number.POSITIVE_INFINITY,
@@ -96,11 +97,30 @@ export async function readRangeRowsIn(
   return true;
 }
 
+/**
+ * A full load's rows (readModelRows with `since` undefined) on `client`, a connection of the
+ * caller's own (the load worker's: src/query/columnar/load-worker.ts), on one snapshot; returns
+ * the data version that snapshot holds. On failure the client may be broken: end it.
+ */
+export async function readModelBase(
+  client: pg.Client,
+  project: string,
+  cutoffMs: number,
+  sink: ModelRowSink,
+): Promise<number> {
+  await client.query(SNAPSHOT);
+  const read = await readOn(client, project, cutoffMs, undefined, sink, undefined, Number.POSITIVE_INFINITY);
+  await client.query('COMMIT');
+  return read.version;
+}
+
+const SNAPSHOT = `BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL work_mem = '${WORK_MEM}'`;
+
 /** Runs `read` in a read-only REPEATABLE READ transaction of its own: one snapshot. */
 async function onSnapshot<T>(pool: pg.Pool, read: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
   try {
-    await client.query(`BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL work_mem = '${WORK_MEM}'`);
+    await client.query(SNAPSHOT);
     const result = await read(client);
     await client.query('COMMIT');
     client.release();

@@ -42,21 +42,27 @@ export interface PoolOptions {
   connectionTimeoutMs?: number;
 }
 
-/** Creates a pg pool whose idle-client errors are reported instead of crashing the process. */
-export function createPool(options: PoolOptions, onError: (err: Error) => void): pg.Pool {
-  const pool = new pg.Pool({
+/**
+ * The settings every connection of Tally's gets, a pool's or a lone client's (the read model's
+ * load runs on a client of its own in a worker thread: src/query/columnar/load-worker.ts).
+ */
+export function clientConfig(options: Omit<PoolOptions, 'max'>): pg.ClientConfig {
+  return {
     connectionString: options.connectionString,
-    max: options.max,
     application_name: options.applicationName,
     connectionTimeoutMillis: options.connectionTimeoutMs ?? 5000,
-    idleTimeoutMillis: 30000,
     // Statements that hang (a lock, a stuck server) fail instead of holding a batch forever.
     statement_timeout: STATEMENT_TIMEOUT_MS,
     // Lock waits fail sooner, as retriable without bound (LOCK_TIMEOUT_MS).
     lock_timeout: LOCK_TIMEOUT_MS,
     idle_in_transaction_session_timeout: options.idleInTransactionTimeoutMs,
     types,
-  });
+  };
+}
+
+/** Creates a pg pool whose idle-client errors are reported instead of crashing the process. */
+export function createPool(options: PoolOptions, onError: (err: Error) => void): pg.Pool {
+  const pool = new pg.Pool({ ...clientConfig(options), max: options.max, idleTimeoutMillis: 30000 });
   pool.on('error', onError);
   // TRICKY: a checked-out client whose server goes away between two queries (PostgreSQL stopped
   // mid-transaction) emits 'error' outside any query; without a listener that is an uncaught

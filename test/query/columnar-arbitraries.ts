@@ -1,6 +1,10 @@
+import { once } from 'node:events';
+import { MessageChannel } from 'node:worker_threads';
 import fc from 'fast-check';
 import { ColumnarBuilder } from '../../src/query/columnar/builder.ts';
+import { adoptSummaryDigests, Layers, summaryDigestsOf } from '../../src/query/columnar/layers.ts';
 import type { ColumnarModel } from '../../src/query/columnar/model.ts';
+import { packModel, transferables, unpackModel } from '../../src/query/columnar/transfer.ts';
 import { OPS, parseDimension, type Filter } from '../../src/query/filters.ts';
 import type { Visit, WebEvent } from './web-fixtures.ts';
 import type { Bots, RefFilter } from './web-reference.ts';
@@ -197,3 +201,29 @@ export const toFilter = (f: RefFilter): Filter => ({
   op: OPS[f.op],
   values: f.values,
 });
+
+/** `value` as another thread receives it: posted through a MessageChannel, its buffers transferred. */
+export async function posted<T>(value: T): Promise<T> {
+  const { port1, port2 } = new MessageChannel();
+  try {
+    const received = once(port2, 'message');
+    port1.postMessage(value, transferables(value));
+    const [got] = (await received) as [T];
+    return got;
+  } finally {
+    port1.close();
+    port2.close();
+  }
+}
+
+/**
+ * Layers over `m` as a load makes them (src/query/columnar/load.ts): the model and its summary
+ * digests built on one thread, posted, unpacked and adopted on another. `m` is spent (its digests'
+ * buffers are transferred away).
+ */
+export async function postedLayers(m: ColumnarModel): Promise<Layers> {
+  const got = await posted({ model: packModel(m), digests: summaryDigestsOf(m) });
+  const model = await unpackModel(got.model);
+  adoptSummaryDigests(model, got.digests);
+  return new Layers(model);
+}

@@ -261,3 +261,68 @@ test('a catch-up that would take the deltas past twice the reload threshold read
   assert.equal(layers.count, 1, 'a fresh base');
   assert.ok(layers.models[0].users.find('u14') >= 0);
 });
+
+/** The backends of read-model loads (their worker threads' connections: src/query/columnar/load.ts). */
+async function loadBackends(pool: pg.Pool): Promise<number[]> {
+  const { rows } = await pool.query<{ pid: number }>(
+    "SELECT pid FROM pg_stat_activity WHERE application_name = 'tally-read-model-load'",
+  );
+  return rows.map((r) => r.pid);
+}
+
+test('a load runs on a connection of its own, which stop() ends at once, mid-read', async (t) => {
+  const { pool, write, model } = await setUp(t);
+  await write(users(5));
+  const lock = await lockTable(pool, 'tally.events');
+  try {
+    assert.equal(await model.at(P), undefined, 'the question starts the load');
+    await waitFor(
+      'the load to wait on the lock',
+      () => waitingOnLock(pool, 'DECLARE model_rows'),
+      60_000,
+      20,
+    );
+    assert.equal((await loadBackends(pool)).length, 1, 'the load reads on its own connection');
+    // The load cannot read past the lock: stop() resolves without it (its thread is ended).
+    await model.stop();
+  } finally {
+    await lock.release();
+  }
+  // A backend waiting on a lock notices its client gone only once it has the lock.
+  await waitFor(
+    'the load connection to close',
+    async () => (await loadBackends(pool)).length === 0,
+    60_000,
+    20,
+  );
+});
+
+test('a load whose connection fails is logged; PostgreSQL answers, and a load after the backoff lands', async (t) => {
+  const { pool, write, model, lines } = await setUp(t);
+  await write(users(5));
+  const lock = await lockTable(pool, 'tally.events');
+  try {
+    assert.equal(await model.at(P), undefined, 'the question starts the load');
+    await waitFor(
+      'the load to wait on the lock',
+      () => waitingOnLock(pool, 'DECLARE model_rows'),
+      60_000,
+      20,
+    );
+    const [pid] = await loadBackends(pool);
+    await pool.query('SELECT pg_terminate_backend($1)', [pid]);
+    await waitFor(
+      'the failure to be logged',
+      () => lines('read model: load failed').length === 1,
+      60_000,
+      20,
+    );
+    assert.equal(await model.at(P, 0), undefined, 'no model: PostgreSQL answers');
+  } finally {
+    await lock.release();
+  }
+  // Questions within the backoff start nothing; the first one after it starts the load that lands.
+  await waitFor('a model after the backoff', async () => (await model.at(P, 0)) !== undefined, 60_000, 100);
+  assert.equal(lines('read model loaded').length, 1);
+  assert.equal(lines('read model: load failed').length, 1, 'one failure, logged once');
+});

@@ -37,6 +37,58 @@ export class Dictionary {
     return this.#values.length;
   }
 
+  /**
+   * The values as a few long strings and the offsets that cut them: what a thread sends another
+   * (transfer.ts), a long string being far cheaper to copy between heaps than as many strings as
+   * there are values. Chunk k holds codes [starts[k], starts[k+1]); code c ends at ends[c] in it.
+   */
+  pack(): PackedDictionary {
+    const texts: string[] = [];
+    const starts = [1];
+    const ends = new Uint32Array(this.#values.length);
+    let text = '';
+    for (let c = 1; c < this.#values.length; c++) {
+      const value = this.#values[c]!;
+      // A string has at most ~2^29 characters in V8: a chunk stops well short of it.
+      if (text.length > 0 && text.length + value.length > MAX_PACKED_CHARS) {
+        texts.push(text);
+        starts.push(c);
+        text = '';
+      }
+      text += value;
+      ends[c] = text.length;
+    }
+    texts.push(text);
+    return { texts, starts, ends };
+  }
+
+  /**
+   * The dictionary `packed` holds, interned `slice` values at a time with `pause()` awaited in
+   * between (a model of a million users must not hold up the thread that answers).
+   */
+  static async unpack(
+    packed: PackedDictionary,
+    slice: number,
+    pause: () => Promise<void>,
+  ): Promise<Dictionary> {
+    const d = new Dictionary();
+    const { texts, starts, ends } = packed;
+    let chunk = 0;
+    let from = 0;
+    for (let c = 1; c < ends.length; c++) {
+      if (c === starts[chunk + 1]) {
+        chunk++;
+        from = 0;
+      }
+      const value = texts[chunk].slice(from, ends[c]);
+      from = ends[c];
+      d.#values.push(value);
+      d.#codes.set(value, c);
+      if (c % slice === 0) await pause();
+    }
+    return d;
+  }
+
   /** Approximate heap bytes of the values and the map (for the memory report). */
   get bytes(): number {
     let chars = 0;
@@ -45,6 +97,15 @@ export class Dictionary {
     return 2 * chars + 56 * this.#values.length;
   }
 }
+
+/** A dictionary as transfer.ts sends it between threads (Dictionary.pack). */
+export interface PackedDictionary {
+  texts: string[];
+  starts: number[];
+  ends: Uint32Array;
+}
+
+const MAX_PACKED_CHARS = 1 << 24;
 
 /** `codes` in `order` (out[i] = codes[order[i]]), in the narrowest shared array for `size` codes. */
 export function narrow(codes: ArrayLike<number>, order: Uint32Array, size: number): Codes {

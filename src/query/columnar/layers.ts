@@ -19,8 +19,8 @@ import {
   type SliceSums,
   visitDigestable,
 } from './scan.ts';
-import { retireInSpanGrids, spanGridOf } from './span-grid.ts';
-import { retireInVisitDigest, visitDigestOf } from './visit-digest.ts';
+import { adoptSpanGrid, retireInSpanGrids, spanGridOf, type SpanGrid } from './span-grid.ts';
+import { adoptVisitDigest, retireInVisitDigest, visitDigestOf, type VisitDigest } from './visit-digest.ts';
 
 /**
  * A read model made of layers: a base ColumnarModel and the deltas built since, each holding the
@@ -30,6 +30,28 @@ import { retireInVisitDigest, visitDigestOf } from './visit-digest.ts';
  *
  * Each layer has its own dictionaries, so their keys are matched by value, not by code.
  */
+/**
+ * The structures the unfiltered summary with bots excluded (the dashboard's first question) reads
+ * in a base: built by the load worker with the columns (load-worker.ts), not in that question's
+ * answer, and posted along with the model.
+ */
+export interface SummaryDigests {
+  visit: VisitDigest;
+  grid: SpanGrid;
+}
+
+export function summaryDigestsOf(m: ColumnarModel): SummaryDigests {
+  const c = scanColumns(m);
+  const visit = visitDigestOf(m, c);
+  return { visit, grid: spanGridOf(m, c, visit, 0, m.events.dims.event_type.dict.find('page_view')) };
+}
+
+/** Keeps `d`, built on another thread from the model `m` now is, as `m`'s own. */
+export function adoptSummaryDigests(m: ColumnarModel, d: SummaryDigests): void {
+  adoptVisitDigest(m, d.visit);
+  adoptSpanGrid(m, d.grid);
+}
+
 export class Layers {
   readonly #layers: ColumnarModel[];
   readonly #scratch = new WeakMap<ColumnarModel, Scratch>();
@@ -67,16 +89,6 @@ export class Layers {
   push(delta: ColumnarModel, users: readonly string[]): void {
     for (const layer of this.#layers) for (const u of users) retire(layer, u);
     this.#layers.push(delta);
-  }
-
-  /**
-   * Builds the base's structures for the unfiltered summary with bots excluded (the dashboard's
-   * first question) now, rather than in that question's answer.
-   */
-  prepareSummary(): void {
-    const m = this.#layers[0];
-    const c = scanColumns(m);
-    spanGridOf(m, c, visitDigestOf(m, c), 0, m.events.dims.event_type.dict.find('page_view'));
   }
 
   /**

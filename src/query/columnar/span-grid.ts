@@ -75,6 +75,13 @@ export function spanGridOf(
   return g;
 }
 
+/** Keeps `g` as a grid of `model`: built from it elsewhere (a load worker: layers.ts). */
+export function adoptSpanGrid(model: ColumnarModel, g: SpanGrid): void {
+  let byBots = grids.get(model);
+  if (byBots === undefined) grids.set(model, (byBots = new Map<number, SpanGrid>()));
+  byBots.set(g.botWant, g);
+}
+
 /** Hides user `u` from the grids of `model` (it moved to a newer layer: layers.ts). */
 export function retireInSpanGrids(model: ColumnarModel, u: number): void {
   for (const g of grids.get(model)?.values() ?? []) {

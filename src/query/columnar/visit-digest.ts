@@ -42,6 +42,11 @@ export function visitDigestOf(model: ColumnarModel, c: ScanColumns): VisitDigest
   return d;
 }
 
+/** Keeps `d` as the visit digest of `model`: built from it elsewhere (a load worker: layers.ts). */
+export function adoptVisitDigest(model: ColumnarModel, d: VisitDigest): void {
+  digests.set(model, d);
+}
+
 /** Hides user `u` from the visit digest of `model` (it moved to a newer layer: layers.ts). */
 export function retireInVisitDigest(model: ColumnarModel, u: number): void {
   const d = digests.get(model);
