@@ -1,16 +1,16 @@
 import { EVENT_DIMENSIONS, VISIT_DIMENSIONS, type EventDimension, type VisitDimension } from '../filters.ts';
 import { Dictionary, narrow, type Column } from './dictionary.ts';
-import { f64, u32, u8, type Growable } from './growable.ts';
+import { CodeColumn, f64, u32, u8 } from './growable.ts';
 import type { ColumnarModel } from './model.ts';
 import { shared } from './shared.ts';
 import { EVENT_FIELDS, VISIT_FIELDS, propertyText, type EventRow, type VisitRow } from './rows.ts';
 
 interface Building {
   dict: Dictionary;
-  codes: Growable<Uint32Array>;
+  codes: CodeColumn;
 }
 
-const building = (dict = new Dictionary()): Building => ({ dict, codes: u32() });
+const building = (dict = new Dictionary()): Building => ({ dict, codes: new CodeColumn() });
 
 function buildingsOf<K extends string>(names: readonly K[]): Record<K, Building> {
   return Object.fromEntries(names.map((n) => [n, building()])) as Record<K, Building>;
@@ -26,16 +26,16 @@ export class ColumnarBuilder {
   /** Session ids and keys; NULL and '' are both code 0, as coalesce(session_id, '') makes them. */
   readonly #sessions = new Dictionary();
   readonly #events = {
-    user: u32(),
+    user: new CodeColumn(),
     ts: f64(),
-    session: u32(),
+    session: new CodeColumn(),
     isBot: u8(),
     dims: buildingsOf<EventDimension>(EVENT_DIMENSIONS),
     properties: new Map<string, Building>(),
   };
   readonly #visits = {
-    user: u32(),
-    session: u32(),
+    user: new CodeColumn(),
+    session: new CodeColumn(),
     start: f64(),
     end: f64(),
     events: u32(),
@@ -180,7 +180,7 @@ interface Clustered {
 }
 
 /** A stable counting sort of row indices by user code. */
-function clusterByUser(user: Uint32Array, nUsers: number): Clustered {
+function clusterByUser(user: ArrayLike<number>, nUsers: number): Clustered {
   const offsets = shared(Uint32Array, nUsers + 1);
   for (let i = 0; i < user.length; i++) offsets[user[i] + 1]++;
   for (let u = 0; u < nUsers; u++) offsets[u + 1] += offsets[u];
