@@ -1,3 +1,4 @@
+import { LRUCache } from 'lru-cache';
 import { DateTime, IANAZone } from 'luxon';
 
 export type Interval = 'minute' | 'hour' | 'day';
@@ -10,8 +11,19 @@ export interface Bucket {
   to: number;
 }
 
+/**
+ * Zones already checked, valid or not (bounded: a zone matches case-insensitively, so names are
+ * not few). TRICKY: luxon checks a zone by building an Intl.DateTimeFormat, whose ~25 KB of ICU
+ * memory is outside V8's heap and was never given back: every question checks its zone, and
+ * `tally query` grew by 25 KB a request, past 1.5 GB after 60,000 cached answers
+ * (docs/benchmarks.md, "The query role's memory: one Intl.DateTimeFormat per request").
+ */
+const checkedZones = new LRUCache<string, boolean>({ max: 1000 });
+
 export function isValidZone(tz: string): boolean {
-  return IANAZone.isValidZone(tz);
+  let valid = checkedZones.get(tz);
+  if (valid === undefined) checkedZones.set(tz, (valid = IANAZone.isValidZone(tz)));
+  return valid;
 }
 
 /**

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { zonedBuckets } from '../../src/query/time-buckets.ts';
+import { isValidZone, zonedBuckets } from '../../src/query/time-buckets.ts';
 
 test('Kolkata day buckets start at 18:30 UTC and carry the offset', () => {
   const from = Date.UTC(2024, 6, 1, 0, 0);
@@ -29,4 +29,24 @@ test('hour buckets across a DST change stay one real hour long', () => {
       '2024-10-27T03:00:00+01:00',
     ],
   );
+});
+
+test('a zone is checked once, not per question: each check builds an Intl.DateTimeFormat, ~25 KB outside the heap', (t) => {
+  const Real = Intl.DateTimeFormat;
+  let built = 0;
+  // Counts every Intl.DateTimeFormat made (luxon looks the constructor up at each call).
+  const Counting = new Proxy(Real, {
+    construct(target, args: ConstructorParameters<typeof Intl.DateTimeFormat>) {
+      built++;
+      return new target(...args);
+    },
+  });
+  Intl.DateTimeFormat = Counting;
+  t.after(() => (Intl.DateTimeFormat = Real));
+  const zones = ['America/Havana', 'america/havana', 'Fantasia/Castle', 'UTC'];
+  const first = zones.map(isValidZone);
+  assert.deepEqual(first, [true, true, false, true]);
+  const afterFirst = built;
+  for (let i = 0; i < 100; i++) assert.deepEqual(zones.map(isValidZone), first);
+  assert.equal(built, afterFirst, 'no Intl.DateTimeFormat for a zone checked before');
 });
