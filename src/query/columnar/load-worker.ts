@@ -10,8 +10,7 @@ import { packModel, transferables } from './transfer.ts';
 /**
  * A full load of one project's read model (load.ts), in a thread of its own: it reads the rows
  * on a connection of its own, builds the columns and the summary's digests and posts them, then
- * ends. A failure is thrown:
- * the thread's 'error' event carries it to the caller.
+ * ends. A failure is thrown: the thread's 'error' event carries it to the caller.
  */
 const { connection, project, cutoffMs } = workerData as LoadRequest;
 const client = new pg.Client(clientConfig(connection));

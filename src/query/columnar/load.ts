@@ -26,8 +26,8 @@ export interface LoadResult {
  * columns; on the thread that answers, every answer waited behind them (scenario 6's cached p99
  * was 1.1 s while a load ran: docs/benchmarks.md, "The read model's load off the event loop").
  * Here that thread only unpacks the result, a slice at a time (transfer.ts), and adopts the
- * summary's digests the worker built. `signal` ends the
- * thread, and with it its connection, at once.
+ * summary's digests the worker built. `signal` ends the thread, and with it its connection, at
+ * once.
  */
 export async function loadInWorker(
   request: LoadRequest,
