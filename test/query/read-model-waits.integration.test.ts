@@ -270,18 +270,32 @@ async function loadBackends(pool: pg.Pool): Promise<number[]> {
   return rows.map((r) => r.pid);
 }
 
-test('a load runs on a connection of its own, which stop() ends at once, mid-read', async (t) => {
-  const { pool, write, model } = await setUp(t);
-  await write(users(5));
-  const lock = await lockTable(pool, 'tally.events');
+/**
+ * A model whose first load (of 5 users) waits on a lock of tally.events: the caller releases
+ * `lock` (in a finally: the pool's end would wait for it).
+ */
+async function loadHeldOnLock(t: TestContext) {
+  const set = await setUp(t);
+  await set.write(users(5));
+  const lock = await lockTable(set.pool, 'tally.events');
   try {
-    assert.equal(await model.at(P), undefined, 'the question starts the load');
+    assert.equal(await set.model.at(P), undefined, 'the question starts the load');
     await waitFor(
       'the load to wait on the lock',
-      () => waitingOnLock(pool, 'DECLARE model_rows'),
+      () => waitingOnLock(set.pool, 'DECLARE model_rows'),
       60_000,
       20,
     );
+  } catch (err) {
+    await lock.release();
+    throw err;
+  }
+  return { ...set, lock };
+}
+
+test('a load runs on a connection of its own, which stop() ends at once, mid-read', async (t) => {
+  const { pool, model, lock } = await loadHeldOnLock(t);
+  try {
     assert.equal((await loadBackends(pool)).length, 1, 'the load reads on its own connection');
     // The load cannot read past the lock: stop() resolves without it (its thread is ended).
     await model.stop();
@@ -298,17 +312,8 @@ test('a load runs on a connection of its own, which stop() ends at once, mid-rea
 });
 
 test('a load whose connection fails is logged; PostgreSQL answers, and a load after the backoff lands', async (t) => {
-  const { pool, write, model, lines } = await setUp(t);
-  await write(users(5));
-  const lock = await lockTable(pool, 'tally.events');
+  const { pool, model, lines, lock } = await loadHeldOnLock(t);
   try {
-    assert.equal(await model.at(P), undefined, 'the question starts the load');
-    await waitFor(
-      'the load to wait on the lock',
-      () => waitingOnLock(pool, 'DECLARE model_rows'),
-      60_000,
-      20,
-    );
     const [pid] = await loadBackends(pool);
     await pool.query('SELECT pg_terminate_backend($1)', [pid]);
     await waitFor(
