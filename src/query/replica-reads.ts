@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import { TallyError } from '../errors/tally-error.ts';
 import type { HealthCheck } from '../observability/health.ts';
 import type { Metrics } from '../observability/metrics.ts';
-import { WORK_MEM, type Queryable } from '../store/read-snapshot.ts';
+import { BEGIN_SNAPSHOT, type Queryable } from '../store/read-snapshot.ts';
 
 /** Who answered a question, for the response's headers (routes.ts). */
 export interface ReadInfo {
@@ -177,9 +177,7 @@ class ReplicaSnapshot {
       const client = await this.#pool.connect();
       this.#client = client;
       this.opened = true;
-      await client.query(
-        `BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL work_mem = '${WORK_MEM}'`,
-      );
+      await client.query(BEGIN_SNAPSHOT);
       // TRICKY: the first statement takes the transaction's snapshot, so the version read here is
       // the one every later statement of the answer sees.
       const { rows } = await client.query<StateRow>(

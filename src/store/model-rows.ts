@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import type { EventRow, VisitRow } from '../query/columnar/rows.ts';
 import { readModelChanges } from './model-feed.ts';
-import { WORK_MEM, type Queryable } from './read-snapshot.ts';
+import { BEGIN_SNAPSHOT, type Queryable } from './read-snapshot.ts';
 
 /** Where the rows of a load go, as they stream in (the columnar builder). */
 export interface ModelRowSink {
@@ -98,7 +98,7 @@ export async function readRangeRowsIn(
 }
 
 /**
- * A full load's rows (readModelRows with `since` undefined) on `client`, a connection of the
+ * A full load's rows (every raw event from `cutoffMs` and every visit ending there) on `client`, a connection of the
  * caller's own (the load worker's: src/query/columnar/load-worker.ts), on one snapshot; returns
  * the data version that snapshot holds. On failure the client may be broken: end it.
  */
@@ -108,19 +108,17 @@ export async function readModelBase(
   cutoffMs: number,
   sink: ModelRowSink,
 ): Promise<number> {
-  await client.query(SNAPSHOT);
+  await client.query(BEGIN_SNAPSHOT);
   const read = await readOn(client, project, cutoffMs, undefined, sink, undefined, Number.POSITIVE_INFINITY);
   await client.query('COMMIT');
   return read.version;
 }
 
-const SNAPSHOT = `BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL work_mem = '${WORK_MEM}'`;
-
 /** Runs `read` in a read-only REPEATABLE READ transaction of its own: one snapshot. */
 async function onSnapshot<T>(pool: pg.Pool, read: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
   try {
-    await client.query(SNAPSHOT);
+    await client.query(BEGIN_SNAPSHOT);
     const result = await read(client);
     await client.query('COMMIT');
     client.release();

@@ -3,6 +3,9 @@ import type pg from 'pg';
 /** Memory for one answer's sorts and hash tables (measured: 4 MB spills a month's visits to disk). */
 export const WORK_MEM = '64MB';
 
+/** Opens a read-only REPEATABLE READ transaction (one snapshot) with the answers' work_mem. */
+export const BEGIN_SNAPSHOT = `BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL work_mem = '${WORK_MEM}'`;
+
 /** What a store needs to read: a pool, or one client holding a snapshot. */
 export type Queryable = Pick<pg.Pool, 'query'>;
 
@@ -24,7 +27,7 @@ export async function readSnapshot<T>(pool: pg.Pool, read: (db: Queryable) => Pr
   };
   try {
     // work_mem: the scans' hash tables and the median's sort stay in memory (QUERY_PLANS.md).
-    await client.query(`BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL work_mem = '${WORK_MEM}'`);
+    await client.query(BEGIN_SNAPSHOT);
     const result = await read({ query } as Queryable);
     await last;
     await client.query('COMMIT');
