@@ -140,15 +140,21 @@ async function assertBackfillMatchesWriter(
   const version = await versionOf(db.pool, old);
   await beforeBackfill?.(old);
 
-  // Batches of 3: many per partition, a partial one at each partition's end.
-  assert.equal(await backfillDimensions(db.pool, silent, { batch: 3 }), true);
+  // Batches of 3: many per partition, a partial one at each partition's end. An event with
+  // neither a page nor a referrer has nothing to derive (fast-check seed -1149171538): with only
+  // such events, the backfill finds no work and takes no lock.
+  const derivable = list.some((e) => e.pageUrl !== null || e.referrer !== null);
+  assert.equal(await backfillDimensions(db.pool, silent, { batch: 3 }), derivable);
 
   assert.deepEqual(await rowsOf(db.pool, EVENT_ROWS, old), await rowsOf(db.pool, EVENT_ROWS, fresh));
   assert.deepEqual(await rowsOf(db.pool, VISIT_ROWS, old), await rowsOf(db.pool, VISIT_ROWS, fresh));
   const pending = await db.pool.query('SELECT project FROM tally.pending_visit_rebuilds');
   assert.deepEqual(pending.rows, []);
-  // The rebuild moved the data version: no cached answer from before is served again.
-  assert.ok((await versionOf(db.pool, old)) > version);
+  // The rebuild moved the data version: no cached answer from before is served again. Without
+  // one, the version stays.
+  const after = await versionOf(db.pool, old);
+  if (derivable) assert.ok(after > version, `data version ${after} after the rebuild, ${version} before`);
+  else assert.equal(after, version);
 }
 
 test(
@@ -161,7 +167,13 @@ test(
       fc.asyncProperty(fc.array(eventArb, { minLength: 1, maxLength: 25 }), async (list) => {
         await assertBackfillMatchesWriter(db, writer, list, ++run);
       }),
-      { numRuns: 12 },
+      {
+        numRuns: 12,
+        // Nothing derivable: fast-check's counterexample -1149171538, always run.
+        examples: [
+          [[{ user: 'u1', minute: 0, type: 'page_view', pageUrl: null, referrer: null, sessionId: null }]],
+        ],
+      },
     );
   },
 );
