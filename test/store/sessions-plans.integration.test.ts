@@ -158,10 +158,12 @@ test(
     const { client, plans } = await explainingClient(db.pool);
     const lookupEstimate = async (count: number) => {
       plans.length = 0;
-      // Two events a user: a user's one new event after its visits takes migration 031's way,
-      // which has no lookup.
+      // Two events a user, two hours apart: a user's new events that chain into one visit take
+      // migration 031's way, which has no such lookup.
       const events = Array.from({ length: count }, (_, i) =>
-        pageView('default', `u${i >> 1}`, `e${count}-${i}`, Date.UTC(2024, 0, 1, 12) + i, { path: '/' }),
+        pageView('default', `u${i >> 1}`, `e${count}-${i}`, Date.UTC(2024, 0, 1, 12 + 2 * (i & 1)) + i, {
+          path: '/',
+        }),
       );
       await refreshSessions(client, events, 30 * 60_000);
       const lookup = plans.find((plan) => plan.includes('The same conversion as tally.write_events'));

@@ -161,41 +161,81 @@ test(
 async function cases(t: TestContext, dbPool: pg.Pool, client: pg.PoolClient) {
   await t.test('random events, duplicates and batch splits, in random order (property)', async () => {
     await fc.assert(
-      fc.asyncProperty(fc.array(eventArb, { minLength: 1, maxLength: 40, size: 'max' }), async (drawn) => {
-        const project = newProject();
-        const clock = [BASE, BASE];
-        const events = drawn.map((d) => {
-          clock[d.user] += d.gap;
-          const e = event(project, {
-            userId: `user-${d.user}`,
-            ts: clock[d.user],
-            type: d.type,
-            sessionId: d.session,
-            eventId: `${d.id[0]}${d.id[1]}`,
-            path: d.path,
-            isBot: d.bot,
+      fc.asyncProperty(
+        fc.array(eventArb, { minLength: 1, maxLength: 40, size: 'max' }),
+        fc.boolean(),
+        async (drawn, live) => {
+          const project = newProject();
+          const clock = [BASE, BASE];
+          const events = drawn.map((d) => {
+            clock[d.user] += d.gap;
+            const e = event(project, {
+              userId: `user-${d.user}`,
+              ts: clock[d.user],
+              type: d.type,
+              sessionId: d.session,
+              eventId: `${d.id[0]}${d.id[1]}`,
+              path: d.path,
+              isBot: d.bot,
+            });
+            for (const dim of DIMENSIONS) e[dim] = d.dim;
+            return { e, batch: d.batch, order: d.order };
           });
-          for (const dim of DIMENSIONS) e[dim] = d.dim;
-          return { e, batch: d.batch, order: d.order };
-        });
-        for (let b = 0; b <= 5; b++) {
-          const batch = events.filter((x) => x.batch === b).sort((x, y) => x.order - y.order);
-          await writeBatch(
-            client,
-            batch.map((x) => x.e),
-          );
-        }
-        const expected = await assertExact(client, project);
-        // A rebuild from scratch gives the same visits.
-        assert.equal(await rebuildSessions(dbPool, project, TIMEOUT), expected.length);
-        assert.deepEqual(await storedVisits(client, project), expected);
-      }),
+          if (live) {
+            // Live traffic: the batches in time order, each user's next events after its last ones
+            // (migration 031 extends the visits in place), the order within a batch still drawn.
+            const byTime = [...events].sort((x, y) => x.e.ts - y.e.ts);
+            byTime.forEach((x, rank) => (x.batch = Math.floor((rank * 6) / byTime.length)));
+          }
+          for (let b = 0; b <= 5; b++) {
+            const batch = events.filter((x) => x.batch === b).sort((x, y) => x.order - y.order);
+            await writeBatch(
+              client,
+              batch.map((x) => x.e),
+            );
+          }
+          const expected = await assertExact(client, project);
+          // A rebuild from scratch gives the same visits.
+          assert.equal(await rebuildSessions(dbPool, project, TIMEOUT), expected.length);
+          assert.deepEqual(await storedVisits(client, project), expected);
+        },
+      ),
       { numRuns: 80 },
     );
   });
 
   const visitTimes = async (project: string) =>
     (await assertExact(client, project)).map((v) => [v.sessionKey, v.startedAt - BASE, v.endedAt - BASE]);
+
+  await t.test("a user's next events extend its visit in place, or start one (migration 031)", async () => {
+    const p = newProject();
+    // A visit without page views, then two events after it: the first page view of the batch
+    // becomes its entry page, the last its exit page.
+    await writeBatch(client, [event(p, { eventId: 'a', ts: BASE, type: 'click', isBot: true })]);
+    await writeBatch(client, [
+      event(p, { eventId: 'c', ts: BASE + 2 * MINUTE }),
+      event(p, { eventId: 'b', ts: BASE + MINUTE }),
+      event(p, { eventId: 'd', ts: BASE + 2 * MINUTE, type: 'click' }),
+    ]);
+    // Then more than the timeout later: a new visit of those events, its first one's dimensions.
+    await writeBatch(client, [
+      event(p, { eventId: 'f', ts: BASE + 2 * MINUTE + TIMEOUT + 2, type: 'click' }),
+      event(p, { eventId: 'e', ts: BASE + 2 * MINUTE + TIMEOUT + 1, type: 'signup' }),
+    ]);
+    assert.deepEqual(await visitTimes(p), [
+      ['', 0, 2 * MINUTE],
+      ['', 2 * MINUTE + TIMEOUT + 1, 2 * MINUTE + TIMEOUT + 2],
+    ]);
+    const [first, second] = await storedVisits(client, p);
+    assert.deepEqual(
+      [first.events, first.pageViews, first.entryPage, first.exitPage, first.isBot, first.hostname],
+      [4, 2, '/b', '/c', true, 'hostname-a'],
+    );
+    assert.deepEqual(
+      [second.events, second.pageViews, second.entryPage, second.firstEventId, second.hostname],
+      [2, 0, null, 'e', 'hostname-e'],
+    );
+  });
 
   await t.test('a late event extends a visit', async () => {
     const p = newProject();

@@ -1,37 +1,45 @@
--- tally.merge_visits first extends, in place, the visits that a user's one new event of the batch
--- follows (or starts a visit of that event alone), and merges only the other events the way
+-- tally.merge_visits first extends, in place, the visit that a user's new events of the batch
+-- follow (or stores those events as one new visit), and merges only the other events the way
 -- migration 028 does.
 --
--- Why: live traffic is mostly that case (each user's next event comes after the user's last
--- one), and the processor's batches are nearly all of it (bench/write-profile.ts `bench`: every
--- user of a batch of 5,000 once, after its visit). There migration 028's merge treated every
--- event as a visit of its own: it read each touched visit whole, sorted the 10,000 parts, ran its
--- windows and ordered aggregates and wrote the merged rows back, 145 of the 172 ms a batch of
--- 5,000 spent in the merge of 269 ms in tally.write_events (PGSS=1; docs/benchmarks.md, "Visits
--- extended in place"). Extending a visit needs one index probe and one update of the row.
+-- Why: live traffic is mostly that case (a user's next events come after the user's last one),
+-- and the processor's batches are nearly all of it (scenario 3: each batch of 5,000 holds ~2,500
+-- users twice each, after their visits). There migration 028's merge treated every event as a
+-- visit of its own: it read each touched visit whole, sorted the parts, ran its windows and
+-- ordered aggregates and wrote the merged rows back: 145 of the 172 ms a batch of 5,000 (every user
+-- once) spent in the merge, of 269 ms in tally.write_events (PGSS=1 bench/write-profile.ts; figures
+-- in docs/benchmarks.md, "Visits extended in place"). Extending a visit needs one index probe and
+-- one update of its row.
 --
--- Why it is exact (the rule of migration 011, the merge of 028). Take a user's one new event e of
--- the batch without a session_id (the taken ones: fresh, within the raw retention), and the user's
--- latest visit L without one (the greatest started_at; a user's visits of one key are disjoint and
--- more than the timeout apart, so it also ends last).
--- - No visit, or e more than the timeout after L's end: no visit meets [e - timeout, e + timeout]
---   (every visit ends at or before L's end), so 028 touches none and stores e as a visit alone.
--- - e after L's end (strictly: a tie on time would be ordered by event_id) and at most the timeout
---   after it: L is the one visit touched (an earlier one ends more than the timeout before L
---   starts), and the island is L and e. When L is whole (every raw row it was computed from is
---   stored: first_event_id set, started at or after the raw cutoff), 028 merges them into L's
---   row: the same start, so the same first event and dimensions; e's time as the end; the sums
---   plus e; e as the exit page if it is a page view (it is the latest), and as the entry page if
---   L had no page view; is_bot OR-ed. That is the update below. A visit that is not whole goes
---   the general way, which recomputes it from the raw rows.
--- Every other event (a user's several new events of the batch, an event before or inside its
--- latest visit, any event with a session_id) goes the general way, as before; a user's keyless and
--- keyed visits are separate, so neither way sees the other's rows. The user's advisory lock is
--- taken before either way, as before.
+-- Why it is exact (the rule of migration 011, the merge of 028). Take a user's new events E of the
+-- batch without a session_id (the taken ones: fresh, within the raw retention), in the order (ts,
+-- event_id COLLATE "C"), each at most the timeout after the one before, so that they alone make
+-- one visit; and the user's latest visit L without one (the greatest started_at: a user's visits
+-- of one key are disjoint and more than the timeout apart, so it also ends last).
+-- - No visit, or E's first event more than the timeout after L's end: no visit meets E's range
+--   widened by the timeout (every visit ends at or before L's end), so 028 touches none, and E's
+--   parts chain into one island: one new visit, from E's first event (its dimensions), first and
+--   last page views, sums and is_bot. That is the insert below.
+-- - E's first event after L's end (strictly: a tie on time would be ordered by event_id) and at
+--   most the timeout after it: L is the one visit touched (an earlier one ends more than the
+--   timeout before L starts), and the island is L and E. When L is whole (every raw row it was
+--   computed from is stored: first_event_id set, started at or after the raw cutoff), 028 merges
+--   them into L's row: the same start, so the same first event and dimensions; E's last time as
+--   the end; the sums plus E's; E's last page view as the exit page if it has one (it is the
+--   latest), and E's first as the entry page if L had none; is_bot OR-ed. That is the update
+--   below. A visit that is not whole goes the general way, which recomputes it from raw rows.
+-- Every other event (a user's events with a gap over the timeout among them, or one before or
+-- inside the latest visit, any event with a session_id) goes the general way, as before; a user's
+-- keyless and keyed visits are separate, so neither way sees the other's rows. The user's
+-- advisory lock is taken before either way, as before.
+--
+-- Also: the users' advisory locks are taken by one statement in the same order, instead of one
+-- PERFORM a user, which force_custom_plan (the wrapper's mode for large batches) planned again for
+-- every user.
 --
 -- TRICKY: CREATE OR REPLACE FUNCTION resets a function's SET clauses; migration 019's join
 -- settings are repeated at the end (test/store/sessions-plans.integration.test.ts checks them).
--- Migration 028's body is unchanged below the new statement.
+-- Apart from these two changes, the body is migration 028's.
 
 CREATE OR REPLACE FUNCTION tally.merge_visits(
   p_take bool[], p_project text[], p_user_id text[], p_ts float8[], p_session_id text[],
@@ -45,7 +53,6 @@ DECLARE
   v_projects text[];
   v_project text;
   v_stored float8;
-  v_lock int8;
   v_touched tally.sessions[];
   v_cutoff timestamptz := coalesce(to_timestamp(p_raw_cutoff / 1000.0), '-infinity');
   v_p text[];
@@ -80,54 +87,79 @@ BEGIN
       v_project, v_stored / 60000, p_timeout_ms / 60000, v_stored / 60000
       USING ERRCODE = 'TL001';
   END IF;
-  FOR v_lock IN
-    SELECT DISTINCT hashtextextended(x.p || chr(31) || x.u, 0)
-      FROM unnest(p_project, p_user_id, p_take) AS x(p, u, t)
-     WHERE x.t IS NOT FALSE
-     ORDER BY 1
-  LOOP
-    PERFORM pg_advisory_xact_lock(v_lock);
-  END LOOP;
+  -- The users' locks in the order of their keys, as before, but in one statement: one PERFORM a
+  -- user was planned again for each user under force_custom_plan (10 ms a batch of 5,000). The
+  -- sorted subquery cannot be flattened (DISTINCT), and its rows reach the lock in its order.
+  PERFORM pg_advisory_xact_lock(l.k)
+     FROM (SELECT DISTINCT hashtextextended(x.p || chr(31) || x.u, 0) AS k
+             FROM unnest(p_project, p_user_id, p_take) AS x(p, u, t)
+            WHERE x.t IS NOT FALSE
+            ORDER BY 1) AS l;
 
-  -- A user's one new event without a session_id, after the user's latest visit (the header):
-  -- that visit extended in place, or a visit of the event alone; then taken no further.
+  -- A user's new events without a session_id that all follow the user's latest visit, each at most
+  -- the timeout after the one before (the header): that visit extended in place, or one visit of
+  -- those events; then taken no further. One sort: every window below shares its order.
   WITH x AS (
-    SELECT x.*, x.take AND coalesce(x.s, '') = '' AND count(*) FILTER (WHERE x.take AND coalesce(x.s, '') = '')
-             OVER (PARTITION BY x.p, x.u) = 1 AS single
-      FROM (
-        SELECT x.i, x.p, x.u, to_timestamp(x.ts / 1000.0) AS ts, x.s, x.id, x.t = 'page_view' AS pv,
-               x.pa, x.b, x.h, x.rh, x.ch, x.us, x.um, x.uc, x.ut, x.ux, x.br, x.os, x.dv, x.co,
-               x.take IS NOT FALSE AS take
-          FROM unnest(p_project, p_user_id, p_ts, p_session_id, p_event_id, p_type, p_path, p_is_bot,
-                      p_hostname, p_referrer_host, p_channel, p_utm_source, p_utm_medium, p_utm_campaign,
-                      p_utm_term, p_utm_content, p_browser, p_os, p_device, p_country, p_take)
-               WITH ORDINALITY AS x(p, u, ts, s, id, t, pa, b, h, rh, ch, us, um, uc, ut, ux, br, os, dv, co, take, i)
-      ) AS x
+    SELECT x.i, x.p, x.u, coalesce(x.s, '') AS k, x.take IS NOT FALSE AS take, to_timestamp(x.ts / 1000.0) AS ts,
+           x.id, x.t = 'page_view' AS pv, x.pa, x.b, x.h, x.rh, x.ch, x.us, x.um, x.uc, x.ut, x.ux, x.br, x.os,
+           x.dv, x.co
+      FROM unnest(p_project, p_user_id, p_ts, p_session_id, p_event_id, p_type, p_path, p_is_bot,
+                  p_hostname, p_referrer_host, p_channel, p_utm_source, p_utm_medium, p_utm_campaign,
+                  p_utm_term, p_utm_content, p_browser, p_os, p_device, p_country, p_take)
+           WITH ORDINALITY AS x(p, u, ts, s, id, t, pa, b, h, rh, ch, us, um, uc, ut, ux, br, os, dv, co, take, i)
   ),
-  d AS (
-    SELECT x.*, l.at,
-           x.single AND l.whole AND x.ts > l.ended_at AND x.ts <= l.ended_at + v_timeout AS extends,
-           x.single AND (l.started_at IS NULL OR x.ts > l.ended_at + v_timeout) AS alone
+  -- Each user's events in the order (ts, event_id): the first (rn 1), the gaps, the page views so far.
+  o AS (
+    SELECT x.*, row_number() OVER s AS rn, x.ts - lag(x.ts) OVER s AS gap,
+           count(*) FILTER (WHERE x.pv) OVER s AS pv_run
       FROM x
+    WINDOW s AS (PARTITION BY x.take, x.k, x.p, x.u ORDER BY x.ts, x.id COLLATE "C" ROWS UNBOUNDED PRECEDING)
+  ),
+  -- The user's events as one part: on every row, so that its first row carries them. One row
+  -- matches each FILTER below: max() just picks its value.
+  g AS (
+    SELECT o.*, count(*) OVER u AS n, count(*) FILTER (WHERE o.pv) OVER u AS pv_n,
+           max(o.gap) OVER u AS max_gap, max(o.ts) OVER u AS hi, bool_or(o.b) OVER u AS bot,
+           max(o.pa) FILTER (WHERE o.pv AND o.pv_run = 1) OVER u AS entry_page,
+           max(o.ts) FILTER (WHERE o.pv AND o.pv_run = 1) OVER u AS entry_at,
+           max(o.id) FILTER (WHERE o.pv AND o.pv_run = 1) OVER u AS entry_id
+      FROM o
+    WINDOW u AS (PARTITION BY o.take, o.k, o.p, o.u)
+  ),
+  e AS (
+    SELECT g.*,
+           max(g.pa) FILTER (WHERE g.pv AND g.pv_run = g.pv_n) OVER u AS exit_page,
+           max(g.ts) FILTER (WHERE g.pv AND g.pv_run = g.pv_n) OVER u AS exit_at,
+           max(g.id) FILTER (WHERE g.pv AND g.pv_run = g.pv_n) OVER u AS exit_id,
+           g.take AND g.k = '' AND g.rn = 1 AND (g.max_gap IS NULL OR g.max_gap <= v_timeout) AS chained
+      FROM g
+    WINDOW u AS (PARTITION BY g.take, g.k, g.p, g.u)
+  ),
+  -- On the first row of each chained user: the latest visit, and what becomes of the events.
+  d AS (
+    SELECT e.*, l.at,
+           e.chained AND l.whole AND e.ts > l.ended_at AND e.ts <= l.ended_at + v_timeout AS extends,
+           e.chained AND (l.started_at IS NULL OR e.ts > l.ended_at + v_timeout) AS alone
+      FROM e
       LEFT JOIN LATERAL (
         SELECT s.ctid AS at, s.started_at, s.ended_at,
                s.first_event_id IS NOT NULL AND s.started_at >= v_cutoff AS whole
           FROM tally.sessions s
-         WHERE x.single AND s.project = x.p AND s.user_id = x.u AND s.session_key = ''
+         WHERE e.chained AND s.project = e.p AND s.user_id = e.u AND s.session_key = ''
          ORDER BY s.started_at DESC
          LIMIT 1
       ) AS l ON true
   ),
   extended AS (
     UPDATE tally.sessions s
-       SET ended_at = d.ts, events = s.events + 1, page_views = s.page_views + d.pv::int4,
-           entry_page = CASE WHEN d.pv AND s.page_views = 0 THEN d.pa ELSE s.entry_page END,
-           entry_at = CASE WHEN d.pv AND s.page_views = 0 THEN d.ts ELSE s.entry_at END,
-           entry_event_id = CASE WHEN d.pv AND s.page_views = 0 THEN d.id ELSE s.entry_event_id END,
-           exit_page = CASE WHEN d.pv THEN d.pa ELSE s.exit_page END,
-           exit_at = CASE WHEN d.pv THEN d.ts ELSE s.exit_at END,
-           exit_event_id = CASE WHEN d.pv THEN d.id ELSE s.exit_event_id END,
-           is_bot = s.is_bot OR d.b
+       SET ended_at = d.hi, events = s.events + d.n::int4, page_views = s.page_views + d.pv_n::int4,
+           entry_page = CASE WHEN d.pv_n > 0 AND s.page_views = 0 THEN d.entry_page ELSE s.entry_page END,
+           entry_at = CASE WHEN d.pv_n > 0 AND s.page_views = 0 THEN d.entry_at ELSE s.entry_at END,
+           entry_event_id = CASE WHEN d.pv_n > 0 AND s.page_views = 0 THEN d.entry_id ELSE s.entry_event_id END,
+           exit_page = CASE WHEN d.pv_n > 0 THEN d.exit_page ELSE s.exit_page END,
+           exit_at = CASE WHEN d.pv_n > 0 THEN d.exit_at ELSE s.exit_at END,
+           exit_event_id = CASE WHEN d.pv_n > 0 THEN d.exit_id ELSE s.exit_event_id END,
+           is_bot = s.is_bot OR d.bot
       FROM d
      WHERE d.extends AND s.ctid = d.at
   ),
@@ -137,14 +169,18 @@ BEGIN
        hostname, referrer_host, channel, utm_source, utm_medium, utm_campaign, utm_term, utm_content,
        browser, os, device, country, is_bot, first_event_id, entry_at, entry_event_id, exit_at,
        exit_event_id)
-    SELECT d.p, d.u, '', d.ts, d.ts, 1, d.pv::int4, CASE WHEN d.pv THEN d.pa END, CASE WHEN d.pv THEN d.pa END,
-           d.h, d.rh, d.ch, d.us, d.um, d.uc, d.ut, d.ux, d.br, d.os, d.dv, d.co, d.b, d.id,
-           CASE WHEN d.pv THEN d.ts END, CASE WHEN d.pv THEN d.id END,
-           CASE WHEN d.pv THEN d.ts END, CASE WHEN d.pv THEN d.id END
+    SELECT d.p, d.u, '', d.ts, d.hi, d.n::int4, d.pv_n::int4, d.entry_page, d.exit_page,
+           d.h, d.rh, d.ch, d.us, d.um, d.uc, d.ut, d.ux, d.br, d.os, d.dv, d.co, d.bot, d.id,
+           d.entry_at, d.entry_id, d.exit_at, d.exit_id
       FROM d
      WHERE d.alone
+  ),
+  -- The decision of each user's first row for all its rows.
+  h AS (
+    SELECT d.i, d.take AND NOT coalesce(bool_or(d.extends OR d.alone) OVER (PARTITION BY d.take, d.k, d.p, d.u), false) AS rest
+      FROM d
   )
-  SELECT array_agg(d.take AND NOT (d.extends IS TRUE OR d.alone) ORDER BY d.i) INTO p_take FROM d;
+  SELECT array_agg(h.rest ORDER BY h.i) INTO p_take FROM h;
   IF array_position(p_take, true) IS NULL THEN
     RETURN;
   END IF;
