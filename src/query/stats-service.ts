@@ -2,7 +2,7 @@ import { TallyError } from '../errors/tally-error.ts';
 import { isDateOnly, parseDayStart, parseTimestamp } from '../event/timestamp.ts';
 import { piecesFor, type Piece } from './range-pieces.ts';
 import { PAGE_VIEW, type StatsStore } from '../store/stats-store.ts';
-import { estimateBuckets, isValidZone, zonedBuckets, type Interval } from './time-buckets.ts';
+import { canonicalZone, estimateBuckets, isValidZone, zonedBuckets, type Interval } from './time-buckets.ts';
 
 const MINUTE = 60_000;
 const DAY = 86_400_000;
@@ -30,9 +30,9 @@ export interface RangeInput {
  * (`2026-12-01`) is that day's start in `tz`, so `from=2026-12-01&to=2026-12-02` is that one day.
  */
 export function resolveRange(input: RangeInput, now = Date.now()): Range {
-  const tz = input.tz ?? 'UTC';
-  if (!isValidZone(tz))
-    throw invalid('tz', `tz must be an IANA time zone name such as Europe/Paris (got ${tz})`);
+  const tz = canonicalZone(input.tz ?? 'UTC');
+  if (tz === undefined)
+    throw invalid('tz', `tz must be an IANA time zone name such as Europe/Paris (got ${input.tz})`);
   const to =
     input.to === undefined ? Math.ceil(now / MINUTE) * MINUTE : ceilMinute(readTime(input.to, 'to', tz));
   const from =

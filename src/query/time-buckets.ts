@@ -1,5 +1,5 @@
 import { LRUCache } from 'lru-cache';
-import { DateTime, IANAZone } from 'luxon';
+import { DateTime } from 'luxon';
 
 export type Interval = 'minute' | 'hour' | 'day';
 
@@ -12,18 +12,40 @@ export interface Bucket {
 }
 
 /**
- * Zones already checked, valid or not (bounded: a zone matches case-insensitively, so names are
- * not few). TRICKY: luxon checks a zone by building an Intl.DateTimeFormat, whose ~25 KB of ICU
- * memory is outside V8's heap and was never given back: every question checks its zone, and
- * `tally query` grew by 25 KB a request, past 1.5 GB after 60,000 cached answers
- * (docs/benchmarks.md, "The query role's memory: one Intl.DateTimeFormat per request").
+ * Zones already checked: a name's canonical spelling, or false (bounded: a zone matches
+ * case-insensitively, so names are not few). TRICKY: checking a name with luxon builds an
+ * Intl.DateTimeFormat, whose ~25 KB of ICU memory is outside V8's heap and was never given back:
+ * every question checks its zone, and `tally query` grew by 25 KB a request, past 1.5 GB after
+ * 60,000 cached answers (docs/benchmarks.md, "The query role's memory: one Intl.DateTimeFormat
+ * per request"). And luxon keeps a zone object and an Intl.DateTimeFormat for every name it is
+ * given, without bound: it is only ever given the canonical names (canonicalZone).
  */
-const checkedZones = new LRUCache<string, boolean>({ max: 1000 });
+const checkedZones = new LRUCache<string, string | false>({ max: 1000 });
+/** The zones ICU lists, by lower-case name: most names resolve without any Intl object. */
+let listedZones: Map<string, string> | undefined;
+
+/** Zone `tz` spelt as ICU spells it (so `europe/paris` is `Europe/Paris`), or undefined if unknown. */
+export function canonicalZone(tz: string): string | undefined {
+  let zone = checkedZones.get(tz);
+  if (zone === undefined) {
+    listedZones ??= new Map(Intl.supportedValuesOf('timeZone').map((z) => [z.toLowerCase(), z]));
+    // Not listed: an alias (Asia/Calcutta), UTC, an offset; as luxon checks a zone.
+    zone = listedZones.get(tz.toLowerCase()) ?? resolvedZone(tz) ?? false;
+    checkedZones.set(tz, zone);
+  }
+  return zone === false ? undefined : zone;
+}
+
+function resolvedZone(tz: string): string | undefined {
+  try {
+    return new Intl.DateTimeFormat('en-US', { timeZone: tz }).resolvedOptions().timeZone;
+  } catch {
+    return undefined;
+  }
+}
 
 export function isValidZone(tz: string): boolean {
-  let valid = checkedZones.get(tz);
-  if (valid === undefined) checkedZones.set(tz, (valid = IANAZone.isValidZone(tz)));
-  return valid;
+  return canonicalZone(tz) !== undefined;
 }
 
 /**
@@ -33,7 +55,7 @@ export function isValidZone(tz: string): boolean {
  */
 export function zonedBuckets(from: number, to: number, interval: Interval, tz: string): Bucket[] {
   const buckets: Bucket[] = [];
-  let start = DateTime.fromMillis(from, { zone: tz }).startOf(interval);
+  let start = DateTime.fromMillis(from, { zone: canonicalZone(tz) ?? tz }).startOf(interval);
   while (start.toMillis() < to) {
     const next = start.plus({ [interval]: 1 });
     buckets.push({

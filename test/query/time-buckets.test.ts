@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { isValidZone, zonedBuckets } from '../../src/query/time-buckets.ts';
+import { canonicalZone, isValidZone, zonedBuckets } from '../../src/query/time-buckets.ts';
 
 test('Kolkata day buckets start at 18:30 UTC and carry the offset', () => {
   const from = Date.UTC(2024, 6, 1, 0, 0);
@@ -49,4 +49,29 @@ test('a zone is checked once, not per question: each check builds an Intl.DateTi
   const afterFirst = built;
   for (let i = 0; i < 100; i++) assert.deepEqual(zones.map(isValidZone), first);
   assert.equal(built, afterFirst, 'no Intl.DateTimeFormat for a zone checked before');
+});
+
+test('every spelling of a zone reaches luxon as one name: its caches (a zone and a format a name) stay bounded', (t) => {
+  assert.equal(canonicalZone('europe/PARIS'), 'Europe/Paris');
+  assert.equal(canonicalZone('Fantasia/Castle'), undefined);
+  assert.equal(canonicalZone('utc'), 'UTC');
+  const Real = Intl.DateTimeFormat;
+  let built = 0;
+  const Counting = new Proxy(Real, {
+    construct(target, args: ConstructorParameters<typeof Intl.DateTimeFormat>) {
+      built++;
+      return new target(...args);
+    },
+  });
+  Intl.DateTimeFormat = Counting;
+  t.after(() => (Intl.DateTimeFormat = Real));
+  const from = Date.UTC(2024, 9, 26, 20);
+  const expected = zonedBuckets(from, from + 6 * 3_600_000, 'hour', 'Asia/Tokyo');
+  const afterFirst = built;
+  // 64 spellings of one name: before, luxon made a zone and an Intl.DateTimeFormat for each.
+  for (let mask = 0; mask < 64; mask++) {
+    const name = [...'asia/tokyo'].map((c, i) => (i < 6 && (mask >> i) & 1 ? c.toUpperCase() : c)).join('');
+    assert.deepEqual(zonedBuckets(from, from + 6 * 3_600_000, 'hour', name), expected);
+  }
+  assert.equal(built, afterFirst, 'no Intl.DateTimeFormat for another spelling of a zone luxon has');
 });

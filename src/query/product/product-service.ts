@@ -13,6 +13,7 @@ import {
 import { percentage } from '../metrics.ts';
 import type { RawWindow, ScopedStats } from '../scoped-stats.ts';
 import { invalid, iso, resolveRange, type Range } from '../stats-service.ts';
+import { canonicalZone } from '../time-buckets.ts';
 import { checkQuery } from '../validate.ts';
 import { funnel, type FunnelStepCount } from './funnel.ts';
 import { paths } from './paths.ts';
@@ -281,13 +282,15 @@ export class ProductService {
 }
 
 /**
- * One format per zone name, bounded: names match case-insensitively (`america/havana` is valid),
- * so they are not a few hundred, and each format holds ~25 KB of ICU memory outside V8's heap.
+ * One format per zone, bounded (each holds ~25 KB of ICU memory outside V8's heap); keyed by the
+ * canonical name, as names match case-insensitively (`america/havana` is valid).
  */
 const DATE_FORMATS = new LRUCache<string, Intl.DateTimeFormat>({ max: 1000 });
 
 /** The local calendar date (YYYY-MM-DD) of `t` in `tz`. */
-function localDate(t: number, tz: string): string {
+function localDate(t: number, name: string): string {
+  // One format a zone, not one a spelling of its name.
+  const tz = canonicalZone(name) ?? name;
   let format = DATE_FORMATS.get(tz);
   if (format === undefined) {
     // Making one costs ~0.1 ms.
