@@ -48,6 +48,11 @@ export function isValidZone(tz: string): boolean {
   return canonicalZone(tz) !== undefined;
 }
 
+/** The name to give luxon or Intl for zone `tz`, checked before: its canonical spelling. */
+export function zoneName(tz: string): string {
+  return canonicalZone(tz) ?? tz;
+}
+
 /**
  * Splits [from, to) into buckets of `interval` that start at the interval's boundaries in
  * zone `tz` (so a day in Asia/Kolkata starts at 18:30 UTC). The first and last buckets are
@@ -55,7 +60,7 @@ export function isValidZone(tz: string): boolean {
  */
 export function zonedBuckets(from: number, to: number, interval: Interval, tz: string): Bucket[] {
   const buckets: Bucket[] = [];
-  let start = DateTime.fromMillis(from, { zone: canonicalZone(tz) ?? tz }).startOf(interval);
+  let start = DateTime.fromMillis(from, { zone: zoneName(tz) }).startOf(interval);
   while (start.toMillis() < to) {
     const next = start.plus({ [interval]: 1 });
     buckets.push({

@@ -1,5 +1,5 @@
 import { IANAZone } from 'luxon';
-import { canonicalZone } from '../time-buckets.ts';
+import { zoneName } from '../time-buckets.ts';
 
 /**
  * Calendar periods in a time zone, for retention's cohorts (issue 21): a day runs from local
@@ -15,13 +15,13 @@ const DAY = 86_400_000;
 
 /** The epoch ms at which the local period of `period` in `tz` holding `t` starts. */
 export function periodStart(t: number, period: RetentionPeriod, tz: string): number {
-  const zone = IANAZone.create(canonicalZone(tz) ?? tz);
+  const zone = IANAZone.create(zoneName(tz));
   return firstInstantOf(firstDate(localDate(zone, t), period), (at) => offsetAt(zone, at));
 }
 
 /** The start of the period after the one starting at `start` (a periodStart answer). */
 export function nextPeriod(start: number, period: RetentionPeriod, tz: string): number {
-  const zone = IANAZone.create(canonicalZone(tz) ?? tz);
+  const zone = IANAZone.create(zoneName(tz));
   const first = firstDate(localDate(zone, start), period);
   const next =
     period === 'day'

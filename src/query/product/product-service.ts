@@ -13,7 +13,7 @@ import {
 import { percentage } from '../metrics.ts';
 import type { RawWindow, ScopedStats } from '../scoped-stats.ts';
 import { invalid, iso, resolveRange, type Range } from '../stats-service.ts';
-import { canonicalZone } from '../time-buckets.ts';
+import { zoneName } from '../time-buckets.ts';
 import { checkQuery } from '../validate.ts';
 import { funnel, type FunnelStepCount } from './funnel.ts';
 import { paths } from './paths.ts';
@@ -290,7 +290,7 @@ const DATE_FORMATS = new LRUCache<string, Intl.DateTimeFormat>({ max: 1000 });
 /** The local calendar date (YYYY-MM-DD) of `t` in `tz`. */
 function localDate(t: number, name: string): string {
   // One format a zone, not one a spelling of its name.
-  const tz = canonicalZone(name) ?? name;
+  const tz = zoneName(name);
   let format = DATE_FORMATS.get(tz);
   if (format === undefined) {
     // Making one costs ~0.1 ms.
