@@ -2,6 +2,7 @@ import { isUtf8 } from 'node:buffer';
 import sjson from 'secure-json-parse';
 import { DEFAULT_PROJECT } from '../auth/authorize.ts';
 import { normalizeEvent } from '../event/normalize.ts';
+import { parseCanonicalIso } from '../event/timestamp.ts';
 import type { TallyEvent, ValidationIssue } from '../event/types.ts';
 
 /**
@@ -113,7 +114,8 @@ function receivedAtOf(parsed: unknown): number | undefined {
   if (parsed === null || typeof parsed !== 'object') return undefined;
   const raw = (parsed as { received_at?: unknown }).received_at;
   if (typeof raw !== 'string') return undefined;
-  const ms = Date.parse(raw);
+  // Ingest writes it as toISOString does: read without Date.parse's general parser.
+  const ms = parseCanonicalIso(raw) ?? Date.parse(raw);
   return Number.isFinite(ms) ? ms : undefined;
 }
 

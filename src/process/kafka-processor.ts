@@ -12,7 +12,6 @@ import { FETCH_MAX_BYTES } from '../kafka/client-options.ts';
 import { retryTransient } from '../kafka/transient.ts';
 import type { HealthCheck } from '../observability/health.ts';
 import type { Metrics } from '../observability/metrics.ts';
-import { partitionKey } from '../store/positions.ts';
 import { AssignedPositions } from './assigned-positions.ts';
 import { BatchCommitter } from './batch-committer.ts';
 import { BatchFlusher } from './batch-flusher.ts';
@@ -285,7 +284,7 @@ export class KafkaProcessor {
   #onMessage(message: Message<Buffer, Buffer, Buffer, Buffer>, generation: number): void {
     if (generation !== this.#rebalancer.generation || this.#stopping) return;
     // TRICKY: a stream may still deliver a partition that a newer assignment took away.
-    if (!this.#positions.has(partitionKey(message.topic, message.partition))) return;
+    if (!this.#positions.assigned(message.topic, message.partition)) return;
     this.#batches.add(message);
   }
 }
